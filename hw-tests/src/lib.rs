@@ -1,0 +1,1 @@
+//! Shared helpers for the hardware-facing test tiers (see hw-tests/README.md).

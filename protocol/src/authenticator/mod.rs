@@ -1,0 +1,2 @@
+//! A software CTAP2 authenticator as a pure state machine.
+//! (being written)

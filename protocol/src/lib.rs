@@ -1,0 +1,40 @@
+//! # cablebridge-protocol
+//!
+//! Sans-IO implementations of the wire protocols cablebridge speaks:
+//!
+//! * [`hybrid`] — the FIDO hybrid transport ("caBLE v2"): QR payload and `FIDO:/` digits, HKDF
+//!   purposes, BLE EID seal/trial-open, tunnel domains and URLs, Noise KNpsk0/NKpsk0 for both
+//!   roles, the in-place Crypter, post-handshake/typed/linking messages.
+//! * [`ctaphid`] — CTAPHID framing and the host and device transaction state machines.
+//! * [`ctap2`] — CTAP2 request/response types, status codes, PIN/UV auth protocols 1 and 2,
+//!   attestation object and authenticator-data parsing.
+//! * [`authenticator`] — a software CTAP2 authenticator as a pure state machine.
+//! * [`cbor`] — the one CBOR codec, which always writes CTAP2 canonical form.
+//!
+//! ## What this crate does not do
+//!
+//! No IO, no clock reads, no global randomness. Time comes in as `now` arguments and randomness as
+//! `&mut impl CryptoRngCore`; a `clippy.toml` `disallowed-methods` list and a CI step that builds
+//! this crate's dependency tree without tokio keep it that way.
+//!
+//! ## How to drive a state machine
+//!
+//! Every stateful type here follows the same loop (the model is `quinn-proto`): feed one input
+//! (bytes received, a timer that fired, a request from the application), then drain **all**
+//! outputs (bytes to send, timers to arm, events) before feeding the next input. The types never
+//! block and never panic on peer input; malformed input becomes an error that names the stage.
+//!
+//! ## Panic policy
+//!
+//! Peer input never panics. `unwrap`/`expect` are linted outside tests; indexing is only done
+//! after a length check on the same slice.
+
+pub mod authenticator;
+pub mod cbor;
+pub mod ctap2;
+pub mod ctaphid;
+pub mod error;
+pub mod hybrid;
+pub mod secret;
+
+pub use error::{Fault, Stage};
