@@ -217,6 +217,8 @@ fn full_channel_table_evicts_the_oldest_idle_channel() {
     let c = open(&mut dev, &mut rng, now);
     // `a` is processing, so `b` goes.
     assert_eq!(dev.channels().collect::<Vec<_>>(), vec![a, c]);
+    dev.handle_report(&reports(b, Command::Ping, &[])[0], now, &mut rng);
+    assert!(drain(&mut dev).contains(&error(b, ErrorCode::InvalidChannel)));
     dev.check_invariants();
 }
 
