@@ -20,7 +20,7 @@ use rand_core::CryptoRngCore;
 use super::codes::{Capabilities, Cid, Command, ErrorCode, KeepAliveStatus};
 use super::error::{DeviceError, FrameError};
 use super::fragment::{fragment, Message, Reassembler};
-use super::host::DeviceInfo;
+use super::info::DeviceInfo;
 use super::packet::{Packet, Report, ReportLen};
 use super::{INIT_NONCE_LEN, PROTOCOL_VERSION};
 

@@ -7,6 +7,7 @@
 //! * [`fragment`](mod@fragment): [`fragment()`] and [`Reassembler`].
 //! * [`host`]: [`HostChannel`], the client side (what the daemon runs against a real key).
 //! * [`device`]: [`DeviceState`], the authenticator side (what the virtual USB key wraps).
+//! * [`info`]: [`DeviceInfo`], the INIT response payload.
 //!
 //! This module is not a HID driver: it never sees the hidraw report-ID byte, a file descriptor, a
 //! UDP socket or a clock. It does not interpret CBOR or U2F payloads either; that is [`crate::ctap2`].
@@ -46,13 +47,15 @@ pub mod device;
 pub mod error;
 pub mod fragment;
 pub mod host;
+pub mod info;
 pub mod packet;
 
 pub use codes::{Capabilities, Cid, Command, ErrorCode, KeepAliveStatus};
 pub use device::{DeviceConfig, DeviceEvent, DeviceState};
 pub use error::{DeviceError, FrameError, HostError, Waiting};
 pub use fragment::{fragment, Fragmenter, Message, Reassembler};
-pub use host::{DeviceInfo, HostChannel, HostConfig, HostEvent, HostStats};
+pub use host::{HostChannel, HostConfig, HostEvent, HostStats};
+pub use info::DeviceInfo;
 pub use packet::{ContPacket, InitPacket, Packet, Report, ReportLen, MAX_REPORT_LEN};
 
 /// Length of the INIT nonce (§11.2.9.1.3).
