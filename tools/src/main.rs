@@ -1,5 +1,26 @@
-//! `cablebridge` command-line tool: a thin clap front end over the library crates.
+//! `cablebridge` command-line tool: parse flags, dispatch to one `cmd` module, print through
+//! `output`, exit with the documented code. Nothing else lives here.
 
-fn main() {
-    println!("cablebridge: the command set is being built; see README.md");
+mod cli;
+mod cmd;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help/--version print to stdout and succeed; real usage errors exit 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(output::Exit::Usage.code())
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let json = cli.global.json;
+    output::finish(cmd::run(&cli), json)
 }

@@ -1,0 +1,44 @@
+//! The top-level clap definition: global options and the subcommand enum. Each subcommand's own
+//! arguments live next to its implementation in `cmd/`; adding a subcommand means one new module
+//! and one variant here (plus one arm in `cmd::run`).
+
+use crate::cmd;
+use crate::output::EXIT_CODES_HELP;
+use clap::{Args, Parser, Subcommand};
+
+/// Work with FIDO hybrid (caBLE v2) QR codes, adverts and tunnels.
+#[derive(Debug, Parser)]
+#[command(name = "cablebridge", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Options accepted by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all subcommands (`global = true`: accepted before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Print one JSON object on stdout instead of human-readable text (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Include secrets (QR secret, PSK) in the output. They are omitted by default.
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make or decode `FIDO:/` QR codes.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Qr(cmd::qr::QrCommand),
+    /// Work with BLE advert service data.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Advert(cmd::advert::AdvertCommand),
+    /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
+    #[command(after_help = EXIT_CODES_HELP)]
+    TunnelDomain(cmd::domain::TunnelDomainArgs),
+}

@@ -1,0 +1,36 @@
+//! One module per subcommand. Each exposes its clap arguments and a `run` that returns a
+//! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
+
+pub mod advert;
+pub mod domain;
+pub mod qr;
+
+use crate::cli::{Cli, Command};
+use crate::output::{CmdError, Report};
+use cablebridge_protocol::error::Classify;
+
+/// Dispatches to the subcommand.
+pub fn run(cli: &Cli) -> Result<Report, CmdError> {
+    match &cli.command {
+        Command::Qr(c) => qr::run(c, &cli.global),
+        Command::Advert(c) => advert::run(c, &cli.global),
+        Command::TunnelDomain(a) => domain::run(a),
+    }
+}
+
+/// Malformed user input reported by the protocol crate: exit 2, one line, stage attached.
+pub fn input_error<E: Classify + std::fmt::Display>(context: &str, e: &E) -> CmdError {
+    CmdError::usage(format!("{context}: {e}")).at(e.stage())
+}
+
+/// Parses hex typed by a person: surrounding whitespace, inner spaces and `:` separators allowed.
+pub fn parse_hex_arg(what: &str, s: &str) -> Result<Vec<u8>, CmdError> {
+    let cleaned: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    hex::decode(&cleaned).map_err(|e| CmdError::usage(format!("{what} is not valid hex: {e}")))
+}
+
+/// Parses a QR URL typed or pasted by a person (surrounding whitespace is ignored).
+pub fn parse_qr_url(url: &str) -> Result<cablebridge_protocol::hybrid::qr::QrPayload, CmdError> {
+    cablebridge_protocol::hybrid::qr::QrPayload::from_url(url.trim())
+        .map_err(|e| input_error("invalid FIDO:/ URL", &e))
+}
