@@ -9,12 +9,29 @@
 //! Not here: CTAPHID framing ([`crate::ctaphid`]), transports, or authenticator policy (which
 //! lives in [`crate::authenticator`]).
 
+pub mod client_pin;
 pub mod command;
 pub mod cose;
+pub mod cred_mgmt;
+pub mod entities;
 pub mod error;
+mod fields;
+pub mod framing;
+pub mod get_assertion;
+pub mod get_info;
+pub mod make_credential;
 pub mod status;
 
+pub use client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, Permissions};
 pub use command::Command;
 pub use cose::{CoseAlgorithm, CoseKey};
+pub use cred_mgmt::{
+    CredMgmtParams, CredMgmtSubcommand, CredentialManagementRequest, CredentialManagementResponse,
+};
+pub use entities::{CredentialDescriptor, CredentialParameters, RelyingParty, User};
 pub use error::Ctap2Error;
+pub use framing::{decode_request, decode_response, encode_request, encode_response};
+pub use get_assertion::{GetAssertionRequest, GetAssertionResponse};
+pub use get_info::GetInfo;
+pub use make_credential::{CommandOptions, MakeCredentialRequest, MakeCredentialResponse};
 pub use status::StatusCode;
