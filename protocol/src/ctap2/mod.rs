@@ -20,6 +20,7 @@ pub mod framing;
 pub mod get_assertion;
 pub mod get_info;
 pub mod make_credential;
+pub mod pin;
 pub mod status;
 
 pub use client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, Permissions};
