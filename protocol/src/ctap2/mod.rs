@@ -9,6 +9,8 @@
 //! Not here: CTAPHID framing ([`crate::ctaphid`]), transports, or authenticator policy (which
 //! lives in [`crate::authenticator`]).
 
+pub mod attestation;
+pub mod auth_data;
 pub mod client_pin;
 pub mod command;
 pub mod cose;
@@ -22,7 +24,10 @@ pub mod get_info;
 pub mod make_credential;
 pub mod pin;
 pub mod status;
+pub mod verify;
 
+pub use attestation::{AttestationObject, AttestationStatement, AttestationType};
+pub use auth_data::{AttestedCredentialData, AuthDataFlags, AuthenticatorData};
 pub use client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, Permissions};
 pub use command::Command;
 pub use cose::{CoseAlgorithm, CoseKey};
