@@ -1,6 +1,7 @@
 //! Every value of the synthetic hybrid transcripts (PROTOCOL-hybrid.md §10.5,
 //! `tests/vectors/hybrid.json` keys `transcripts.qr`, `transcripts.linking`, `transcripts.linked`)
 //! reproduced from BOTH sides with the given scalars, plus the upstream post-handshake plaintexts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
 use cablebridge_protocol::hybrid::crypter::Crypter;
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, Psk};

@@ -1,5 +1,6 @@
 //! Desktop and phone session state machines run against each other in memory (STYLE.md
 //! principle 8): a QR session that creates a link, a linked session that uses it, and faults.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
 use cablebridge_protocol::error::{Classify, Fault, Stage};
 use cablebridge_protocol::hybrid::crypter::{Crypter, CrypterError};
