@@ -1,1 +1,426 @@
-//! (being written)
+//! Noise KNpsk0 (QR-initiated, prologue `0x01`) and NKpsk0 (linked, prologue `0x00`) over P-256,
+//! both roles (§7): the desktop is the initiator, the phone the responder.
+//!
+//! Both messages are exactly 81 bytes (65-byte uncompressed ephemeral ‖ 16-byte tag of an empty
+//! payload); any other length, a non-empty payload or an invalid point is an error. After
+//! message 2 both sides hold an [`Established`] session: the data-phase [`Crypter`] with the
+//! right key direction and the handshake hash (channel binding for linking signatures, §9.1).
+//!
+//! Hand-written rather than `snow`: the symmetric state is ~60 lines, and writing it lets the
+//! ephemeral come from an injected RNG (or a fixed key for vectors), checks the exact 81-byte
+//! sizes and empty payloads, exposes the handshake hash, and hands the split keys straight to
+//! the in-place [`Crypter`] without snow's allocating transport state.
+//!
+//! Not here: the PSK (`keys`), what is sent afterwards (`messages`, `session`).
+
+use crate::error::{Classify, Fault, Stage};
+use crate::hybrid::crypter::Crypter;
+use crate::hybrid::keys::Psk;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Tag};
+use core::fmt;
+use hkdf::Hkdf;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::{PublicKey, SecretKey};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of both handshake messages.
+pub const HANDSHAKE_MESSAGE_LEN: usize = 81;
+const POINT_LEN: usize = 65;
+
+const KN_NAME: &[u8; 31] = b"Noise_KNpsk0_P256_AESGCM_SHA256";
+const NK_NAME: &[u8; 31] = b"Noise_NKpsk0_P256_AESGCM_SHA256";
+const KN_PROLOGUE: u8 = 0x01;
+const NK_PROLOGUE: u8 = 0x00;
+
+/// Why a handshake message was rejected.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// A handshake message that is not exactly 81 bytes.
+    WrongLength(usize),
+    /// The ephemeral key is not an uncompressed point on P-256.
+    BadPoint,
+    /// The tag did not authenticate (wrong PSK, wrong static key, or tampering).
+    TagMismatch,
+    /// The decrypted handshake payload was not empty.
+    NonEmptyPayload(usize),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::WrongLength(n) => {
+                write!(f, "Noise handshake message is {n} bytes, expected {HANDSHAKE_MESSAGE_LEN}")
+            }
+            HandshakeError::BadPoint => {
+                write!(f, "Noise ephemeral key is not an uncompressed P-256 point")
+            }
+            HandshakeError::TagMismatch => write!(
+                f,
+                "Noise handshake tag did not authenticate (wrong PSK or static key, or tampering)"
+            ),
+            HandshakeError::NonEmptyPayload(n) => {
+                write!(f, "Noise handshake message carried a {n}-byte payload, expected none")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+impl Classify for HandshakeError {
+    fn fault(&self) -> Fault {
+        Fault::Peer
+    }
+    fn stage(&self) -> Stage {
+        Stage::Handshake
+    }
+}
+
+/// The result of a completed handshake.
+#[derive(Debug)]
+pub struct Established {
+    /// Data-phase encryption with this role's key directions (§7.4).
+    pub crypter: Crypter,
+    /// `h` after message 2: what linking signatures cover (§9.1, pitfall 17).
+    pub handshake_hash: [u8; 32],
+}
+
+/// The desktop's static-key knowledge per handshake kind.
+#[derive(Debug, Clone, Copy)]
+pub enum InitiatorKeys<'a> {
+    /// KNpsk0: the desktop's QR identity key (`-> s`).
+    Qr {
+        /// The private key whose public half the QR code carries.
+        desktop_identity: &'a SecretKey,
+    },
+    /// NKpsk0: the phone's identity public key from stored linking info (`<- s`).
+    Linked {
+        /// The phone's long-term identity key.
+        phone_identity: &'a PublicKey,
+    },
+}
+
+/// The phone's static-key knowledge per handshake kind.
+#[derive(Debug, Clone, Copy)]
+pub enum ResponderKeys<'a> {
+    /// KNpsk0: the desktop's QR identity public key, read from the QR code.
+    Qr {
+        /// Decompressed key 0 of the QR payload.
+        desktop_identity: &'a PublicKey,
+    },
+    /// NKpsk0: the phone's own long-term identity key.
+    Linked {
+        /// The phone's identity private key.
+        phone_identity: &'a SecretKey,
+    },
+}
+
+/// Noise symmetric state (§7.1). The cipher key is used at most once per MixKey (nonce 0).
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct SymmetricState {
+    ck: [u8; 32],
+    h: [u8; 32],
+    k: [u8; 32],
+}
+
+impl SymmetricState {
+    fn new(name: &[u8; 31], prologue: u8, static_key: &PublicKey) -> Self {
+        let mut h = [0u8; 32];
+        h[..31].copy_from_slice(name);
+        let mut s = SymmetricState { ck: h, h, k: [0; 32] };
+        s.mix_hash(&[prologue]);
+        s.mix_hash(static_key.to_encoded_point(false).as_bytes());
+        s
+    }
+
+    fn mix_hash(&mut self, data: &[u8]) {
+        self.h = Sha256::new().chain_update(self.h).chain_update(data).finalize().into();
+    }
+
+    fn hkdf<const N: usize>(&self, ikm: &[u8]) -> [u8; N] {
+        let mut out = [0u8; N];
+        // N ≤ 96 ≤ 255·32: expand cannot fail.
+        let _ = Hkdf::<Sha256>::new(Some(&self.ck), ikm).expand(&[], &mut out);
+        out
+    }
+
+    fn mix_key(&mut self, ikm: &[u8]) {
+        let mut out: [u8; 64] = self.hkdf(ikm);
+        self.ck.copy_from_slice(&out[..32]);
+        self.k.copy_from_slice(&out[32..]);
+        out.zeroize();
+    }
+
+    fn mix_key_and_hash(&mut self, ikm: &[u8]) {
+        let mut out: [u8; 96] = self.hkdf(ikm);
+        self.ck.copy_from_slice(&out[..32]);
+        self.mix_hash(&out[32..64]);
+        self.k.copy_from_slice(&out[64..]);
+        out.zeroize();
+    }
+
+    fn mix_dh(&mut self, secret: &SecretKey, public: &PublicKey) {
+        let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
+        self.mix_key(shared.raw_secret_bytes());
+    }
+
+    /// EncryptAndHash of the empty payload: the tag, which is also what gets hashed.
+    fn encrypt_empty(&mut self) -> [u8; 16] {
+        let cipher = Aes256Gcm::new((&self.k).into());
+        let tag: [u8; 16] = cipher
+            .encrypt_in_place_detached(&Default::default(), &self.h, &mut [])
+            .map(Into::into)
+            // Unreachable for an empty buffer; a zero tag would simply fail at the peer.
+            .unwrap_or_default();
+        self.mix_hash(&tag);
+        tag
+    }
+
+    /// DecryptAndHash, requiring an empty payload; hashes ciphertext ‖ tag (§7.1).
+    fn decrypt_empty(&mut self, ciphertext: &[u8]) -> Result<(), HandshakeError> {
+        if ciphertext.len() != 16 {
+            return Err(HandshakeError::NonEmptyPayload(ciphertext.len().saturating_sub(16)));
+        }
+        let cipher = Aes256Gcm::new((&self.k).into());
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(ciphertext);
+        cipher
+            .decrypt_in_place_detached(&Default::default(), &self.h, &mut [], &Tag::from(tag))
+            .map_err(|_| HandshakeError::TagMismatch)?;
+        self.mix_hash(ciphertext);
+        Ok(())
+    }
+
+    /// Split (§7.1): `(k1, k2)`.
+    fn split(&self) -> ([u8; 32], [u8; 32]) {
+        let mut out: [u8; 64] = self.hkdf(&[]);
+        let mut k1 = [0u8; 32];
+        let mut k2 = [0u8; 32];
+        k1.copy_from_slice(&out[..32]);
+        k2.copy_from_slice(&out[32..]);
+        out.zeroize();
+        (k1, k2)
+    }
+}
+
+fn establish(sym: &SymmetricState, initiator: bool) -> Established {
+    let (mut k1, mut k2) = sym.split();
+    let crypter = if initiator { Crypter::new(&k1, &k2) } else { Crypter::new(&k2, &k1) };
+    k1.zeroize();
+    k2.zeroize();
+    Established { crypter, handshake_hash: sym.h }
+}
+
+fn parse_point(bytes: &[u8]) -> Result<PublicKey, HandshakeError> {
+    // Only the uncompressed form is valid on the wire; from_sec1_bytes rejects the identity and
+    // points off the curve.
+    if bytes.first() != Some(&0x04) {
+        return Err(HandshakeError::BadPoint);
+    }
+    PublicKey::from_sec1_bytes(bytes).map_err(|_| HandshakeError::BadPoint)
+}
+
+fn split_message(msg: &[u8]) -> Result<(PublicKey, &[u8]), HandshakeError> {
+    if msg.len() != HANDSHAKE_MESSAGE_LEN {
+        return Err(HandshakeError::WrongLength(msg.len()));
+    }
+    let (point, tag) = msg.split_at(POINT_LEN);
+    Ok((parse_point(point)?, tag))
+}
+
+fn write_message(e: &PublicKey, tag: &[u8; 16]) -> [u8; HANDSHAKE_MESSAGE_LEN] {
+    let mut msg = [0u8; HANDSHAKE_MESSAGE_LEN];
+    msg[..POINT_LEN].copy_from_slice(e.to_encoded_point(false).as_bytes());
+    msg[POINT_LEN..].copy_from_slice(tag);
+    msg
+}
+
+/// The desktop after sending message 1, waiting for message 2.
+pub struct Initiator {
+    sym: SymmetricState,
+    ephemeral: SecretKey,
+    /// KN only: the desktop static key for `se`.
+    desktop_identity: Option<SecretKey>,
+}
+
+impl fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Initiator(<redacted>)")
+    }
+}
+
+impl Initiator {
+    /// Builds message 1 with a fresh ephemeral key drawn from `rng`.
+    pub fn start(
+        keys: InitiatorKeys<'_>,
+        psk: &Psk,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> (Initiator, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        Self::start_with_ephemeral(keys, psk, SecretKey::random(rng))
+    }
+
+    /// [`Initiator::start`] with a given ephemeral key (deterministic vectors only).
+    #[doc(hidden)]
+    pub fn start_with_ephemeral(
+        keys: InitiatorKeys<'_>,
+        psk: &Psk,
+        ephemeral: SecretKey,
+    ) -> (Initiator, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        let (mut sym, desktop_identity) = match keys {
+            InitiatorKeys::Qr { desktop_identity } => (
+                SymmetricState::new(KN_NAME, KN_PROLOGUE, &desktop_identity.public_key()),
+                Some(desktop_identity.clone()),
+            ),
+            InitiatorKeys::Linked { phone_identity } => {
+                (SymmetricState::new(NK_NAME, NK_PROLOGUE, phone_identity), None)
+            }
+        };
+        sym.mix_key_and_hash(psk.expose());
+        let e_pub = ephemeral.public_key();
+        let e_bytes = e_pub.to_encoded_point(false);
+        sym.mix_hash(e_bytes.as_bytes());
+        sym.mix_key(e_bytes.as_bytes());
+        if let InitiatorKeys::Linked { phone_identity } = keys {
+            sym.mix_dh(&ephemeral, phone_identity); // es
+        }
+        let tag = sym.encrypt_empty();
+        (Initiator { sym, ephemeral, desktop_identity }, write_message(&e_pub, &tag))
+    }
+
+    /// Processes message 2 and completes the handshake (desktop: write = k1, read = k2).
+    pub fn read_response(mut self, msg2: &[u8]) -> Result<Established, HandshakeError> {
+        let (re, tag) = split_message(msg2)?;
+        let re_bytes = re.to_encoded_point(false);
+        self.sym.mix_hash(re_bytes.as_bytes());
+        self.sym.mix_key(re_bytes.as_bytes());
+        self.sym.mix_dh(&self.ephemeral, &re); // ee
+        if let Some(s) = &self.desktop_identity {
+            self.sym.mix_dh(s, &re); // se
+        }
+        self.sym.decrypt_empty(tag)?;
+        Ok(establish(&self.sym, true))
+    }
+}
+
+/// The phone's side: processes message 1 and builds message 2 with an ephemeral from `rng`.
+pub fn respond(
+    keys: ResponderKeys<'_>,
+    psk: &Psk,
+    msg1: &[u8],
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Result<(Established, [u8; HANDSHAKE_MESSAGE_LEN]), HandshakeError> {
+    respond_with_ephemeral(keys, psk, msg1, SecretKey::random(rng))
+}
+
+/// [`respond`] with a given ephemeral key (deterministic vectors only).
+#[doc(hidden)]
+pub fn respond_with_ephemeral(
+    keys: ResponderKeys<'_>,
+    psk: &Psk,
+    msg1: &[u8],
+    ephemeral: SecretKey,
+) -> Result<(Established, [u8; HANDSHAKE_MESSAGE_LEN]), HandshakeError> {
+    let (re, tag1) = split_message(msg1)?;
+    let mut sym = match keys {
+        ResponderKeys::Qr { desktop_identity } => {
+            SymmetricState::new(KN_NAME, KN_PROLOGUE, desktop_identity)
+        }
+        ResponderKeys::Linked { phone_identity } => {
+            SymmetricState::new(NK_NAME, NK_PROLOGUE, &phone_identity.public_key())
+        }
+    };
+    sym.mix_key_and_hash(psk.expose());
+    let re_bytes = re.to_encoded_point(false);
+    sym.mix_hash(re_bytes.as_bytes());
+    sym.mix_key(re_bytes.as_bytes());
+    if let ResponderKeys::Linked { phone_identity } = keys {
+        sym.mix_dh(phone_identity, &re); // es
+    }
+    sym.decrypt_empty(tag1)?;
+
+    let e_pub = ephemeral.public_key();
+    let e_bytes = e_pub.to_encoded_point(false);
+    sym.mix_hash(e_bytes.as_bytes());
+    sym.mix_key(e_bytes.as_bytes());
+    sym.mix_dh(&ephemeral, &re); // ee
+    if let ResponderKeys::Qr { desktop_identity } = keys {
+        sym.mix_dh(&ephemeral, desktop_identity); // se
+    }
+    let tag2 = sym.encrypt_empty();
+    Ok((establish(&sym, false), write_message(&e_pub, &tag2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn run(kn: bool) -> (Established, Established) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let psk = Psk::new([9; 32]);
+        let desktop = SecretKey::random(&mut rng);
+        let phone = SecretKey::random(&mut rng);
+        let (dpub, ppub) = (desktop.public_key(), phone.public_key());
+        let (ik, rk) = if kn {
+            (
+                InitiatorKeys::Qr { desktop_identity: &desktop },
+                ResponderKeys::Qr { desktop_identity: &dpub },
+            )
+        } else {
+            (
+                InitiatorKeys::Linked { phone_identity: &ppub },
+                ResponderKeys::Linked { phone_identity: &phone },
+            )
+        };
+        let (init, m1) = Initiator::start(ik, &psk, &mut rng);
+        let (p, m2) = respond(rk, &psk, &m1, &mut rng).unwrap();
+        (init.read_response(&m2).unwrap(), p)
+    }
+
+    #[test]
+    fn both_patterns_agree_on_hash_and_keys() {
+        for kn in [true, false] {
+            let (mut d, mut p) = run(kn);
+            assert_eq!(d.handshake_hash, p.handshake_hash);
+            let mut buf = Vec::new();
+            d.crypter.seal_frame(1, b"abc", &mut buf).unwrap();
+            assert_eq!(p.crypter.open_in_place(&mut buf), Ok(4));
+            p.crypter.seal_frame(1, b"xyz", &mut buf).unwrap();
+            assert_eq!(d.crypter.open_in_place(&mut buf), Ok(4));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let psk = Psk::new([9; 32]);
+        let desktop = SecretKey::random(&mut rng);
+        let dpub = desktop.public_key();
+        let rk = ResponderKeys::Qr { desktop_identity: &dpub };
+        let (_, m1) =
+            Initiator::start(InitiatorKeys::Qr { desktop_identity: &desktop }, &psk, &mut rng);
+        let e = respond(rk, &psk, &m1[..80], &mut rng).unwrap_err();
+        assert_eq!(e, HandshakeError::WrongLength(80));
+        let mut bad = m1;
+        bad[0] = 0x02;
+        assert_eq!(respond(rk, &psk, &bad, &mut rng).unwrap_err(), HandshakeError::BadPoint);
+        let mut bad = m1;
+        bad[1] ^= 1; // almost surely off the curve
+        assert_eq!(respond(rk, &psk, &bad, &mut rng).unwrap_err(), HandshakeError::BadPoint);
+        let mut bad = m1;
+        bad[80] ^= 1;
+        assert_eq!(respond(rk, &psk, &bad, &mut rng).unwrap_err(), HandshakeError::TagMismatch);
+        let wrong = Psk::new([8; 32]);
+        let e = respond(rk, &wrong, &m1, &mut rng).unwrap_err();
+        assert_eq!((e.stage(), e.fault()), (Stage::Handshake, Fault::Peer));
+    }
+
+    #[test]
+    fn non_empty_payload_is_rejected() {
+        let mut sym = SymmetricState { ck: [0; 32], h: [0; 32], k: [0; 32] };
+        assert_eq!(sym.decrypt_empty(&[0u8; 20]), Err(HandshakeError::NonEmptyPayload(4)));
+    }
+}

@@ -1,0 +1,309 @@
+//! Desktop (Noise initiator) phases of a hybrid session (§1.1 desktop checklist, §8, §9.2).
+
+use super::{open_into, SessionError, CTAP_GET_INFO};
+use crate::hybrid::crypter::Crypter;
+use crate::hybrid::keys::Psk;
+use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Update};
+use crate::hybrid::noise::{Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
+use p256::{PublicKey, SecretKey};
+
+/// What a received frame meant to the desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DesktopEvent {
+    /// The answer to the one CTAP request: status byte and CBOR body.
+    CtapResponse {
+        /// CTAP status (0 = success).
+        status: u8,
+        /// CBOR response body (may be empty for errors).
+        body: Vec<u8>,
+    },
+    /// Linking info whose signature verified over this session's handshake hash (QR only).
+    LinkingInfo(LinkingInfo),
+    /// An update without linking info (Chrome's constant-size padding-only update).
+    PaddingOnlyUpdate,
+    /// An update in a linked session: it cannot be verified and is discarded (§9.2).
+    UpdateDiscarded,
+}
+
+/// State shared by every phase after the handshake.
+#[derive(Debug)]
+struct Channel {
+    crypter: Crypter,
+    handshake_hash: [u8; 32],
+    /// `Some` in QR sessions: verifies linking signatures.
+    qr_identity: Option<SecretKey>,
+    /// Reused for every received frame.
+    scratch: Vec<u8>,
+    failed: bool,
+}
+
+impl Channel {
+    /// Opens a frame and interprets it; any error poisons the channel.
+    fn receive(
+        &mut self,
+        ciphertext: &[u8],
+        ctap_expected: bool,
+    ) -> Result<DesktopEvent, SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let result = self.receive_inner(ciphertext, ctap_expected);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn receive_inner(
+        &mut self,
+        ciphertext: &[u8],
+        ctap_expected: bool,
+    ) -> Result<DesktopEvent, SessionError> {
+        let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
+        match Frame::parse(&self.scratch[..n])? {
+            Frame::Shutdown => Err(SessionError::UnexpectedFrame {
+                frame: FrameType::Shutdown,
+                why: "shutdown is sent by the desktop only",
+            }),
+            Frame::Json(_) => Err(SessionError::UnexpectedFrame {
+                frame: FrameType::Json,
+                why: "a reply must have the request's type and only CTAP is requested",
+            }),
+            Frame::Ctap(_) if !ctap_expected => Err(SessionError::UnexpectedFrame {
+                frame: FrameType::Ctap,
+                why: "no CTAP request is outstanding",
+            }),
+            Frame::Ctap(reply) => {
+                let (&status, body) = reply.split_first().unwrap_or((&0, &[]));
+                Ok(DesktopEvent::CtapResponse { status, body: body.to_vec() })
+            }
+            Frame::Update(payload) => self.update(payload),
+        }
+    }
+
+    fn update(&self, payload: &[u8]) -> Result<DesktopEvent, SessionError> {
+        let Some(qr_identity) = &self.qr_identity else {
+            // Linked session: nothing to verify against; must still be CBOR (§8.2).
+            crate::cbor::Value::decode(payload)
+                .map_err(crate::hybrid::messages::MessageError::Update)?;
+            return Ok(DesktopEvent::UpdateDiscarded);
+        };
+        match Update::decode(payload)?.linking {
+            None => Ok(DesktopEvent::PaddingOnlyUpdate),
+            Some(link) => {
+                link.verify(qr_identity, &self.handshake_hash)?;
+                Ok(DesktopEvent::LinkingInfo(link))
+            }
+        }
+    }
+
+    fn seal(&mut self, frame_type: FrameType, payload: &[u8]) -> Result<Vec<u8>, SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let mut out = Vec::with_capacity(crate::hybrid::crypter::sealed_len(payload.len() + 1));
+        self.crypter.seal_frame(frame_type as u8, payload, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Message 1 sent; waiting for message 2.
+#[derive(Debug)]
+pub struct DesktopHandshake {
+    noise: Initiator,
+    qr_identity: Option<SecretKey>,
+}
+
+impl DesktopHandshake {
+    /// QR-initiated (KNpsk0): `desktop_identity` is the key whose public half is in the QR code.
+    pub fn start_qr(
+        psk: &Psk,
+        desktop_identity: &SecretKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        Self::start_with_ephemeral(
+            InitiatorKeys::Qr { desktop_identity },
+            psk,
+            SecretKey::random(rng),
+        )
+    }
+
+    /// State-assisted (NKpsk0) against the stored phone identity key.
+    pub fn start_linked(
+        psk: &Psk,
+        phone_identity: &PublicKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        Self::start_with_ephemeral(
+            InitiatorKeys::Linked { phone_identity },
+            psk,
+            SecretKey::random(rng),
+        )
+    }
+
+    /// Deterministic start with a given ephemeral (vectors only).
+    #[doc(hidden)]
+    pub fn start_with_ephemeral(
+        keys: InitiatorKeys<'_>,
+        psk: &Psk,
+        ephemeral: SecretKey,
+    ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        let qr_identity = match keys {
+            InitiatorKeys::Qr { desktop_identity } => Some(desktop_identity.clone()),
+            InitiatorKeys::Linked { .. } => None,
+        };
+        let (noise, msg1) = Initiator::start_with_ephemeral(keys, psk, ephemeral);
+        (DesktopHandshake { noise, qr_identity }, msg1)
+    }
+
+    /// Processes message 2 (exactly 81 bytes).
+    pub fn read_response(self, msg2: &[u8]) -> Result<DesktopAwaitingPostHandshake, SessionError> {
+        let est = self.noise.read_response(msg2)?;
+        Ok(DesktopAwaitingPostHandshake {
+            channel: Channel {
+                crypter: est.crypter,
+                handshake_hash: est.handshake_hash,
+                qr_identity: self.qr_identity,
+                scratch: Vec::new(),
+                failed: false,
+            },
+        })
+    }
+}
+
+/// Handshake done; the phone's first frame must be the post-handshake message.
+#[derive(Debug)]
+pub struct DesktopAwaitingPostHandshake {
+    channel: Channel,
+}
+
+impl DesktopAwaitingPostHandshake {
+    /// `h` after message 2.
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.channel.handshake_hash
+    }
+
+    /// Decrypts and decodes the post-handshake message (§8.1). Legacy linking info in key 2 is
+    /// kept only in QR sessions and only if its signature verifies.
+    pub fn read_post_handshake(mut self, ciphertext: &[u8]) -> Result<DesktopOpen, SessionError> {
+        let ch = &mut self.channel;
+        let n = open_into(&mut ch.crypter, &mut ch.scratch, ciphertext)?;
+        let mut post = PostHandshake::decode(&ch.scratch[..n])?;
+        if let Some(link) = post.legacy_linking.take() {
+            if let Some(qr) = &ch.qr_identity {
+                if link.verify(qr, &ch.handshake_hash).is_ok() {
+                    post.legacy_linking = Some(link);
+                }
+            }
+        }
+        Ok(DesktopOpen { channel: self.channel, post })
+    }
+}
+
+/// Post-handshake received; no CTAP request sent yet.
+#[derive(Debug)]
+pub struct DesktopOpen {
+    channel: Channel,
+    post: PostHandshake,
+}
+
+impl DesktopOpen {
+    /// The cached getInfo response body: answer `authenticatorGetInfo` with it (§8.1).
+    pub fn get_info(&self) -> Option<&[u8]> {
+        self.post.get_info.as_deref()
+    }
+
+    /// The decoded post-handshake message (legacy linking verified or removed).
+    pub fn post_handshake(&self) -> &PostHandshake {
+        &self.post
+    }
+
+    /// `h` after message 2.
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.channel.handshake_hash
+    }
+
+    /// Reads an update that arrives before the request (Chrome's phone sends one right away).
+    pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
+        self.channel.receive(ciphertext, false)
+    }
+
+    /// Seals the connection's one CTAP request (§8.3): `[0x01] ‖ command ‖ params`.
+    pub fn send_ctap(
+        mut self,
+        command: u8,
+        cbor_params: &[u8],
+    ) -> Result<(DesktopAwaitingResponse, Vec<u8>), SessionError> {
+        if command == CTAP_GET_INFO {
+            return Err(SessionError::GetInfoIsLocal);
+        }
+        if !self.post.supports_ctap() {
+            return Err(SessionError::CtapNotSupported);
+        }
+        let mut payload = Vec::with_capacity(cbor_params.len() + 1);
+        payload.push(command);
+        payload.extend_from_slice(cbor_params);
+        let ct = self.channel.seal(FrameType::Ctap, &payload)?;
+        Ok((
+            DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false },
+            ct,
+        ))
+    }
+
+    /// Seals `[0x00]` and closes the sending side.
+    pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
+        shutdown(self.channel)
+    }
+}
+
+/// The CTAP request is out; updates and exactly one CTAP response may arrive.
+#[derive(Debug)]
+pub struct DesktopAwaitingResponse {
+    channel: Channel,
+    post: PostHandshake,
+    answered: bool,
+}
+
+impl DesktopAwaitingResponse {
+    /// The cached getInfo.
+    pub fn get_info(&self) -> Option<&[u8]> {
+        self.post.get_info.as_deref()
+    }
+
+    /// Whether the CTAP response has arrived.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
+    /// Opens the next frame from the phone.
+    pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
+        let event = self.channel.receive(ciphertext, !self.answered)?;
+        if matches!(event, DesktopEvent::CtapResponse { .. }) {
+            self.answered = true;
+        }
+        Ok(event)
+    }
+
+    /// Seals `[0x00]` and closes the sending side.
+    pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
+        shutdown(self.channel)
+    }
+}
+
+fn shutdown(mut channel: Channel) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
+    let ct = channel.seal(FrameType::Shutdown, &[])?;
+    Ok((DesktopClosed { channel }, ct))
+}
+
+/// Shutdown sent. Chrome keeps reading late updates for up to 3 minutes (§8.4); the driver owns
+/// that timer and simply stops calling [`DesktopClosed::receive`].
+#[derive(Debug)]
+pub struct DesktopClosed {
+    channel: Channel,
+}
+
+impl DesktopClosed {
+    /// Reads a late update; a CTAP frame now is an error.
+    pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
+        self.channel.receive(ciphertext, false)
+    }
+}

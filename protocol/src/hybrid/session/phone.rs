@@ -1,0 +1,191 @@
+//! Phone (Noise responder) phases of a hybrid session (§1.1 phone checklist, §8, §9.1).
+
+use super::{open_into, SessionError};
+use crate::hybrid::crypter::Crypter;
+use crate::hybrid::keys::Psk;
+use crate::hybrid::messages::{encode_padded_update, Frame, FrameType, LinkingInfo, PostHandshake};
+use crate::hybrid::noise::{respond_with_ephemeral, ResponderKeys, HANDSHAKE_MESSAGE_LEN};
+use p256::{PublicKey, SecretKey};
+
+/// What a received frame meant to the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PhoneEvent {
+    /// A CTAP request: command byte and CBOR parameters.
+    CtapRequest {
+        /// CTAP command (e.g. 0x01 makeCredential, 0x02 getAssertion).
+        command: u8,
+        /// CBOR parameters (may be empty, e.g. authenticatorSelection).
+        params: Vec<u8>,
+    },
+    /// A Digital Credentials JSON request.
+    Json(Vec<u8>),
+    /// A desktop→phone update: valid CBOR, ignored (§8.2).
+    UpdateIgnored,
+    /// The desktop shut the session down; close the connection.
+    Shutdown,
+}
+
+/// Message 2 is ready; the post-handshake message must be sent first.
+#[derive(Debug)]
+pub struct PhoneHandshaken {
+    crypter: Crypter,
+    handshake_hash: [u8; 32],
+    /// `Some` in QR sessions: the key linking signatures are made for.
+    desktop_qr: Option<PublicKey>,
+}
+
+impl PhoneHandshaken {
+    /// QR-initiated: `desktop_identity` is key 0 of the scanned QR code, decompressed.
+    pub fn respond_qr(
+        psk: &Psk,
+        desktop_identity: &PublicKey,
+        msg1: &[u8],
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(Self, [u8; HANDSHAKE_MESSAGE_LEN]), SessionError> {
+        Self::respond_with_ephemeral(
+            ResponderKeys::Qr { desktop_identity },
+            psk,
+            msg1,
+            SecretKey::random(rng),
+        )
+    }
+
+    /// State-assisted: the phone's own identity key.
+    pub fn respond_linked(
+        psk: &Psk,
+        phone_identity: &SecretKey,
+        msg1: &[u8],
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(Self, [u8; HANDSHAKE_MESSAGE_LEN]), SessionError> {
+        Self::respond_with_ephemeral(
+            ResponderKeys::Linked { phone_identity },
+            psk,
+            msg1,
+            SecretKey::random(rng),
+        )
+    }
+
+    /// Deterministic response with a given ephemeral (vectors only).
+    #[doc(hidden)]
+    pub fn respond_with_ephemeral(
+        keys: ResponderKeys<'_>,
+        psk: &Psk,
+        msg1: &[u8],
+        ephemeral: SecretKey,
+    ) -> Result<(Self, [u8; HANDSHAKE_MESSAGE_LEN]), SessionError> {
+        let desktop_qr = match keys {
+            ResponderKeys::Qr { desktop_identity } => Some(*desktop_identity),
+            ResponderKeys::Linked { .. } => None,
+        };
+        let (est, msg2) = respond_with_ephemeral(keys, psk, msg1, ephemeral)?;
+        let phase = PhoneHandshaken {
+            crypter: est.crypter,
+            handshake_hash: est.handshake_hash,
+            desktop_qr,
+        };
+        Ok((phase, msg2))
+    }
+
+    /// `h` after message 2.
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.handshake_hash
+    }
+
+    /// Seals the post-handshake message (write sequence 0, no type byte).
+    pub fn send_post_handshake(
+        mut self,
+        message: &PostHandshake,
+    ) -> Result<(PhoneOpen, Vec<u8>), SessionError> {
+        let mut out = Vec::new();
+        self.crypter.seal_plain(&message.encode(), &mut out)?;
+        let open = PhoneOpen {
+            crypter: self.crypter,
+            handshake_hash: self.handshake_hash,
+            desktop_qr: self.desktop_qr,
+            scratch: Vec::new(),
+            failed: false,
+        };
+        Ok((open, out))
+    }
+}
+
+/// The data phase on the phone.
+#[derive(Debug)]
+pub struct PhoneOpen {
+    crypter: Crypter,
+    handshake_hash: [u8; 32],
+    desktop_qr: Option<PublicKey>,
+    scratch: Vec<u8>,
+    failed: bool,
+}
+
+impl PhoneOpen {
+    /// `h` after message 2.
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.handshake_hash
+    }
+
+    /// The linking signature for this session (QR sessions only): fill
+    /// [`LinkingInfo::signature`] with it before [`PhoneOpen::send_update`].
+    pub fn linking_signature(&self, phone_identity: &SecretKey) -> Result<[u8; 32], SessionError> {
+        let desktop = self.desktop_qr.as_ref().ok_or(SessionError::LinkingNeedsQrSession)?;
+        Ok(LinkingInfo::sign(phone_identity, desktop, &self.handshake_hash))
+    }
+
+    /// Seals Chrome's constant-size update (`None` = padding only). Linking info is refused in
+    /// linked sessions, where the desktop could not verify it.
+    pub fn send_update(&mut self, linking: Option<&LinkingInfo>) -> Result<Vec<u8>, SessionError> {
+        if linking.is_some() && self.desktop_qr.is_none() {
+            return Err(SessionError::LinkingNeedsQrSession);
+        }
+        self.seal_plain(&encode_padded_update(linking))
+    }
+
+    /// Seals a CTAP response: `[0x01] ‖ status ‖ body`.
+    pub fn respond_ctap(&mut self, status: u8, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+        let mut plain = Vec::with_capacity(body.len() + 2);
+        plain.extend_from_slice(&[FrameType::Ctap as u8, status]);
+        plain.extend_from_slice(body);
+        self.seal_plain(&plain)
+    }
+
+    fn seal_plain(&mut self, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let mut out = Vec::new();
+        self.crypter.seal_plain(plain, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens the next frame from the desktop. After an error or a shutdown the session is over.
+    pub fn receive(&mut self, ciphertext: &[u8]) -> Result<PhoneEvent, SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let result = self.receive_inner(ciphertext);
+        self.failed = !matches!(
+            result,
+            Ok(PhoneEvent::CtapRequest { .. } | PhoneEvent::Json(_) | PhoneEvent::UpdateIgnored)
+        );
+        result
+    }
+
+    fn receive_inner(&mut self, ciphertext: &[u8]) -> Result<PhoneEvent, SessionError> {
+        let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
+        Ok(match Frame::parse(&self.scratch[..n])? {
+            Frame::Shutdown => PhoneEvent::Shutdown,
+            Frame::Ctap(req) => {
+                let (&command, params) = req.split_first().unwrap_or((&0, &[]));
+                PhoneEvent::CtapRequest { command, params: params.to_vec() }
+            }
+            Frame::Json(json) => PhoneEvent::Json(json.to_vec()),
+            Frame::Update(payload) => {
+                crate::cbor::Value::decode(payload)
+                    .map_err(crate::hybrid::messages::MessageError::Update)?;
+                PhoneEvent::UpdateIgnored
+            }
+        })
+    }
+}
