@@ -113,28 +113,42 @@ fn open_node(path: &Path, device: &str) -> Result<(OwnedFd, HidrawDevinfo)> {
     Ok((fd, info))
 }
 
+/// Takes `flock(LOCK_EX|LOCK_NB)` on `fd`, sleeping `attempt × step` between tries. Returns
+/// whether it had to wait. `attempt` counts across reopens so the total wait stays bounded.
+pub(crate) async fn acquire_lock(
+    fd: &OwnedFd,
+    device: &str,
+    policy: LockPolicy,
+    attempt: &mut u32,
+) -> Result<bool> {
+    let mut waited = false;
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(waited),
+            Err(Errno::INTR) => continue,
+            Err(Errno::WOULDBLOCK) => {
+                *attempt += 1;
+                if *attempt > policy.retries {
+                    return Err(HidError::Busy { device: device.to_owned() });
+                }
+                waited = true;
+                tokio::time::sleep(policy.step.saturating_mul(*attempt)).await;
+            }
+            Err(e) => return Err(HidError::from_io(device, "locking", io_err(e))),
+        }
+    }
+}
+
 /// Opens and flocks the node following libfido2's retry-and-reopen scheme.
-async fn open_locked(path: &Path, device: &str, policy: LockPolicy) -> Result<(OwnedFd, HidrawDevinfo)> {
+async fn open_locked(
+    path: &Path,
+    device: &str,
+    policy: LockPolicy,
+) -> Result<(OwnedFd, HidrawDevinfo)> {
     let mut attempt = 0u32;
     loop {
         let (fd, info) = open_node(path, device)?;
-        let mut waited = false;
-        loop {
-            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(Errno::INTR) => continue,
-                Err(Errno::WOULDBLOCK) => {
-                    attempt += 1;
-                    if attempt > policy.retries {
-                        return Err(HidError::Busy { device: device.to_owned() });
-                    }
-                    waited = true;
-                    tokio::time::sleep(policy.step.saturating_mul(attempt)).await;
-                }
-                Err(e) => return Err(HidError::from_io(device, "locking", io_err(e))),
-            }
-        }
-        if !waited {
+        if !acquire_lock(&fd, device, policy, &mut attempt).await? {
             return Ok((fd, info));
         }
         // The other client may have reset the key while it held the lock: start from a fresh fd.
@@ -281,5 +295,61 @@ impl HidrawDevice {
             buf[..len].copy_from_slice(&raw[prefix..prefix + len]);
             return Ok(len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_rw(path: &Path) -> OwnedFd {
+        rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lock_held_elsewhere_is_busy_after_bounded_retries() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        // flock locks belong to the open file description: two opens contend like two processes.
+        let other = open_rw(file.path());
+        rustix::fs::flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let ours = open_rw(file.path());
+        let policy = LockPolicy { retries: 3, step: Duration::from_millis(5) };
+        let started = std::time::Instant::now();
+        let err = acquire_lock(&ours, "/dev/hidraw9", policy, &mut 0).await.unwrap_err();
+        assert!(matches!(err, HidError::Busy { .. }), "{err:?}");
+        assert!(err.to_string().contains("another FIDO client holds /dev/hidraw9"));
+        // 5 + 10 + 15 ms of linear back-off, and not much more.
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(30) && waited < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn lock_released_during_retry_is_acquired_and_reported_as_waited() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let other = open_rw(file.path());
+        rustix::fs::flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let ours = open_rw(file.path());
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(other); // closing the other description releases its lock
+        });
+        let policy = LockPolicy { retries: 20, step: Duration::from_millis(5) };
+        let mut attempt = 0;
+        let waited = acquire_lock(&ours, "/dev/hidraw9", policy, &mut attempt).await.unwrap();
+        assert!(waited && attempt >= 1);
+        release.await.unwrap();
+        // Now we hold it: a third description cannot take it.
+        let third = open_rw(file.path());
+        assert_eq!(
+            rustix::fs::flock(&third, FlockOperation::NonBlockingLockExclusive),
+            Err(Errno::WOULDBLOCK)
+        );
+    }
+
+    #[tokio::test]
+    async fn free_lock_is_taken_without_waiting() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let ours = open_rw(file.path());
+        assert!(!acquire_lock(&ours, "x", LockPolicy::default(), &mut 0).await.unwrap());
     }
 }
