@@ -5,6 +5,9 @@
 //! USB, it asks the kernel for a *synthetic* `change` uevent on /dev/null's sysfs node (root only,
 //! a no-op for the device; the tagged SYNTH_UUID makes our event recognisable among others).
 
+// Helpers outside #[test] fns are test code too; clippy.toml only exempts #[test] bodies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cablebridged::hid::hotplug::{parse_event, properties};

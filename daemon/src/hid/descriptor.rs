@@ -97,11 +97,11 @@ pub fn parse(desc: &[u8]) -> Result<Vec<TopCollection>, DescriptorError> {
     while let Some((&prefix, after)) = rest.split_first() {
         if prefix == LONG_ITEM {
             // Long item: bDataSize, bLongItemTag, data (§6.2.2.3). None are defined; skip.
-            let (&size, _) = after
-                .split_first()
-                .ok_or_else(|| DescriptorError("truncated long item".into()))?;
+            let (&size, _) =
+                after.split_first().ok_or_else(|| DescriptorError("truncated long item".into()))?;
             let skip = 2 + usize::from(size);
-            rest = after.get(skip..).ok_or_else(|| DescriptorError("truncated long item".into()))?;
+            rest =
+                after.get(skip..).ok_or_else(|| DescriptorError("truncated long item".into()))?;
             continue;
         }
         let size = match prefix & 0x03 {
@@ -133,8 +133,7 @@ pub fn parse(desc: &[u8]) -> Result<Vec<TopCollection>, DescriptorError> {
                 stack.push(globals);
             }
             GLOBAL_POP => {
-                globals =
-                    stack.pop().ok_or_else(|| DescriptorError("Pop without Push".into()))?;
+                globals = stack.pop().ok_or_else(|| DescriptorError("Pop without Push".into()))?;
             }
             LOCAL_USAGE => {
                 // A 4-byte usage carries its own page in the high half (§6.2.2.8).
@@ -203,13 +202,10 @@ pub fn fido_layout(desc: &[u8]) -> Result<Option<FidoReportLayout>, DescriptorEr
     else {
         return Ok(None);
     };
-    let (report_id, bits) = fido
-        .reports
-        .iter()
-        .find(|(_, bits)| bits.input > 0 && bits.output > 0)
-        .ok_or_else(|| {
-            DescriptorError("FIDO collection has no report with both input and output".into())
-        })?;
+    let (report_id, bits) =
+        fido.reports.iter().find(|(_, bits)| bits.input > 0 && bits.output > 0).ok_or_else(
+            || DescriptorError("FIDO collection has no report with both input and output".into()),
+        )?;
     Ok(Some(FidoReportLayout {
         report_id: *report_id,
         input_len: bytes(bits.input),

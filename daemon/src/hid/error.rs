@@ -50,7 +50,9 @@ pub enum HidError {
         device: String,
     },
     /// The path is not a hidraw character device.
-    #[error("{device} is not a hidraw device ({reason}); list FIDO keys with `cablebridge devices`")]
+    #[error(
+        "{device} is not a hidraw device ({reason}); list FIDO keys with `cablebridge devices`"
+    )]
     NotHidraw {
         /// The path that was opened.
         device: String,

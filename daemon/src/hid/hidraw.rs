@@ -246,7 +246,8 @@ impl HidrawDevice {
             {
                 Ok(Ok(n)) if n == frame.len() => return Ok(()),
                 Ok(Ok(n)) => {
-                    let e = std::io::Error::other(format!("short write of {n}/{} bytes", frame.len()));
+                    let e =
+                        std::io::Error::other(format!("short write of {n}/{} bytes", frame.len()));
                     return Err(HidError::from_io(&self.device, "writing a report", e));
                 }
                 Ok(Err(e)) => return Err(HidError::from_io(&self.device, "writing a report", e)),
@@ -275,9 +276,9 @@ impl HidrawDevice {
             // One byte of slack tells an oversized report from a well-sized one.
             let mut raw = [0u8; MAX_REPORT_LEN + 2];
             let want = len + prefix + 1;
-            let n = match guard
-                .try_io(|fd| rustix::io::read(fd.get_ref().as_fd(), &mut raw[..want]).map_err(io_err))
-            {
+            let n = match guard.try_io(|fd| {
+                rustix::io::read(fd.get_ref().as_fd(), &mut raw[..want]).map_err(io_err)
+            }) {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(HidError::from_io(&self.device, "reading a report", e)),
                 Err(_would_block) => continue,

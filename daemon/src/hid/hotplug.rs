@@ -140,9 +140,8 @@ impl HotplugMonitor {
     /// Receives the next raw message from the kernel (any subsystem), e.g. for diagnostics.
     pub fn poll_raw(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize>> {
         loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx)).map_err(|source| {
-                HidError::Hotplug { reason: "waiting for uevents", source }
-            })?;
+            let mut guard = ready!(self.fd.poll_read_ready(cx))
+                .map_err(|source| HidError::Hotplug { reason: "waiting for uevents", source })?;
             let got = guard.try_io(|fd| {
                 rustix::net::recvfrom(fd.get_ref().as_fd(), &mut *buf, RecvFlags::empty())
                     .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))

@@ -145,8 +145,8 @@ fn usb_device_dir(hid_dir: &Path, sys: &Path) -> Option<PathBuf> {
 pub fn examine(roots: &SysRoots, name: &str) -> Result<Option<HidrawInfo>, String> {
     let hid_dir = roots.sys.join("class/hidraw").join(name).join("device");
     let desc_path = hid_dir.join("report_descriptor");
-    let desc = fs::read(&desc_path)
-        .map_err(|e| format!("cannot read {}: {e}", desc_path.display()))?;
+    let desc =
+        fs::read(&desc_path).map_err(|e| format!("cannot read {}: {e}", desc_path.display()))?;
     let layout = match fido_layout(&desc) {
         Ok(Some(layout)) => layout,
         Ok(None) => return Ok(None),
