@@ -4,8 +4,5 @@
 //! Every protocol decision is delegated to `cablebridge-protocol` state machines; this crate owns
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
 
-<<<<<<< HEAD
 pub mod evidence;
-=======
 pub mod hid;
->>>>>>> hid
