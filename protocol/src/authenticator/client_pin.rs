@@ -128,7 +128,7 @@ impl<S: CredentialStore> Authenticator<S> {
 
     fn shared_secret(&self, p: &Value) -> Result<SharedSecret, StatusCode> {
         let proto = protocol(p.get(1))?;
-        let platform = p.get(2).ok_or(StatusCode::MissingParameter)?;
+        let platform = p.get(3).ok_or(StatusCode::MissingParameter)?;
         SharedSecret::agree(proto, &self.volatile.pin.key_agreement, platform)
     }
 
