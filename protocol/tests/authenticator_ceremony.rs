@@ -1,6 +1,9 @@
 //! Registration and sign-in ceremonies against the software authenticator, checked with
 //! independent p256 ECDSA verification and X.509 parsing.
 
+// Helpers outside #[test] fns unwrap too; this is test code.
+#![allow(clippy::unwrap_used)]
+
 mod authenticator_support;
 
 use authenticator_support::*;
@@ -274,7 +277,7 @@ impl CredentialStore for FlakyStore {
 fn failed_commit_changes_nothing_and_export_import_round_trips() {
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    let now = std::time::Instant::now();
+    let now = Harness::new(Config::virtual_phone()).now; // the harness owns the one clock origin
     let store = FlakyStore { inner: MemoryStore::new(&mut rng), fail: false };
     let mut auth = cablebridge_protocol::authenticator::Authenticator::new(
         Config::virtual_phone(),

@@ -99,7 +99,7 @@ impl MasterKey {
         match self.wrap_cipher().encrypt_in_place_detached(
             &Nonce::from(nonce),
             rp_id_hash,
-            &mut *body,
+            &mut body,
         ) {
             Ok(tag) => {
                 out.extend_from_slice(&body);
@@ -122,7 +122,7 @@ impl MasterKey {
         let mut body = zeroize::Zeroizing::new(credential_id.get(13..45)?.to_vec());
         let tag = credential_id.get(45..61)?;
         self.wrap_cipher()
-            .decrypt_in_place_detached(&Nonce::from(nonce), rp_id_hash, &mut *body, tag.into())
+            .decrypt_in_place_detached(&Nonce::from(nonce), rp_id_hash, &mut body, tag.into())
             .ok()?;
         let key = CredentialKey::from_slice(&body)?;
         key.signing_key()?;
