@@ -51,6 +51,9 @@ pub enum Ctap2Error {
     Certificate(&'static str),
     /// The caller passed a PIN that breaks the CTAP rules (length, UTF-8, NUL).
     InvalidPin(&'static str),
+    /// A new PIN received from the platform breaks the PIN policy (authenticator side; answer
+    /// `CTAP2_ERR_PIN_POLICY_VIOLATION`).
+    PinPolicy(&'static str),
     /// The caller passed an argument that cannot be encoded.
     InvalidArgument(&'static str),
 }
@@ -75,7 +78,7 @@ impl Ctap2Error {
             Ctap2Error::Status(s) => *s,
             Ctap2Error::UnsupportedAlgorithm(_) => StatusCode::UnsupportedAlgorithm,
             Ctap2Error::PinUvAuthInvalid => StatusCode::PinAuthInvalid,
-            Ctap2Error::InvalidPin(_) => StatusCode::PinPolicyViolation,
+            Ctap2Error::InvalidPin(_) | Ctap2Error::PinPolicy(_) => StatusCode::PinPolicyViolation,
             _ => StatusCode::InvalidParameter,
         }
     }
@@ -117,6 +120,7 @@ impl fmt::Display for Ctap2Error {
             Ctap2Error::SignatureInvalid(w) => write!(f, "signature does not verify: {w}"),
             Ctap2Error::Certificate(w) => write!(f, "attestation certificate: {w}"),
             Ctap2Error::InvalidPin(w) => write!(f, "invalid PIN: {w}"),
+            Ctap2Error::PinPolicy(w) => write!(f, "new PIN violates the PIN policy: {w}"),
             Ctap2Error::InvalidArgument(w) => write!(f, "invalid argument: {w}"),
         }
     }

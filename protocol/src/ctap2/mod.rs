@@ -9,12 +9,35 @@
 //! Not here: CTAPHID framing ([`crate::ctaphid`]), transports, or authenticator policy (which
 //! lives in [`crate::authenticator`]).
 
+pub mod attestation;
+pub mod auth_data;
+pub mod client_pin;
 pub mod command;
 pub mod cose;
+pub mod cred_mgmt;
+pub mod entities;
 pub mod error;
+mod fields;
+pub mod framing;
+pub mod get_assertion;
+pub mod get_info;
+pub mod make_credential;
+pub mod pin;
 pub mod status;
+pub mod verify;
 
+pub use attestation::{AttestationObject, AttestationStatement, AttestationType};
+pub use auth_data::{AttestedCredentialData, AuthDataFlags, AuthenticatorData};
+pub use client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, Permissions};
 pub use command::Command;
 pub use cose::{CoseAlgorithm, CoseKey};
+pub use cred_mgmt::{
+    CredMgmtParams, CredMgmtSubcommand, CredentialManagementRequest, CredentialManagementResponse,
+};
+pub use entities::{CredentialDescriptor, CredentialParameters, RelyingParty, User};
 pub use error::Ctap2Error;
+pub use framing::{decode_request, decode_response, encode_request, encode_response};
+pub use get_assertion::{GetAssertionRequest, GetAssertionResponse};
+pub use get_info::GetInfo;
+pub use make_credential::{CommandOptions, MakeCredentialRequest, MakeCredentialResponse};
 pub use status::StatusCode;
