@@ -1,0 +1,144 @@
+//! Authenticator configuration and the user-presence hook.
+//!
+//! [`Config::virtual_key`] models a USB security key (PIN, no built-in UV, packed attestation);
+//! [`Config::virtual_phone`] models a phone answering over the hybrid tunnel (built-in UV, no PIN,
+//! `none` attestation). Presence is decided by the embedder through [`UserPresence`]: answer now
+//! (a policy) or [`PresenceDecision::Defer`] and call `Authenticator::complete` later.
+
+use super::attestation::AttestationMode;
+use core::time::Duration;
+
+/// cablebridge's fixed AAGUID, `e0e1bb60-ee6d-4c0d-82a5-bf6653a6c08f` (a random v4 UUID chosen
+/// once). Not all-zero, so relying parties and our own tools can tell the software authenticator
+/// apart from real phones (which often report all-zero).
+pub const CABLEBRIDGE_AAGUID: [u8; 16] = [
+    0xe0, 0xe1, 0xbb, 0x60, 0xee, 0x6d, 0x4c, 0x0d, 0x82, 0xa5, 0xbf, 0x66, 0x53, 0xa6, 0xc0, 0x8f,
+];
+
+/// Static configuration of one authenticator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Reported in getInfo and attested credential data.
+    pub aaguid: [u8; 16],
+    /// makeCredential attestation format.
+    pub attestation: AttestationMode,
+    /// Built-in user verification (a phone's screen lock). When true every ceremony sets UV.
+    pub builtin_uv: bool,
+    /// Whether clientPIN (protocols 2 and 1), pinUvAuthToken and credential management exist.
+    pub pin_capable: bool,
+    /// getInfo `transports`.
+    pub transports: Vec<String>,
+    /// getInfo `versions`.
+    pub versions: Vec<String>,
+    /// Maximum number of resident credentials.
+    pub max_credentials: usize,
+    /// How long a pinUvAuthToken stays usable after issue (CTAP 2.1 caps it at 10 minutes).
+    pub token_lifetime: Duration,
+    /// reset is only allowed this long after power-up; `None` = always (virtual key default).
+    pub reset_window: Option<Duration>,
+    /// How long getNextAssertion state lives (CTAP 2.1 §6.3: 30 s).
+    pub next_assertion_timeout: Duration,
+}
+
+impl Config {
+    /// A USB security key: PIN-capable, no built-in UV, packed attestation from a test CA.
+    pub fn virtual_key() -> Self {
+        Config {
+            aaguid: CABLEBRIDGE_AAGUID,
+            attestation: AttestationMode::PackedTestCa,
+            builtin_uv: false,
+            pin_capable: true,
+            transports: vec!["usb".into()],
+            versions: vec!["FIDO_2_0".into(), "FIDO_2_1".into()],
+            max_credentials: 64,
+            token_lifetime: Duration::from_secs(600),
+            reset_window: None,
+            next_assertion_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A phone over hybrid: built-in UV, no PIN, `none` attestation.
+    pub fn virtual_phone() -> Self {
+        Config {
+            attestation: AttestationMode::None,
+            builtin_uv: true,
+            pin_capable: false,
+            transports: vec!["internal".into(), "hybrid".into()],
+            ..Config::virtual_key()
+        }
+    }
+}
+
+/// Why presence is being requested.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceKind {
+    /// makeCredential.
+    MakeCredential,
+    /// getAssertion.
+    GetAssertion,
+    /// authenticatorReset.
+    Reset,
+    /// authenticatorSelection.
+    Selection,
+}
+
+/// What the authenticator asks the user to confirm (shown by a UI or logged by a driver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceRequest {
+    /// The command.
+    pub kind: PresenceKind,
+    /// The RP, for makeCredential/getAssertion.
+    pub rp_id: Option<String>,
+    /// Whether built-in user verification is also being performed.
+    pub user_verification: bool,
+}
+
+/// How a presence request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceOutcome {
+    /// The user touched / confirmed.
+    Approved,
+    /// The user declined → CTAP2_ERR_OPERATION_DENIED.
+    Denied,
+    /// The platform sent CTAPHID_CANCEL → CTAP2_ERR_KEEPALIVE_CANCEL.
+    Cancelled,
+    /// Nobody answered in time → CTAP2_ERR_USER_ACTION_TIMEOUT.
+    TimedOut,
+}
+
+/// The embedder's answer to a presence request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceDecision {
+    /// Decided synchronously.
+    Now(PresenceOutcome),
+    /// Decide later: `handle` returns `Step::Pending` and the caller calls `complete`.
+    Defer,
+}
+
+/// Decides user presence.
+pub trait UserPresence {
+    /// Called once per request that needs presence.
+    fn request(&mut self, request: &PresenceRequest) -> PresenceDecision;
+}
+
+/// Ready-made presence policies (`--user-presence` in the tools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresencePolicy {
+    /// Approve at once.
+    AlwaysApprove,
+    /// Deny at once.
+    AlwaysDeny,
+    /// Defer; the driver arms a timer (`--user-presence-delay-ms`) and then calls `complete`.
+    Deferred,
+}
+
+impl UserPresence for PresencePolicy {
+    fn request(&mut self, _: &PresenceRequest) -> PresenceDecision {
+        match self {
+            PresencePolicy::AlwaysApprove => PresenceDecision::Now(PresenceOutcome::Approved),
+            PresencePolicy::AlwaysDeny => PresenceDecision::Now(PresenceOutcome::Denied),
+            PresencePolicy::Deferred => PresenceDecision::Defer,
+        }
+    }
+}

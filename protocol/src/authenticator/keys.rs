@@ -1,0 +1,172 @@
+//! Credential key handling: ES256 credential keys, the master key, and the non-resident credential
+//! ID format (an AEAD-wrapped private key bound to the RP).
+//!
+//! A non-resident credential stores nothing on the authenticator: its credential ID is
+//! `0x01 ‖ nonce(12) ‖ AES-256-GCM(wrap key, nonce, aad = rpIdHash, private scalar) ‖ tag(16)`
+//! (61 bytes), where the wrap key is HKDF-SHA-256 of the master key. Binding the rpIdHash as AAD
+//! means an ID presented for another RP fails to open, exactly like a foreign credential.
+//! Resident credentials use a random 32-byte ID (first byte `0x02`) and keep their key in the store.
+//!
+//! Not the PIN protocol keys (see `pin_protocol`) and not attestation keys (see `attestation`).
+
+use crate::cbor::Value;
+use crate::ctap2::CoseKey;
+use crate::secret_type;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha256};
+
+secret_type!(
+    /// The authenticator's 32-byte master key: wraps non-resident credential keys. Persistent.
+    MasterKey,
+    32
+);
+secret_type!(
+    /// An ES256 credential private scalar (big-endian), valid for P-256.
+    CredentialKey,
+    32
+);
+
+/// Length of a wrapped (non-resident) credential ID.
+pub const WRAPPED_ID_LEN: usize = 1 + 12 + 32 + 16;
+const WRAPPED_VERSION: u8 = 0x01;
+/// First byte of a resident credential ID.
+pub const RESIDENT_ID_PREFIX: u8 = 0x02;
+/// Length of a resident credential ID.
+pub const RESIDENT_ID_LEN: usize = 32;
+/// COSE algorithm identifier for ES256.
+pub const ES256: i64 = -7;
+
+/// SHA-256 of an RP ID (the `rpIdHash` of authenticator data).
+pub fn rp_id_hash(rp_id: &str) -> [u8; 32] {
+    Sha256::digest(rp_id.as_bytes()).into()
+}
+
+impl CredentialKey {
+    /// A fresh P-256 credential key.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let sk = p256::SecretKey::random(rng);
+        Self::new(sk.to_bytes().into())
+    }
+
+    /// The ECDSA signing key. `None` only if the stored scalar is invalid (a corrupt import).
+    pub fn signing_key(&self) -> Option<SigningKey> {
+        SigningKey::from_bytes(self.expose().into()).ok()
+    }
+
+    /// The public key as a COSE_Key (EC2, P-256, ES256), CTAP2 §6.5.6 encoding.
+    pub fn cose_public_key(&self) -> Option<Value> {
+        Some(cose_es256(self.signing_key()?.verifying_key()))
+    }
+
+    /// ES256 signature (ASN.1 DER, as WebAuthn requires) over `message`.
+    pub fn sign_der(&self, message: &[u8]) -> Option<Vec<u8>> {
+        use p256::ecdsa::signature::Signer;
+        let sig: p256::ecdsa::Signature = self.signing_key()?.try_sign(message).ok()?;
+        Some(sig.to_der().as_bytes().to_vec())
+    }
+}
+
+/// COSE_Key map for an ES256 public key (`{1: 2, 3: -7, -1: 1, -2: x, -3: y}`).
+pub fn cose_es256(vk: &VerifyingKey) -> Value {
+    CoseKey::es256(p256::PublicKey::from(vk)).to_cbor()
+}
+
+impl MasterKey {
+    fn wrap_cipher(&self) -> Aes256Gcm {
+        let hk = hkdf::Hkdf::<Sha256>::new(None, self.expose());
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA-256's 8160-byte limit, so expand cannot fail.
+        let _ = hk.expand(b"cablebridge authenticator credential wrap v1", k.as_mut());
+        Aes256Gcm::new(k.as_ref().into())
+    }
+
+    /// Wraps a credential key into a non-resident credential ID bound to `rp_id_hash`.
+    pub fn wrap(
+        &self,
+        key: &CredentialKey,
+        rp_id_hash: &[u8; 32],
+        rng: &mut impl CryptoRngCore,
+    ) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let mut body = zeroize::Zeroizing::new(key.expose().to_vec());
+        let mut out = Vec::with_capacity(WRAPPED_ID_LEN);
+        out.push(WRAPPED_VERSION);
+        out.extend_from_slice(&nonce);
+        match self.wrap_cipher().encrypt_in_place_detached(
+            &Nonce::from(nonce),
+            rp_id_hash,
+            &mut body,
+        ) {
+            Ok(tag) => {
+                out.extend_from_slice(&body);
+                out.extend_from_slice(&tag);
+            }
+            // AES-GCM only fails for plaintexts over 64 GiB; a 32-byte key cannot hit that.
+            Err(_) => out.clear(),
+        }
+        out
+    }
+
+    /// Opens a non-resident credential ID for `rp_id_hash`; `None` if it is not ours, was made
+    /// for another RP, or was tampered with.
+    pub fn unwrap(&self, credential_id: &[u8], rp_id_hash: &[u8; 32]) -> Option<CredentialKey> {
+        if credential_id.len() != WRAPPED_ID_LEN || credential_id.first() != Some(&WRAPPED_VERSION)
+        {
+            return None;
+        }
+        let nonce: [u8; 12] = credential_id.get(1..13)?.try_into().ok()?;
+        let mut body = zeroize::Zeroizing::new(credential_id.get(13..45)?.to_vec());
+        let tag = credential_id.get(45..61)?;
+        self.wrap_cipher()
+            .decrypt_in_place_detached(&Nonce::from(nonce), rp_id_hash, &mut body, tag.into())
+            .ok()?;
+        let key = CredentialKey::from_slice(&body)?;
+        key.signing_key()?;
+        Some(key)
+    }
+}
+
+/// A fresh resident credential ID.
+pub fn resident_id(rng: &mut impl CryptoRngCore) -> Vec<u8> {
+    let mut id = vec![0u8; RESIDENT_ID_LEN];
+    rng.fill_bytes(&mut id);
+    id[0] = RESIDENT_ID_PREFIX;
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn wrap_round_trip_is_bound_to_rp_and_tamper_evident() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mk = MasterKey::random(&mut rng);
+        let key = CredentialKey::generate(&mut rng);
+        let h = rp_id_hash("example.com");
+        let id = mk.wrap(&key, &h, &mut rng);
+        assert_eq!(id.len(), WRAPPED_ID_LEN);
+        assert_eq!(mk.unwrap(&id, &h), Some(key.clone()));
+        assert_eq!(mk.unwrap(&id, &rp_id_hash("evil.example")), None);
+        let mut bad = id.clone();
+        bad[20] ^= 1;
+        assert_eq!(mk.unwrap(&bad, &h), None);
+        assert_eq!(MasterKey::random(&mut rng).unwrap(&id, &h), None);
+        assert_eq!(mk.unwrap(&id[..60], &h), None);
+    }
+
+    #[test]
+    fn cose_key_has_p256_coordinates() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let key = CredentialKey::generate(&mut rng);
+        let cose = key.cose_public_key().unwrap();
+        assert_eq!(cose.get(3).and_then(Value::as_i64), Some(-7));
+        assert_eq!(cose.get(-2).and_then(Value::as_bytes).map(<[u8]>::len), Some(32));
+        assert_eq!(resident_id(&mut rng)[0], RESIDENT_ID_PREFIX);
+    }
+}

@@ -1,0 +1,231 @@
+//! Persistent authenticator state and the [`CredentialStore`] trait.
+//!
+//! The whole persistent state (master key, PIN hash and retries, global sign counter, resident
+//! credentials) is one value, [`PersistentState`]. Every command that changes it builds the *next*
+//! state as a copy and hands it to [`CredentialStore::commit`] in one call: a store either adopts
+//! it whole or refuses it and keeps the old one, so a failed operation never leaves the store
+//! half-written. A file-backed store (the daemon's) implements `commit` as write-temp + fsync +
+//! rename of [`PersistentState::export`] bytes.
+//!
+//! Not volatile state: PIN tokens, key-agreement keys and enumeration cursors live in the
+//! authenticator and vanish on power cycle.
+
+use super::error::StoreError;
+use super::keys::{CredentialKey, MasterKey};
+use crate::cbor::Value;
+use crate::secret::SecretBytes;
+use crate::secret_type;
+use rand_core::CryptoRngCore;
+
+secret_type!(
+    /// `LEFT(SHA-256(PIN), 16)`, as CTAP2 §6.5.5 stores it.
+    PinHash,
+    16
+);
+
+/// Initial (and maximum) PIN retries (CTAP 2.1 §6.5.2.2: 8).
+pub const MAX_PIN_RETRIES: u8 = 8;
+const EXPORT_VERSION: u64 = 1;
+
+/// A discoverable credential kept on the authenticator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentCredential {
+    /// Credential ID (32 bytes, see `keys`).
+    pub id: Vec<u8>,
+    /// RP ID this credential is scoped to.
+    pub rp_id: String,
+    /// RP display name, if the RP sent one.
+    pub rp_name: Option<String>,
+    /// `user.id`.
+    pub user_id: Vec<u8>,
+    /// `user.name`.
+    pub user_name: Option<String>,
+    /// `user.displayName`.
+    pub user_display_name: Option<String>,
+    /// The private key.
+    pub key: CredentialKey,
+    /// Per-credential signature counter.
+    pub sign_count: u32,
+}
+
+/// Everything the authenticator must remember across power cycles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistentState {
+    /// Wraps non-resident credential keys.
+    pub master_key: MasterKey,
+    /// The PIN hash, if a PIN is set.
+    pub pin_hash: Option<PinHash>,
+    /// Remaining PIN attempts before the PIN is blocked.
+    pub pin_retries: u8,
+    /// Signature counter shared by all non-resident credentials.
+    pub global_sign_count: u32,
+    /// Resident credentials, oldest first.
+    pub credentials: Vec<ResidentCredential>,
+}
+
+impl PersistentState {
+    /// A factory-fresh state with a new master key.
+    pub fn new(rng: &mut impl CryptoRngCore) -> Self {
+        PersistentState {
+            master_key: MasterKey::random(rng),
+            pin_hash: None,
+            pin_retries: MAX_PIN_RETRIES,
+            global_sign_count: 0,
+            credentials: Vec::new(),
+        }
+    }
+
+    /// Serialises the state as canonical CBOR. The bytes contain the master key and private keys,
+    /// hence [`SecretBytes`]: write them only to protected storage.
+    pub fn export(&self) -> SecretBytes {
+        let creds = self
+            .credentials
+            .iter()
+            .map(|c| {
+                let opt = |s: &Option<String>| s.as_ref().map_or(Value::Null, Value::text);
+                Value::int_map([
+                    (1, Value::bytes(c.id.clone())),
+                    (2, Value::text(c.rp_id.clone())),
+                    (3, opt(&c.rp_name)),
+                    (4, Value::bytes(c.user_id.clone())),
+                    (5, opt(&c.user_name)),
+                    (6, opt(&c.user_display_name)),
+                    (7, Value::bytes(c.key.expose().to_vec())),
+                    (8, Value::Unsigned(c.sign_count.into())),
+                ])
+            })
+            .collect();
+        let v = Value::int_map([
+            (1, Value::Unsigned(EXPORT_VERSION)),
+            (2, Value::bytes(self.master_key.expose().to_vec())),
+            (3, self.pin_hash.as_ref().map_or(Value::Null, |h| Value::bytes(h.expose().to_vec()))),
+            (4, Value::Unsigned(self.pin_retries.into())),
+            (5, Value::Unsigned(self.global_sign_count.into())),
+            (6, Value::Array(creds)),
+        ]);
+        SecretBytes::new(v.to_vec())
+    }
+
+    /// Parses bytes written by [`PersistentState::export`].
+    pub fn import(bytes: &[u8]) -> Result<Self, StoreError> {
+        let v = Value::decode(bytes).map_err(|_| StoreError::Corrupt("not CBOR"))?;
+        if v.get(1).and_then(Value::as_u64) != Some(EXPORT_VERSION) {
+            return Err(StoreError::Corrupt("version"));
+        }
+        let master_key = v
+            .get(2)
+            .and_then(Value::as_bytes)
+            .and_then(MasterKey::from_slice)
+            .ok_or(StoreError::Corrupt("master key"))?;
+        let pin_hash = match v.get(3) {
+            Some(Value::Null) => None,
+            Some(Value::Bytes(b)) => {
+                Some(PinHash::from_slice(b).ok_or(StoreError::Corrupt("pin hash"))?)
+            }
+            _ => return Err(StoreError::Corrupt("pin hash")),
+        };
+        let pin_retries = v
+            .get(4)
+            .and_then(Value::as_u64)
+            .and_then(|n| u8::try_from(n).ok())
+            .filter(|n| *n <= MAX_PIN_RETRIES)
+            .ok_or(StoreError::Corrupt("pin retries"))?;
+        let global_sign_count = u32_field(&v, 5).ok_or(StoreError::Corrupt("sign count"))?;
+        let items = v.get(6).and_then(Value::as_array).ok_or(StoreError::Corrupt("credentials"))?;
+        let credentials = items.iter().map(credential_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(PersistentState { master_key, pin_hash, pin_retries, global_sign_count, credentials })
+    }
+}
+
+fn u32_field(v: &Value, k: i64) -> Option<u32> {
+    v.get(k).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())
+}
+
+fn credential_from(c: &Value) -> Result<ResidentCredential, StoreError> {
+    let bad = StoreError::Corrupt("credential");
+    let text = |k| match c.get(k) {
+        Some(Value::Null) => Ok(None),
+        Some(Value::Text(t)) => Ok(Some(t.clone())),
+        _ => Err(StoreError::Corrupt("credential text field")),
+    };
+    let key = c
+        .get(7)
+        .and_then(Value::as_bytes)
+        .and_then(CredentialKey::from_slice)
+        .filter(|k| k.signing_key().is_some())
+        .ok_or(StoreError::Corrupt("credential key"))?;
+    Ok(ResidentCredential {
+        id: c.get(1).and_then(Value::as_bytes).ok_or(bad.clone())?.to_vec(),
+        rp_id: c.get(2).and_then(Value::as_text).ok_or(bad.clone())?.to_owned(),
+        rp_name: text(3)?,
+        user_id: c.get(4).and_then(Value::as_bytes).ok_or(bad.clone())?.to_vec(),
+        user_name: text(5)?,
+        user_display_name: text(6)?,
+        key,
+        sign_count: u32_field(c, 8).ok_or(bad)?,
+    })
+}
+
+/// Where the persistent state lives. `commit` is all-or-nothing.
+pub trait CredentialStore {
+    /// The current state.
+    fn state(&self) -> &PersistentState;
+    /// Replaces the state with `next` atomically. On `Err` the previous state must remain current.
+    fn commit(&mut self, next: PersistentState) -> Result<(), StoreError>;
+}
+
+/// An in-memory store (tests, the ephemeral virtual phone).
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    state: PersistentState,
+}
+
+impl MemoryStore {
+    /// A store holding a factory-fresh state.
+    pub fn new(rng: &mut impl CryptoRngCore) -> Self {
+        Self { state: PersistentState::new(rng) }
+    }
+    /// A store holding `state` (e.g. from [`PersistentState::import`]).
+    pub fn from_state(state: PersistentState) -> Self {
+        Self { state }
+    }
+}
+
+impl CredentialStore for MemoryStore {
+    fn state(&self) -> &PersistentState {
+        &self.state
+    }
+    fn commit(&mut self, next: PersistentState) -> Result<(), StoreError> {
+        self.state = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn export_import_round_trip() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut s = PersistentState::new(&mut rng);
+        s.pin_hash = Some(PinHash::new([9; 16]));
+        s.pin_retries = 5;
+        s.global_sign_count = 77;
+        s.credentials.push(ResidentCredential {
+            id: vec![2; 32],
+            rp_id: "example.com".into(),
+            rp_name: None,
+            user_id: vec![1, 2, 3],
+            user_name: Some("alice".into()),
+            user_display_name: Some("Alice".into()),
+            key: CredentialKey::generate(&mut rng),
+            sign_count: 4,
+        });
+        let bytes = s.export();
+        assert_eq!(PersistentState::import(bytes.expose()).unwrap(), s);
+        assert!(PersistentState::import(&bytes.expose()[..10]).is_err());
+        assert!(!format!("{s:?}").contains(&format!("{:?}", s.master_key.expose())));
+    }
+}
