@@ -3,3 +3,5 @@
 //! The IO side of cablebridge: the only crate that touches sockets, devices, D-Bus and the clock.
 //! Every protocol decision is delegated to `cablebridge-protocol` state machines; this crate owns
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
+
+pub mod tunnel;
