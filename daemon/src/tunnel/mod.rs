@@ -11,11 +11,25 @@ pub mod client;
 pub mod server;
 
 use cablebridge_protocol::hybrid::tunnel::MAX_MESSAGE_LEN;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Private phone-side path of our server for state-assisted transactions (see [`server`] docs):
 /// `/cable/listen/<base64url contact id>`. Not part of any specification.
 pub const LISTEN_PATH_PREFIX: &str = "/cable/listen/";
+
+/// URL of our private listen path for `contact_id` (`base` as for
+/// `cablebridge_protocol::hybrid::tunnel::url`).
+pub fn listen_url(base: &str, contact_id: &[u8]) -> String {
+    use base64::Engine as _;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(contact_id);
+    format!("{}{LISTEN_PATH_PREFIX}{id}", base.trim_end_matches('/'))
+}
+
+/// Any byte stream a tunnel runs over (plain TCP or TLS, either role), boxed so both kinds share
+/// one code path. One allocation per connection; the virtual call is noise next to a syscall.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// WebSocket settings tuned for tunnels: many mostly idle connections carrying small messages.
 ///

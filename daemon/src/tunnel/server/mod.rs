@@ -48,9 +48,10 @@ mod upgrade;
 pub use config::{TlsFiles, TunnelServerConfig};
 pub use registry::{Reject, ServerStats};
 
+use crate::tunnel::Io;
 use cablebridge_protocol::error::{Classify, Fault, Stage};
 use registry::{Counters, Registry};
-use relay::{close_one, DesktopArrival, Io, Ws};
+use relay::{close_one, DesktopArrival, Ws};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

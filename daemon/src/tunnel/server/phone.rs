@@ -92,6 +92,16 @@ pub(crate) async fn serve(
         }
     };
     drop(waiting_gauge);
+    // An unpaired phone is finished as far as the tables go: free its slot before the closing
+    // handshake, so nobody is answered from a tunnel that is already going away.
+    drop(desktop);
+    let guard = match end {
+        WaitEnd::Paired(_) => Some(guard),
+        _ => {
+            drop(guard);
+            None
+        }
+    };
     let id = log_id(&waiting);
     let grace = cfg.shutdown_grace;
 
