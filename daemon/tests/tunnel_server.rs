@@ -98,7 +98,7 @@ async fn pairs_and_relays_verbatim_both_ways() {
         let (mut p, mut d) = pair(&s, tunnel(1)).await;
         let r = p.routing_id().unwrap();
         assert_eq!(r.to_hex().len(), 6);
-        assert_eq!(s.stats().paired, 1);
+        eventually(&s, |st| st.paired == 1).await;
         for len in [0usize, 1, 64 * 1024, 1 << 20] {
             let msg: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
             d.send(&msg).await.unwrap();
@@ -199,7 +199,7 @@ async fn unpaired_tunnel_expires_after_ttl() {
         let s = server(cfg).await;
         let mut p = phone(&s, tunnel(7)).await;
         let r = p.routing_id().unwrap();
-        assert_eq!(s.stats().waiting, 1);
+        eventually(&s, |st| st.waiting == 1).await;
         assert!(p.recv().await.is_none(), "the server closes an expired tunnel");
         assert_eq!(p.close_frame().map(|(c, _)| c), Some(1001));
         assert_eq!(status(desktop(&s, r, tunnel(7)).await.unwrap_err()), 404);
