@@ -2,6 +2,9 @@
 //! loops and limits), TLS with a self-signed CA in a custom root store, and the typed errors for
 //! refused insecure URLs, TCP failures and untrusted certificates.
 
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::tunnel::{url, TunnelId, TunnelPath};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelClientError};

@@ -4,6 +4,9 @@
 //! `CB_TUNNEL_LOAD=N` sets the number of tunnels (default 2000; each costs 4 sockets in this one
 //! process, so the count is clamped to the open-file limit). Bounded by a timeout.
 
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use cablebridge_protocol::hybrid::tunnel::{url, TunnelId, TunnelPath};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelConnection};
 use cablebridged::tunnel::server::{

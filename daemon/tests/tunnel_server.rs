@@ -2,6 +2,9 @@
 //! refusal status, TTL, size/type policing, closing, and the state-assisted contact flow.
 //! Every test is bounded by `tokio::time::timeout`.
 
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::tunnel::{url, RoutingId, TunnelId, TunnelPath, SUBPROTOCOL};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError, TunnelConnection};

@@ -257,6 +257,8 @@ async fn handle_connection(
     }
 }
 
+// One short-lived value per connection, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Upgrade {
     Accepted(Ws, Admission),
     Refused,
@@ -274,6 +276,8 @@ async fn upgrade(shared: &Arc<Shared>, tcp: TcpStream) -> Upgrade {
             },
             None => Box::new(tcp),
         };
+        // The error type is fixed by tungstenite's `Callback` trait.
+        #[allow(clippy::result_large_err)]
         let callback = |req: &_, resp| upgrade::decide(shared, req, resp, &mut admission);
         tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(shared.ws_config))
             .await

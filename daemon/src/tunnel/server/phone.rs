@@ -28,6 +28,8 @@ pub(crate) enum Waiting {
     Listener,
 }
 
+// One short-lived value per connection, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum WaitEnd {
     Paired(DesktopArrival),
     Expired,

@@ -66,7 +66,8 @@ impl Reject {
     ];
 }
 
-/// A snapshot of the server-wide counters.
+/// A snapshot of the server-wide counters. Refusals are counted before the HTTP answer is
+/// sent; the gauges follow the connection tasks, so they may trail a client's 101 by a moment.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerStats {

@@ -100,6 +100,8 @@ fn add_header(resp: &mut Response, name: &str, value: &str) {
 }
 
 /// The handshake callback body: decides, records the decision in `out`, returns the response.
+/// (The large error type is the one tungstenite's `Callback` trait prescribes.)
+#[allow(clippy::result_large_err)]
 pub(crate) fn decide(
     shared: &Shared,
     req: &Request,
