@@ -6,3 +6,4 @@
 
 pub mod evidence;
 pub mod hid;
+pub mod tunnel;

@@ -1,0 +1,395 @@
+//! Who is waiting for whom: the tunnel and listener tables and the server-wide counters.
+//!
+//! Every operation is one O(1) hash-map step under a `std::sync::Mutex` held for no await
+//! (the upgrade callback that calls it is synchronous). A waiting phone's connection task owns
+//! a [`SlotGuard`]; dropping it removes the entry, so a vanished or expired phone can never
+//! leave a stale slot behind, and a generation number keeps a late guard from removing a
+//! newer entry under the same key.
+
+use super::relay::DesktopArrival;
+use cablebridge_protocol::hybrid::tunnel::{RoutingId, TunnelId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// Why an upgrade was refused; also the HTTP status sent.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not one of our paths, or malformed ids (404).
+    BadPath,
+    /// No `Sec-WebSocket-Protocol: fido.cable` (400, as Google's server answers).
+    MissingSubprotocol,
+    /// `/cable/connect` for a tunnel nobody waits on, or whose TTL passed (404).
+    UnknownTunnel,
+    /// `/cable/connect` with a routing id other than the one given to the phone (404).
+    RoutingMismatch,
+    /// `/cable/connect` for a tunnel that already has its desktop (409).
+    AlreadyPaired,
+    /// `/cable/new` with a tunnel id already in use (409).
+    DuplicateTunnel,
+    /// `/cable/contact` for a contact id with no listening phone (410: the desktop drops the link).
+    UnknownContact,
+    /// `/cable/contact` without a hex client payload (400).
+    BadClientPayload,
+    /// [`super::TunnelServerConfig::max_tunnels`] reached (503).
+    AtCapacity,
+}
+
+impl Reject {
+    /// The HTTP status answered instead of 101.
+    pub fn status(self) -> u16 {
+        match self {
+            Reject::BadPath | Reject::UnknownTunnel | Reject::RoutingMismatch => 404,
+            Reject::MissingSubprotocol | Reject::BadClientPayload => 400,
+            Reject::AlreadyPaired | Reject::DuplicateTunnel => 409,
+            Reject::UnknownContact => 410,
+            Reject::AtCapacity => 503,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    const ALL: [Reject; 9] = [
+        Reject::BadPath,
+        Reject::MissingSubprotocol,
+        Reject::UnknownTunnel,
+        Reject::RoutingMismatch,
+        Reject::AlreadyPaired,
+        Reject::DuplicateTunnel,
+        Reject::UnknownContact,
+        Reject::BadClientPayload,
+        Reject::AtCapacity,
+    ];
+}
+
+/// A snapshot of the server-wide counters. Refusals are counted before the HTTP answer is
+/// sent; the gauges follow the connection tasks, so they may trail a client's 101 by a moment.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Phones waiting on `/cable/new` right now.
+    pub waiting: u64,
+    /// Tunnels relaying right now (QR and contact).
+    pub paired: u64,
+    /// Phones registered on `/cable/listen` right now.
+    pub listening: u64,
+    /// Tunnels ever paired (QR and contact).
+    pub total_paired: u64,
+    /// Unpaired tunnels dropped at their TTL.
+    pub expired: u64,
+    /// Relayed data messages, both directions, all tunnels (counted when a tunnel ends).
+    pub messages_relayed: u64,
+    /// Relayed payload bytes, both directions, all tunnels (counted when a tunnel ends).
+    pub bytes_relayed: u64,
+    /// Connections whose TLS or WebSocket upgrade failed or timed out.
+    pub handshake_failures: u64,
+    /// Refused upgrades by reason.
+    pub rejected: Vec<(Reject, u64)>,
+}
+
+impl ServerStats {
+    /// Refusals for one reason.
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+    /// Unpaired + paired tunnels.
+    pub fn active_tunnels(&self) -> u64 {
+        self.waiting + self.paired
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub waiting: AtomicU64,
+    pub paired: AtomicU64,
+    pub listening: AtomicU64,
+    pub total_paired: AtomicU64,
+    pub expired: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    rejected: [AtomicU64; Reject::ALL.len()],
+}
+
+impl Counters {
+    pub fn reject(&self, reason: Reject) {
+        if let Some(c) = self.rejected.get(reason.index()) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> ServerStats {
+        ServerStats {
+            waiting: self.waiting.load(Relaxed),
+            paired: self.paired.load(Relaxed),
+            listening: self.listening.load(Relaxed),
+            total_paired: self.total_paired.load(Relaxed),
+            expired: self.expired.load(Relaxed),
+            messages_relayed: self.messages.load(Relaxed),
+            bytes_relayed: self.bytes.load(Relaxed),
+            handshake_failures: self.handshake_failures.load(Relaxed),
+            rejected: Reject::ALL
+                .iter()
+                .zip(self.rejected.iter())
+                .map(|(r, n)| (*r, n.load(Relaxed)))
+                .collect(),
+        }
+    }
+}
+
+/// Increments a gauge now and decrements it on drop, whatever path the task leaves by.
+#[derive(Debug)]
+pub(crate) struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    pub fn up(counter: &'a AtomicU64) -> Gauge<'a> {
+        counter.fetch_add(1, Relaxed);
+        Gauge(counter)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+#[derive(Debug)]
+enum TunnelSlot {
+    Waiting { routing_id: RoutingId, desktop: oneshot::Sender<DesktopArrival>, generation: u64 },
+    Paired { generation: u64 },
+}
+
+impl TunnelSlot {
+    fn generation(&self) -> u64 {
+        match self {
+            TunnelSlot::Waiting { generation, .. } | TunnelSlot::Paired { generation } => {
+                *generation
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ListenSlot {
+    desktop: oneshot::Sender<DesktopArrival>,
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    tunnels: HashMap<TunnelId, TunnelSlot>,
+    listeners: HashMap<Vec<u8>, ListenSlot>,
+    next_generation: u64,
+}
+
+/// The shared tables. Cheap to clone (an `Arc`).
+#[derive(Debug, Clone)]
+pub(crate) struct Registry {
+    tables: Arc<Mutex<Tables>>,
+    max_entries: usize,
+}
+
+#[derive(Debug)]
+enum SlotKey {
+    Tunnel(TunnelId),
+    Listener(Vec<u8>),
+}
+
+/// Removes its table entry when dropped (if the entry is still the one it created).
+#[derive(Debug)]
+pub(crate) struct SlotGuard {
+    registry: Registry,
+    key: SlotKey,
+    generation: u64,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut t = self.registry.lock();
+        match &self.key {
+            SlotKey::Tunnel(id) => {
+                if t.tunnels.get(id).map(TunnelSlot::generation) == Some(self.generation) {
+                    t.tunnels.remove(id);
+                }
+            }
+            SlotKey::Listener(id) => {
+                if t.listeners.get(id).map(|s| s.generation) == Some(self.generation) {
+                    t.listeners.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// What a phone waits on: the desktop's connection, handed over once its upgrade completes.
+pub(crate) type DesktopReceiver = oneshot::Receiver<DesktopArrival>;
+/// The claim a desktop's upgrade takes on a waiting phone.
+pub(crate) type DesktopSender = oneshot::Sender<DesktopArrival>;
+
+impl Registry {
+    pub fn new(max_entries: usize) -> Registry {
+        Registry { tables: Arc::new(Mutex::new(Tables::default())), max_entries }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the maps inconsistent (each operation is
+        // a single insert/remove), so a poisoned lock is still usable.
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn full(&self, t: &Tables) -> bool {
+        t.tunnels.len() + t.listeners.len() >= self.max_entries
+    }
+
+    /// `/cable/new`: a phone opens `tunnel_id`.
+    pub fn open_tunnel(
+        &self,
+        tunnel_id: TunnelId,
+        routing_id: RoutingId,
+    ) -> Result<(SlotGuard, DesktopReceiver), Reject> {
+        let mut t = self.lock();
+        if t.tunnels.contains_key(&tunnel_id) {
+            return Err(Reject::DuplicateTunnel);
+        }
+        if self.full(&t) {
+            return Err(Reject::AtCapacity);
+        }
+        let (tx, rx) = oneshot::channel();
+        t.next_generation += 1;
+        let generation = t.next_generation;
+        t.tunnels.insert(tunnel_id, TunnelSlot::Waiting { routing_id, desktop: tx, generation });
+        let guard =
+            SlotGuard { registry: self.clone(), key: SlotKey::Tunnel(tunnel_id), generation };
+        Ok((guard, rx))
+    }
+
+    /// `/cable/connect`: a desktop claims the phone waiting on `tunnel_id`.
+    pub fn claim_tunnel(
+        &self,
+        tunnel_id: TunnelId,
+        routing_id: RoutingId,
+    ) -> Result<DesktopSender, Reject> {
+        let mut t = self.lock();
+        let slot = t.tunnels.get_mut(&tunnel_id).ok_or(Reject::UnknownTunnel)?;
+        let generation = match slot {
+            TunnelSlot::Paired { .. } => return Err(Reject::AlreadyPaired),
+            TunnelSlot::Waiting { routing_id: expected, desktop, generation } => {
+                if *expected != routing_id {
+                    return Err(Reject::RoutingMismatch);
+                }
+                if desktop.is_closed() {
+                    // The phone's task is gone and its guard is about to remove the slot.
+                    return Err(Reject::UnknownTunnel);
+                }
+                *generation
+            }
+        };
+        match std::mem::replace(slot, TunnelSlot::Paired { generation }) {
+            TunnelSlot::Waiting { desktop, .. } => Ok(desktop),
+            TunnelSlot::Paired { .. } => Err(Reject::AlreadyPaired),
+        }
+    }
+
+    /// `/cable/listen`: a phone registers for its contact id, replacing an older registration
+    /// (a reconnecting phone must win over its own half-dead previous socket).
+    pub fn listen(&self, contact_id: Vec<u8>) -> Result<(SlotGuard, DesktopReceiver), Reject> {
+        let mut t = self.lock();
+        if !t.listeners.contains_key(&contact_id) && self.full(&t) {
+            return Err(Reject::AtCapacity);
+        }
+        let (tx, rx) = oneshot::channel();
+        t.next_generation += 1;
+        let generation = t.next_generation;
+        // Dropping the old sender wakes the old listener, which then closes.
+        t.listeners.insert(contact_id.clone(), ListenSlot { desktop: tx, generation });
+        let guard =
+            SlotGuard { registry: self.clone(), key: SlotKey::Listener(contact_id), generation };
+        Ok((guard, rx))
+    }
+
+    /// `/cable/contact`: a desktop claims the phone listening on `contact_id`.
+    pub fn claim_contact(&self, contact_id: &[u8]) -> Result<DesktopSender, Reject> {
+        let mut t = self.lock();
+        let slot = t.listeners.remove(contact_id).ok_or(Reject::UnknownContact)?;
+        if slot.desktop.is_closed() {
+            return Err(Reject::UnknownContact);
+        }
+        Ok(slot.desktop)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        let t = self.lock();
+        (t.tunnels.len(), t.listeners.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TunnelId = TunnelId([7; 16]);
+    const R: RoutingId = RoutingId([1, 2, 3]);
+
+    #[test]
+    fn tunnel_lifecycle_and_rejections() {
+        let reg = Registry::new(10);
+        assert_eq!(reg.claim_tunnel(T, R).err(), Some(Reject::UnknownTunnel));
+        let (guard, _rx) = reg.open_tunnel(T, R).unwrap();
+        assert_eq!(reg.open_tunnel(T, R).err(), Some(Reject::DuplicateTunnel));
+        assert_eq!(reg.claim_tunnel(T, RoutingId([9, 9, 9])).err(), Some(Reject::RoutingMismatch));
+        let _tx = reg.claim_tunnel(T, R).unwrap();
+        assert_eq!(reg.claim_tunnel(T, R).err(), Some(Reject::AlreadyPaired));
+        drop(guard);
+        assert_eq!(reg.len(), (0, 0));
+        assert_eq!(reg.claim_tunnel(T, R).err(), Some(Reject::UnknownTunnel));
+    }
+
+    #[test]
+    fn claim_of_vanished_phone_is_unknown() {
+        let reg = Registry::new(10);
+        let (_guard, rx) = reg.open_tunnel(T, R).unwrap();
+        drop(rx);
+        assert_eq!(reg.claim_tunnel(T, R).err(), Some(Reject::UnknownTunnel));
+    }
+
+    #[test]
+    fn newer_listener_replaces_older_and_survives_its_guard() {
+        let reg = Registry::new(10);
+        let (old_guard, mut old_rx) = reg.listen(b"c".to_vec()).unwrap();
+        let (_new_guard, _new_rx) = reg.listen(b"c".to_vec()).unwrap();
+        // The old receiver learns it was replaced.
+        assert!(old_rx.try_recv().is_err());
+        drop(old_guard);
+        assert_eq!(reg.len(), (0, 1));
+        assert!(reg.claim_contact(b"c").is_ok());
+        assert_eq!(reg.claim_contact(b"c").err(), Some(Reject::UnknownContact));
+    }
+
+    #[test]
+    fn capacity_counts_tunnels_and_listeners() {
+        let reg = Registry::new(2);
+        let _a = reg.open_tunnel(T, R).unwrap();
+        let _b = reg.listen(b"x".to_vec()).unwrap();
+        assert_eq!(reg.open_tunnel(TunnelId([8; 16]), R).err(), Some(Reject::AtCapacity));
+        assert_eq!(reg.listen(b"y".to_vec()).err(), Some(Reject::AtCapacity));
+        // Re-registering an existing contact id does not grow the table.
+        assert!(reg.listen(b"x".to_vec()).is_ok());
+    }
+
+    #[test]
+    fn statuses_match_the_documented_http_answers() {
+        assert_eq!(Reject::MissingSubprotocol.status(), 400);
+        assert_eq!(Reject::RoutingMismatch.status(), 404);
+        assert_eq!(Reject::UnknownContact.status(), 410);
+        let c = Counters::default();
+        c.reject(Reject::UnknownContact);
+        assert_eq!(c.snapshot().rejected(Reject::UnknownContact), 1);
+        assert_eq!(c.snapshot().rejected(Reject::BadPath), 0);
+    }
+}

@@ -1,0 +1,189 @@
+//! The HTTP upgrade decision: which path, which subprotocol, which waiting phone — or which
+//! HTTP status instead of 101 (§6.1–§6.3 plus our private `/cable/listen`).
+//!
+//! Runs inside tungstenite's synchronous handshake callback, so it only does O(1) table
+//! operations and header formatting; the connection task acts on the returned [`Admission`].
+
+use super::registry::{DesktopReceiver, DesktopSender, Reject, SlotGuard};
+use super::relay::DesktopKind;
+use super::Shared;
+use crate::tunnel::LISTEN_PATH_PREFIX;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use cablebridge_protocol::hybrid::tunnel::{
+    RoutingId, TunnelId, TunnelPath, CLIENT_PAYLOAD_HEADER, ROUTING_ID_HEADER,
+    SIGNAL_CONNECTION_HEADER, SUBPROTOCOL,
+};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::header::{
+    CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_PROTOCOL,
+};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+
+/// Longest client payload header accepted. Chrome's is ~2 × 36 hex chars (§6.3); 1 KiB leaves
+/// room for future map keys without letting a desktop park large blobs on a phone.
+const MAX_CLIENT_PAYLOAD_HEX: usize = 1024;
+
+/// What an accepted upgrade turns into.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// `/cable/new`: a phone waiting for its desktop.
+    Phone { tunnel_id: TunnelId, guard: SlotGuard, desktop: DesktopReceiver },
+    /// `/cable/listen`: a phone waiting for a state-assisted desktop.
+    Listener { guard: SlotGuard, desktop: DesktopReceiver },
+    /// `/cable/connect` or `/cable/contact`: a desktop that claimed a waiting phone.
+    Desktop { claim: DesktopSender, kind: DesktopKind },
+}
+
+enum Route {
+    Tunnel(TunnelPath),
+    Listen(Vec<u8>),
+}
+
+fn parse_route(path: &str) -> Result<Route, Reject> {
+    if let Some(id) = path.strip_prefix(LISTEN_PATH_PREFIX) {
+        let id = id.split(['?', '#']).next().unwrap_or_default();
+        return match URL_SAFE_NO_PAD.decode(id) {
+            Ok(contact_id) if !contact_id.is_empty() => Ok(Route::Listen(contact_id)),
+            _ => Err(Reject::BadPath),
+        };
+    }
+    TunnelPath::parse(path).map(Route::Tunnel).map_err(|_| Reject::BadPath)
+}
+
+/// `Sec-WebSocket-Protocol` may list several protocols, in one header or several.
+fn offers_fido_cable(req: &Request) -> bool {
+    req.headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Validates the hex client payload and normalises it to lowercase.
+fn client_payload(req: &Request) -> Result<String, Reject> {
+    let raw = header(req, CLIENT_PAYLOAD_HEADER).ok_or(Reject::BadClientPayload)?.trim();
+    if raw.is_empty() || raw.len() > MAX_CLIENT_PAYLOAD_HEX {
+        return Err(Reject::BadClientPayload);
+    }
+    let bytes = hex::decode(raw).map_err(|_| Reject::BadClientPayload)?;
+    Ok(hex::encode(bytes))
+}
+
+fn refusal(shared: &Shared, reason: Reject) -> ErrorResponse {
+    shared.counters.reject(reason);
+    tracing::debug!(status = reason.status(), ?reason, "tunnel upgrade refused");
+    let body = format!("{reason:?}\n");
+    let length = body.len().to_string();
+    let mut resp = ErrorResponse::new(Some(body));
+    *resp.status_mut() = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    // tungstenite writes the body but no length; without one a client would read to EOF.
+    if let Ok(v) = HeaderValue::from_str(&length) {
+        resp.headers_mut().insert(CONTENT_LENGTH, v);
+    }
+    resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+fn add_header(resp: &mut Response, name: &str, value: &str) {
+    // Both are ASCII constants or hex we formatted; a failure here would be our bug, and
+    // leaving the header out makes the client fail loudly rather than the server panic.
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+    {
+        resp.headers_mut().insert(n, v);
+    }
+}
+
+/// The handshake callback body: decides, records the decision in `out`, returns the response.
+/// (The large error type is the one tungstenite's `Callback` trait prescribes.)
+#[allow(clippy::result_large_err)]
+pub(crate) fn decide(
+    shared: &Shared,
+    req: &Request,
+    mut resp: Response,
+    out: &mut Option<Admission>,
+) -> Result<Response, ErrorResponse> {
+    let route = parse_route(req.uri().path()).map_err(|r| refusal(shared, r))?;
+    // Checked before any table lookup, as Google's server does (pitfall §11.2 item 1).
+    if !offers_fido_cable(req) {
+        return Err(refusal(shared, Reject::MissingSubprotocol));
+    }
+    add_header(&mut resp, SEC_WEBSOCKET_PROTOCOL.as_str(), SUBPROTOCOL);
+    let registry = &shared.registry;
+    let admission = match route {
+        Route::Tunnel(TunnelPath::New { tunnel_id }) => {
+            let routing_id = shared.config.routing_id.unwrap_or_else(|| RoutingId(rand::random()));
+            let (guard, desktop) =
+                registry.open_tunnel(tunnel_id, routing_id).map_err(|r| refusal(shared, r))?;
+            add_header(&mut resp, ROUTING_ID_HEADER, &routing_id.to_hex());
+            Admission::Phone { tunnel_id, guard, desktop }
+        }
+        Route::Tunnel(TunnelPath::Connect { routing_id, tunnel_id }) => {
+            let claim =
+                registry.claim_tunnel(tunnel_id, routing_id).map_err(|r| refusal(shared, r))?;
+            Admission::Desktop { claim, kind: DesktopKind::Connect }
+        }
+        Route::Tunnel(TunnelPath::Contact { contact_id }) => {
+            let client_payload_hex = client_payload(req).map_err(|r| refusal(shared, r))?;
+            let signal = header(req, SIGNAL_CONNECTION_HEADER)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+            let claim = registry.claim_contact(&contact_id).map_err(|r| refusal(shared, r))?;
+            if signal {
+                add_header(&mut resp, SIGNAL_CONNECTION_HEADER, "true");
+            }
+            Admission::Desktop { claim, kind: DesktopKind::Contact { client_payload_hex, signal } }
+        }
+        Route::Listen(contact_id) => {
+            let (guard, desktop) = registry.listen(contact_id).map_err(|r| refusal(shared, r))?;
+            Admission::Listener { guard, desktop }
+        }
+        // Unreachable today; keeps compiling (and refusing) if TunnelPath grows a variant.
+        #[allow(unreachable_patterns)]
+        Route::Tunnel(_) => return Err(refusal(shared, Reject::BadPath)),
+    };
+    *out = Some(admission);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(
+            matches!(parse_route("/cable/listen/AQID"), Ok(Route::Listen(v)) if v == [1, 2, 3])
+        );
+        assert_eq!(parse_route("/cable/listen/").err(), Some(Reject::BadPath));
+        assert_eq!(parse_route("/cable/listen/!!").err(), Some(Reject::BadPath));
+        assert_eq!(parse_route("/other").err(), Some(Reject::BadPath));
+        let lower = format!("/cable/connect/0a0b0c/{}", "ab".repeat(16));
+        assert!(matches!(
+            parse_route(&lower),
+            Ok(Route::Tunnel(TunnelPath::Connect { routing_id: RoutingId([10, 11, 12]), .. }))
+        ));
+    }
+
+    #[test]
+    fn subprotocol_lists_and_client_payload() {
+        let req = |proto: &str, payload: &str| {
+            Request::builder()
+                .uri("/cable/contact/AQID")
+                .header("Sec-WebSocket-Protocol", proto)
+                .header(CLIENT_PAYLOAD_HEADER, payload)
+                .body(())
+                .unwrap()
+        };
+        assert!(offers_fido_cable(&req("chat, fido.cable", "00")));
+        assert!(!offers_fido_cable(&req("fido.cable2", "00")));
+        assert_eq!(client_payload(&req("fido.cable", "A1FF")).unwrap(), "a1ff");
+        assert_eq!(client_payload(&req("fido.cable", "xyz")).err(), Some(Reject::BadClientPayload));
+        let long = "00".repeat(MAX_CLIENT_PAYLOAD_HEX);
+        assert_eq!(client_payload(&req("fido.cable", &long)).err(), Some(Reject::BadClientPayload));
+    }
+}
