@@ -6,6 +6,7 @@
 
 pub mod advert;
 pub mod ceremony;
+pub mod desktop;
 pub mod evidence;
 pub mod hid;
 pub mod store;
