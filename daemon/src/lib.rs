@@ -6,4 +6,5 @@
 
 pub mod evidence;
 pub mod hid;
+pub mod phone;
 pub mod tunnel;
