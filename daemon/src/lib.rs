@@ -7,4 +7,5 @@
 pub mod evidence;
 pub mod hid;
 pub mod phone;
+pub mod store;
 pub mod tunnel;
