@@ -1,6 +1,6 @@
 //! Errors of the virtual phone, each naming its stage (`Classify`).
 
-use super::state::StateError;
+use crate::store::StoreError;
 use crate::tunnel::client::TunnelClientError;
 use cablebridge_protocol::authenticator::AuthenticatorError;
 use cablebridge_protocol::error::{Classify, Fault, Stage};
@@ -42,7 +42,7 @@ pub enum PhoneError {
     /// The tunnel domain id has no host name.
     Domain(DomainError),
     /// The state file could not be read or written.
-    State(StateError),
+    State(StoreError),
     /// The identity key could not be derived, or no link is stored.
     Identity(String),
     /// The software authenticator's API failed (not a CTAP status: those are responses).
@@ -113,8 +113,8 @@ impl From<SessionError> for PhoneError {
         PhoneError::Session(e)
     }
 }
-impl From<StateError> for PhoneError {
-    fn from(e: StateError) -> Self {
+impl From<StoreError> for PhoneError {
+    fn from(e: StoreError) -> Self {
         PhoneError::State(e)
     }
 }

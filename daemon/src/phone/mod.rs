@@ -29,7 +29,7 @@ pub mod state;
 
 pub use error::PhoneError;
 pub use progress::{Progress, ProgressFn};
-pub use state::{Contact, PhoneState, StateError};
+pub use state::{Contact, PhoneState};
 
 use crate::tunnel::client::ConnectOptions;
 use cablebridge_protocol::authenticator::{

@@ -77,7 +77,12 @@ fn not_there_yet(e: &io::Error) -> bool {
 impl AdvertSink {
     /// Opens the sink, retrying a missing listener for [`SINK_RETRY_WINDOW`].
     pub async fn open(spec: &AdvertSinkSpec) -> io::Result<AdvertSink> {
-        let deadline = tokio::time::Instant::now() + SINK_RETRY_WINDOW;
+        Self::open_within(spec, SINK_RETRY_WINDOW).await
+    }
+
+    /// Opens the sink, retrying a missing listener for `window`.
+    pub async fn open_within(spec: &AdvertSinkSpec, window: Duration) -> io::Result<AdvertSink> {
+        let deadline = tokio::time::Instant::now() + window;
         loop {
             match Self::open_once(spec).await {
                 Err(e) if not_there_yet(&e) && tokio::time::Instant::now() < deadline => {
@@ -214,10 +219,11 @@ mod tests {
         assert_eq!(&line, b"0102\n");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn missing_listener_gives_up_after_the_window() {
         let dir = tempfile::tempdir().unwrap();
-        let err = AdvertSink::open(&AdvertSinkSpec::Unix(dir.path().join("none"))).await;
+        let spec = AdvertSinkSpec::Unix(dir.path().join("none"));
+        let err = AdvertSink::open_within(&spec, Duration::from_millis(100)).await;
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 }

@@ -12,9 +12,9 @@ use cablebridge_protocol::hybrid::keys::{
     derive_p256_from_seed, identity_key_seed, paired_secret, per_contact_secret, LinkSecret,
     PhoneRootSecret,
 };
-use core::fmt;
+use crate::store::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Format version written into the file.
@@ -42,41 +42,6 @@ pub struct PhoneState {
     pub contacts: Vec<Contact>,
 }
 
-/// Loading or saving the state file failed.
-#[non_exhaustive]
-#[derive(Debug)]
-pub enum StateError {
-    /// Reading or writing the file failed.
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The file exists but is not a state file this version understands.
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-}
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StateError::Io { path, source } => {
-                write!(f, "phone state file {}: {source}", path.display())
-            }
-            StateError::Corrupt { path, why } => {
-                write!(f, "phone state file {} is not usable: {why}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
-
 impl PhoneState {
     /// A factory-fresh phone.
     pub fn new(rng: &mut impl rand_core::CryptoRngCore) -> Self {
@@ -91,20 +56,18 @@ impl PhoneState {
     pub fn load_or_new(
         path: &Path,
         rng: &mut impl rand_core::CryptoRngCore,
-    ) -> Result<Self, StateError> {
-        match std::fs::read(path) {
-            Ok(bytes) => Self::decode(&Zeroizing::new(bytes))
-                .map_err(|why| StateError::Corrupt { path: path.to_owned(), why }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::new(rng)),
-            Err(source) => Err(StateError::Io { path: path.to_owned(), source }),
+    ) -> Result<Self, StoreError> {
+        match read_optional(path)? {
+            Some(bytes) => Self::decode(&Zeroizing::new(bytes))
+                .map_err(|reason| StoreError::Corrupt { path: path.to_owned(), reason }),
+            None => Ok(Self::new(rng)),
         }
     }
 
     /// Writes the state atomically with mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
         let bytes = self.encode();
-        write_atomic(path, &bytes, 0o600)
-            .map_err(|source| StateError::Io { path: path.to_owned(), source })
+        write_atomic(path, &bytes, SECRET_FILE_MODE)
     }
 
     fn encode(&self) -> Zeroizing<Vec<u8>> {
@@ -205,31 +168,6 @@ impl PhoneState {
     }
 }
 
-/// Write-temp + fsync + rename (+ directory fsync).
-// TODO(merge): replace with `crate::store::atomic::write_atomic` from branch `desktop`.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +200,7 @@ mod tests {
         assert!(fresh.contacts.is_empty());
         std::fs::write(&path, b"{\"version\":1}").unwrap();
         let err = PhoneState::load_or_new(&path, &mut rng).unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("authenticator missing"));
     }
 }
