@@ -7,12 +7,12 @@
 //!
 //! What it is not: the desktop's link store (that keeps what *phones* sent; see `store`).
 
+use crate::store::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
 use cablebridge_protocol::authenticator::PersistentState;
 use cablebridge_protocol::hybrid::keys::{
     derive_p256_from_seed, identity_key_seed, paired_secret, per_contact_secret, LinkSecret,
     PhoneRootSecret,
 };
-use crate::store::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
 use serde_json::{json, Value};
 use std::path::Path;
 use zeroize::Zeroizing;
