@@ -2,6 +2,7 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod ceremony;
 pub mod domain;
 pub mod qr;
 
