@@ -9,5 +9,6 @@ pub mod ceremony;
 pub mod desktop;
 pub mod evidence;
 pub mod hid;
+pub mod phone;
 pub mod store;
 pub mod tunnel;
