@@ -41,4 +41,15 @@ pub enum Command {
     /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
     #[command(after_help = EXIT_CODES_HELP)]
     TunnelDomain(cmd::domain::TunnelDomainArgs),
+    /// Create a credential (WebAuthn registration) on a phone (hybrid) or security key (usb).
+    /// With --json, stdout is JSON lines: qr, progress, warning events, then result or error.
+    #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
+    Register(cmd::register::RegisterArgs),
+    /// Sign in (WebAuthn authentication) with a phone (hybrid) or security key (usb).
+    /// With --json, stdout is JSON lines: qr, progress, warning events, then result or error.
+    #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
+    Authenticate(cmd::register::AuthenticateArgs),
+    /// Phones linked through earlier QR ceremonies.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Links(cmd::links::LinksCommand),
 }

@@ -6,9 +6,6 @@
 //! last either `{"event":"result",...}` or `{"event":"error","stage":..,"message":..}`. Without
 //! it, the QR code and the staged progress go to stderr (so stdout stays the result alone).
 
-// Until `register`/`authenticate` land in the next commit nothing calls these yet.
-#![allow(dead_code)]
-
 use crate::cmd::qr::render_terminal;
 use crate::output::{CmdError, Exit, Report};
 use cablebridged::ceremony::{
@@ -19,6 +16,14 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
+
+/// `--help` text of the ceremony commands' exit codes.
+pub const CEREMONY_EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  ceremony failed: the authenticator said no, a stage timed out, or the phone/tunnel misbehaved
+  2  usage or input error (bad flags, bad base64url, unknown linked phone, insecure tunnel URL)
+  3  environment error (no Bluetooth, tunnel unreachable, state directory not writable)";
 
 /// `--resident-key` / `--uv` values.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -4,7 +4,9 @@
 pub mod advert;
 pub mod ceremony;
 pub mod domain;
+pub mod links;
 pub mod qr;
+pub mod register;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -16,6 +18,9 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Qr(c) => qr::run(c, &cli.global),
         Command::Advert(c) => advert::run(c, &cli.global),
         Command::TunnelDomain(a) => domain::run(a),
+        Command::Register(a) => register::register(a, &cli.global),
+        Command::Authenticate(a) => register::authenticate(a, &cli.global),
+        Command::Links(c) => links::run(c),
     }
 }
 
