@@ -41,4 +41,10 @@ pub enum Command {
     /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
     #[command(after_help = EXIT_CODES_HELP)]
     TunnelDomain(cmd::domain::TunnelDomainArgs),
+    /// Run a caBLE tunnel server (relay for /cable/new, /cable/connect, /cable/contact).
+    #[command(after_help = EXIT_CODES_HELP)]
+    TunnelServer(cmd::tunnel_server::TunnelServerArgs),
+    /// A virtual phone: scan a FIDO:/ QR and answer the desktop with a software authenticator.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Phone(cmd::phone::PhoneArgs),
 }

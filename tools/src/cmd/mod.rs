@@ -4,7 +4,9 @@
 pub mod advert;
 pub mod ceremony;
 pub mod domain;
+pub mod phone;
 pub mod qr;
+pub mod tunnel_server;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -16,6 +18,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Qr(c) => qr::run(c, &cli.global),
         Command::Advert(c) => advert::run(c, &cli.global),
         Command::TunnelDomain(a) => domain::run(a),
+        Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
+        Command::Phone(a) => phone::run(a, cli.global.json),
     }
 }
 
