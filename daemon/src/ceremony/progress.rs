@@ -109,6 +109,10 @@ pub enum ProgressDetail {
     },
     /// Free text (tunnel URL, keepalive status, link name, ...). Never a secret.
     Text(String),
+    /// Something went wrong without ending the ceremony (a malformed injected advert, an advert
+    /// that is ours but invalid, a linking update that could not be stored). Not a finished
+    /// stage: `stage` is the stage in progress and `stage_ms` is 0.
+    Warning(String),
 }
 
 /// "This stage finished."
@@ -217,6 +221,28 @@ impl Progress {
         self.timings.add(stage, stage_ms);
         self.current = next;
         let event = ProgressEvent { stage, elapsed_ms: millis(now - self.start), stage_ms, detail };
+        if let Some(sink) = &self.sink {
+            sink.emit(&event);
+        }
+    }
+
+    /// Emits an event for `stage` that happened on the side (linking info stored during the
+    /// wait for the user): no timing is recorded and the stage in progress does not change.
+    pub fn note(&self, stage: CeremonyStage, detail: ProgressDetail) {
+        let event = ProgressEvent { stage, elapsed_ms: self.elapsed_ms(), stage_ms: 0, detail };
+        if let Some(sink) = &self.sink {
+            sink.emit(&event);
+        }
+    }
+
+    /// Reports a non-fatal problem in the stage in progress (no timing recorded).
+    pub fn warn(&self, message: impl Into<String>) {
+        let event = ProgressEvent {
+            stage: self.current,
+            elapsed_ms: self.elapsed_ms(),
+            stage_ms: 0,
+            detail: ProgressDetail::Warning(message.into()),
+        };
         if let Some(sink) = &self.sink {
             sink.emit(&event);
         }

@@ -156,6 +156,14 @@ pub struct Renderer {
 impl Renderer {
     /// The JSON lines of one event (a QR event precedes its progress event).
     pub fn event_lines(event: &ProgressEvent) -> Vec<Value> {
+        if let ProgressDetail::Warning(message) = &event.detail {
+            return vec![json!({
+                "event": "warning",
+                "stage": event.stage.as_str(),
+                "elapsed_ms": event.elapsed_ms,
+                "message": message,
+            })];
+        }
         let mut lines = Vec::new();
         if let ProgressDetail::Qr { url } = &event.detail {
             lines.push(json!({"event": "qr", "url": url}));
@@ -181,6 +189,9 @@ impl Renderer {
 
     /// The human line (and QR drawing) of one event.
     pub fn human_text(event: &ProgressEvent) -> String {
+        if let ProgressDetail::Warning(message) = &event.detail {
+            return format!("[{:>6} ms] warning: {message}\n", event.elapsed_ms);
+        }
         let mut out = String::new();
         if let ProgressDetail::Qr { url } = &event.detail {
             if let Ok(drawing) = render_terminal(url) {
