@@ -47,4 +47,8 @@ pub enum Command {
     /// A virtual phone: scan a FIDO:/ QR and answer the desktop with a software authenticator.
     #[command(after_help = EXIT_CODES_HELP)]
     Phone(cmd::phone::PhoneArgs),
+    /// Run a complete offline hybrid ceremony (tunnel server + virtual phone + desktop) and
+    /// verify it: register, then authenticate with the new credential.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Demo(cmd::demo::DemoArgs),
 }

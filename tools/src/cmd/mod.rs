@@ -3,6 +3,7 @@
 
 pub mod advert;
 pub mod ceremony;
+pub mod demo;
 pub mod domain;
 pub mod phone;
 pub mod qr;
@@ -20,6 +21,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::TunnelDomain(a) => domain::run(a),
         Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
         Command::Phone(a) => phone::run(a, cli.global.json),
+        Command::Demo(a) => demo::run(a, cli.global.json),
     }
 }
 
