@@ -52,4 +52,14 @@ pub enum Command {
     /// Phones linked through earlier QR ceremonies.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Links(cmd::links::LinksCommand),
+    /// Run a caBLE tunnel server (relay for /cable/new, /cable/connect, /cable/contact).
+    #[command(after_help = EXIT_CODES_HELP)]
+    TunnelServer(cmd::tunnel_server::TunnelServerArgs),
+    /// A virtual phone: scan a FIDO:/ QR and answer the desktop with a software authenticator.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Phone(cmd::phone::PhoneArgs),
+    /// Run a complete offline hybrid ceremony (tunnel server + virtual phone + desktop) and
+    /// verify it: register, then authenticate with the new credential.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Demo(cmd::demo::DemoArgs),
 }

@@ -3,10 +3,13 @@
 
 pub mod advert;
 pub mod ceremony;
+pub mod demo;
 pub mod domain;
 pub mod links;
 pub mod qr;
 pub mod register;
+pub mod phone;
+pub mod tunnel_server;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -21,6 +24,9 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Register(a) => register::register(a, &cli.global),
         Command::Authenticate(a) => register::authenticate(a, &cli.global),
         Command::Links(c) => links::run(c),
+        Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
+        Command::Phone(a) => phone::run(a, cli.global.json),
+        Command::Demo(a) => demo::run(a, cli.global.json),
     }
 }
 

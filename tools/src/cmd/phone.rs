@@ -1,0 +1,186 @@
+//! `cablebridge phone`: the virtual phone (`cablebridged::phone`) as a command. Scans a
+//! `FIDO:/` QR (`--qr`), runs one session through a tunnel server and exits; with
+//! `--serve-links` it then (or only, without `--qr`) holds its stored contacts and serves linked
+//! desktops until Ctrl-C or `--max-sessions`.
+//!
+//! Progress goes to stderr (JSON lines with `--json`); the advert goes to `--advert-sink`; the
+//! final summary is the usual report on stdout. A real Google/Apple tunnel will not accept this
+//! phone (their phone side is private): point `--tunnel-url` at `cablebridge tunnel-server`.
+
+use crate::cmd::tunnel_server::{init_tracing, runtime};
+use crate::output::{CmdError, Exit, Report};
+use cablebridge_protocol::authenticator::AttestationMode;
+use cablebridge_protocol::error::{Classify, Fault};
+use cablebridged::phone::sink::AdvertSinkSpec;
+use cablebridged::phone::{
+    FailAt, PhoneConfig, PhoneError, PhoneState, Progress, ProgressFn, VirtualPhone,
+};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `--attestation` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AttestationArg {
+    /// `fmt: "none"` (what real phones send).
+    None,
+    /// `fmt: "packed"` with an x5c chain from a per-phone test CA.
+    Packed,
+}
+
+/// Arguments of `phone`.
+#[derive(Debug, Args)]
+pub struct PhoneArgs {
+    /// The `FIDO:/` URL the desktop shows.
+    #[arg(long, required_unless_present = "serve_links")]
+    pub qr: Option<String>,
+    /// Tunnel server base URL (`ws://127.0.0.1:PORT`); default: the domain's production host,
+    /// which will refuse us.
+    #[arg(long)]
+    pub tunnel_url: Option<String>,
+    /// Tunnel domain id written into the advert (0 = cable.ua5v.com, 1 = cable.auth.com).
+    #[arg(long, default_value_t = 0)]
+    pub domain_id: u16,
+    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms).
+    #[arg(long, default_value = "stdout")]
+    pub advert_sink: AdvertSinkSpec,
+    /// AAGUID (32 hex digits, dashes allowed).
+    #[arg(long)]
+    pub aaguid: Option<String>,
+    /// makeCredential attestation format.
+    #[arg(long, value_enum, default_value_t = AttestationArg::None)]
+    pub attestation: AttestationArg,
+    /// Milliseconds the simulated user takes to approve.
+    #[arg(long, default_value_t = 0)]
+    pub user_presence_delay_ms: u64,
+    /// Keep credentials, the phone's root secret and links in FILE (written atomically, 0600).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Send linking info when the QR allows it (key 4 = true).
+    #[arg(long)]
+    pub offer_linking: bool,
+    /// Authenticator name sent in linking info.
+    #[arg(long, default_value = "cablebridge virtual phone")]
+    pub name: String,
+    /// Hold the stored contacts and serve linked desktops (needs --state).
+    #[arg(long, requires = "state")]
+    pub serve_links: bool,
+    /// Stop --serve-links after N sessions.
+    #[arg(long)]
+    pub max_sessions: Option<u32>,
+    /// Forget every stored link (desktops then get 410 Gone) and exit.
+    #[arg(long, requires = "state", conflicts_with_all = ["qr", "serve_links"])]
+    pub forget_links: bool,
+    /// Seconds to wait for the desktop at each step.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+    /// Allow plain ws:// to a non-loopback tunnel.
+    #[arg(long)]
+    pub allow_insecure_tunnel: bool,
+    /// Lab fault: misbehave at handshake (corrupt message 2), post-handshake (corrupt message)
+    /// or ctap (answer CTAP2_ERR_OPERATION_DENIED).
+    #[arg(long)]
+    pub fail_at: Option<FailAt>,
+    /// Lab fault: close the tunnel after N frames sent (0 = mid-handshake, before message 2).
+    #[arg(long)]
+    pub drop_after: Option<u32>,
+    /// Lab fault: never open the tunnel (the desktop must time out waiting for an advert).
+    #[arg(long)]
+    pub never_connect: bool,
+}
+
+fn phone_error(e: PhoneError) -> CmdError {
+    let exit = match e.fault() {
+        Fault::Environment => Exit::Environment,
+        Fault::Caller => Exit::Usage,
+        _ => Exit::Ceremony,
+    };
+    CmdError { exit, message: e.to_string(), stage: None }.at(e.stage())
+}
+
+fn parse_aaguid(s: &str) -> Result<[u8; 16], CmdError> {
+    let bytes = crate::cmd::parse_hex_arg("--aaguid", &s.replace('-', ""))?;
+    <[u8; 16]>::try_from(bytes).map_err(|_| CmdError::usage("--aaguid must be 16 bytes"))
+}
+
+/// Progress on stderr: JSON lines or human lines.
+pub fn stderr_progress(json: bool) -> ProgressFn {
+    Arc::new(move |ms, p: &Progress| {
+        let line = if json { p.to_json(ms).to_string() } else { p.to_human(ms) };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
+}
+
+impl PhoneArgs {
+    fn config(&self) -> Result<PhoneConfig, CmdError> {
+        let base = match &self.tunnel_url {
+            Some(u) => u.clone(),
+            None => PhoneConfig::default_tunnel_base(self.domain_id).map_err(phone_error)?,
+        };
+        let mut c = PhoneConfig::new(base);
+        c.domain_id = self.domain_id;
+        c.sink = self.advert_sink.clone();
+        if let Some(a) = &self.aaguid {
+            c.aaguid = parse_aaguid(a)?;
+        }
+        c.attestation = match self.attestation {
+            AttestationArg::None => AttestationMode::None,
+            AttestationArg::Packed => AttestationMode::PackedTestCa,
+        };
+        c.presence_delay = Duration::from_millis(self.user_presence_delay_ms);
+        c.offer_linking = self.offer_linking;
+        c.name = self.name.clone();
+        c.faults.fail_at = self.fail_at;
+        c.faults.drop_after = self.drop_after;
+        c.faults.never_connect = self.never_connect;
+        c.desktop_timeout = Duration::from_secs(self.timeout_secs);
+        c.idle_timeout = Duration::from_secs(self.timeout_secs);
+        c.connect.allow_insecure = self.allow_insecure_tunnel;
+        Ok(c)
+    }
+}
+
+/// Runs the phone.
+pub fn run(args: &PhoneArgs, json: bool) -> Result<Report, CmdError> {
+    init_tracing("warn");
+    let qr = args.qr.as_deref().map(crate::cmd::parse_qr_url).transpose()?;
+    let config = args.config()?;
+    let progress = stderr_progress(json);
+    let mut phone = match &args.state {
+        Some(path) => {
+            VirtualPhone::with_state_file(config, path.clone(), progress).map_err(phone_error)?
+        }
+        None => VirtualPhone::new(config, PhoneState::new(&mut rand::rngs::OsRng), None, progress),
+    };
+    if args.forget_links {
+        phone.forget_links().map_err(phone_error)?;
+        return Ok(Report::new().field("links_forgotten", true));
+    }
+    runtime()?.block_on(async move {
+        let mut report = Report::new();
+        if let Some(qr) = &qr {
+            let s = tokio::select! {
+                r = phone.run_qr(qr) => r.map_err(phone_error)?,
+                _ = tokio::signal::ctrl_c() => return Err(CmdError::ceremony("interrupted")),
+            };
+            report = report
+                .opt_field("routing_id", s.routing_id)
+                .field("requests", s.requests)
+                .opt_field("last_status", s.last_status)
+                .field("linking_sent", s.linking_sent)
+                .field("frames_sent", s.frames_sent)
+                .field("fault_injected", s.fault_injected);
+        }
+        if args.serve_links {
+            let served = tokio::select! {
+                r = phone.serve_links(args.max_sessions) => Some(r.map_err(phone_error)?),
+                // Ctrl-C is how a listening phone normally stops.
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            report = report.opt_field("linked_sessions", served);
+        }
+        Ok(report)
+    })
+}
