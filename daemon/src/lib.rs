@@ -7,3 +7,4 @@
 pub mod evidence;
 pub mod hid;
 pub mod tunnel;
+pub mod virtual_key;
