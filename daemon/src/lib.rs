@@ -6,5 +6,6 @@
 
 pub mod evidence;
 pub mod hid;
+pub mod store;
 pub mod tunnel;
 pub mod virtual_key;
