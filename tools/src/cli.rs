@@ -41,4 +41,7 @@ pub enum Command {
     /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
     #[command(after_help = EXIT_CODES_HELP)]
     TunnelDomain(cmd::domain::TunnelDomainArgs),
+    /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
+    #[command(after_help = EXIT_CODES_HELP)]
+    VirtualKey(cmd::virtual_key::VirtualKeyArgs),
 }

@@ -31,7 +31,7 @@ mod state_file;
 
 pub use error::VirtualKeyError;
 pub use fault::Fault;
-pub use state_file::{InitialPin, STATE_FILE_MODE};
+pub use state_file::InitialPin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 pub mod advert;
 pub mod domain;
 pub mod qr;
+pub mod virtual_key;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -15,6 +16,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Qr(c) => qr::run(c, &cli.global),
         Command::Advert(c) => advert::run(c, &cli.global),
         Command::TunnelDomain(a) => domain::run(a),
+        Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
     }
 }
 
