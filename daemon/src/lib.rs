@@ -12,3 +12,4 @@ pub mod hid;
 pub mod phone;
 pub mod store;
 pub mod tunnel;
+pub mod virtual_key;

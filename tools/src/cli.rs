@@ -62,4 +62,7 @@ pub enum Command {
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(cmd::demo::DemoArgs),
+    /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
+    #[command(after_help = EXIT_CODES_HELP)]
+    VirtualKey(cmd::virtual_key::VirtualKeyArgs),
 }

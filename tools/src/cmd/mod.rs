@@ -10,6 +10,7 @@ pub mod qr;
 pub mod register;
 pub mod phone;
 pub mod tunnel_server;
+pub mod virtual_key;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
         Command::Phone(a) => phone::run(a, cli.global.json),
         Command::Demo(a) => demo::run(a, cli.global.json),
+        Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
     }
 }
 
