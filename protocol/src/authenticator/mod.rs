@@ -6,8 +6,15 @@
 //! in a [`CredentialStore`] that adopts each new state whole or not at all.
 //!
 //! Commands: getInfo, makeCredential (ES256; `none`/`packed` attestation; resident and
-//! non-resident credentials), getAssertion + getNextAssertion, clientPIN (protocols 2 and 1),
-//! reset, selection, credentialManagement.
+//! non-resident credentials), getAssertion + getNextAssertion, clientPIN (protocols 2 and 1;
+//! PIN subcommands on PIN-capable configs, the built-in-UV token subcommands on configs with
+//! [`Config::builtin_uv_token`]), reset, selection, credentialManagement.
+//!
+//! Wire formats are not re-implemented here: requests are split with [`crate::ctap2::framing`]
+//! and decoded with the typed `ctap2` request types (a decoding failure answers
+//! [`crate::ctap2::Ctap2Error::to_status`]); responses are the `ctap2` response types and
+//! [`crate::ctap2::AuthenticatorData`]; the PIN/UV auth protocols are [`crate::ctap2::pin`].
+//! This module owns only policy and state.
 //!
 //! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
 //! authenticatorConfig, bio enrollment, U2F/CTAP1.
@@ -40,9 +47,9 @@ mod config;
 mod cred_mgmt;
 mod error;
 mod get_assertion;
+mod info;
 mod keys;
 mod make_credential;
-mod pin_protocol;
 mod store;
 
 pub use attestation::{AttestationMode, TestCa, OID_FIDO_GEN_CE_AAGUID};
@@ -52,11 +59,11 @@ pub use config::{
 };
 pub use error::{AuthenticatorError, StoreError};
 pub use keys::{rp_id_hash, CredentialKey, MasterKey};
-pub use pin_protocol::PinProtocol;
 pub use store::{CredentialStore, MemoryStore, PersistentState, PinHash, ResidentCredential};
 
 use crate::cbor::Value;
-use crate::ctap2::{Command, StatusCode};
+use crate::ctap2::framing::{decode_request, encode_response};
+use crate::ctap2::{AuthDataFlags, Command, Permissions, StatusCode};
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
@@ -82,14 +89,10 @@ pub struct Response(Vec<u8>);
 
 impl Response {
     fn ok(body: Option<Value>) -> Self {
-        let mut out = vec![0u8];
-        if let Some(v) = body {
-            v.encode_into(&mut out);
-        }
-        Response(out)
+        Response(encode_response(StatusCode::Ok, body.as_ref()))
     }
     fn error(status: StatusCode) -> Self {
-        Response(vec![status.to_u8()])
+        Response(encode_response(status, None))
     }
     /// The wire bytes.
     pub fn as_bytes(&self) -> &[u8] {
@@ -132,6 +135,7 @@ impl PendingOp {
 enum Continuation {
     MakeCredential(make_credential::Plan),
     GetAssertion(get_assertion::Plan),
+    UvToken(client_pin::UvTokenPlan),
     Reset,
     Selection,
 }
@@ -143,6 +147,15 @@ enum Flow {
 }
 
 type CmdResult = Result<Flow, StatusCode>;
+
+/// The UV-relevant members of a makeCredential / getAssertion request.
+struct UvInputs<'a> {
+    param: Option<&'a [u8]>,
+    protocol: Option<u64>,
+    uv_option: bool,
+    client_data_hash: &'a [u8; 32],
+    rp_id: &'a str,
+}
 
 /// State that does not survive a power cycle.
 struct Volatile {
@@ -212,9 +225,10 @@ impl<S: CredentialStore> Authenticator<S> {
     /// Handles one CTAP2 request (`command byte ‖ CBOR`). Never panics on any input.
     pub fn handle(&mut self, request: &[u8], ctx: &mut Ctx<'_>) -> Step {
         self.pending = None;
-        let Some((&cmd, body)) = request.split_first() else {
+        let Some(&cmd) = request.first() else {
             return Step::Done(Response::error(StatusCode::InvalidLength));
         };
+        // Volatile cursors are dropped by the command byte alone, even if its CBOR is broken.
         let cmd = Command::from_u8(cmd);
         if cmd != Command::GetNextAssertion {
             self.volatile.next_assertion = None;
@@ -222,7 +236,7 @@ impl<S: CredentialStore> Authenticator<S> {
         if !matches!(cmd, Command::CredentialManagement | Command::CredentialManagementPreview) {
             self.volatile.enumeration = cred_mgmt::Cursor::None;
         }
-        let flow = match parse_body(body) {
+        let flow = match parse_params(request) {
             Ok(params) => self.dispatch(cmd, &params, ctx),
             Err(status) => Err(status),
         };
@@ -275,6 +289,7 @@ impl<S: CredentialStore> Authenticator<S> {
         let result = match cont {
             Continuation::MakeCredential(plan) => self.finish_make_credential(plan, ctx),
             Continuation::GetAssertion(plan) => self.finish_get_assertion(plan, ctx),
+            Continuation::UvToken(plan) => self.finish_uv_token(plan, ctx),
             Continuation::Reset => self.finish_reset(ctx),
             Continuation::Selection => Ok(None),
         };
@@ -286,11 +301,13 @@ impl<S: CredentialStore> Authenticator<S> {
 
     fn dispatch(&mut self, cmd: Command, params: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
         match cmd {
-            Command::GetInfo => Ok(Flow::Reply(Some(self.get_info()))),
+            Command::GetInfo => Ok(Flow::Reply(Some(self.get_info().to_cbor()))),
             Command::MakeCredential => self.make_credential(params, ctx),
             Command::GetAssertion => self.get_assertion(params, ctx),
             Command::GetNextAssertion => self.get_next_assertion(ctx),
-            Command::ClientPin if self.config.pin_capable => self.client_pin(params, ctx),
+            Command::ClientPin if self.config.pin_capable || self.config.uv_token() => {
+                self.client_pin(params, ctx)
+            }
             Command::CredentialManagement | Command::CredentialManagementPreview
                 if self.config.pin_capable =>
             {
@@ -309,38 +326,44 @@ impl<S: CredentialStore> Authenticator<S> {
         }
     }
 
+    /// How makeCredential / getAssertion establish UV (CTAP 2.1 §6.1.2 steps 6–11, §6.2.2): a
+    /// pinUvAuthParam must verify; otherwise built-in UV counts; otherwise `uv: true` is an
+    /// invalid option and a PIN-protected key demands a token for makeCredential.
+    fn user_verification(
+        &mut self,
+        inputs: UvInputs<'_>,
+        permission: Permissions,
+        now: Instant,
+    ) -> Result<bool, StatusCode> {
+        match inputs.param {
+            Some(param) => {
+                let (message, rp) = (inputs.client_data_hash, Some(inputs.rp_id));
+                self.verify_pin_uv_auth(param, inputs.protocol, message, permission, rp, now)?;
+                Ok(true)
+            }
+            None if self.config.builtin_uv => Ok(true),
+            None if inputs.uv_option => Err(StatusCode::InvalidOption),
+            None if permission == Permissions::MAKE_CREDENTIAL
+                && self.store.state().pin_hash.is_some() =>
+            {
+                Err(StatusCode::PuatRequired)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The presence request of a makeCredential / getAssertion.
+    fn ceremony_presence(&self, kind: PresenceKind, rp_id: &str, uv: bool) -> PresenceRequest {
+        PresenceRequest {
+            kind,
+            rp_id: Some(rp_id.to_owned()),
+            user_verification: uv && self.config.builtin_uv,
+        }
+    }
+
     /// Commits `next` to the store; a refused commit leaves everything as it was.
     fn commit(&mut self, next: PersistentState) -> Result<(), StatusCode> {
         self.store.commit(next).map_err(|_| StatusCode::OtherError)
-    }
-
-    fn get_info(&self) -> Value {
-        let c = &self.config;
-        let texts = |v: &[String]| Value::Array(v.iter().map(|s| Value::text(s.clone())).collect());
-        let mut options = vec![("rk", Value::Bool(true)), ("up", Value::Bool(true))];
-        if c.builtin_uv {
-            options.push(("uv", Value::Bool(true)));
-        }
-        let mut info = vec![(1, texts(&c.versions)), (3, Value::bytes(c.aaguid.to_vec()))];
-        if c.pin_capable {
-            options.push(("clientPin", Value::Bool(self.store.state().pin_hash.is_some())));
-            options.push(("pinUvAuthToken", Value::Bool(true)));
-            options.push(("credMgmt", Value::Bool(true)));
-            info.push((6, Value::Array(vec![Value::int(2), Value::int(1)])));
-        }
-        info.push((4, Value::text_map(options)));
-        info.push((5, Value::int(2048)));
-        info.push((7, Value::int(8)));
-        info.push((8, Value::int(keys::WRAPPED_ID_LEN as i64)));
-        info.push((9, texts(&c.transports)));
-        info.push((
-            10,
-            Value::Array(vec![Value::text_map([
-                ("alg", Value::int(keys::ES256)),
-                ("type", Value::text("public-key")),
-            ])]),
-        ));
-        Value::int_map(info)
     }
 
     fn reset(&mut self, ctx: &mut Ctx<'_>) -> CmdResult {
@@ -375,48 +398,30 @@ impl Volatile {
     }
 }
 
-/// The CBOR parameters after the command byte: absent → empty map; otherwise must be a map.
-fn parse_body(body: &[u8]) -> Result<Value, StatusCode> {
-    if body.is_empty() {
-        return Ok(Value::Map(Vec::new()));
-    }
-    let v = Value::decode(body).map_err(|_| StatusCode::InvalidCbor)?;
-    if v.as_map().is_none() {
-        return Err(StatusCode::CborUnexpectedType);
-    }
-    Ok(v)
-}
-
-/// Optional text field: absent → None, wrong type → CBOR_UNEXPECTED_TYPE.
-fn opt_text(v: Option<&Value>) -> Result<Option<String>, StatusCode> {
-    match v {
-        None => Ok(None),
-        Some(Value::Text(t)) => Ok(Some(t.clone())),
-        Some(_) => Err(StatusCode::CborUnexpectedType),
+/// The CBOR parameters after the command byte ([`decode_request`]): absent → an empty map (so
+/// a missing required member reads as MISSING_PARAMETER); present → must be a map.
+fn parse_params(request: &[u8]) -> Result<Value, StatusCode> {
+    match decode_request(request).map_err(|e| e.to_status())? {
+        (_, None) => Ok(Value::Map(Vec::new())),
+        (_, Some(v)) if v.as_map().is_some() => Ok(v),
+        (_, Some(_)) => Err(StatusCode::CborUnexpectedType),
     }
 }
 
-/// Optional boolean in an options map.
-fn opt_bool(options: Option<&Value>, key: &str) -> Result<Option<bool>, StatusCode> {
-    match options.and_then(|o| o.get_text(key)) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(StatusCode::CborUnexpectedType),
-    }
+/// Authenticator-data flags for our credentials. BE (backup eligible) and BS (backed up) are
+/// always 0, set explicitly: credential keys live only in this authenticator's store and are
+/// never synced (an exported [`PersistentState`] is an operator's copy, not a sync fabric), so
+/// relying parties must treat them as device-bound (WebAuthn §6.1, flags bits 3 and 4). AT and
+/// ED follow the optional parts when [`crate::ctap2::AuthenticatorData::to_bytes`] serialises.
+fn auth_data_flags(up: bool, uv: bool) -> AuthDataFlags {
+    AuthDataFlags::default()
+        .with(AuthDataFlags::UP, up)
+        .with(AuthDataFlags::UV, uv)
+        .with(AuthDataFlags::BE, false)
+        .with(AuthDataFlags::BS, false)
 }
 
-/// Authenticator data without attested credential data (WebAuthn §6.1).
-fn auth_data(rp_id_hash: &[u8; 32], flags: u8, sign_count: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(37);
-    out.extend_from_slice(rp_id_hash);
-    out.push(flags);
-    out.extend_from_slice(&sign_count.to_be_bytes());
-    out
-}
-
-/// Authenticator-data flag bits.
-mod flags {
-    pub const UP: u8 = 0x01;
-    pub const UV: u8 = 0x04;
-    pub const AT: u8 = 0x40;
+/// A ctap2 request-decoding error as the status an authenticator answers (CTAP 2.1 §8.2).
+fn request_status(e: crate::ctap2::Ctap2Error) -> StatusCode {
+    e.to_status()
 }
