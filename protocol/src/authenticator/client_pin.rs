@@ -18,7 +18,7 @@
 
 use super::store::{PinHash, MAX_PIN_RETRIES};
 use super::{
-    request_status, Authenticator, CmdResult, Continuation, CredentialStore, Ctx, Flow,
+    decoded, request_status, Authenticator, CmdResult, Continuation, CredentialStore, Ctx, Flow,
     PresenceKind, PresenceRequest,
 };
 use crate::cbor::Value;
@@ -74,9 +74,9 @@ impl PinRuntime {
 
 /// A getPinUvAuthTokenUsingUvWithPermissions waiting for built-in UV.
 pub(super) struct UvTokenPlan {
-    shared: SharedSecret,
-    permissions: Permissions,
-    rp_id: Option<String>,
+    pub(super) shared: SharedSecret,
+    pub(super) permissions: Permissions,
+    pub(super) rp_id: Option<String>,
 }
 
 /// The request's pinUvAuthProtocol: required, 1 or 2.
@@ -145,14 +145,9 @@ impl<S: CredentialStore> Authenticator<S> {
     }
 
     pub(super) fn client_pin(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let req = match ClientPinRequest::from_cbor(p) {
-            Ok(req) => req,
-            // A permission set no token could hold is unauthorized, not malformed.
-            Err(Ctap2Error::InvalidField { field: "permissions", problem: "out of range" }) => {
-                return Err(StatusCode::UnauthorizedPermission)
-            }
-            Err(e) => return Err(request_status(e)),
-        };
+        // A permission set no token could hold is unauthorized, not malformed.
+        let req = ClientPinRequest::from_cbor(p);
+        let req = decoded(req, "permissions", StatusCode::UnauthorizedPermission)?;
         let (pin, uv) = (self.config.pin_capable, self.config.uv_token());
         let reply = match req.sub_command {
             Sub::GetPinRetries if pin => ClientPinResponse {
@@ -166,12 +161,14 @@ impl<S: CredentialStore> Authenticator<S> {
             Sub::SetPin if pin => return self.set_pin(&req),
             Sub::ChangePin if pin => return self.change_pin(&req, ctx),
             Sub::GetPinToken if pin => {
+                let ss = self.shared_secret_after_pin(&req, ctx)?;
                 let mc_ga = Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION;
-                self.pin_token(&req, mc_ga, None, ctx)?
+                self.issue_token(&ss, mc_ga, None, ctx)?
             }
             Sub::GetPinUvAuthTokenUsingPinWithPermissions if pin => {
                 let perms = requested_permissions(&req)?;
-                self.pin_token(&req, perms, req.rp_id.clone(), ctx)?
+                let ss = self.shared_secret_after_pin(&req, ctx)?;
+                self.issue_token(&ss, perms, req.rp_id.clone(), ctx)?
             }
             Sub::GetPinUvAuthTokenUsingUvWithPermissions if uv => return self.uv_token(req),
             Sub::GetUvRetries if uv => {
@@ -266,17 +263,17 @@ impl<S: CredentialStore> Authenticator<S> {
         Err(StatusCode::PinInvalid)
     }
 
-    fn pin_token(
+    /// The getPinToken / …UsingPinWithPermissions gate: the shared secret, once pinHashEnc
+    /// matched the stored PIN hash.
+    fn shared_secret_after_pin(
         &mut self,
         req: &ClientPinRequest,
-        permissions: Permissions,
-        rp_id: Option<String>,
         ctx: &mut Ctx<'_>,
-    ) -> Result<ClientPinResponse, StatusCode> {
+    ) -> Result<SharedSecret, StatusCode> {
         let ss = self.shared_secret(req)?;
         let enc = req.pin_hash_enc.as_deref().ok_or(StatusCode::MissingParameter)?;
         self.check_pin_hash(decrypt_pin_hash(&ss, enc), ctx)?;
-        self.issue_token(&ss, permissions, rp_id, ctx)
+        Ok(ss)
     }
 
     /// getPinUvAuthTokenUsingUvWithPermissions (§6.5.5.7.3): validate, then ask for built-in UV.
@@ -292,17 +289,9 @@ impl<S: CredentialStore> Authenticator<S> {
         Ok(Flow::Presence(request, Continuation::UvToken(plan)))
     }
 
-    pub(super) fn finish_uv_token(
-        &mut self,
-        plan: UvTokenPlan,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<Option<Value>, StatusCode> {
-        let resp = self.issue_token(&plan.shared, plan.permissions, plan.rp_id, ctx)?;
-        Ok(Some(resp.to_cbor()))
-    }
-
-    /// A fresh token replaces the previous one; it goes out encrypted under `shared`.
-    fn issue_token(
+    /// A fresh token replaces the previous one; it goes out encrypted under `shared`. Also
+    /// finishes a [`UvTokenPlan`] once built-in UV is approved.
+    pub(super) fn issue_token(
         &mut self,
         shared: &SharedSecret,
         permissions: Permissions,

@@ -11,11 +11,11 @@
 //! and the platform signed those too.
 
 use super::keys::rp_id_hash;
-use super::{request_status, Authenticator, CmdResult, CredentialStore, Ctx, Flow};
+use super::{decoded, Authenticator, CmdResult, CredentialStore, Ctx, Flow};
 use crate::cbor::Value;
 use crate::ctap2::{
     CredMgmtSubcommand as Sub, CredentialDescriptor, CredentialManagementRequest,
-    CredentialManagementResponse as Resp, Ctap2Error, Permissions, RelyingParty, StatusCode,
+    CredentialManagementResponse as Resp, Permissions, RelyingParty, StatusCode,
 };
 
 /// Enumeration state between Begin and GetNext calls.
@@ -45,13 +45,8 @@ impl<S: CredentialStore> Authenticator<S> {
     }
 
     pub(super) fn credential_management(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let req = match CredentialManagementRequest::from_cbor(p) {
-            Ok(req) => req,
-            Err(Ctap2Error::InvalidField { field: "subCommand", problem: "out of range" }) => {
-                return Err(StatusCode::InvalidSubcommand)
-            }
-            Err(e) => return Err(request_status(e)),
-        };
+        let req = CredentialManagementRequest::from_cbor(p);
+        let req = decoded(req, "subCommand", StatusCode::InvalidSubcommand)?;
         let sub = req.sub_command;
         if sub.needs_auth() {
             let param = req.pin_uv_auth_param.as_deref().ok_or(StatusCode::MissingParameter)?;

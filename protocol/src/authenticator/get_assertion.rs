@@ -51,13 +51,12 @@ impl<S: CredentialStore> Authenticator<S> {
         }
         let up = req.options.up.unwrap_or(true);
         let uv = self.user_verification(
-            UvInputs {
-                param: req.pin_uv_auth_param.as_deref(),
-                protocol: req.pin_uv_auth_protocol,
-                uv_option: req.options.uv.unwrap_or(false),
-                client_data_hash: &req.client_data_hash,
-                rp_id: &req.rp_id,
-            },
+            UvInputs::of(
+                (&req.pin_uv_auth_param, req.pin_uv_auth_protocol),
+                req.options,
+                &req.client_data_hash,
+                &req.rp_id,
+            ),
             Permissions::GET_ASSERTION,
             ctx.now,
         )?;

@@ -42,6 +42,7 @@
 //! unplugging: PIN tokens, key agreement and the PIN_AUTH_BLOCKED latch are reset.
 
 mod attestation;
+mod ceremony;
 mod client_pin;
 mod config;
 mod cred_mgmt;
@@ -63,7 +64,8 @@ pub use store::{CredentialStore, MemoryStore, PersistentState, PinHash, Resident
 
 use crate::cbor::Value;
 use crate::ctap2::framing::{decode_request, encode_response};
-use crate::ctap2::{AuthDataFlags, Command, Permissions, StatusCode};
+use crate::ctap2::{Command, StatusCode};
+use ceremony::{auth_data_flags, UvInputs};
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
@@ -147,15 +149,6 @@ enum Flow {
 }
 
 type CmdResult = Result<Flow, StatusCode>;
-
-/// The UV-relevant members of a makeCredential / getAssertion request.
-struct UvInputs<'a> {
-    param: Option<&'a [u8]>,
-    protocol: Option<u64>,
-    uv_option: bool,
-    client_data_hash: &'a [u8; 32],
-    rp_id: &'a str,
-}
 
 /// State that does not survive a power cycle.
 struct Volatile {
@@ -289,7 +282,9 @@ impl<S: CredentialStore> Authenticator<S> {
         let result = match cont {
             Continuation::MakeCredential(plan) => self.finish_make_credential(plan, ctx),
             Continuation::GetAssertion(plan) => self.finish_get_assertion(plan, ctx),
-            Continuation::UvToken(plan) => self.finish_uv_token(plan, ctx),
+            Continuation::UvToken(plan) => self
+                .issue_token(&plan.shared, plan.permissions, plan.rp_id, ctx)
+                .map(|r| Some(r.to_cbor())),
             Continuation::Reset => self.finish_reset(ctx),
             Continuation::Selection => Ok(None),
         };
@@ -323,41 +318,6 @@ impl<S: CredentialStore> Authenticator<S> {
                 Continuation::Selection,
             )),
             _ => Err(StatusCode::InvalidCommand),
-        }
-    }
-
-    /// How makeCredential / getAssertion establish UV (CTAP 2.1 §6.1.2 steps 6–11, §6.2.2): a
-    /// pinUvAuthParam must verify; otherwise built-in UV counts; otherwise `uv: true` is an
-    /// invalid option and a PIN-protected key demands a token for makeCredential.
-    fn user_verification(
-        &mut self,
-        inputs: UvInputs<'_>,
-        permission: Permissions,
-        now: Instant,
-    ) -> Result<bool, StatusCode> {
-        match inputs.param {
-            Some(param) => {
-                let (message, rp) = (inputs.client_data_hash, Some(inputs.rp_id));
-                self.verify_pin_uv_auth(param, inputs.protocol, message, permission, rp, now)?;
-                Ok(true)
-            }
-            None if self.config.builtin_uv => Ok(true),
-            None if inputs.uv_option => Err(StatusCode::InvalidOption),
-            None if permission == Permissions::MAKE_CREDENTIAL
-                && self.store.state().pin_hash.is_some() =>
-            {
-                Err(StatusCode::PuatRequired)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// The presence request of a makeCredential / getAssertion.
-    fn ceremony_presence(&self, kind: PresenceKind, rp_id: &str, uv: bool) -> PresenceRequest {
-        PresenceRequest {
-            kind,
-            rp_id: Some(rp_id.to_owned()),
-            user_verification: uv && self.config.builtin_uv,
         }
     }
 
@@ -408,20 +368,24 @@ fn parse_params(request: &[u8]) -> Result<Value, StatusCode> {
     }
 }
 
-/// Authenticator-data flags for our credentials. BE (backup eligible) and BS (backed up) are
-/// always 0, set explicitly: credential keys live only in this authenticator's store and are
-/// never synced (an exported [`PersistentState`] is an operator's copy, not a sync fabric), so
-/// relying parties must treat them as device-bound (WebAuthn §6.1, flags bits 3 and 4). AT and
-/// ED follow the optional parts when [`crate::ctap2::AuthenticatorData::to_bytes`] serialises.
-fn auth_data_flags(up: bool, uv: bool) -> AuthDataFlags {
-    AuthDataFlags::default()
-        .with(AuthDataFlags::UP, up)
-        .with(AuthDataFlags::UV, uv)
-        .with(AuthDataFlags::BE, false)
-        .with(AuthDataFlags::BS, false)
-}
-
 /// A ctap2 request-decoding error as the status an authenticator answers (CTAP 2.1 §8.2).
 fn request_status(e: crate::ctap2::Ctap2Error) -> StatusCode {
     e.to_status()
+}
+
+/// Like [`request_status`], except that `field` being out of range answers `status` (a value no
+/// decoder type can hold is a policy refusal there, not a malformed request).
+fn decoded<T>(
+    r: Result<T, crate::ctap2::Ctap2Error>,
+    field: &str,
+    status: StatusCode,
+) -> Result<T, StatusCode> {
+    r.map_err(|e| match e {
+        crate::ctap2::Ctap2Error::InvalidField { field: f, problem: "out of range" }
+            if f == field =>
+        {
+            status
+        }
+        e => e.to_status(),
+    })
 }
