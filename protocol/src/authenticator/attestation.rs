@@ -10,8 +10,8 @@
 //! Not a real attestation root: the CA key is generated per authenticator and lives only in
 //! memory; relying parties that want to verify the chain get [`TestCa::ca_der`].
 
-use super::keys::{CredentialKey, ES256};
-use crate::cbor::Value;
+use super::keys::CredentialKey;
+use crate::ctap2::{AttestationStatement, CoseAlgorithm};
 use core::time::Duration;
 use p256::ecdsa::{DerSignature, SigningKey};
 use rand_core::CryptoRngCore;
@@ -152,7 +152,7 @@ pub enum AttestationMode {
     PackedTestCa,
 }
 
-/// Builds `(fmt, attStmt)` for `auth_data ‖ client_data_hash`. `None` if signing failed (a corrupt
+/// Builds the statement over `auth_data ‖ client_data_hash`. `None` if signing failed (a corrupt
 /// key), which the caller maps to CTAP1_ERR_OTHER.
 pub(crate) fn statement(
     mode: AttestationMode,
@@ -160,32 +160,16 @@ pub(crate) fn statement(
     credential_key: &CredentialKey,
     auth_data: &[u8],
     client_data_hash: &[u8],
-) -> Option<(&'static str, Value)> {
-    let mut signed = Vec::with_capacity(auth_data.len() + client_data_hash.len());
-    signed.extend_from_slice(auth_data);
-    signed.extend_from_slice(client_data_hash);
-    match (mode, ca) {
-        (AttestationMode::None, _) => Some(("none", Value::Map(Vec::new()))),
-        (AttestationMode::PackedTestCa, Some(ca)) => {
-            let sig = ca.leaf_key.sign_der(&signed)?;
-            Some((
-                "packed",
-                Value::text_map([
-                    ("alg", Value::int(ES256)),
-                    ("sig", Value::Bytes(sig)),
-                    ("x5c", Value::Array(vec![Value::bytes(ca.leaf_der.clone())])),
-                ]),
-            ))
-        }
+) -> Option<AttestationStatement> {
+    let signed = [auth_data, client_data_hash].concat();
+    let (signer, x5c) = match (mode, ca) {
+        (AttestationMode::None, _) => return Some(AttestationStatement::None),
+        (AttestationMode::PackedTestCa, Some(ca)) => (&ca.leaf_key, vec![ca.leaf_der.clone()]),
         // PackedSelf, or a CA that failed to generate: self attestation is still verifiable.
-        _ => {
-            let sig = credential_key.sign_der(&signed)?;
-            Some((
-                "packed",
-                Value::text_map([("alg", Value::int(ES256)), ("sig", Value::Bytes(sig))]),
-            ))
-        }
-    }
+        _ => (credential_key, Vec::new()),
+    };
+    let sig = signer.sign_der(&signed)?;
+    Some(AttestationStatement::Packed { alg: CoseAlgorithm::Es256, sig, x5c })
 }
 
 #[cfg(test)]

@@ -1,41 +1,61 @@
-//! authenticatorClientPIN (0x06, CTAP 2.1 §6.5) and pinUvAuthParam verification.
+//! authenticatorClientPIN (0x06, CTAP 2.1 §6.5) policy and pinUvAuthParam verification.
 //!
-//! Policy: 8 retries persisted with the PIN hash; every wrong PIN costs one retry and forces a new
-//! key-agreement key; 3 consecutive mismatches latch PIN_AUTH_BLOCKED until a power cycle; 0
-//! retries → PIN_BLOCKED (only reset recovers). Tokens are 32 random bytes with permissions and an
-//! optional RP binding, usable for [`super::Config::token_lifetime`] after issue; issuing a new
-//! token invalidates the previous one. getPinToken (0x05) grants `mc | ga` without an RP binding.
+//! The cryptography and wire shapes are [`crate::ctap2::pin`] and [`ClientPinRequest`]; this
+//! module keeps the state and the rules. Policy: 8 retries persisted with the PIN hash; every
+//! wrong PIN costs one retry and forces a new key-agreement key; 3 consecutive mismatches latch
+//! PIN_AUTH_BLOCKED until a power cycle; 0 retries → PIN_BLOCKED (only reset recovers). Tokens
+//! are 32 random bytes with permissions and an optional RP binding, usable for
+//! [`super::Config::token_lifetime`] after issue; issuing a new token invalidates the previous
+//! one. getPinToken (0x05) grants `mc | ga` without an RP binding.
 //!
-//! Not implemented: getPinUvAuthTokenUsingUvWithPermissions (0x06) and getUVRetries (0x07) — the
-//! PIN-capable virtual key has no built-in UV.
+//! Which subcommands exist depends on the configuration: the PIN ones (getPINRetries, setPIN,
+//! changePIN, getPinToken, getPinUvAuthTokenUsingPinWithPermissions) on PIN-capable configs;
+//! getPinUvAuthTokenUsingUvWithPermissions (0x06) and getUVRetries (0x07) on configs with
+//! [`super::Config::builtin_uv_token`]; getKeyAgreement on both. Built-in UV is the presence
+//! hook with `user_verification: true` ([`PresenceKind::UserVerification`]): approval issues
+//! the token, any other outcome is the usual presence error. It never fails by mismatch, so
+//! uvRetries stays at [`MAX_UV_RETRIES`].
 
-use super::pin_protocol::{PinProtocol, SharedSecret};
 use super::store::{PinHash, MAX_PIN_RETRIES};
-use super::{Authenticator, CmdResult, CredentialStore, Ctx, Flow};
-use crate::cbor::{field, Value};
-use crate::ctap2::{CoseKey, StatusCode};
+use super::{
+    decoded, request_status, Authenticator, CmdResult, Continuation, CredentialStore, Ctx, Flow,
+    PresenceKind, PresenceRequest,
+};
+use crate::cbor::Value;
+use crate::ctap2::pin::authenticator::{
+    decrypt_new_pin, decrypt_pin_hash, key_agreement_response, open_change_pin, open_set_pin,
+    shared_secret_for, token_response,
+};
+use crate::ctap2::pin::pin_code::{Pin, DEFAULT_MIN_PIN_LENGTH};
+use crate::ctap2::pin::{KeyAgreementKey, PinUvAuthProtocol, PinUvAuthToken, SharedSecret};
+use crate::ctap2::{
+    ClientPinRequest, ClientPinResponse, ClientPinSubcommand as Sub, Ctap2Error, Permissions,
+    StatusCode,
+};
 use crate::secret::Secret;
 use rand_core::CryptoRngCore;
-use sha2::{Digest, Sha256};
 use std::time::Instant;
 
-/// Permission bits (CTAP 2.1 §6.5.5.7).
-pub(super) const PERM_MC: u8 = 0x01;
-pub(super) const PERM_GA: u8 = 0x02;
-pub(super) const PERM_CM: u8 = 0x04;
-const PERMS_SUPPORTED: u8 = PERM_MC | PERM_GA | PERM_CM;
+/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm.
+const PERMS_SUPPORTED: Permissions = Permissions(
+    Permissions::MAKE_CREDENTIAL.0
+        | Permissions::GET_ASSERTION.0
+        | Permissions::CREDENTIAL_MANAGEMENT.0,
+);
 const MAX_CONSECUTIVE_MISMATCHES: u8 = 3;
+/// getUVRetries answer: built-in UV here is a yes/no from the user, never a failed match.
+pub(super) const MAX_UV_RETRIES: u64 = 8;
 
 struct Token {
-    value: Secret<32>,
-    permissions: u8,
+    value: PinUvAuthToken,
+    permissions: Permissions,
     rp_id: Option<String>,
     issued_at: Instant,
 }
 
 /// Volatile PIN state.
 pub(super) struct PinRuntime {
-    key_agreement: p256::SecretKey,
+    key_agreement: KeyAgreementKey,
     token: Option<Token>,
     mismatches: u8,
     auth_blocked: bool,
@@ -44,7 +64,7 @@ pub(super) struct PinRuntime {
 impl PinRuntime {
     pub(super) fn new(rng: &mut impl CryptoRngCore) -> Self {
         PinRuntime {
-            key_agreement: p256::SecretKey::random(rng),
+            key_agreement: KeyAgreementKey::generate(rng),
             token: None,
             mismatches: 0,
             auth_blocked: false,
@@ -52,9 +72,34 @@ impl PinRuntime {
     }
 }
 
-fn protocol(v: Option<&Value>) -> Result<PinProtocol, StatusCode> {
-    let n = field::uint(v, "pinUvAuthProtocol").map_err(super::error::cbor_status)?;
-    PinProtocol::from_u64(n).ok_or(StatusCode::InvalidParameter)
+/// A getPinUvAuthTokenUsingUvWithPermissions waiting for built-in UV.
+pub(super) struct UvTokenPlan {
+    pub(super) shared: SharedSecret,
+    pub(super) permissions: Permissions,
+    pub(super) rp_id: Option<String>,
+}
+
+/// The request's pinUvAuthProtocol: required, 1 or 2.
+fn protocol(p: Option<u64>) -> Result<PinUvAuthProtocol, StatusCode> {
+    PinUvAuthProtocol::from_u64(p.ok_or(StatusCode::MissingParameter)?)
+        .ok_or(StatusCode::InvalidParameter)
+}
+
+/// Required, non-zero and within what we support (§6.5.5.7.2 steps 3–4).
+fn requested_permissions(req: &ClientPinRequest) -> Result<Permissions, StatusCode> {
+    let perms = req.permissions.ok_or(StatusCode::MissingParameter)?;
+    if perms.is_empty() {
+        return Err(StatusCode::InvalidParameter);
+    }
+    if !PERMS_SUPPORTED.contains(perms) {
+        return Err(StatusCode::UnauthorizedPermission);
+    }
+    Ok(perms)
+}
+
+/// setPIN / changePIN check their mandatory members before touching any state (§6.5.5.5 step 1).
+fn require(present: &[bool]) -> Result<(), StatusCode> {
+    present.iter().all(|p| *p).then_some(()).ok_or(StatusCode::MissingParameter)
 }
 
 impl<S: CredentialStore> Authenticator<S> {
@@ -63,18 +108,20 @@ impl<S: CredentialStore> Authenticator<S> {
     pub(super) fn verify_pin_uv_auth(
         &mut self,
         param: &[u8],
-        proto: Option<&Value>,
+        proto: Option<u64>,
         message: &[u8],
-        permission: u8,
+        permission: Permissions,
         rp_id: Option<&str>,
         now: Instant,
     ) -> Result<(), StatusCode> {
         let proto = protocol(proto)?;
-        if self.store.state().pin_hash.is_none() {
+        // Without a PIN only a built-in-UV token can exist; a zero-length param is the platform
+        // probing (CTAP 2.1 §6.1.2 step 1) and answers PIN_NOT_SET / PIN_INVALID.
+        let pin_set = self.store.state().pin_hash.is_some();
+        if !pin_set && (param.is_empty() || !self.config.uv_token()) {
             return Err(StatusCode::PinNotSet);
         }
         if param.is_empty() {
-            // A zero-length param is the platform probing for a PIN (CTAP 2.1 §6.1.2 step 1).
             return Err(StatusCode::PinInvalid);
         }
         let lifetime = self.config.token_lifetime;
@@ -83,8 +130,9 @@ impl<S: CredentialStore> Authenticator<S> {
             self.volatile.pin.token = None;
             return Err(StatusCode::PinAuthInvalid);
         }
-        if !proto.verify(token.value.expose(), message, param)
-            || token.permissions & permission == 0
+        // One token serves both protocols; the request says which one made the param.
+        if token.value.with_protocol(proto).verify(message, param).is_err()
+            || !token.permissions.contains(permission)
         {
             return Err(StatusCode::PinAuthInvalid);
         }
@@ -97,89 +145,91 @@ impl<S: CredentialStore> Authenticator<S> {
     }
 
     pub(super) fn client_pin(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let cs = super::error::cbor_status;
-        let sub = field::uint(p.get(2), "subCommand").map_err(cs)?;
-        let reply = match sub {
-            0x01 => Value::int_map([(3, Value::int(self.store.state().pin_retries.into()))]),
-            0x02 => {
-                protocol(p.get(1))?;
-                let public = self.volatile.pin.key_agreement.public_key();
-                Value::int_map([(1, CoseKey::key_agreement(public).to_cbor())])
+        // A permission set no token could hold is unauthorized, not malformed.
+        let req = ClientPinRequest::from_cbor(p);
+        let req = decoded(req, "permissions", StatusCode::UnauthorizedPermission)?;
+        let (pin, uv) = (self.config.pin_capable, self.config.uv_token());
+        let reply = match req.sub_command {
+            Sub::GetPinRetries if pin => ClientPinResponse {
+                pin_retries: Some(self.store.state().pin_retries.into()),
+                ..Default::default()
+            },
+            Sub::GetKeyAgreement => {
+                protocol(req.pin_uv_auth_protocol)?;
+                key_agreement_response(&self.volatile.pin.key_agreement)
             }
-            0x03 => return self.set_pin(p, false, ctx),
-            0x04 => return self.set_pin(p, true, ctx),
-            0x05 => self.pin_token(p, PERM_MC | PERM_GA, None, ctx)?,
-            0x09 => {
-                let perms = field::uint(p.get(9), "permissions").map_err(cs)?;
-                let perms = u8::try_from(perms).map_err(|_| StatusCode::UnauthorizedPermission)?;
-                if perms == 0 {
-                    return Err(StatusCode::InvalidParameter);
-                }
-                if perms & !PERMS_SUPPORTED != 0 {
-                    return Err(StatusCode::UnauthorizedPermission);
-                }
-                let rp_id = super::opt_text(p.get(10))?;
-                self.pin_token(p, perms, rp_id, ctx)?
+            Sub::SetPin if pin => return self.set_pin(&req),
+            Sub::ChangePin if pin => return self.change_pin(&req, ctx),
+            Sub::GetPinToken if pin => {
+                let ss = self.shared_secret_after_pin(&req, ctx)?;
+                let mc_ga = Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION;
+                self.issue_token(&ss, mc_ga, None, ctx)?
+            }
+            Sub::GetPinUvAuthTokenUsingPinWithPermissions if pin => {
+                let perms = requested_permissions(&req)?;
+                let ss = self.shared_secret_after_pin(&req, ctx)?;
+                self.issue_token(&ss, perms, req.rp_id.clone(), ctx)?
+            }
+            Sub::GetPinUvAuthTokenUsingUvWithPermissions if uv => return self.uv_token(req),
+            Sub::GetUvRetries if uv => {
+                ClientPinResponse { uv_retries: Some(MAX_UV_RETRIES), ..Default::default() }
             }
             _ => return Err(StatusCode::InvalidSubcommand),
         };
-        Ok(Flow::Reply(Some(reply)))
+        Ok(Flow::Reply(Some(reply.to_cbor())))
     }
 
-    fn shared_secret(&self, p: &Value) -> Result<SharedSecret, StatusCode> {
-        let proto = protocol(p.get(1))?;
-        let platform = p.get(3).ok_or(StatusCode::MissingParameter)?;
-        SharedSecret::agree(proto, &self.volatile.pin.key_agreement, platform)
+    fn shared_secret(&self, req: &ClientPinRequest) -> Result<SharedSecret, StatusCode> {
+        shared_secret_for(&self.volatile.pin.key_agreement, req).map_err(request_status)
     }
 
-    /// setPIN (change = false) and changePIN (change = true).
-    fn set_pin(&mut self, p: &Value, change: bool, ctx: &mut Ctx<'_>) -> CmdResult {
-        let cs = super::error::cbor_status;
-        let ss = self.shared_secret(p)?;
-        let new_pin_enc = field::bytes(p.get(5), "newPinEnc").map_err(cs)?;
-        let param = field::bytes(p.get(4), "pinUvAuthParam").map_err(cs)?;
+    fn set_pin(&mut self, req: &ClientPinRequest) -> CmdResult {
+        let ss = self.shared_secret(req)?;
+        require(&[req.new_pin_enc.is_some(), req.pin_uv_auth_param.is_some()])?;
+        if self.store.state().pin_hash.is_some() {
+            return Err(StatusCode::PinAuthInvalid);
+        }
+        let pin = open_set_pin(&ss, req, DEFAULT_MIN_PIN_LENGTH).map_err(request_status)?;
+        self.store_pin(&pin)
+    }
+
+    fn change_pin(&mut self, req: &ClientPinRequest, ctx: &mut Ctx<'_>) -> CmdResult {
+        let ss = self.shared_secret(req)?;
+        require(&[
+            req.new_pin_enc.is_some(),
+            req.pin_uv_auth_param.is_some(),
+            req.pin_hash_enc.is_some(),
+        ])?;
+        if self.store.state().pin_hash.is_none() {
+            return Err(StatusCode::PinNotSet);
+        }
+        // A param that does not verify costs nothing; an undecryptable pinHashEnc costs a retry.
+        let hash = match open_change_pin(&ss, req) {
+            Err(Ctap2Error::PinUvAuthInvalid) => return Err(StatusCode::PinAuthInvalid),
+            other => other,
+        };
+        self.check_pin_hash(hash, ctx)?;
+        let new_pin_enc = req.new_pin_enc.as_deref().unwrap_or_default();
+        let pin =
+            decrypt_new_pin(&ss, new_pin_enc, DEFAULT_MIN_PIN_LENGTH).map_err(request_status)?;
+        self.store_pin(&pin)
+    }
+
+    /// Stores LEFT(SHA-256(pin), 16) with full retries and drops the current token.
+    fn store_pin(&mut self, pin: &Pin) -> CmdResult {
         let mut state = self.store.state().clone();
-        if change {
-            let pin_hash_enc = field::bytes(p.get(6), "pinHashEnc").map_err(cs)?;
-            if state.pin_hash.is_none() {
-                return Err(StatusCode::PinNotSet);
-            }
-            let signed = [new_pin_enc, pin_hash_enc].concat();
-            if !ss.verify(&signed, param) {
-                return Err(StatusCode::PinAuthInvalid);
-            }
-            self.check_pin_hash(&ss, pin_hash_enc, ctx)?;
-            state = self.store.state().clone();
-        } else {
-            if state.pin_hash.is_some() {
-                return Err(StatusCode::PinAuthInvalid);
-            }
-            if !ss.verify(new_pin_enc, param) {
-                return Err(StatusCode::PinAuthInvalid);
-            }
-        }
-        let padded = ss.decrypt(new_pin_enc)?;
-        if padded.len() != 64 {
-            return Err(StatusCode::InvalidParameter);
-        }
-        let pin: &[u8] = padded.expose().split(|b| *b == 0).next().unwrap_or_default();
-        let chars = core::str::from_utf8(pin).map(|s| s.chars().count()).unwrap_or(0);
-        if chars < 4 || pin.len() > 63 {
-            return Err(StatusCode::PinPolicyViolation);
-        }
-        let digest: [u8; 32] = Sha256::digest(pin).into();
-        state.pin_hash = PinHash::from_slice(&digest[..16]);
+        state.pin_hash = PinHash::from_slice(pin.hash16().expose());
         state.pin_retries = MAX_PIN_RETRIES;
         self.commit(state)?;
         self.volatile.pin.token = None;
         Ok(Flow::Reply(None))
     }
 
-    /// Checks `pinHashEnc` against the stored hash, charging a retry first (CTAP 2.1 §6.5.5.5).
+    /// Checks a decrypted pinHash against the stored one, charging a retry first
+    /// (CTAP 2.1 §6.5.5.5); a decryption failure is reported after the charge.
     fn check_pin_hash(
         &mut self,
-        ss: &SharedSecret,
-        enc: &[u8],
+        hash: Result<Secret<16>, Ctap2Error>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), StatusCode> {
         let mut state = self.store.state().clone();
@@ -192,15 +242,16 @@ impl<S: CredentialStore> Authenticator<S> {
         }
         state.pin_retries -= 1;
         self.commit(state.clone())?;
-        let got = ss.decrypt(enc)?;
-        if got.len() == 16 && PinHash::from_slice(got.expose()).as_ref() == Some(&stored) {
+        let got = hash.map_err(request_status)?;
+        // PinHash equality is constant time.
+        if PinHash::from_slice(got.expose()).as_ref() == Some(&stored) {
             state.pin_retries = MAX_PIN_RETRIES;
             self.commit(state)?;
             self.volatile.pin.mismatches = 0;
             return Ok(());
         }
         let mut rng = &mut *ctx.rng;
-        self.volatile.pin.key_agreement = p256::SecretKey::random(&mut rng);
+        self.volatile.pin.key_agreement.regenerate(&mut rng);
         self.volatile.pin.mismatches += 1;
         if state.pin_retries == 0 {
             return Err(StatusCode::PinBlocked);
@@ -212,21 +263,46 @@ impl<S: CredentialStore> Authenticator<S> {
         Err(StatusCode::PinInvalid)
     }
 
-    fn pin_token(
+    /// The getPinToken / …UsingPinWithPermissions gate: the shared secret, once pinHashEnc
+    /// matched the stored PIN hash.
+    fn shared_secret_after_pin(
         &mut self,
-        p: &Value,
-        permissions: u8,
+        req: &ClientPinRequest,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<SharedSecret, StatusCode> {
+        let ss = self.shared_secret(req)?;
+        let enc = req.pin_hash_enc.as_deref().ok_or(StatusCode::MissingParameter)?;
+        self.check_pin_hash(decrypt_pin_hash(&ss, enc), ctx)?;
+        Ok(ss)
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions (§6.5.5.7.3): validate, then ask for built-in UV.
+    fn uv_token(&mut self, req: ClientPinRequest) -> CmdResult {
+        let shared = self.shared_secret(&req)?;
+        let permissions = requested_permissions(&req)?;
+        let request = PresenceRequest {
+            kind: PresenceKind::UserVerification,
+            rp_id: req.rp_id.clone(),
+            user_verification: true,
+        };
+        let plan = UvTokenPlan { shared, permissions, rp_id: req.rp_id };
+        Ok(Flow::Presence(request, Continuation::UvToken(plan)))
+    }
+
+    /// A fresh token replaces the previous one; it goes out encrypted under `shared`. Also
+    /// finishes a [`UvTokenPlan`] once built-in UV is approved.
+    pub(super) fn issue_token(
+        &mut self,
+        shared: &SharedSecret,
+        permissions: Permissions,
         rp_id: Option<String>,
         ctx: &mut Ctx<'_>,
-    ) -> Result<Value, StatusCode> {
-        let cs = super::error::cbor_status;
-        let ss = self.shared_secret(p)?;
-        let enc = field::bytes(p.get(6), "pinHashEnc").map_err(cs)?;
-        self.check_pin_hash(&ss, enc, ctx)?;
+    ) -> Result<ClientPinResponse, StatusCode> {
         let mut rng = &mut *ctx.rng;
-        let value = Secret::<32>::random(&mut rng);
-        let encrypted = ss.encrypt(value.expose(), &mut rng);
+        let value = PinUvAuthToken::random(shared.protocol(), &mut rng);
+        // 32-byte tokens are whole blocks, so encryption cannot fail.
+        let resp = token_response(shared, &mut rng, &value).map_err(|_| StatusCode::OtherError)?;
         self.volatile.pin.token = Some(Token { value, permissions, rp_id, issued_at: ctx.now });
-        Ok(Value::int_map([(2, Value::Bytes(encrypted))]))
+        Ok(resp)
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`Config::virtual_key`] models a USB security key (PIN, no built-in UV, packed attestation);
 //! [`Config::virtual_phone`] models a phone answering over the hybrid tunnel (built-in UV, no PIN,
-//! `none` attestation). Presence is decided by the embedder through [`UserPresence`]: answer now
+//! `none` attestation; turn on [`Config::builtin_uv_token`] for pinUvAuthTokens from built-in UV). Presence is decided by the embedder through [`UserPresence`]: answer now
 //! (a policy) or [`PresenceDecision::Defer`] and call `Authenticator::complete` later.
 
 use super::attestation::AttestationMode;
@@ -26,6 +26,12 @@ pub struct Config {
     pub builtin_uv: bool,
     /// Whether clientPIN (protocols 2 and 1), pinUvAuthToken and credential management exist.
     pub pin_capable: bool,
+    /// With `builtin_uv`: clientPIN getKeyAgreement, getPinUvAuthTokenUsingUvWithPermissions
+    /// (0x06) and getUVRetries (0x07) are answered, and getInfo advertises `pinUvAuthToken` and
+    /// `pinUvAuthProtocols`. Off in [`Config::virtual_phone`] because phones over hybrid
+    /// advertise neither (platforms then rely on the `uv` option alone); ignored without
+    /// `builtin_uv`.
+    pub builtin_uv_token: bool,
     /// getInfo `transports`.
     pub transports: Vec<String>,
     /// getInfo `versions`.
@@ -48,6 +54,7 @@ impl Config {
             attestation: AttestationMode::PackedTestCa,
             builtin_uv: false,
             pin_capable: true,
+            builtin_uv_token: false,
             transports: vec!["usb".into()],
             versions: vec!["FIDO_2_0".into(), "FIDO_2_1".into()],
             max_credentials: 64,
@@ -67,6 +74,11 @@ impl Config {
             ..Config::virtual_key()
         }
     }
+
+    /// Whether the built-in-UV token subcommands are on (needs built-in UV).
+    pub(crate) fn uv_token(&self) -> bool {
+        self.builtin_uv && self.builtin_uv_token
+    }
 }
 
 /// Why presence is being requested.
@@ -81,6 +93,8 @@ pub enum PresenceKind {
     Reset,
     /// authenticatorSelection.
     Selection,
+    /// Built-in user verification for getPinUvAuthTokenUsingUvWithPermissions.
+    UserVerification,
 }
 
 /// What the authenticator asks the user to confirm (shown by a UI or logged by a driver).

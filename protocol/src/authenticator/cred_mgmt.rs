@@ -4,166 +4,140 @@
 //! Every subcommand except the two `GetNext…` ones needs a pinUvAuthParam over
 //! `subCommand ‖ subCommandParams` made with a token holding the `cm` permission. Enumeration
 //! cursors are volatile and dropped by any other command.
+//!
+//! The authenticated message is built from the parameters *as received* (canonical CBOR
+//! re-encoding of the raw map) rather than from [`CredentialManagementRequest::auth_message`]:
+//! the typed `User` / `CredentialDescriptor` drop members they do not know (a user `icon`, say),
+//! and the platform signed those too.
 
 use super::keys::rp_id_hash;
-use super::{Authenticator, CmdResult, CredentialStore, Ctx, Flow, ResidentCredential};
-use crate::cbor::{field, Value};
-use crate::ctap2::StatusCode;
+use super::{decoded, Authenticator, CmdResult, CredentialStore, Ctx, Flow};
+use crate::cbor::Value;
+use crate::ctap2::{
+    CredMgmtSubcommand as Sub, CredentialDescriptor, CredentialManagementRequest,
+    CredentialManagementResponse as Resp, Permissions, RelyingParty, StatusCode,
+};
 
 /// Enumeration state between Begin and GetNext calls.
 pub(super) enum Cursor {
     None,
-    Rps(Vec<(String, Option<String>)>),
+    Rps(Vec<RelyingParty>),
     Credentials(Vec<Vec<u8>>),
 }
 
-fn rp_entry(rp_id: &str, name: &Option<String>) -> Vec<(i64, Value)> {
-    let mut rp = vec![("id", Value::text(rp_id))];
-    if let Some(n) = name {
-        rp.push(("name", Value::text(n.clone())));
-    }
-    vec![(3, Value::text_map(rp)), (4, Value::bytes(rp_id_hash(rp_id).to_vec()))]
-}
-
-fn credential_entry(c: &ResidentCredential) -> Result<Vec<(i64, Value)>, StatusCode> {
-    let mut user = vec![("id", Value::bytes(c.user_id.clone()))];
-    if let Some(n) = &c.user_name {
-        user.push(("name", Value::text(n.clone())));
-    }
-    if let Some(n) = &c.user_display_name {
-        user.push(("displayName", Value::text(n.clone())));
-    }
-    Ok(vec![
-        (6, Value::text_map(user)),
-        (
-            7,
-            Value::text_map([
-                ("id", Value::bytes(c.id.clone())),
-                ("type", Value::text("public-key")),
-            ]),
-        ),
-        (8, c.key.cose_public_key().ok_or(StatusCode::OtherError)?),
-        (10, Value::int(1)),
-    ])
+fn rp_entry(rp: RelyingParty) -> Resp {
+    Resp { rp_id_hash: Some(rp_id_hash(&rp.id)), rp: Some(rp), ..Resp::default() }
 }
 
 impl<S: CredentialStore> Authenticator<S> {
+    /// The enumeration entry for resident credential `id`.
+    fn credential_entry(&self, id: &[u8]) -> Result<Resp, StatusCode> {
+        let state = self.store.state();
+        let c = state.credentials.iter().find(|c| c.id == id).ok_or(StatusCode::NoCredentials)?;
+        Ok(Resp {
+            user: Some(c.user()),
+            credential_id: Some(CredentialDescriptor::public_key(c.id.clone())),
+            public_key: Some(c.key.public_cose().ok_or(StatusCode::OtherError)?),
+            // credProtect level 1 (userVerificationOptional): we implement no credProtect.
+            cred_protect: Some(1),
+            ..Resp::default()
+        })
+    }
+
     pub(super) fn credential_management(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let cs = super::error::cbor_status;
-        let sub = field::uint(p.get(1), "subCommand").map_err(cs)?;
-        let sub_byte = u8::try_from(sub).map_err(|_| StatusCode::InvalidSubcommand)?;
-        let params = p.get(2);
-        if !matches!(sub, 0x03 | 0x05) {
-            let param = field::bytes(p.get(4), "pinUvAuthParam").map_err(cs)?;
-            let mut message = vec![sub_byte];
-            if let Some(v) = params {
-                v.encode_into(&mut message);
+        let req = CredentialManagementRequest::from_cbor(p);
+        let req = decoded(req, "subCommand", StatusCode::InvalidSubcommand)?;
+        let sub = req.sub_command;
+        if sub.needs_auth() {
+            let param = req.pin_uv_auth_param.as_deref().ok_or(StatusCode::MissingParameter)?;
+            let mut message = vec![sub.to_u8()];
+            if let Some(raw) = p.get(2) {
+                raw.encode_into(&mut message);
             }
-            self.verify_pin_uv_auth(
-                param,
-                p.get(3),
-                &message,
-                super::client_pin::PERM_CM,
-                None,
-                ctx.now,
-            )?;
+            let proto = req.pin_uv_auth_protocol;
+            let cm = Permissions::CREDENTIAL_MANAGEMENT;
+            self.verify_pin_uv_auth(param, proto, &message, cm, None, ctx.now)?;
         }
+        let params = req.params.unwrap_or_default();
         let state = self.store.state();
         let reply = match sub {
-            0x01 => {
+            Sub::GetCredsMetadata => {
                 let n = state.credentials.len();
-                let left = self.config.max_credentials.saturating_sub(n);
-                vec![(1, Value::int(n as i64)), (2, Value::int(left as i64))]
+                Resp {
+                    existing_resident_credentials_count: Some(n as u64),
+                    max_possible_remaining_resident_credentials_count: Some(
+                        self.config.max_credentials.saturating_sub(n) as u64,
+                    ),
+                    ..Resp::default()
+                }
             }
-            0x02 => {
-                let mut rps: Vec<(String, Option<String>)> = Vec::new();
+            Sub::EnumerateRpsBegin => {
+                let mut rps: Vec<RelyingParty> = Vec::new();
                 for c in &state.credentials {
-                    if !rps.iter().any(|(id, _)| *id == c.rp_id) {
-                        rps.push((c.rp_id.clone(), c.rp_name.clone()));
+                    if !rps.iter().any(|rp| rp.id == c.rp_id) {
+                        rps.push(RelyingParty { id: c.rp_id.clone(), name: c.rp_name.clone() });
                     }
                 }
                 if rps.is_empty() {
                     return Err(StatusCode::NoCredentials);
                 }
-                let (first_id, first_name) = rps.remove(0);
-                let mut out = rp_entry(&first_id, &first_name);
-                out.push((5, Value::int(rps.len() as i64 + 1)));
+                let total = rps.len() as u64;
+                let first = rps.remove(0);
                 self.volatile.enumeration = Cursor::Rps(rps);
-                out
+                Resp { total_rps: Some(total), ..rp_entry(first) }
             }
-            0x03 => match &mut self.volatile.enumeration {
-                Cursor::Rps(rps) if !rps.is_empty() => {
-                    let (id, name) = rps.remove(0);
-                    rp_entry(&id, &name)
-                }
+            Sub::EnumerateRpsGetNextRp => match &mut self.volatile.enumeration {
+                Cursor::Rps(rps) if !rps.is_empty() => rp_entry(rps.remove(0)),
                 _ => return Err(StatusCode::NotAllowed),
             },
-            0x04 => {
-                let params = field::map(params, "subCommandParams").map_err(cs)?;
-                let hash = field::fixed::<32>(params.get(1), "rpIDHash").map_err(cs)?;
+            Sub::EnumerateCredentialsBegin => {
+                let hash = params.rp_id_hash.ok_or(StatusCode::MissingParameter)?;
                 let mut ids: Vec<Vec<u8>> = state
                     .credentials
                     .iter()
-                    .filter(|c| rp_id_hash(&c.rp_id) == *hash)
+                    .filter(|c| rp_id_hash(&c.rp_id) == hash)
                     .map(|c| c.id.clone())
                     .collect();
                 if ids.is_empty() {
                     return Err(StatusCode::NoCredentials);
                 }
-                let total = ids.len();
+                let total = ids.len() as u64;
                 let first = ids.remove(0);
-                let c = state
-                    .credentials
-                    .iter()
-                    .find(|c| c.id == first)
-                    .ok_or(StatusCode::OtherError)?;
-                let mut out = credential_entry(c)?;
-                out.push((9, Value::int(total as i64)));
+                let entry = self.credential_entry(&first)?;
                 self.volatile.enumeration = Cursor::Credentials(ids);
-                out
+                Resp { total_credentials: Some(total), ..entry }
             }
-            0x05 => {
-                let Cursor::Credentials(ids) = &mut self.volatile.enumeration else {
-                    return Err(StatusCode::NotAllowed);
+            Sub::EnumerateCredentialsGetNextCredential => {
+                let id = match &mut self.volatile.enumeration {
+                    Cursor::Credentials(ids) if !ids.is_empty() => ids.remove(0),
+                    _ => return Err(StatusCode::NotAllowed),
                 };
-                if ids.is_empty() {
-                    return Err(StatusCode::NotAllowed);
-                }
-                let id = ids.remove(0);
-                let c = state
-                    .credentials
-                    .iter()
-                    .find(|c| c.id == id)
-                    .ok_or(StatusCode::NoCredentials)?;
-                credential_entry(c)?
+                self.credential_entry(&id)?
             }
-            0x06 | 0x07 => {
-                let params = field::map(params, "subCommandParams").map_err(cs)?;
-                let descriptor = field::map(params.get(2), "credentialId").map_err(cs)?;
-                let id = field::bytes(descriptor.get_text("id"), "credentialId.id").map_err(cs)?;
+            Sub::DeleteCredential | Sub::UpdateUserInformation => {
+                let id = params.credential_id.ok_or(StatusCode::MissingParameter)?.id;
                 let mut next = state.clone();
                 let pos = next
                     .credentials
                     .iter()
                     .position(|c| c.id == id)
                     .ok_or(StatusCode::NoCredentials)?;
-                if sub == 0x06 {
+                if sub == Sub::DeleteCredential {
                     next.credentials.remove(pos);
                 } else {
-                    let user = field::map(params.get(3), "user").map_err(cs)?;
-                    let user_id = field::bytes(user.get_text("id"), "user.id").map_err(cs)?;
+                    let user = params.user.ok_or(StatusCode::MissingParameter)?;
                     let cred = next.credentials.get_mut(pos).ok_or(StatusCode::NoCredentials)?;
-                    if cred.user_id != user_id {
+                    if cred.user_id != user.id {
                         return Err(StatusCode::InvalidParameter);
                     }
-                    cred.user_name = super::opt_text(user.get_text("name"))?;
-                    cred.user_display_name = super::opt_text(user.get_text("displayName"))?;
+                    cred.user_name = user.name;
+                    cred.user_display_name = user.display_name;
                 }
                 self.commit(next)?;
                 return Ok(Flow::Reply(None));
             }
             _ => return Err(StatusCode::InvalidSubcommand),
         };
-        Ok(Flow::Reply(Some(Value::int_map(reply))))
+        Ok(Flow::Reply(Some(reply.to_cbor())))
     }
 }

@@ -1,23 +1,12 @@
-//! The authenticator's error types and the mapping of request-decoding failures to CTAP statuses.
+//! The authenticator's error types.
 //!
 //! Every failure inside a command handler is a [`crate::ctap2::StatusCode`] (CTAP 2.1 §8.2); the
-//! response bytes are `status ‖ CBOR`. [`AuthenticatorError`] is only for misuse of the Rust API
+//! response bytes are `status ‖ CBOR`. Request-decoding failures map through
+//! [`crate::ctap2::Ctap2Error::to_status`]. [`AuthenticatorError`] is only for misuse of the Rust API
 //! (a stale [`super::PendingOp`]) and [`StoreError`] for the persistent store.
 
-use crate::cbor::CborError;
-use crate::ctap2::StatusCode as Status;
 use crate::error::{Classify, Fault, Stage};
 use core::fmt;
-
-/// Malformed request CBOR → the CTAP2 code a real authenticator returns for it.
-pub(crate) fn cbor_status(e: CborError) -> Status {
-    match e {
-        CborError::Field { problem: "missing", .. } => Status::MissingParameter,
-        CborError::Field { problem: "wrong length", .. } => Status::InvalidParameter,
-        CborError::Field { .. } => Status::CborUnexpectedType,
-        _ => Status::InvalidCbor,
-    }
-}
 
 /// Errors from the authenticator's Rust API (not CTAP statuses, which are responses).
 #[non_exhaustive]
@@ -93,12 +82,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cbor_errors_map_to_ctap_codes() {
-        let missing = CborError::Field { field: "rp", problem: "missing" };
-        assert_eq!(cbor_status(missing), Status::MissingParameter);
-        let ty = CborError::Field { field: "rp", problem: "not a map" };
-        assert_eq!(cbor_status(ty).to_u8(), 0x11);
-        assert_eq!(cbor_status(CborError::Truncated).to_u8(), 0x12);
+    fn errors_classify_and_name_what_failed() {
         assert_eq!(AuthenticatorError::StalePending.fault(), Fault::Caller);
         assert!(StoreError::Corrupt("credentials").to_string().contains("credentials"));
     }

@@ -8,13 +8,16 @@
 //! (resident) or the global counter (non-resident) and is persisted before it is returned.
 
 use super::keys::{rp_id_hash, CredentialKey};
-use super::make_credential::descriptor_ids;
+use super::make_credential::public_key_ids;
 use super::{
-    auth_data, flags, opt_bool, Authenticator, CmdResult, Continuation, CredentialStore, Ctx, Flow,
-    PresenceKind, PresenceRequest,
+    auth_data_flags, request_status, Authenticator, CmdResult, Continuation, CredentialStore, Ctx,
+    Flow, PresenceKind, UvInputs,
 };
-use crate::cbor::{field, Value};
-use crate::ctap2::StatusCode;
+use crate::cbor::Value;
+use crate::ctap2::{
+    AuthenticatorData, CredentialDescriptor, GetAssertionRequest, GetAssertionResponse,
+    Permissions, StatusCode,
+};
 use std::time::Instant;
 
 /// A credential chosen for an assertion.
@@ -27,7 +30,7 @@ enum Candidate {
 /// A validated getAssertion waiting for presence.
 pub(super) struct Plan {
     rp_id_hash: [u8; 32],
-    client_data_hash: Vec<u8>,
+    client_data_hash: [u8; 32],
     candidates: Vec<Candidate>,
     discoverable: bool,
     up: bool,
@@ -42,37 +45,23 @@ pub(super) struct NextState {
 
 impl<S: CredentialStore> Authenticator<S> {
     pub(super) fn get_assertion(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let cs = super::error::cbor_status;
-        let rp_id = field::text(p.get(1), "rpId").map_err(cs)?.to_owned();
-        let client_data_hash = field::bytes(p.get(2), "clientDataHash").map_err(cs)?.to_vec();
-        let allow = descriptor_ids(p.get(3))?;
-        let options = match p.get(5) {
-            None => None,
-            Some(o) if o.as_map().is_some() => Some(o),
-            Some(_) => return Err(StatusCode::CborUnexpectedType),
-        };
-        if opt_bool(options, "rk")?.is_some() {
+        let req = GetAssertionRequest::from_cbor(p).map_err(request_status)?;
+        if req.options.rk.is_some() {
             return Err(StatusCode::UnsupportedOption);
         }
-        let up = opt_bool(options, "up")?.unwrap_or(true);
-        let uv_option = opt_bool(options, "uv")?.unwrap_or(false);
-        let uv = match p.get(6) {
-            Some(param) => {
-                let param = param.as_bytes().ok_or(StatusCode::CborUnexpectedType)?;
-                self.verify_pin_uv_auth(
-                    param,
-                    p.get(7),
-                    &client_data_hash,
-                    super::client_pin::PERM_GA,
-                    Some(&rp_id),
-                    ctx.now,
-                )?;
-                true
-            }
-            None if self.config.builtin_uv => true,
-            None if uv_option => return Err(StatusCode::InvalidOption),
-            None => false,
-        };
+        let up = req.options.up.unwrap_or(true);
+        let uv = self.user_verification(
+            UvInputs::of(
+                (&req.pin_uv_auth_param, req.pin_uv_auth_protocol),
+                req.options,
+                &req.client_data_hash,
+                &req.rp_id,
+            ),
+            Permissions::GET_ASSERTION,
+            ctx.now,
+        )?;
+        let allow = public_key_ids(&req.allow_list);
+        let rp_id = req.rp_id;
         let rp_hash = rp_id_hash(&rp_id);
         let state = self.store.state();
         let discoverable = allow.is_empty();
@@ -86,13 +75,13 @@ impl<S: CredentialStore> Authenticator<S> {
                 .collect()
         } else {
             allow
-                .iter()
+                .into_iter()
                 .find_map(|id| {
-                    if state.credentials.iter().any(|c| c.id == *id && c.rp_id == rp_id) {
-                        Some(Candidate::Resident(id.clone()))
+                    if state.credentials.iter().any(|c| c.id == id && c.rp_id == rp_id) {
+                        Some(Candidate::Resident(id))
                     } else {
-                        let key = state.master_key.unwrap(id, &rp_hash)?;
-                        Some(Candidate::Wrapped { id: id.clone(), key })
+                        let key = state.master_key.unwrap(&id, &rp_hash)?;
+                        Some(Candidate::Wrapped { id, key })
                     }
                 })
                 .into_iter()
@@ -101,18 +90,19 @@ impl<S: CredentialStore> Authenticator<S> {
         if candidates.is_empty() {
             return Err(StatusCode::NoCredentials);
         }
-        let plan = Plan { rp_id_hash: rp_hash, client_data_hash, candidates, discoverable, up, uv };
+        let plan = Plan {
+            rp_id_hash: rp_hash,
+            client_data_hash: req.client_data_hash,
+            candidates,
+            discoverable,
+            up,
+            uv,
+        };
         if !up {
             return self.finish_get_assertion(plan, ctx).map(Flow::Reply);
         }
-        Ok(Flow::Presence(
-            PresenceRequest {
-                kind: PresenceKind::GetAssertion,
-                rp_id: Some(rp_id),
-                user_verification: uv && self.config.builtin_uv,
-            },
-            Continuation::GetAssertion(plan),
-        ))
+        let request = self.ceremony_presence(PresenceKind::GetAssertion, &rp_id, uv);
+        Ok(Flow::Presence(request, Continuation::GetAssertion(plan)))
     }
 
     pub(super) fn finish_get_assertion(
@@ -127,13 +117,11 @@ impl<S: CredentialStore> Authenticator<S> {
         let first = plan.candidates.remove(0);
         let mut response = self.sign_one(&plan, first)?;
         if plan.discoverable && total > 1 {
-            if let Value::Map(m) = &mut response {
-                m.push((Value::int(5), Value::int(total as i64)));
-            }
+            response.number_of_credentials = Some(total as u64);
             self.volatile.next_assertion =
                 Some(NextState { plan, expires: ctx.now + self.config.next_assertion_timeout });
         }
-        Ok(Some(response))
+        Ok(Some(response.to_cbor()))
     }
 
     pub(super) fn get_next_assertion(&mut self, ctx: &mut Ctx<'_>) -> CmdResult {
@@ -148,11 +136,15 @@ impl<S: CredentialStore> Authenticator<S> {
         if !next.plan.candidates.is_empty() {
             self.volatile.next_assertion = Some(next);
         }
-        Ok(Flow::Reply(Some(response)))
+        Ok(Flow::Reply(Some(response.to_cbor())))
     }
 
     /// Signs one assertion, persisting the incremented counter first.
-    fn sign_one(&mut self, plan: &Plan, candidate: Candidate) -> Result<Value, StatusCode> {
+    fn sign_one(
+        &mut self,
+        plan: &Plan,
+        candidate: Candidate,
+    ) -> Result<GetAssertionResponse, StatusCode> {
         let mut state = self.store.state().clone();
         let (id, key, count, user) = match candidate {
             Candidate::Resident(id) => {
@@ -162,34 +154,35 @@ impl<S: CredentialStore> Authenticator<S> {
                     .find(|c| c.id == id)
                     .ok_or(StatusCode::NoCredentials)?;
                 c.sign_count = c.sign_count.saturating_add(1);
-                let mut user = vec![("id", Value::bytes(c.user_id.clone()))];
-                if let Some(n) = &c.user_name {
-                    user.push(("name", Value::text(n.clone())));
-                }
-                if let Some(n) = &c.user_display_name {
-                    user.push(("displayName", Value::text(n.clone())));
-                }
-                (id, c.key.clone(), c.sign_count, Some(Value::text_map(user)))
+                (id, c.key.clone(), c.sign_count, Some(c.user()))
             }
             Candidate::Wrapped { id, key } => {
                 state.global_sign_count = state.global_sign_count.saturating_add(1);
                 (id, key, state.global_sign_count, None)
             }
         };
-        let f = if plan.up { flags::UP } else { 0 } | if plan.uv { flags::UV } else { 0 };
-        let data = auth_data(&plan.rp_id_hash, f, count);
-        let mut signed = data.clone();
-        signed.extend_from_slice(&plan.client_data_hash);
-        let sig = key.sign_der(&signed).ok_or(StatusCode::OtherError)?;
-        self.commit(state)?;
-        let mut out = vec![
-            (1, Value::text_map([("id", Value::Bytes(id)), ("type", Value::text("public-key"))])),
-            (2, Value::Bytes(data)),
-            (3, Value::Bytes(sig)),
-        ];
-        if let (true, Some(user)) = (plan.discoverable, user) {
-            out.push((4, user));
+        let auth_data = AuthenticatorData {
+            rp_id_hash: plan.rp_id_hash,
+            flags: auth_data_flags(plan.up, plan.uv),
+            sign_count: count,
+            attested_credential: None,
+            extensions: None,
         }
-        Ok(Value::int_map(out))
+        .to_bytes()
+        .map_err(|_| StatusCode::OtherError)?;
+        let signature = key
+            .sign_der(&[auth_data.as_slice(), &plan.client_data_hash].concat())
+            .ok_or(StatusCode::OtherError)?;
+        self.commit(state)?;
+        Ok(GetAssertionResponse {
+            credential: Some(CredentialDescriptor::public_key(id)),
+            auth_data,
+            signature,
+            // The user entity only identifies a discoverable choice (§6.2.2 step 12).
+            user: user.filter(|_| plan.discoverable),
+            number_of_credentials: None,
+            user_selected: None,
+            large_blob_key: None,
+        })
     }
 }

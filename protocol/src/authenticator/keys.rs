@@ -7,14 +7,14 @@
 //! means an ID presented for another RP fails to open, exactly like a foreign credential.
 //! Resident credentials use a random 32-byte ID (first byte `0x02`) and keep their key in the store.
 //!
-//! Not the PIN protocol keys (see `pin_protocol`) and not attestation keys (see `attestation`).
+//! Not the PIN protocol keys (those are [`crate::ctap2::pin::KeyAgreementKey`]) and not
+//! attestation keys (see `attestation`).
 
-use crate::cbor::Value;
 use crate::ctap2::CoseKey;
 use crate::secret_type;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::SigningKey;
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 
@@ -36,8 +36,6 @@ const WRAPPED_VERSION: u8 = 0x01;
 pub const RESIDENT_ID_PREFIX: u8 = 0x02;
 /// Length of a resident credential ID.
 pub const RESIDENT_ID_LEN: usize = 32;
-/// COSE algorithm identifier for ES256.
-pub const ES256: i64 = -7;
 
 /// SHA-256 of an RP ID (the `rpIdHash` of authenticator data).
 pub fn rp_id_hash(rp_id: &str) -> [u8; 32] {
@@ -56,9 +54,9 @@ impl CredentialKey {
         SigningKey::from_bytes(self.expose().into()).ok()
     }
 
-    /// The public key as a COSE_Key (EC2, P-256, ES256), CTAP2 §6.5.6 encoding.
-    pub fn cose_public_key(&self) -> Option<Value> {
-        Some(cose_es256(self.signing_key()?.verifying_key()))
+    /// The public key as a COSE_Key (EC2, P-256, ES256).
+    pub fn public_cose(&self) -> Option<CoseKey> {
+        Some(CoseKey::es256(p256::PublicKey::from(self.signing_key()?.verifying_key())))
     }
 
     /// ES256 signature (ASN.1 DER, as WebAuthn requires) over `message`.
@@ -67,11 +65,6 @@ impl CredentialKey {
         let sig: p256::ecdsa::Signature = self.signing_key()?.try_sign(message).ok()?;
         Some(sig.to_der().as_bytes().to_vec())
     }
-}
-
-/// COSE_Key map for an ES256 public key (`{1: 2, 3: -7, -1: 1, -2: x, -3: y}`).
-pub fn cose_es256(vk: &VerifyingKey) -> Value {
-    CoseKey::es256(p256::PublicKey::from(vk)).to_cbor()
 }
 
 impl MasterKey {
@@ -141,6 +134,7 @@ pub fn resident_id(rng: &mut impl CryptoRngCore) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cbor::Value;
     use rand::SeedableRng;
 
     #[test]
@@ -164,7 +158,7 @@ mod tests {
     fn cose_key_has_p256_coordinates() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let key = CredentialKey::generate(&mut rng);
-        let cose = key.cose_public_key().unwrap();
+        let cose = key.public_cose().unwrap().to_cbor();
         assert_eq!(cose.get(3).and_then(Value::as_i64), Some(-7));
         assert_eq!(cose.get(-2).and_then(Value::as_bytes).map(<[u8]>::len), Some(32));
         assert_eq!(resident_id(&mut rng)[0], RESIDENT_ID_PREFIX);

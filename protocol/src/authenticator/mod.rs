@@ -6,8 +6,15 @@
 //! in a [`CredentialStore`] that adopts each new state whole or not at all.
 //!
 //! Commands: getInfo, makeCredential (ES256; `none`/`packed` attestation; resident and
-//! non-resident credentials), getAssertion + getNextAssertion, clientPIN (protocols 2 and 1),
-//! reset, selection, credentialManagement.
+//! non-resident credentials), getAssertion + getNextAssertion, clientPIN (protocols 2 and 1;
+//! PIN subcommands on PIN-capable configs, the built-in-UV token subcommands on configs with
+//! [`Config::builtin_uv_token`]), reset, selection, credentialManagement.
+//!
+//! Wire formats are not re-implemented here: requests are split with [`crate::ctap2::framing`]
+//! and decoded with the typed `ctap2` request types (a decoding failure answers
+//! [`crate::ctap2::Ctap2Error::to_status`]); responses are the `ctap2` response types and
+//! [`crate::ctap2::AuthenticatorData`]; the PIN/UV auth protocols are [`crate::ctap2::pin`].
+//! This module owns only policy and state.
 //!
 //! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
 //! authenticatorConfig, bio enrollment, U2F/CTAP1.
@@ -35,14 +42,15 @@
 //! unplugging: PIN tokens, key agreement and the PIN_AUTH_BLOCKED latch are reset.
 
 mod attestation;
+mod ceremony;
 mod client_pin;
 mod config;
 mod cred_mgmt;
 mod error;
 mod get_assertion;
+mod info;
 mod keys;
 mod make_credential;
-mod pin_protocol;
 mod store;
 
 pub use attestation::{AttestationMode, TestCa, OID_FIDO_GEN_CE_AAGUID};
@@ -52,11 +60,12 @@ pub use config::{
 };
 pub use error::{AuthenticatorError, StoreError};
 pub use keys::{rp_id_hash, CredentialKey, MasterKey};
-pub use pin_protocol::PinProtocol;
 pub use store::{CredentialStore, MemoryStore, PersistentState, PinHash, ResidentCredential};
 
 use crate::cbor::Value;
+use crate::ctap2::framing::{decode_request, encode_response};
 use crate::ctap2::{Command, StatusCode};
+use ceremony::{auth_data_flags, UvInputs};
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
@@ -82,14 +91,10 @@ pub struct Response(Vec<u8>);
 
 impl Response {
     fn ok(body: Option<Value>) -> Self {
-        let mut out = vec![0u8];
-        if let Some(v) = body {
-            v.encode_into(&mut out);
-        }
-        Response(out)
+        Response(encode_response(StatusCode::Ok, body.as_ref()))
     }
     fn error(status: StatusCode) -> Self {
-        Response(vec![status.to_u8()])
+        Response(encode_response(status, None))
     }
     /// The wire bytes.
     pub fn as_bytes(&self) -> &[u8] {
@@ -132,6 +137,7 @@ impl PendingOp {
 enum Continuation {
     MakeCredential(make_credential::Plan),
     GetAssertion(get_assertion::Plan),
+    UvToken(client_pin::UvTokenPlan),
     Reset,
     Selection,
 }
@@ -212,9 +218,10 @@ impl<S: CredentialStore> Authenticator<S> {
     /// Handles one CTAP2 request (`command byte ‖ CBOR`). Never panics on any input.
     pub fn handle(&mut self, request: &[u8], ctx: &mut Ctx<'_>) -> Step {
         self.pending = None;
-        let Some((&cmd, body)) = request.split_first() else {
+        let Some(&cmd) = request.first() else {
             return Step::Done(Response::error(StatusCode::InvalidLength));
         };
+        // Volatile cursors are dropped by the command byte alone, even if its CBOR is broken.
         let cmd = Command::from_u8(cmd);
         if cmd != Command::GetNextAssertion {
             self.volatile.next_assertion = None;
@@ -222,7 +229,7 @@ impl<S: CredentialStore> Authenticator<S> {
         if !matches!(cmd, Command::CredentialManagement | Command::CredentialManagementPreview) {
             self.volatile.enumeration = cred_mgmt::Cursor::None;
         }
-        let flow = match parse_body(body) {
+        let flow = match parse_params(request) {
             Ok(params) => self.dispatch(cmd, &params, ctx),
             Err(status) => Err(status),
         };
@@ -275,6 +282,9 @@ impl<S: CredentialStore> Authenticator<S> {
         let result = match cont {
             Continuation::MakeCredential(plan) => self.finish_make_credential(plan, ctx),
             Continuation::GetAssertion(plan) => self.finish_get_assertion(plan, ctx),
+            Continuation::UvToken(plan) => self
+                .issue_token(&plan.shared, plan.permissions, plan.rp_id, ctx)
+                .map(|r| Some(r.to_cbor())),
             Continuation::Reset => self.finish_reset(ctx),
             Continuation::Selection => Ok(None),
         };
@@ -286,11 +296,13 @@ impl<S: CredentialStore> Authenticator<S> {
 
     fn dispatch(&mut self, cmd: Command, params: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
         match cmd {
-            Command::GetInfo => Ok(Flow::Reply(Some(self.get_info()))),
+            Command::GetInfo => Ok(Flow::Reply(Some(self.get_info().to_cbor()))),
             Command::MakeCredential => self.make_credential(params, ctx),
             Command::GetAssertion => self.get_assertion(params, ctx),
             Command::GetNextAssertion => self.get_next_assertion(ctx),
-            Command::ClientPin if self.config.pin_capable => self.client_pin(params, ctx),
+            Command::ClientPin if self.config.pin_capable || self.config.uv_token() => {
+                self.client_pin(params, ctx)
+            }
             Command::CredentialManagement | Command::CredentialManagementPreview
                 if self.config.pin_capable =>
             {
@@ -312,35 +324,6 @@ impl<S: CredentialStore> Authenticator<S> {
     /// Commits `next` to the store; a refused commit leaves everything as it was.
     fn commit(&mut self, next: PersistentState) -> Result<(), StatusCode> {
         self.store.commit(next).map_err(|_| StatusCode::OtherError)
-    }
-
-    fn get_info(&self) -> Value {
-        let c = &self.config;
-        let texts = |v: &[String]| Value::Array(v.iter().map(|s| Value::text(s.clone())).collect());
-        let mut options = vec![("rk", Value::Bool(true)), ("up", Value::Bool(true))];
-        if c.builtin_uv {
-            options.push(("uv", Value::Bool(true)));
-        }
-        let mut info = vec![(1, texts(&c.versions)), (3, Value::bytes(c.aaguid.to_vec()))];
-        if c.pin_capable {
-            options.push(("clientPin", Value::Bool(self.store.state().pin_hash.is_some())));
-            options.push(("pinUvAuthToken", Value::Bool(true)));
-            options.push(("credMgmt", Value::Bool(true)));
-            info.push((6, Value::Array(vec![Value::int(2), Value::int(1)])));
-        }
-        info.push((4, Value::text_map(options)));
-        info.push((5, Value::int(2048)));
-        info.push((7, Value::int(8)));
-        info.push((8, Value::int(keys::WRAPPED_ID_LEN as i64)));
-        info.push((9, texts(&c.transports)));
-        info.push((
-            10,
-            Value::Array(vec![Value::text_map([
-                ("alg", Value::int(keys::ES256)),
-                ("type", Value::text("public-key")),
-            ])]),
-        ));
-        Value::int_map(info)
     }
 
     fn reset(&mut self, ctx: &mut Ctx<'_>) -> CmdResult {
@@ -375,48 +358,34 @@ impl Volatile {
     }
 }
 
-/// The CBOR parameters after the command byte: absent → empty map; otherwise must be a map.
-fn parse_body(body: &[u8]) -> Result<Value, StatusCode> {
-    if body.is_empty() {
-        return Ok(Value::Map(Vec::new()));
-    }
-    let v = Value::decode(body).map_err(|_| StatusCode::InvalidCbor)?;
-    if v.as_map().is_none() {
-        return Err(StatusCode::CborUnexpectedType);
-    }
-    Ok(v)
-}
-
-/// Optional text field: absent → None, wrong type → CBOR_UNEXPECTED_TYPE.
-fn opt_text(v: Option<&Value>) -> Result<Option<String>, StatusCode> {
-    match v {
-        None => Ok(None),
-        Some(Value::Text(t)) => Ok(Some(t.clone())),
-        Some(_) => Err(StatusCode::CborUnexpectedType),
+/// The CBOR parameters after the command byte ([`decode_request`]): absent → an empty map (so
+/// a missing required member reads as MISSING_PARAMETER); present → must be a map.
+fn parse_params(request: &[u8]) -> Result<Value, StatusCode> {
+    match decode_request(request).map_err(|e| e.to_status())? {
+        (_, None) => Ok(Value::Map(Vec::new())),
+        (_, Some(v)) if v.as_map().is_some() => Ok(v),
+        (_, Some(_)) => Err(StatusCode::CborUnexpectedType),
     }
 }
 
-/// Optional boolean in an options map.
-fn opt_bool(options: Option<&Value>, key: &str) -> Result<Option<bool>, StatusCode> {
-    match options.and_then(|o| o.get_text(key)) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(StatusCode::CborUnexpectedType),
-    }
+/// A ctap2 request-decoding error as the status an authenticator answers (CTAP 2.1 §8.2).
+fn request_status(e: crate::ctap2::Ctap2Error) -> StatusCode {
+    e.to_status()
 }
 
-/// Authenticator data without attested credential data (WebAuthn §6.1).
-fn auth_data(rp_id_hash: &[u8; 32], flags: u8, sign_count: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(37);
-    out.extend_from_slice(rp_id_hash);
-    out.push(flags);
-    out.extend_from_slice(&sign_count.to_be_bytes());
-    out
-}
-
-/// Authenticator-data flag bits.
-mod flags {
-    pub const UP: u8 = 0x01;
-    pub const UV: u8 = 0x04;
-    pub const AT: u8 = 0x40;
+/// Like [`request_status`], except that `field` being out of range answers `status` (a value no
+/// decoder type can hold is a policy refusal there, not a malformed request).
+fn decoded<T>(
+    r: Result<T, crate::ctap2::Ctap2Error>,
+    field: &str,
+    status: StatusCode,
+) -> Result<T, StatusCode> {
+    r.map_err(|e| match e {
+        crate::ctap2::Ctap2Error::InvalidField { field: f, problem: "out of range" }
+            if f == field =>
+        {
+            status
+        }
+        e => e.to_status(),
+    })
 }

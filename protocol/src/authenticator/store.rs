@@ -13,6 +13,7 @@
 use super::error::StoreError;
 use super::keys::{CredentialKey, MasterKey};
 use crate::cbor::Value;
+use crate::ctap2::User;
 use crate::secret::SecretBytes;
 use crate::secret_type;
 use rand_core::CryptoRngCore;
@@ -61,6 +62,17 @@ pub struct PersistentState {
     pub global_sign_count: u32,
     /// Resident credentials, oldest first.
     pub credentials: Vec<ResidentCredential>,
+}
+
+impl ResidentCredential {
+    /// The user entity as getAssertion and credentialManagement return it.
+    pub fn user(&self) -> User {
+        User {
+            id: self.user_id.clone(),
+            name: self.user_name.clone(),
+            display_name: self.user_display_name.clone(),
+        }
+    }
 }
 
 impl PersistentState {
