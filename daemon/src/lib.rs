@@ -8,3 +8,4 @@ pub mod ctap;
 pub mod evidence;
 pub mod hid;
 pub mod tunnel;
+pub mod usb_ceremony;
