@@ -7,5 +7,7 @@
 pub mod ctap;
 pub mod evidence;
 pub mod hid;
+pub mod store;
 pub mod tunnel;
 pub mod usb_ceremony;
+pub mod virtual_key;

@@ -1,0 +1,189 @@
+//! Crash-safe whole-file writes and "missing is fine" reads.
+//!
+//! [`write_atomic`] writes to a temporary file in the same directory, `fsync`s it, renames it over
+//! the target and `fsync`s the directory, so after a crash the path holds either the old or the new
+//! contents, never a torn mix (rename is atomic within one filesystem; the directory fsync makes the
+//! rename itself durable). Parent directories are created `0700` because they hold secrets (link
+//! secrets, credential keys). It is not a lock: two concurrent writers each produce a whole file and
+//! the last rename wins.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use cablebridge_protocol::error::{Classify, Fault, Stage};
+
+/// File mode for files holding secrets (link secrets, credential private keys).
+pub const SECRET_FILE_MODE: u32 = 0o600;
+/// Mode for directories created on the way to a state file.
+pub const STATE_DIR_MODE: u32 = 0o700;
+
+/// Errors of the on-disk stores. Every variant names the file.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading, writing, syncing or renaming failed at the OS level.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing ("write", "rename", "create directory"...).
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file exists but its contents are not what we wrote (hand-edited, truncated, wrong
+    /// version). The file is left untouched so nothing is lost.
+    #[error("{path} is corrupt: {reason} (fix or remove the file)")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The path cannot hold a file (no file name, e.g. `/` or `..`).
+    #[error("{path} is not a usable file path")]
+    BadPath {
+        /// The path given.
+        path: PathBuf,
+    },
+}
+
+impl StoreError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        StoreError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+impl Classify for StoreError {
+    fn fault(&self) -> Fault {
+        match self {
+            StoreError::Io { .. } | StoreError::Corrupt { .. } => Fault::Environment,
+            StoreError::BadPath { .. } => Fault::Caller,
+        }
+    }
+    fn stage(&self) -> Stage {
+        // State files hold links and credentials; linking is the protocol stage that owns them.
+        Stage::Linking
+    }
+}
+
+/// Reads a whole file; `Ok(None)` when it does not exist (first run).
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
+/// Replaces `path` with `bytes` atomically (see the module docs), creating the file with `mode`
+/// (use [`SECRET_FILE_MODE`] for anything holding secrets) and missing parent directories with
+/// [`STATE_DIR_MODE`].
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let file_name =
+        path.file_name().ok_or_else(|| StoreError::BadPath { path: path.to_path_buf() })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(&dir)
+        .map_err(|e| StoreError::io("create directory", &dir, e))?;
+
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{:016x}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = write_then_rename(&tmp, path, &dir, bytes, mode);
+    if result.is_err() {
+        // Best effort: a failed write must not leave temporary files behind.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_then_rename(
+    tmp: &Path,
+    path: &Path,
+    dir: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .map_err(|e| StoreError::io("create", tmp, e))?;
+    // The umask may have narrowed the mode; make it exactly what was asked.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| StoreError::io("chmod", tmp, e))?;
+    file.write_all(bytes).map_err(|e| StoreError::io("write", tmp, e))?;
+    file.sync_all().map_err(|e| StoreError::io("fsync", tmp, e))?;
+    drop(file);
+    fs::rename(tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn missing_file_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_optional(&dir.path().join("absent")).unwrap().is_none());
+    }
+
+    #[test]
+    fn write_creates_parents_with_modes_and_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/state.json");
+        write_atomic(&path, b"first version, longer", SECRET_FILE_MODE).unwrap();
+        write_atomic(&path, b"second", SECRET_FILE_MODE).unwrap();
+        assert_eq!(read_optional(&path).unwrap().unwrap(), b"second");
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dmeta = fs::metadata(dir.path().join("a/b")).unwrap();
+        assert_eq!(dmeta.permissions().mode() & 0o777, 0o700);
+        // No temporary files left behind.
+        let names: Vec<_> =
+            fs::read_dir(dir.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn failed_write_keeps_old_contents_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"old", SECRET_FILE_MODE).unwrap();
+        // A directory where the file should be: rename fails, the error names the path.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("x"), b"x").unwrap();
+        let err = write_atomic(&blocked, b"new", SECRET_FILE_MODE).unwrap_err();
+        assert!(err.to_string().contains("blocked"), "{err}");
+        assert_eq!(read_optional(&path).unwrap().unwrap(), b"old");
+        let leftovers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp."))
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn path_without_file_name_is_rejected() {
+        let err = write_atomic(Path::new("/"), b"x", SECRET_FILE_MODE).unwrap_err();
+        assert!(matches!(err, StoreError::BadPath { .. }));
+    }
+}

@@ -1,0 +1,1 @@
+//! The store of linked phones (filled in below).

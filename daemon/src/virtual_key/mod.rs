@@ -1,0 +1,210 @@
+//! The virtual USB security key: the software authenticator behind the CTAPHID device side, on a
+//! UDP-HID socket (one 64-byte report per datagram, no report-ID byte — the simulator convention
+//! of shared/notes/testing-without-radios.md), for labs and CI.
+//!
+//! [`VirtualKey::bind`] binds the socket, loads (or creates) the state, powers up an
+//! [`Authenticator`](cablebridge_protocol::authenticator::Authenticator) with
+//! [`Config::virtual_key`](cablebridge_protocol::authenticator::Config::virtual_key) and spawns
+//! **one** task that runs the [`DeviceState`](cablebridge_protocol::ctaphid::DeviceState) loop:
+//! datagram in → `handle_report` → CTAP2 requests to the authenticator → reports out, with
+//! every timer (CTAPHID message timeout, 100 ms keepalives, the presence delay) on
+//! `tokio::time`. Nothing blocks the runtime; state-file writes run on the blocking pool and
+//! are awaited before the response that depends on them is sent.
+//!
+//! User presence (CTAP 2.1 §11.2.9.2.1): a request that needs a touch is deferred; while it is
+//! pending the key sends KEEPALIVE(UPNEEDED) every 100 ms and approves after
+//! [`VirtualKeyConfig::presence_delay`] (zero: at once, no keepalive). CTAPHID_CANCEL completes
+//! it as cancelled, which answers `CTAP2_ERR_KEEPALIVE_CANCEL`.
+//!
+//! Replies go to the address that last spoke on the report's channel, or always to
+//! [`VirtualKeyConfig::reply_to`] for clients that bind a fixed port. U2F (CTAPHID_MSG) is not
+//! implemented: the key advertises NMSG and answers MSG with `ERR_INVALID_CMD`, as CTAP2-only
+//! keys do.
+//!
+//! What this is not: a HID gadget (no /dev/uhid), a CTAP1 authenticator, or a fuzzer — the
+//! [`Fault`] switches are a fixed list of documented misbehaviours.
+
+mod error;
+mod fault;
+mod runner;
+mod state_file;
+
+pub use error::VirtualKeyError;
+pub use fault::Fault;
+pub use state_file::{InitialPin, STATE_FILE_MODE};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cablebridge_protocol::authenticator::{AttestationMode, CABLEBRIDGE_AAGUID};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Keepalive cadence while a request is pending (CTAP 2.1 §11.2.9.2.1: "every 100 ms").
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Which attestation makeCredential produces.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attestation {
+    /// `packed` with an x5c chain from a per-process test CA (the default).
+    #[default]
+    Packed,
+    /// `none`.
+    None,
+}
+
+impl Attestation {
+    fn mode(self) -> AttestationMode {
+        match self {
+            Attestation::Packed => AttestationMode::PackedTestCa,
+            Attestation::None => AttestationMode::None,
+        }
+    }
+}
+
+/// Everything `virtual-key` takes.
+#[derive(Debug, Clone)]
+pub struct VirtualKeyConfig {
+    /// Where to listen (port 0: ephemeral; read it back from [`VirtualKeyHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Send every report here instead of to the sender (simulator clients on a fixed port).
+    pub reply_to: Option<SocketAddr>,
+    /// AAGUID reported in getInfo and attested credential data.
+    pub aaguid: [u8; 16],
+    /// Attestation format.
+    pub attestation: Attestation,
+    /// How long the "user" takes to touch the key.
+    pub presence_delay: Duration,
+    /// Where the state lives; `None` = in memory, forgotten on exit.
+    pub state_file: Option<PathBuf>,
+    /// PIN to set at start when the state has none.
+    pub initial_pin: Option<InitialPin>,
+    /// Misbehaviour switch (can be changed at run time with [`VirtualKeyHandle::set_fault`]).
+    pub fault: Fault,
+}
+
+impl VirtualKeyConfig {
+    /// A well-behaved, in-memory key on `listen` with packed attestation and instant presence.
+    pub fn new(listen: SocketAddr) -> Self {
+        VirtualKeyConfig {
+            listen,
+            reply_to: None,
+            aaguid: CABLEBRIDGE_AAGUID,
+            attestation: Attestation::Packed,
+            presence_delay: Duration::ZERO,
+            state_file: None,
+            initial_pin: None,
+            fault: Fault::None,
+        }
+    }
+}
+
+/// Counters reported when the key stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyStats {
+    /// Datagrams received (any size).
+    pub datagrams_in: u64,
+    /// Datagrams that were not 64 bytes (ignored).
+    pub datagrams_malformed: u64,
+    /// Reports sent.
+    pub reports_out: u64,
+    /// CTAP2 requests handled.
+    pub cbor_requests: u64,
+    /// Keepalives sent.
+    pub keepalives: u64,
+    /// Requests cancelled by CTAPHID_CANCEL or resync.
+    pub cancels: u64,
+    /// WINK requests.
+    pub winks: u64,
+    /// State-file writes.
+    pub state_writes: u64,
+}
+
+/// The virtual key.
+#[derive(Debug)]
+pub struct VirtualKey;
+
+impl VirtualKey {
+    /// Binds the socket, loads the state (persisting a fresh one / the initial PIN at once) and
+    /// spawns the key's task.
+    pub async fn bind(config: VirtualKeyConfig) -> Result<VirtualKeyHandle, VirtualKeyError> {
+        let (runner, local_addr, ca_der) = runner::Runner::start(&config).await?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let (fault_tx, fault_rx) = watch::channel(config.fault);
+        let task = tokio::spawn(runner.run(shutdown_rx, fault_rx));
+        tracing::info!(%local_addr, fault = %config.fault, "virtual key listening");
+        Ok(VirtualKeyHandle {
+            local_addr,
+            shutdown: Some(shutdown_tx),
+            fault: fault_tx,
+            task,
+            ca_der,
+        })
+    }
+}
+
+/// A running virtual key. Dropping it stops the key.
+#[derive(Debug)]
+pub struct VirtualKeyHandle {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    fault: watch::Sender<Fault>,
+    task: JoinHandle<Result<KeyStats, VirtualKeyError>>,
+    ca_der: Option<Vec<u8>>,
+}
+
+impl VirtualKeyHandle {
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The device address a client opens: `udp:HOST:PORT`.
+    pub fn device_address(&self) -> String {
+        match self.local_addr {
+            SocketAddr::V4(a) => format!("udp:{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("udp:[{}]:{}", a.ip(), a.port()),
+        }
+    }
+
+    /// The attestation CA certificate (DER) for packed attestation, to trust in tests.
+    pub fn attestation_ca_der(&self) -> Option<&[u8]> {
+        self.ca_der.as_deref()
+    }
+
+    /// Switches the fault behaviour for the next CBOR request.
+    pub fn set_fault(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    /// Whether the key's task has ended by itself (vanish fault, fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the key to end by itself (or forever); returns its counters or fatal error.
+    pub async fn wait(&mut self) -> Result<KeyStats, VirtualKeyError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(VirtualKeyError::Task(e.to_string())),
+        }
+    }
+
+    /// Stops the key and returns its counters (or the fatal error that stopped it earlier).
+    pub async fn shutdown(mut self) -> Result<KeyStats, VirtualKeyError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+}
+
+impl Drop for VirtualKeyHandle {
+    fn drop(&mut self) {
+        if self.shutdown.is_some() {
+            self.task.abort();
+        }
+    }
+}
