@@ -76,9 +76,7 @@ pub(crate) async fn load(
             })?;
             Ok((state, false))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((PersistentState::new(rng), true))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((PersistentState::new(rng), true)),
         Err(source) => {
             Err(VirtualKeyError::StateIo { path: path.to_owned(), action: "read", source })
         }
@@ -110,7 +108,8 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("state path has no file name"))?;
+    let name =
+        path.file_name().ok_or_else(|| std::io::Error::other("state path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp{}", std::process::id()));
