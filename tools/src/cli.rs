@@ -41,4 +41,22 @@ pub enum Command {
     /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
     #[command(after_help = EXIT_CODES_HELP)]
     TunnelDomain(cmd::domain::TunnelDomainArgs),
+    /// List attached FIDO security keys (hidraw) and probe --device addresses.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Devices(cmd::devices::DevicesArgs),
+    /// Show a security key's getInfo, decoded.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Info(cmd::info::InfoArgs),
+    /// Make a security key flash.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Wink(cmd::wink::WinkArgs),
+    /// Set or change a security key's PIN, or show its retries.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Pin(cmd::pin::PinCommand),
+    /// Reset a security key (deletes every credential and the PIN).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Reset(cmd::reset::ResetArgs),
+    /// List or delete discoverable credentials on a security key.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Credentials(cmd::credentials::CredentialsCommand),
 }

@@ -2,8 +2,15 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod credentials;
+pub mod devices;
 pub mod domain;
+pub mod info;
+pub mod pin;
 pub mod qr;
+pub mod reset;
+pub mod usb;
+pub mod wink;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -15,6 +22,12 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Qr(c) => qr::run(c, &cli.global),
         Command::Advert(c) => advert::run(c, &cli.global),
         Command::TunnelDomain(a) => domain::run(a),
+        Command::Devices(a) => devices::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Wink(a) => wink::run(a),
+        Command::Pin(c) => pin::run(c),
+        Command::Reset(a) => reset::run(a),
+        Command::Credentials(c) => credentials::run(c),
     }
 }
 
