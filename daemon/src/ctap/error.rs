@@ -47,7 +47,7 @@ pub enum CtapError {
         waited: Duration,
     },
     /// The deadline passed; CANCEL was sent (for CBOR) so the key stops blinking.
-    #[error("{device}: {} timed out waiting for {waiting}{}", op_name(*.command, *.ctap), if *.touch_needed { " (the key was waiting for a touch)" } else { "" })]
+    #[error("{device}: {} timed out waiting for {waiting}{}", op_name(*.command, *.ctap), timeout_hint(*.command, *.touch_needed))]
     Timeout {
         /// Device path or address.
         device: String,
@@ -116,6 +116,14 @@ pub enum CtapError {
         /// Extra explanation (e.g. permission problems), starting with "; " when present.
         hint: String,
     },
+}
+
+fn timeout_hint(command: HidCommand, touch_needed: bool) -> &'static str {
+    match (command, touch_needed) {
+        (HidCommand::Init, _) => " (is the key plugged in / the simulator running?)",
+        (_, true) => " (the key was waiting for a touch)",
+        _ => "",
+    }
 }
 
 fn op_name(command: HidCommand, ctap: Option<ctap2::Command>) -> String {
@@ -204,6 +212,8 @@ impl Classify for CtapError {
         match self {
             CtapError::Hid(e) => e.fault(),
             CtapError::Busy { .. } | CtapError::NoDevice { .. } => Fault::Environment,
+            // No answer to INIT at all: nothing is there (simulator not running, dead key).
+            CtapError::Timeout { command: HidCommand::Init, .. } => Fault::Environment,
             CtapError::Cancelled { .. } | CtapError::InvalidPin(_) => Fault::Caller,
             CtapError::PinRequired { .. } => Fault::Caller,
             CtapError::Status { status: StatusCode::PuatRequired, .. } => Fault::Caller,

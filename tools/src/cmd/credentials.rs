@@ -59,7 +59,13 @@ pub fn run(command: &CredentialsCommand) -> Result<Report, CmdError> {
         let mut call =
             Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
         let token = client
-            .get_token(&mut OsRng, pin.as_ref(), Permissions::CREDENTIAL_MANAGEMENT, None, &mut call)
+            .get_token(
+                &mut OsRng,
+                pin.as_ref(),
+                Permissions::CREDENTIAL_MANAGEMENT,
+                None,
+                &mut call,
+            )
             .await
             .map_err(key_error)?
             .ok_or_else(|| {

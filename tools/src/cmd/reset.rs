@@ -44,7 +44,8 @@ pub fn run(args: &ResetArgs) -> Result<Report, CmdError> {
     block_on(|cancel| async move {
         let mut client = choose(&args.device, &cancel).await?;
         let mut printer = progress_printer();
-        let mut call = Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
+        let mut call =
+            Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
         client.reset(&mut call).await.map_err(key_error)?;
         Ok(Report::new().field("device", client.path()).field("reset", true))
     })

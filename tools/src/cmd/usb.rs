@@ -89,8 +89,8 @@ pub fn deadline(args: &DeviceArgs) -> Instant {
 /// user did (timeouts, cancel, statuses) 1. The stage is attached for `--json`.
 pub fn key_error(e: CtapError) -> CmdError {
     let exit = match (&e, e.fault()) {
-        (CtapError::Cancelled { .. } | CtapError::Timeout { .. }, _) => Exit::Ceremony,
         (_, Fault::Environment) => Exit::Environment,
+        (CtapError::Cancelled { .. } | CtapError::Timeout { .. }, _) => Exit::Ceremony,
         (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
         _ => Exit::Ceremony,
     };
@@ -117,11 +117,8 @@ pub async fn choose(
     if let [one] = addresses.as_slice() {
         return open_client(one, &options, &mut call).await.map_err(key_error);
     }
-    let (addresses, hint) = if addresses.is_empty() {
-        attached_keys(&options.hidraw)
-    } else {
-        (addresses, None)
-    };
+    let (addresses, hint) =
+        if addresses.is_empty() { attached_keys(&options.hidraw) } else { (addresses, None) };
     select_device(&addresses, &options, &mut call, hint).await.map_err(key_error)
 }
 
@@ -145,10 +142,9 @@ impl PinSource {
         }
         if self.stdin {
             let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| CmdError::environment(format!("cannot read the PIN from stdin: {e}")))?;
+            std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+                CmdError::environment(format!("cannot read the PIN from stdin: {e}"))
+            })?;
             let pin = line.trim_end_matches(['\r', '\n']).to_owned();
             return Ok((!pin.is_empty()).then_some(pin));
         }

@@ -19,7 +19,8 @@ pub fn run(args: &WinkArgs) -> Result<Report, CmdError> {
     block_on(|cancel| async move {
         let mut client = choose(&args.device, &cancel).await?;
         let mut printer = progress_printer();
-        let mut call = Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
+        let mut call =
+            Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
         client.wink(&mut call).await.map_err(key_error)?;
         Ok(Report::new().field("device", client.path()).field("winked", true))
     })
