@@ -21,6 +21,25 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# --- python-fido2 interop (owner: vkey) ------------------------------------------------------
+# daemon/tests/vkey_python_interop.rs runs tests/interop/python_fido2_udp.py against the virtual
+# key; it FAILS (never skips) when python-fido2 is missing, so install the pinned version here.
+# Idempotent: pip runs only when the pinned version is not already importable.
+# Developers without Python can set CB_SKIP_PYTHON_INTEROP=1.
+CB_FIDO2_VERSION=2.2.1
+if [ "${CB_SKIP_PYTHON_INTEROP:-0}" != 1 ]; then
+  PY="${PYTHON:-python3}"
+  if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "python3 is required for the python-fido2 cross-check (or set CB_SKIP_PYTHON_INTEROP=1)" >&2
+    exit 1
+  fi
+  if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('fido2') != '$CB_FIDO2_VERSION')" 2>/dev/null; then
+    step "installing python-fido2 $CB_FIDO2_VERSION (interop cross-check)"
+    "$PY" -m pip install --quiet --disable-pip-version-check "fido2==$CB_FIDO2_VERSION"
+  fi
+fi
+# --- end python-fido2 interop -----------------------------------------------------------------
+
 step "rustfmt"
 cargo fmt --all -- --check
 

@@ -59,4 +59,7 @@ pub enum Command {
     /// List or delete discoverable credentials on a security key.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Credentials(cmd::credentials::CredentialsCommand),
+    /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
+    #[command(after_help = EXIT_CODES_HELP)]
+    VirtualKey(cmd::virtual_key::VirtualKeyArgs),
 }

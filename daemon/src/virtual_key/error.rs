@@ -35,17 +35,9 @@ pub enum VirtualKeyError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The state file could not be read or written.
-    #[error("virtual key: cannot {action} state file {}: {source}", path.display())]
-    StateIo {
-        /// The state file.
-        path: PathBuf,
-        /// "read", "write".
-        action: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// The state file could not be read or written (the error names the file).
+    #[error("virtual key: state file: {0}")]
+    State(#[from] crate::store::StoreError),
     /// The initial PIN violates CTAP 2.1 §6.5.5.5 (4..=63 bytes, at least 4 code points).
     #[error("virtual key: initial PIN rejected: {0}")]
     BadPin(&'static str),
@@ -68,7 +60,7 @@ impl Classify for VirtualKeyError {
         match self {
             VirtualKeyError::CorruptState { .. } | VirtualKeyError::BadPin(_) => Fault::Caller,
             VirtualKeyError::Bind { .. }
-            | VirtualKeyError::StateIo { .. }
+            | VirtualKeyError::State(_)
             | VirtualKeyError::Socket { .. }
             | VirtualKeyError::Task(_) => Fault::Environment,
         }

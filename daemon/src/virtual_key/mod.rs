@@ -31,7 +31,7 @@ mod state_file;
 
 pub use error::VirtualKeyError;
 pub use fault::Fault;
-pub use state_file::{InitialPin, STATE_FILE_MODE};
+pub use state_file::InitialPin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -139,7 +139,8 @@ impl VirtualKey {
             local_addr,
             shutdown: Some(shutdown_tx),
             fault: fault_tx,
-            task,
+            task: Some(task),
+            ended: None,
             ca_der,
         })
     }
@@ -151,7 +152,9 @@ pub struct VirtualKeyHandle {
     local_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     fault: watch::Sender<Fault>,
-    task: JoinHandle<Result<KeyStats, VirtualKeyError>>,
+    task: Option<JoinHandle<Result<KeyStats, VirtualKeyError>>>,
+    /// What the task returned, once awaited (`None` inside: it ended with an error).
+    ended: Option<Option<KeyStats>>,
     ca_der: Option<Vec<u8>>,
 }
 
@@ -181,14 +184,24 @@ impl VirtualKeyHandle {
 
     /// Whether the key's task has ended by itself (vanish fault, fatal error).
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits for the key to end by itself (or forever); returns its counters or fatal error.
+    /// Once it has ended, later calls return the same counters (or a `Task` error).
     pub async fn wait(&mut self) -> Result<KeyStats, VirtualKeyError> {
-        match (&mut self.task).await {
-            Ok(result) => result,
-            Err(e) => Err(VirtualKeyError::Task(e.to_string())),
+        if let Some(task) = self.task.as_mut() {
+            let result = match task.await {
+                Ok(result) => result,
+                Err(e) => Err(VirtualKeyError::Task(e.to_string())),
+            };
+            self.task = None;
+            self.ended = Some(result.as_ref().ok().copied());
+            return result;
+        }
+        match self.ended {
+            Some(Some(stats)) => Ok(stats),
+            _ => Err(VirtualKeyError::Task("the key had already stopped with an error".into())),
         }
     }
 
@@ -203,8 +216,8 @@ impl VirtualKeyHandle {
 
 impl Drop for VirtualKeyHandle {
     fn drop(&mut self) {
-        if self.shutdown.is_some() {
-            self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The virtual key's persistent state on disk (`--state FILE`) and its initial PIN.
 //!
 //! The file holds [`PersistentState::export`] bytes (canonical CBOR with the master key and the
-//! resident credentials' private keys), mode 0600, replaced atomically (write temp + fsync +
-//! rename) after every command that changed the state and *before* the response leaves, so a
+//! resident credentials' private keys), mode 0600, replaced atomically through
+//! [`crate::store::atomic::write_atomic`] (temp + fsync + rename) after every command that changed the state and *before* the response leaves, so a
 //! relying party never holds a credential the key could forget. A file that does not import is
 //! reported with its path and never overwritten: it may be the only copy of someone's test
 //! credentials.
@@ -17,9 +17,7 @@ use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 
 use super::error::VirtualKeyError;
-
-/// File mode of the state file: it contains private keys.
-pub const STATE_FILE_MODE: u32 = 0o600;
+use crate::store::atomic;
 
 /// A PIN to set when the key's state has none (CTAP 2.1 §6.5.5.5 rules). Redacted, zeroized.
 #[derive(Clone)]
@@ -68,18 +66,19 @@ pub(crate) async fn load(
     path: &Path,
     rng: &mut impl CryptoRngCore,
 ) -> Result<(PersistentState, bool), VirtualKeyError> {
-    match tokio::fs::read(path).await {
-        Ok(bytes) => {
+    let target = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || atomic::read_optional(&target))
+        .await
+        .map_err(|e| VirtualKeyError::Task(e.to_string()))??;
+    match read {
+        Some(bytes) => {
             let bytes = SecretBytes::new(bytes);
             let state = PersistentState::import(bytes.expose()).map_err(|e| {
                 VirtualKeyError::CorruptState { path: path.to_owned(), reason: e.to_string() }
             })?;
             Ok((state, false))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((PersistentState::new(rng), true)),
-        Err(source) => {
-            Err(VirtualKeyError::StateIo { path: path.to_owned(), action: "read", source })
-        }
+        None => Ok((PersistentState::new(rng), true)),
     }
 }
 
@@ -87,49 +86,12 @@ pub(crate) async fn load(
 pub(crate) async fn save(path: &Path, state: &PersistentState) -> Result<(), VirtualKeyError> {
     let bytes = state.export();
     let target: PathBuf = path.to_owned();
-    let result =
-        tokio::task::spawn_blocking(move || write_atomic(&target, bytes.expose(), STATE_FILE_MODE))
-            .await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => {
-            Err(VirtualKeyError::StateIo { path: path.to_owned(), action: "write", source })
-        }
-        Err(join) => Err(VirtualKeyError::Task(join.to_string())),
-    }
-}
-
-/// Write temp + fsync + rename + fsync(dir). A stand-in with the signature of the shared
-/// `store::atomic::write_atomic` (branch `desktop`), to be replaced by it once merged.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name =
-        path.file_name().ok_or_else(|| std::io::Error::other("state path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    tokio::task::spawn_blocking(move || {
+        atomic::write_atomic(&target, bytes.expose(), atomic::SECRET_FILE_MODE)
+    })
+    .await
+    .map_err(|e| VirtualKeyError::Task(e.to_string()))??;
+    Ok(())
 }
 
 #[cfg(test)]

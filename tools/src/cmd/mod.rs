@@ -11,6 +11,7 @@ pub mod qr;
 pub mod reset;
 pub mod usb;
 pub mod wink;
+pub mod virtual_key;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -28,6 +29,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Pin(c) => pin::run(c),
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
     }
 }
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Cross-check cablebridge's virtual USB key with an independent CTAP2 client: python-fido2.
+
+Usage: python_fido2_udp.py HOST:PORT   (the virtual key's UDP-HID address)
+
+python-fido2's own CTAPHID framing (fido2.hid.CtapHidDevice) runs over a small UDP connection
+class (one 64-byte report per datagram, no report-ID byte: the simulator convention), then:
+getInfo; makeCredential with packed attestation verified by fido2.attestation.PackedAttestation;
+getAssertion with the signature verified against the credential's COSE key; clientPIN set PIN +
+getPinUvAuthToken; makeCredential (resident) with pinUvAuthParam; credential management
+enumeration. Prints one JSON line with what was checked; any failure raises (exit 1).
+"""
+
+import hashlib
+import json
+import socket
+import sys
+
+from fido2.attestation import PackedAttestation
+from fido2.cose import CoseKey
+from fido2.ctap2 import ClientPin, Ctap2, CredentialManagement
+from fido2.ctap2.pin import PinProtocolV2
+from fido2.hid import CtapHidDevice
+from fido2.hid.base import CtapHidConnection, HidDescriptor
+
+REPORT_LEN = 64
+TIMEOUT_S = 10.0
+
+
+class UdpCtapHidConnection(CtapHidConnection):
+    """CtapHidConnection over UDP-HID: one report per datagram, no report-ID byte."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(TIMEOUT_S)
+        self.sock.connect((host, port))
+
+    def read_packet(self) -> bytes:
+        data = self.sock.recv(REPORT_LEN + 1)
+        if len(data) != REPORT_LEN:
+            raise OSError(f"UDP-HID datagram of {len(data)} bytes, expected {REPORT_LEN}")
+        return data
+
+    def write_packet(self, data: bytes) -> None:
+        # python-fido2 passes exactly report_size_out bytes (no report-ID prefix).
+        if self.sock.send(data) != len(data):
+            raise OSError("short UDP send")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def main() -> int:
+    host, _, port = sys.argv[1].rpartition(":")
+    descriptor = HidDescriptor(sys.argv[1], 0, 0, REPORT_LEN, REPORT_LEN, "cablebridge virtual key", None)
+    device = CtapHidDevice(descriptor, UdpCtapHidConnection(host, int(port)))
+    checked = {"ctaphid_version": device.version, "device_version": list(device.device_version)}
+    ctap = Ctap2(device)
+
+    # getInfo
+    info = ctap.get_info()
+    assert "FIDO_2_1" in info.versions, info.versions
+    assert info.options.get("clientPin") is False, info.options
+    assert info.options.get("credMgmt") is True, info.options
+    checked["aaguid"] = str(info.aaguid)
+
+    # makeCredential, packed attestation verified by python-fido2's own verifier
+    rp = {"id": "interop.example", "name": "Interop"}
+    user = {"id": b"py-user-1", "name": "py", "displayName": "Python"}
+    params = [{"type": "public-key", "alg": -7}]
+    cdh = hashlib.sha256(b"interop-make-credential").digest()
+    att = ctap.make_credential(cdh, rp, user, params)
+    assert att.fmt == "packed", att.fmt
+    result = PackedAttestation().verify(att.att_stmt, att.auth_data, cdh)
+    checked["attestation"] = result.attestation_type.name
+    cred = att.auth_data.credential_data
+    assert cred is not None
+    assert bytes(cred.aaguid) == bytes(info.aaguid)
+    public_key = CoseKey.parse(cred.public_key)
+
+    # getAssertion, signature verified with the credential key
+    cdh2 = hashlib.sha256(b"interop-get-assertion").digest()
+    assertion = ctap.get_assertion(
+        "interop.example", cdh2, allow_list=[{"type": "public-key", "id": cred.credential_id}]
+    )
+    assertion.verify(cdh2, public_key)
+    assert assertion.auth_data.counter >= 1
+    checked["assertion_counter"] = assertion.auth_data.counter
+
+    # clientPIN: set a PIN, get a token with mc + credential-management permissions
+    protocol = PinProtocolV2()
+    client_pin = ClientPin(ctap, protocol)
+    client_pin.set_pin("4321")
+    assert ctap.get_info().options.get("clientPin") is True
+    checked["pin_retries"] = client_pin.get_pin_retries()[0]
+    token = client_pin.get_pin_token(
+        "4321", ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.CREDENTIAL_MGMT,
+        permissions_rpid="interop.example",
+    )
+
+    # resident credential under the PIN token
+    cdh3 = hashlib.sha256(b"interop-resident").digest()
+    att2 = ctap.make_credential(
+        cdh3, rp, {"id": b"py-user-2", "name": "rk", "displayName": "Resident"}, params,
+        options={"rk": True},
+        pin_uv_param=protocol.authenticate(token, cdh3),
+        pin_uv_protocol=protocol.VERSION,
+    )
+    PackedAttestation().verify(att2.att_stmt, att2.auth_data, cdh3)
+    assert att2.auth_data.flags & 0x04, "UV flag set for a PIN-authorised credential"
+
+    # credential management: metadata, RPs, credentials
+    credman = CredentialManagement(ctap, protocol, token)
+    meta = credman.get_metadata()
+    assert meta[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 1, meta
+    rps = credman.enumerate_rps()
+    assert [r[CredentialManagement.RESULT.RP]["id"] for r in rps] == ["interop.example"], rps
+    rp_hash = rps[0][CredentialManagement.RESULT.RP_ID_HASH]
+    creds = credman.enumerate_creds(rp_hash)
+    users = [c[CredentialManagement.RESULT.USER]["id"] for c in creds]
+    assert users == [b"py-user-2"], users
+    checked["credentials_enumerated"] = len(creds)
+
+    device.close()
+    print(json.dumps({"ok": True, "client": "python-fido2", **checked}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
