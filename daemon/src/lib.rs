@@ -4,9 +4,13 @@
 //! Every protocol decision is delegated to `cablebridge-protocol` state machines; this crate owns
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
 
+pub mod advert;
+pub mod ceremony;
 pub mod ctap;
+pub mod desktop;
 pub mod evidence;
 pub mod hid;
+pub mod phone;
 pub mod store;
 pub mod tunnel;
 pub mod usb_ceremony;

@@ -62,4 +62,15 @@ pub enum Command {
     /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
     #[command(after_help = EXIT_CODES_HELP)]
     VirtualKey(cmd::virtual_key::VirtualKeyArgs),
+    /// Create a credential (WebAuthn registration) on a phone (hybrid) or security key (usb).
+    /// With --json, stdout is JSON lines: qr, progress, warning events, then result or error.
+    #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
+    Register(cmd::register::RegisterArgs),
+    /// Sign in (WebAuthn authentication) with a phone (hybrid) or security key (usb).
+    /// With --json, stdout is JSON lines: qr, progress, warning events, then result or error.
+    #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
+    Authenticate(cmd::register::AuthenticateArgs),
+    /// Phones linked through earlier QR ceremonies.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Links(cmd::links::LinksCommand),
 }

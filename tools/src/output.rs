@@ -131,7 +131,11 @@ pub fn finish(result: Result<Report, CmdError>, json: bool) -> ExitCode {
         }
         Err(e) => {
             if json {
+                // `event`/`message` make the line the last record of a JSON-lines stream
+                // (ceremony commands); `error` is kept for the single-object commands.
                 let obj = serde_json::json!({
+                    "event": "error",
+                    "message": e.message,
                     "error": e.message,
                     "exit_code": e.exit.code(),
                     "stage": e.stage,

@@ -1,1 +1,303 @@
-//! The store of linked phones (filled in below).
+//! The store of linked phones (§9.2): what a phone's linking info lets this desktop do later
+//! without a QR code.
+//!
+//! One JSON file (`links.json`, mode 0600, written through [`super::write_atomic`]) under the
+//! state directory: `--state-dir`, else `$XDG_STATE_HOME/cablebridge`, else
+//! `~/.local/state/cablebridge`. Entries are keyed by the phone's identity public key (as
+//! libwebauthn does) and replaced on update; a link is only ever added from linking info whose
+//! signature verified, so an invalid update never evicts anything. A corrupt file is reported
+//! and left alone — never silently overwritten.
+//!
+//! Each link has a short `id` (first 8 hex digits of SHA-256 of the phone key) and the phone's
+//! `name`; `links forget` accepts either. [`StoredLink`]'s `Debug` and [`StoredLink::summary`]
+//! never show the link secret.
+
+use std::path::{Path, PathBuf};
+
+use cablebridge_protocol::hybrid::keys::LinkSecret;
+use cablebridge_protocol::hybrid::messages::LinkingInfo;
+use p256::PublicKey;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use super::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
+
+/// File name inside the state directory.
+pub const LINKS_FILE: &str = "links.json";
+const VERSION: u64 = 1;
+
+/// One linked phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLink {
+    /// The phone's self-reported name.
+    pub name: String,
+    /// The phone's long-term identity key (Noise NKpsk0 responder static).
+    pub phone_public_key: PublicKey,
+    /// Opaque id the tunnel service reaches the phone by.
+    pub contact_id: Vec<u8>,
+    /// Link ("pairing") id.
+    pub link_id: [u8; 8],
+    /// Link secret (EID key and PSK derivation).
+    pub link_secret: LinkSecret,
+    /// Encoded tunnel domain id from the QR session's advert.
+    pub tunnel_domain: u16,
+    /// Unix seconds when first linked.
+    pub created: u64,
+    /// Unix seconds of the last update.
+    pub updated: u64,
+}
+
+impl StoredLink {
+    /// A link from verified linking info, received in a session whose advert named
+    /// `tunnel_domain`, at `now` (Unix seconds).
+    pub fn from_linking(info: &LinkingInfo, tunnel_domain: u16, now: u64) -> Self {
+        StoredLink {
+            name: info.name.clone(),
+            phone_public_key: info.phone_public_key,
+            contact_id: info.contact_id.clone(),
+            link_id: info.link_id,
+            link_secret: info.link_secret.clone(),
+            tunnel_domain,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// Uncompressed SEC1 phone key.
+    pub fn phone_key_bytes(&self) -> Vec<u8> {
+        self.phone_public_key.to_sec1_bytes().to_vec()
+    }
+
+    /// Short id: first 8 hex digits of SHA-256 of the phone key.
+    pub fn id(&self) -> String {
+        hex::encode(&Sha256::digest(self.phone_key_bytes())[..4])
+    }
+
+    /// Non-secret description (for `links list`).
+    pub fn summary(&self) -> Value {
+        let host = cablebridge_protocol::hybrid::domain::tunnel_domain(self.tunnel_domain)
+            .map(|h| h.into_owned())
+            .ok();
+        json!({
+            "id": self.id(),
+            "name": self.name,
+            "tunnel_domain_id": self.tunnel_domain,
+            "tunnel_host": host,
+            "link_id": hex::encode(self.link_id),
+            "created": self.created,
+            "updated": self.updated,
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "phone_public_key": hex::encode(self.phone_key_bytes()),
+            "contact_id": hex::encode(&self.contact_id),
+            "link_id": hex::encode(self.link_id),
+            "link_secret": hex::encode(self.link_secret.expose()),
+            "tunnel_domain": self.tunnel_domain,
+            "created": self.created,
+            "updated": self.updated,
+        })
+    }
+
+    fn from_json(v: &Value) -> Result<Self, String> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).ok_or(format!("{k} missing"));
+        let bytes = |k: &str| hex::decode(text(k)?).map_err(|_| format!("{k} is not hex"));
+        let num = |k: &str| v.get(k).and_then(Value::as_u64).ok_or(format!("{k} missing"));
+        let phone_public_key = PublicKey::from_sec1_bytes(&bytes("phone_public_key")?)
+            .map_err(|_| "phone_public_key is not a P-256 point".to_owned())?;
+        let link_id = bytes("link_id")?.try_into().map_err(|_| "link_id is not 8 bytes")?;
+        let mut secret = bytes("link_secret")?;
+        let link_secret = LinkSecret::from_slice(&secret).ok_or("link_secret is not 32 bytes");
+        secret.zeroize();
+        Ok(StoredLink {
+            name: text("name")?.to_owned(),
+            phone_public_key,
+            contact_id: bytes("contact_id")?,
+            link_id,
+            link_secret: link_secret?,
+            tunnel_domain: u16::try_from(num("tunnel_domain")?)
+                .map_err(|_| "tunnel_domain out of range")?,
+            created: num("created")?,
+            updated: num("updated")?,
+        })
+    }
+}
+
+/// The link file.
+#[derive(Debug, Clone)]
+pub struct LinkStore {
+    path: PathBuf,
+}
+
+/// Default state directory: `$XDG_STATE_HOME/cablebridge` or `~/.local/state/cablebridge`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    non_empty("XDG_STATE_HOME")
+        .map(|d| d.join("cablebridge"))
+        .or_else(|| non_empty("HOME").map(|h| h.join(".local/state/cablebridge")))
+}
+
+impl LinkStore {
+    /// The store in `state_dir` (created on first write).
+    pub fn in_dir(state_dir: &Path) -> Self {
+        LinkStore { path: state_dir.join(LINKS_FILE) }
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every link; empty when the file does not exist.
+    pub fn load(&self) -> Result<Vec<StoredLink>, StoreError> {
+        let Some(mut raw) = read_optional(&self.path)? else { return Ok(Vec::new()) };
+        let parsed = self.parse(&raw);
+        raw.zeroize();
+        parsed
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), reason: reason.into() }
+    }
+
+    fn parse(&self, raw: &[u8]) -> Result<Vec<StoredLink>, StoreError> {
+        let v: Value = serde_json::from_slice(raw).map_err(|e| self.corrupt(e.to_string()))?;
+        match v.get("version").and_then(Value::as_u64) {
+            Some(VERSION) => {}
+            other => return Err(self.corrupt(format!("unsupported version {other:?}"))),
+        }
+        let links = v.get("links").and_then(Value::as_array).ok_or(self.corrupt("no links"))?;
+        links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                StoredLink::from_json(l).map_err(|e| self.corrupt(format!("link {i}: {e}")))
+            })
+            .collect()
+    }
+
+    fn save(&self, links: &[StoredLink]) -> Result<(), StoreError> {
+        let doc = json!({
+            "version": VERSION,
+            "links": links.iter().map(StoredLink::to_json).collect::<Vec<_>>(),
+        });
+        let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        let result = write_atomic(&self.path, &bytes, SECRET_FILE_MODE);
+        bytes.zeroize();
+        result
+    }
+
+    /// Adds a link, or replaces the one with the same phone key (keeping its `created`).
+    pub fn upsert(&self, mut link: StoredLink) -> Result<(), StoreError> {
+        let mut links = self.load()?;
+        if let Some(old) = links.iter().position(|l| l.phone_public_key == link.phone_public_key) {
+            link.created = links[old].created;
+            links[old] = link;
+        } else {
+            links.push(link);
+        }
+        self.save(&links)
+    }
+
+    /// Finds a link by id, exact name, or unique case-insensitive name.
+    pub fn find(&self, name_or_id: &str) -> Result<Option<StoredLink>, StoreError> {
+        Ok(pick(self.load()?, name_or_id))
+    }
+
+    /// Removes the link named `name_or_id`; returns it when there was one.
+    pub fn forget(&self, name_or_id: &str) -> Result<Option<StoredLink>, StoreError> {
+        let mut links = self.load()?;
+        let Some(found) = pick(links.clone(), name_or_id) else { return Ok(None) };
+        links.retain(|l| l.phone_public_key != found.phone_public_key);
+        self.save(&links)?;
+        Ok(Some(found))
+    }
+}
+
+fn pick(links: Vec<StoredLink>, name_or_id: &str) -> Option<StoredLink> {
+    if let Some(l) = links.iter().find(|l| l.id() == name_or_id || l.name == name_or_id) {
+        return Some(l.clone());
+    }
+    let mut ci = links.into_iter().filter(|l| l.name.eq_ignore_ascii_case(name_or_id));
+    match (ci.next(), ci.next()) {
+        (Some(l), None) => Some(l),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand::SeedableRng;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn link(seed: u64, name: &str) -> StoredLink {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        StoredLink {
+            name: name.into(),
+            phone_public_key: p256::SecretKey::random(&mut rng).public_key(),
+            contact_id: vec![1, 2, 3],
+            link_id: [seed as u8; 8],
+            link_secret: LinkSecret::random(&mut rng),
+            tunnel_domain: 0,
+            created: 10,
+            updated: 10,
+        }
+    }
+
+    #[test]
+    fn upsert_replaces_by_phone_key_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LinkStore::in_dir(&dir.path().join("state"));
+        assert!(store.load().unwrap().is_empty());
+        store.upsert(link(1, "Pixel")).unwrap();
+        store.upsert(link(2, "iPhone")).unwrap();
+        let mut newer = link(1, "Pixel 8");
+        newer.updated = 20;
+        newer.created = 20;
+        store.upsert(newer.clone()).unwrap();
+        let links = store.load().unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[0].name, "Pixel 8");
+        assert_eq!(links[0].created, 10, "created kept on update");
+        assert_eq!(links[0].link_secret, newer.link_secret);
+        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Found by id and by case-insensitive name; forgotten by name.
+        let id = links[1].id();
+        assert_eq!(store.find(&id).unwrap().unwrap().name, "iPhone");
+        assert_eq!(store.find("pixel 8").unwrap().unwrap().id(), links[0].id());
+        assert_eq!(store.forget("iPhone").unwrap().unwrap().id(), id);
+        assert!(store.forget("iPhone").unwrap().is_none());
+        assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn summary_and_debug_never_show_the_secret() {
+        let l = link(3, "Pixel");
+        let secret_hex = hex::encode(l.link_secret.expose());
+        assert!(!l.summary().to_string().contains(&secret_hex));
+        assert!(!format!("{l:?}").contains(&secret_hex));
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LinkStore::in_dir(dir.path());
+        std::fs::write(store.path(), b"{\"version\":1,\"links\":[{\"name\":3}]}").unwrap();
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }));
+        assert!(err.to_string().contains("links.json"), "{err}");
+        assert!(store.upsert(link(1, "x")).is_err());
+        assert_eq!(
+            std::fs::read(store.path()).unwrap(),
+            b"{\"version\":1,\"links\":[{\"name\":3}]}",
+            "a corrupt file is never overwritten"
+        );
+    }
+}

@@ -7,4 +7,6 @@
 pub mod atomic;
 pub mod links;
 
+pub use links::{default_state_dir, LinkStore, StoredLink};
+
 pub use atomic::{read_optional, write_atomic, StoreError};

@@ -12,6 +12,11 @@ pub mod reset;
 pub mod usb;
 pub mod wink;
 pub mod virtual_key;
+pub mod ceremony;
+pub mod domain;
+pub mod links;
+pub mod qr;
+pub mod register;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -30,6 +35,9 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
         Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
+        Command::Register(a) => register::register(a, &cli.global),
+        Command::Authenticate(a) => register::authenticate(a, &cli.global),
+        Command::Links(c) => links::run(c),
     }
 }
 

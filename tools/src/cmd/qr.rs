@@ -118,18 +118,29 @@ fn new(args: &NewArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
         std::fs::write(path, image)
             .map_err(|e| CmdError::environment(format!("cannot write {}: {e}", path.display())))?;
     }
-    // Light-on-dark, as the qrcode docs recommend for terminals; the quiet zone keeps it scannable.
-    let drawing = code
-        .render::<unicode::Dense1x2>()
-        .dark_color(unicode::Dense1x2::Light)
-        .light_color(unicode::Dense1x2::Dark)
-        .quiet_zone(true)
-        .build();
+    let drawing = terminal_drawing(&code);
     let report = Report::new().preamble(format!("{drawing}\n")).field("url", url.clone());
     let report = describe(report, &qr, global.show_secrets);
     Ok(report
         .opt_field("png", args.png.as_deref().map(path_string))
         .opt_field("svg", args.svg.as_deref().map(path_string)))
+}
+
+/// The QR code of `url` drawn with Unicode half blocks for a terminal (shared with the ceremony
+/// commands, which show the QR while they wait for a phone).
+pub fn render_terminal(url: &str) -> Result<String, CmdError> {
+    let code = QrCode::new(url.as_bytes())
+        .map_err(|e| CmdError::usage(format!("cannot render QR code: {e}")))?;
+    Ok(terminal_drawing(&code))
+}
+
+fn terminal_drawing(code: &QrCode) -> String {
+    // Light-on-dark, as the qrcode docs recommend for terminals; the quiet zone keeps it scannable.
+    code.render::<unicode::Dense1x2>()
+        .dark_color(unicode::Dense1x2::Light)
+        .light_color(unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build()
 }
 
 fn path_string(p: &Path) -> String {

@@ -1,0 +1,439 @@
+//! Advert sources (`--advert-source bluez|stdin|fifo:PATH|unix:PATH|unix-stream:PATH`).
+//!
+//! Injected adverts are text, one per line: the service-data bytes as hex (`:` separators
+//! allowed), optionally followed by whitespace and `rssi=<dBm>`. Blank lines and lines starting
+//! with `#` are ignored; a malformed line becomes an [`AdvertItem::Warning`], never an error, so a
+//! noisy relay cannot end a ceremony.
+//!
+//! * `stdin`: reads until EOF.
+//! * `fifo:PATH`: opens the named pipe (or a regular file, read once: replayed captures); a FIFO
+//!   is reopened when its writer goes away, so a relay may restart.
+//! * `unix:PATH`: binds a Unix **datagram** socket; each datagram holds one or more lines.
+//! * `unix-stream:PATH`: binds a Unix **stream** socket and accepts any number of connections,
+//!   each sending lines. (One path cannot be both kinds, hence two spellings.)
+//!   Socket files are created fresh (a stale socket at the path is replaced) and removed when
+//!   the stream is dropped.
+//! * `bluez`: BLE scanning is not in this build yet; opening it is an environment error that names
+//!   the injection alternatives.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use cablebridge_protocol::error::{Classify, Fault, Stage};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// One thing a source produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertItem {
+    /// Service data of one advert.
+    Advert {
+        /// The bytes (normally 20; CTAP 2.3 adverts may be longer).
+        service_data: Vec<u8>,
+        /// Signal strength when known.
+        rssi: Option<i16>,
+    },
+    /// A line or datagram that could not be used (shown to the user, never fatal).
+    Warning(String),
+}
+
+/// Where adverts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertSource {
+    /// BLE scanning through BlueZ (not available in this build).
+    Bluez,
+    /// Standard input.
+    Stdin,
+    /// A FIFO or file.
+    Fifo(PathBuf),
+    /// A Unix datagram socket we bind.
+    UnixDatagram(PathBuf),
+    /// A Unix stream socket we bind and accept on.
+    UnixStream(PathBuf),
+}
+
+/// Opening a source failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AdvertSourceError {
+    /// The `--advert-source` value is not one of the known forms.
+    #[error(
+        "unknown advert source {0:?} (use bluez, stdin, fifo:PATH, unix:PATH or unix-stream:PATH)"
+    )]
+    BadSpec(String),
+    /// BLE is not available.
+    #[error(
+        "BLE scanning (--advert-source bluez) is not available in this build yet; inject adverts \
+         instead with --advert-source stdin, fifo:PATH, unix:PATH or unix-stream:PATH \
+         (one hex service-data line per advert)"
+    )]
+    BleUnavailable,
+    /// Binding or opening failed.
+    #[error("cannot open advert source {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for AdvertSourceError {
+    fn fault(&self) -> Fault {
+        match self {
+            AdvertSourceError::BadSpec(_) => Fault::Caller,
+            _ => Fault::Environment,
+        }
+    }
+    fn stage(&self) -> Stage {
+        Stage::Advert
+    }
+}
+
+impl std::str::FromStr for AdvertSource {
+    type Err = AdvertSourceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let path = |p: &str| {
+            if p.is_empty() {
+                Err(AdvertSourceError::BadSpec(s.to_owned()))
+            } else {
+                Ok(PathBuf::from(p))
+            }
+        };
+        match s {
+            "bluez" => Ok(AdvertSource::Bluez),
+            "stdin" | "-" => Ok(AdvertSource::Stdin),
+            _ => {
+                if let Some(p) = s.strip_prefix("fifo:") {
+                    Ok(AdvertSource::Fifo(path(p)?))
+                } else if let Some(p) = s.strip_prefix("unix-stream:") {
+                    Ok(AdvertSource::UnixStream(path(p)?))
+                } else if let Some(p) = s.strip_prefix("unix:") {
+                    Ok(AdvertSource::UnixDatagram(path(p)?))
+                } else {
+                    Err(AdvertSourceError::BadSpec(s.to_owned()))
+                }
+            }
+        }
+    }
+}
+
+/// Parses one injected line: `Ok(None)` for blank/comment lines, `Err(reason)` for bad ones.
+pub fn parse_advert_line(line: &str) -> Result<Option<AdvertItem>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let hex_part: String = parts.next().unwrap_or_default().chars().filter(|c| *c != ':').collect();
+    let service_data = hex::decode(&hex_part)
+        .map_err(|e| format!("advert line is not hex ({e}): {}", shorten(line)))?;
+    if service_data.len() < cablebridge_protocol::hybrid::eid::ADVERT_LEN {
+        return Err(format!(
+            "advert is {} bytes, at least {} expected: {}",
+            service_data.len(),
+            cablebridge_protocol::hybrid::eid::ADVERT_LEN,
+            shorten(line)
+        ));
+    }
+    let mut rssi = None;
+    for extra in parts {
+        match extra.strip_prefix("rssi=").map(str::parse::<i16>) {
+            Some(Ok(r)) => rssi = Some(r),
+            _ => return Err(format!("unknown field {:?} after the advert hex", shorten(extra))),
+        }
+    }
+    Ok(Some(AdvertItem::Advert { service_data, rssi }))
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(80).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+/// Adverts from an open source. Dropping it stops the source's task and removes socket files.
+#[derive(Debug)]
+pub struct AdvertStream {
+    rx: mpsc::Receiver<AdvertItem>,
+    task: Option<JoinHandle<()>>,
+    socket_path: Option<PathBuf>,
+}
+
+impl AdvertStream {
+    /// A stream fed by `rx` (for producers outside this module, e.g. tests and the BLE scanner).
+    pub fn from_channel(rx: mpsc::Receiver<AdvertItem>) -> Self {
+        AdvertStream { rx, task: None, socket_path: None }
+    }
+
+    /// The next item; `None` once the source ended (EOF on stdin or a regular file).
+    pub async fn next(&mut self) -> Option<AdvertItem> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for AdvertStream {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(p) = self.socket_path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Bound on queued items: a flood waits for the matcher rather than growing memory.
+const QUEUE: usize = 256;
+/// Longest accepted line or datagram (a 20-byte advert is 40 hex digits).
+const MAX_LINE: usize = 4096;
+
+impl AdvertSource {
+    /// Opens the source (binds sockets now, so a relay can connect before the QR is shown).
+    pub fn open(&self) -> Result<AdvertStream, AdvertSourceError> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| AdvertSourceError::Io { path, source }
+        };
+        let (task, socket_path) = match self {
+            AdvertSource::Bluez => return Err(AdvertSourceError::BleUnavailable),
+            AdvertSource::Stdin => (tokio::spawn(read_lines(tokio::io::stdin(), tx)), None),
+            AdvertSource::Fifo(path) => {
+                let meta = std::fs::metadata(path).map_err(io(path))?;
+                (tokio::spawn(read_fifo(path.clone(), meta.file_type().is_fifo(), tx)), None)
+            }
+            AdvertSource::UnixDatagram(path) => {
+                remove_stale_socket(path).map_err(io(path))?;
+                let sock = tokio::net::UnixDatagram::bind(path).map_err(io(path))?;
+                (tokio::spawn(read_datagrams(sock, tx)), Some(path.clone()))
+            }
+            AdvertSource::UnixStream(path) => {
+                remove_stale_socket(path).map_err(io(path))?;
+                let listener = tokio::net::UnixListener::bind(path).map_err(io(path))?;
+                (tokio::spawn(accept_streams(listener, tx)), Some(path.clone()))
+            }
+        };
+        Ok(AdvertStream { rx, task: Some(task), socket_path })
+    }
+}
+
+/// Removes a socket file left by a previous run; refuses to delete anything else.
+fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a socket; not replacing it",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends what `text` holds; `false` once nobody listens.
+async fn feed_text(text: &str, tx: &mpsc::Sender<AdvertItem>) -> bool {
+    for line in text.lines() {
+        let item = match parse_advert_line(line) {
+            Ok(None) => continue,
+            Ok(Some(item)) => item,
+            Err(reason) => AdvertItem::Warning(reason),
+        };
+        if tx.send(item).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(reader: R, tx: mpsc::Sender<AdvertItem>) {
+    let _ = read_lines_until_eof(reader, &tx).await;
+}
+
+/// `false` once nobody listens.
+async fn read_lines_until_eof<R: AsyncRead + Unpin>(
+    reader: R,
+    tx: &mpsc::Sender<AdvertItem>,
+) -> bool {
+    let mut reader = BufReader::new(reader);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // Bounded: `take` stops a line without newline from growing without limit.
+        let mut limited = tokio::io::AsyncReadExt::take(&mut reader, MAX_LINE as u64);
+        match limited.read_line(&mut line).await {
+            Ok(0) => return true,
+            Ok(_) if line.len() >= MAX_LINE && !line.ends_with('\n') => {
+                let warning = AdvertItem::Warning(format!("line longer than {MAX_LINE} bytes"));
+                if tx.send(warning).await.is_err() {
+                    return false;
+                }
+                // Skip the rest of the over-long line.
+                let mut rest = Vec::new();
+                if reader.read_until(b'\n', &mut rest).await.is_err() {
+                    return true;
+                }
+            }
+            Ok(_) => {
+                if !feed_text(&line, tx).await {
+                    return false;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(AdvertItem::Warning(format!("advert input unreadable: {e}"))).await;
+                return true;
+            }
+        }
+    }
+}
+
+async fn read_fifo(path: PathBuf, is_fifo: bool, tx: mpsc::Sender<AdvertItem>) {
+    loop {
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) => {
+                let msg = format!("cannot open {}: {e}", path.display());
+                let _ = tx.send(AdvertItem::Warning(msg)).await;
+                return;
+            }
+        };
+        if !read_lines_until_eof(file, &tx).await || !is_fifo {
+            return;
+        }
+        // The writer closed the FIFO; opening again waits for the next writer.
+    }
+}
+
+async fn read_datagrams(sock: tokio::net::UnixDatagram, tx: mpsc::Sender<AdvertItem>) {
+    let mut buf = vec![0u8; MAX_LINE];
+    loop {
+        let n = match sock.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(AdvertItem::Warning(format!("advert socket failed: {e}"))).await;
+                return;
+            }
+        };
+        let item_ok = match std::str::from_utf8(&buf[..n]) {
+            Ok(text) => feed_text(text, &tx).await,
+            Err(_) => tx.send(AdvertItem::Warning("datagram is not text".into())).await.is_ok(),
+        };
+        if !item_ok {
+            return;
+        }
+    }
+}
+
+async fn accept_streams(listener: tokio::net::UnixListener, tx: mpsc::Sender<AdvertItem>) {
+    let mut readers = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let tx = tx.clone();
+                    readers.spawn(async move { let _ = read_lines_until_eof(stream, &tx).await; });
+                }
+                Err(e) => {
+                    let _ = tx.send(AdvertItem::Warning(format!("advert socket failed: {e}"))).await;
+                    return;
+                }
+            },
+            _ = tx.closed() => return,
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const HEX20: &str = "000102030405060708090a0b0c0d0e0f10111213";
+
+    #[test]
+    fn line_parsing() {
+        assert_eq!(parse_advert_line(""), Ok(None));
+        assert_eq!(parse_advert_line("   # a comment"), Ok(None));
+        let Ok(Some(AdvertItem::Advert { service_data, rssi })) =
+            parse_advert_line(&format!("  {HEX20} rssi=-61\n"))
+        else {
+            panic!("not parsed")
+        };
+        assert_eq!(service_data.len(), 20);
+        assert_eq!(rssi, Some(-61));
+        let colons = "00:01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:11:12:13";
+        assert!(matches!(parse_advert_line(colons), Ok(Some(_))));
+        assert!(parse_advert_line("zz").unwrap_err().contains("not hex"));
+        assert!(parse_advert_line("0011").unwrap_err().contains("2 bytes"));
+        assert!(parse_advert_line(&format!("{HEX20} x=1")).is_err());
+    }
+
+    #[test]
+    fn specs() {
+        assert_eq!("stdin".parse::<AdvertSource>().unwrap(), AdvertSource::Stdin);
+        assert_eq!(
+            "unix:/tmp/a".parse::<AdvertSource>().unwrap(),
+            AdvertSource::UnixDatagram("/tmp/a".into())
+        );
+        assert_eq!(
+            "unix-stream:/tmp/a".parse::<AdvertSource>().unwrap(),
+            AdvertSource::UnixStream("/tmp/a".into())
+        );
+        assert!("fifo:".parse::<AdvertSource>().is_err());
+        assert!("ble".parse::<AdvertSource>().is_err());
+        let err = AdvertSource::Bluez.open().unwrap_err();
+        assert_eq!(err.fault(), Fault::Environment);
+        assert!(err.to_string().contains("--advert-source stdin"));
+    }
+
+    #[tokio::test]
+    async fn datagram_and_stream_sockets_deliver_and_warn() {
+        let dir = tempfile::tempdir().unwrap();
+        let dg = dir.path().join("dg.sock");
+        let mut s = AdvertSource::UnixDatagram(dg.clone()).open().unwrap();
+        let client = tokio::net::UnixDatagram::unbound().unwrap();
+        client.send_to(format!("# hi\nnothex\n{HEX20}\n").as_bytes(), &dg).await.unwrap();
+        assert!(matches!(s.next().await, Some(AdvertItem::Warning(_))));
+        assert!(matches!(s.next().await, Some(AdvertItem::Advert { .. })));
+        drop(s);
+        assert!(!dg.exists(), "socket file removed on drop");
+
+        let st = dir.path().join("st.sock");
+        let mut s = AdvertSource::UnixStream(st.clone()).open().unwrap();
+        let mut c = tokio::net::UnixStream::connect(&st).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c, format!("{HEX20} rssi=-40\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.next().await,
+            Some(AdvertItem::Advert { service_data: hex::decode(HEX20).unwrap(), rssi: Some(-40) })
+        );
+    }
+
+    #[tokio::test]
+    async fn regular_file_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("capture.txt");
+        std::fs::write(&f, format!("{HEX20}\n\n{HEX20}")).unwrap();
+        let mut s = AdvertSource::Fifo(f).open().unwrap();
+        assert!(matches!(s.next().await, Some(AdvertItem::Advert { .. })));
+        assert!(matches!(s.next().await, Some(AdvertItem::Advert { .. })));
+        assert_eq!(s.next().await, None);
+    }
+
+    #[test]
+    fn refuses_to_replace_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("precious");
+        std::fs::write(&f, b"x").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = rt.block_on(async { AdvertSource::UnixDatagram(f.clone()).open().unwrap_err() });
+        assert!(err.to_string().contains("precious"));
+        assert_eq!(std::fs::read(&f).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,228 @@
+//! Ceremony results with the exact JSON fields of the CLI (`{"event":"result", ...}`), built from
+//! CTAP2 responses, and the checks a relying party would run on them (WebAuthn §7.1 steps 13–16
+//! and 19, §7.2 steps 15–21, minus trust policy): RP id hash, UP flag, and the attestation or
+//! assertion signature.
+//!
+//! `public_key_cose` is the credential key re-encoded canonically from the parsed authenticator
+//! data; it equals the authenticator's bytes for every authenticator that encodes canonically
+//! (CTAP2 requires it).
+
+use cablebridge_protocol::ctap2::{
+    verify, AttestationObject, AttestationType, AuthDataFlags, AuthenticatorData, CoseKey,
+    CredentialDescriptor, Ctap2Error, GetAssertionResponse, MakeCredentialResponse,
+};
+use sha2::{Digest, Sha256};
+
+use super::{b64url, CeremonyError, CeremonyStage, ClientData, Timings};
+use crate::evidence::aaguid::{Aaguid, AaguidTable};
+
+/// How the authenticator was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// FIDO hybrid (caBLE v2) through a tunnel.
+    Hybrid,
+    /// USB HID.
+    Usb,
+}
+
+impl Transport {
+    /// `"hybrid"` / `"usb"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Hybrid => "hybrid",
+            Transport::Usb => "usb",
+        }
+    }
+}
+
+/// A successful registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationResult {
+    /// How the authenticator was reached.
+    pub transport: Transport,
+    /// The relying party id the credential is scoped to.
+    pub rp_id: String,
+    /// The new credential's id.
+    pub credential_id: Vec<u8>,
+    /// The authenticator model's AAGUID.
+    pub aaguid: Aaguid,
+    /// Friendly model name when known.
+    pub authenticator_name: Option<String>,
+    /// `fmt` of the attestation object.
+    pub attestation_format: String,
+    /// The WebAuthn attestation object (text-keyed CBOR).
+    pub attestation_object: Vec<u8>,
+    /// The exact client data JSON.
+    pub client_data_json: Vec<u8>,
+    /// The credential public key (COSE_Key CBOR).
+    pub public_key_cose: Vec<u8>,
+    /// The credential public key, parsed.
+    pub public_key: CoseKey,
+    /// Per-stage timings.
+    pub timings: Timings,
+}
+
+/// A successful authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticationResult {
+    /// How the authenticator was reached.
+    pub transport: Transport,
+    /// The relying party id.
+    pub rp_id: String,
+    /// The credential that signed.
+    pub credential_id: Vec<u8>,
+    /// Authenticator data bytes.
+    pub authenticator_data: Vec<u8>,
+    /// DER signature over `authenticatorData ‖ SHA-256(clientDataJSON)`.
+    pub signature: Vec<u8>,
+    /// The user handle (discoverable credentials).
+    pub user_handle: Option<Vec<u8>>,
+    /// The exact client data JSON.
+    pub client_data_json: Vec<u8>,
+    /// Per-stage timings.
+    pub timings: Timings,
+}
+
+fn bad(stage: CeremonyStage, e: &Ctap2Error) -> CeremonyError {
+    CeremonyError::classified(stage, "the authenticator's response is invalid", e)
+}
+
+fn check_auth_data(auth_data: &AuthenticatorData, rp_id: &str) -> Result<(), Ctap2Error> {
+    let expected: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+    if auth_data.rp_id_hash != expected {
+        return Err(Ctap2Error::InvalidField {
+            field: "authData.rpIdHash",
+            problem: "is not SHA-256 of the requested RP id",
+        });
+    }
+    if !auth_data.flags.contains(AuthDataFlags::UP) {
+        return Err(Ctap2Error::InvalidField {
+            field: "authData.flags",
+            problem: "user presence (UP) is not set",
+        });
+    }
+    Ok(())
+}
+
+impl RegistrationResult {
+    /// Interprets a makeCredential response. Fails (stage `user_response`) when the response
+    /// lacks attested credential data.
+    pub fn from_response(
+        transport: Transport,
+        rp_id: &str,
+        response: MakeCredentialResponse,
+        client_data: &ClientData,
+        aaguids: &AaguidTable,
+        timings: Timings,
+    ) -> Result<Self, CeremonyError> {
+        let stage = CeremonyStage::UserResponse;
+        let object = AttestationObject::from(response);
+        let auth_data = object.auth_data().map_err(|e| bad(stage, &e))?;
+        let cred = auth_data
+            .attested_credential
+            .ok_or_else(|| bad(stage, &Ctap2Error::MissingField("attestedCredentialData")))?;
+        let aaguid = Aaguid(cred.aaguid);
+        Ok(RegistrationResult {
+            transport,
+            rp_id: rp_id.to_owned(),
+            credential_id: cred.credential_id,
+            aaguid,
+            authenticator_name: aaguids.lookup(&aaguid).map(|(n, _)| n.to_owned()),
+            attestation_format: object.fmt.clone(),
+            attestation_object: object.to_bytes(),
+            client_data_json: client_data.json().to_vec(),
+            public_key_cose: cred.public_key.to_cbor().to_vec(),
+            public_key: cred.public_key,
+            timings,
+        })
+    }
+
+    /// Relying-party checks: RP id hash, UP, and the attestation signature (`none` has none).
+    pub fn verify(&self) -> Result<AttestationType, Ctap2Error> {
+        let object = AttestationObject::from_bytes(&self.attestation_object)?;
+        check_auth_data(&object.auth_data()?, &self.rp_id)?;
+        let hash: [u8; 32] = Sha256::digest(&self.client_data_json).into();
+        object.verify(&hash)
+    }
+
+    /// The `{"event":"result", ...}` line.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event": "result",
+            "ceremony": "register",
+            "transport": self.transport.as_str(),
+            "rp_id": self.rp_id,
+            "credential_id": b64url(&self.credential_id),
+            "aaguid": self.aaguid.to_string(),
+            "authenticator_name": self.authenticator_name,
+            "attestation_format": self.attestation_format,
+            "attestation_object": b64url(&self.attestation_object),
+            "client_data_json": b64url(&self.client_data_json),
+            "public_key_cose": b64url(&self.public_key_cose),
+            "timings_ms": self.timings.to_json(),
+        })
+    }
+}
+
+impl AuthenticationResult {
+    /// Interprets a getAssertion response. `allow_list` is the request's: CTAP2 lets the
+    /// authenticator omit the credential when the list had exactly one entry.
+    pub fn from_response(
+        transport: Transport,
+        rp_id: &str,
+        response: GetAssertionResponse,
+        allow_list: &[CredentialDescriptor],
+        client_data: &ClientData,
+        timings: Timings,
+    ) -> Result<Self, CeremonyError> {
+        let stage = CeremonyStage::UserResponse;
+        let credential_id = match (response.credential, allow_list) {
+            (Some(c), _) => c.id,
+            (None, [only]) => only.id.clone(),
+            (None, _) => return Err(bad(stage, &Ctap2Error::MissingField("credential"))),
+        };
+        if !allow_list.is_empty() && !allow_list.iter().any(|d| d.id == credential_id) {
+            return Err(bad(
+                stage,
+                &Ctap2Error::InvalidField {
+                    field: "credential",
+                    problem: "is not one of the allowed credentials",
+                },
+            ));
+        }
+        Ok(AuthenticationResult {
+            transport,
+            rp_id: rp_id.to_owned(),
+            credential_id,
+            authenticator_data: response.auth_data,
+            signature: response.signature,
+            user_handle: response.user.map(|u| u.id),
+            client_data_json: client_data.json().to_vec(),
+            timings,
+        })
+    }
+
+    /// Relying-party checks with the credential's public key (from registration): RP id hash,
+    /// UP, and the signature (ES256).
+    pub fn verify(&self, public_key: &CoseKey) -> Result<(), Ctap2Error> {
+        check_auth_data(&AuthenticatorData::parse(&self.authenticator_data)?, &self.rp_id)?;
+        let hash: [u8; 32] = Sha256::digest(&self.client_data_json).into();
+        verify::verify_with_cose(public_key, &self.authenticator_data, &hash, &self.signature)
+    }
+
+    /// The `{"event":"result", ...}` line.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event": "result",
+            "ceremony": "authenticate",
+            "transport": self.transport.as_str(),
+            "rp_id": self.rp_id,
+            "credential_id": b64url(&self.credential_id),
+            "authenticator_data": b64url(&self.authenticator_data),
+            "signature": b64url(&self.signature),
+            "user_handle": self.user_handle.as_deref().map(b64url),
+            "client_data_json": b64url(&self.client_data_json),
+            "timings_ms": self.timings.to_json(),
+        })
+    }
+}

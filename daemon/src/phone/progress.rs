@@ -1,0 +1,170 @@
+//! Progress events of the virtual phone, for humans (stderr lines) and machines (JSON lines with
+//! an `event` field). Nothing secret goes in here: no keys, no link secrets, no full contact ids.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Receives `(elapsed milliseconds since the phone started, event)`.
+pub type ProgressFn = Arc<dyn Fn(u64, &Progress) + Send + Sync>;
+
+/// One step of a phone session.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Opening the tunnel (`/cable/new`, `/cable/listen`).
+    Connecting {
+        /// The path opened (ids in it are public: they travel in URLs).
+        path: String,
+    },
+    /// The tunnel is open; for `/cable/new` the server assigned this routing id.
+    TunnelOpen {
+        /// Routing id (hex), if any.
+        routing_id: Option<String>,
+    },
+    /// Advertising started on the sink.
+    Advertising {
+        /// The sink (`stdout`, `fifo:…`, `unix:…`).
+        sink: String,
+        /// The 20-byte advert, hex (public: it is broadcast).
+        advert: String,
+    },
+    /// Noise message 2 sent; advertising stopped.
+    HandshakeDone,
+    /// The post-handshake message (getInfo) was sent.
+    PostHandshakeSent,
+    /// Linking info was sent in an update message.
+    LinkingSent {
+        /// The link id (hex), public in the client payload of later connections.
+        link_id: String,
+    },
+    /// A CTAP request arrived.
+    Request {
+        /// CTAP command byte.
+        command: u8,
+    },
+    /// The authenticator waits for user presence.
+    PresenceRequested {
+        /// The relying party, when known.
+        rp_id: Option<String>,
+        /// Simulated delay before approval, in milliseconds.
+        delay_ms: u64,
+    },
+    /// A CTAP response was sent.
+    Responded {
+        /// Its status byte.
+        status: u8,
+    },
+    /// A fault switch fired.
+    FaultInjected {
+        /// Which one.
+        what: String,
+    },
+    /// Waiting on `/cable/listen` for a desktop.
+    Listening {
+        /// The first 4 bytes of the contact id, hex (enough to correlate, not to connect).
+        contact: String,
+    },
+    /// A desktop arrived on a contact.
+    DesktopArrived {
+        /// Link id named by the client payload (hex).
+        link_id: String,
+        /// Whether it is a link this phone issued.
+        known: bool,
+    },
+    /// The session ended.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Progress {
+    /// The `event` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Progress::Connecting { .. } => "connecting",
+            Progress::TunnelOpen { .. } => "tunnel_open",
+            Progress::Advertising { .. } => "advertising",
+            Progress::HandshakeDone => "handshake_done",
+            Progress::PostHandshakeSent => "post_handshake_sent",
+            Progress::LinkingSent { .. } => "linking_sent",
+            Progress::Request { .. } => "request",
+            Progress::PresenceRequested { .. } => "presence_requested",
+            Progress::Responded { .. } => "responded",
+            Progress::FaultInjected { .. } => "fault_injected",
+            Progress::Listening { .. } => "listening",
+            Progress::DesktopArrived { .. } => "desktop_arrived",
+            Progress::Closed { .. } => "closed",
+        }
+    }
+
+    /// One JSON object: `{"event": name, "elapsed_ms": n, ...fields}`.
+    pub fn to_json(&self, elapsed_ms: u64) -> Value {
+        let mut v = match self {
+            Progress::Connecting { path } => json!({ "path": path }),
+            Progress::TunnelOpen { routing_id } => json!({ "routing_id": routing_id }),
+            Progress::Advertising { sink, advert } => json!({ "sink": sink, "advert": advert }),
+            Progress::HandshakeDone | Progress::PostHandshakeSent => json!({}),
+            Progress::LinkingSent { link_id } => json!({ "link_id": link_id }),
+            Progress::Request { command } => json!({ "command": command }),
+            Progress::PresenceRequested { rp_id, delay_ms } => {
+                json!({ "rp_id": rp_id, "delay_ms": delay_ms })
+            }
+            Progress::Responded { status } => json!({ "status": status }),
+            Progress::FaultInjected { what } => json!({ "what": what }),
+            Progress::Listening { contact } => json!({ "contact": contact }),
+            Progress::DesktopArrived { link_id, known } => {
+                json!({ "link_id": link_id, "known": known })
+            }
+            Progress::Closed { reason } => json!({ "reason": reason }),
+        };
+        if let Value::Object(map) = &mut v {
+            map.insert("event".into(), self.name().into());
+            map.insert("elapsed_ms".into(), elapsed_ms.into());
+        }
+        v
+    }
+
+    /// One human line.
+    pub fn to_human(&self, elapsed_ms: u64) -> String {
+        let what = match self {
+            Progress::Connecting { path } => format!("connecting to tunnel {path}"),
+            Progress::TunnelOpen { routing_id: Some(r) } => format!("tunnel open, routing id {r}"),
+            Progress::TunnelOpen { routing_id: None } => "tunnel open".to_owned(),
+            Progress::Advertising { sink, advert } => format!("advertising {advert} on {sink}"),
+            Progress::HandshakeDone => "handshake done, advertising stopped".to_owned(),
+            Progress::PostHandshakeSent => "post-handshake message (getInfo) sent".to_owned(),
+            Progress::LinkingSent { link_id } => format!("linking info sent (link id {link_id})"),
+            Progress::Request { command } => format!("CTAP request {command:#04x}"),
+            Progress::PresenceRequested { rp_id, delay_ms } => format!(
+                "user presence for {} (approving in {delay_ms} ms)",
+                rp_id.as_deref().unwrap_or("?")
+            ),
+            Progress::Responded { status } => format!("CTAP response status {status:#04x}"),
+            Progress::FaultInjected { what } => format!("fault injected: {what}"),
+            Progress::Listening { contact } => {
+                format!("listening for desktops on contact {contact}…")
+            }
+            Progress::DesktopArrived { link_id, known: true } => {
+                format!("desktop arrived for link {link_id}")
+            }
+            Progress::DesktopArrived { link_id, known: false } => {
+                format!("desktop arrived for unknown link {link_id}; refusing")
+            }
+            Progress::Closed { reason } => format!("session closed: {reason}"),
+        };
+        format!("[{elapsed_ms:>6} ms] phone: {what}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_event_and_elapsed() {
+        let v = Progress::Responded { status: 0x27 }.to_json(12);
+        assert_eq!(v, json!({"event": "responded", "elapsed_ms": 12, "status": 0x27}));
+        assert!(Progress::HandshakeDone.to_human(5).contains("handshake done"));
+    }
+}

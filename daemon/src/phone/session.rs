@@ -1,0 +1,357 @@
+//! The phone's run loops: one QR-initiated session ([`VirtualPhone::run_qr`]) and the linked
+//! listener ([`VirtualPhone::serve_links`]). Both feed `hybrid::session` phone phases with
+//! tunnel messages and the software authenticator with CTAP requests (§1.1, §8, §9.3).
+
+use super::progress::Progress;
+use super::sink::{AdvertSink, Advertiser};
+use super::{FailAt, PhoneError, SessionSummary, VirtualPhone};
+use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
+use crate::tunnel::listen_url;
+use cablebridge_protocol::authenticator::{Ctx, PresenceOutcome, PresencePolicy, Step};
+use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext, OpenedAdvert};
+use cablebridge_protocol::hybrid::keys::{LinkSecret, Psk};
+use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
+use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridge_protocol::hybrid::session::{PhoneEvent, PhoneHandshaken, PhoneOpen, SessionError};
+use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, TunnelPath};
+use cablebridge_protocol::Stage;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use std::time::{Duration, Instant};
+
+/// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
+const OPERATION_DENIED: u8 = 0x27;
+/// CTAP command byte of authenticatorGetInfo.
+const GET_INFO: u8 = 0x04;
+/// Pause before re-registering a listener the server closed (TTL, replacement).
+const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
+
+/// The tunnel plus the `--drop-after` frame budget.
+struct Outbox {
+    conn: TunnelConnection,
+    sent: u32,
+    drop_after: Option<u32>,
+}
+
+impl Outbox {
+    /// `false` once the budget is used up: the tunnel has then been closed.
+    fn exhausted(&self) -> bool {
+        self.drop_after.is_some_and(|n| self.sent >= n)
+    }
+
+    /// Sends one frame; returns `false` if the fault budget closed the tunnel after it.
+    async fn send(&mut self, frame: &[u8]) -> Result<bool, PhoneError> {
+        self.conn.send(frame).await?;
+        self.sent += 1;
+        Ok(!self.exhausted())
+    }
+}
+
+impl VirtualPhone {
+    /// One QR-initiated session, start to close. A `--never-connect` phone sleeps for the
+    /// desktop timeout instead and reports `fault_injected`.
+    pub async fn run_qr(&mut self, qr: &QrPayload) -> Result<SessionSummary, PhoneError> {
+        let mut summary = SessionSummary::default();
+        if self.config.faults.never_connect {
+            self.emit(Progress::FaultInjected { what: "never-connect".into() });
+            tokio::time::sleep(self.config.desktop_timeout).await;
+            summary.fault_injected = true;
+            return Ok(summary);
+        }
+        let path = TunnelPath::New { tunnel_id: qr.tunnel_id() };
+        self.emit(Progress::Connecting { path: path.to_path() });
+        let mut conn = connect(&url(&self.config.tunnel_base, &path), &self.config.connect).await?;
+        let routing = conn.routing_id().ok_or(TunnelClientError::MissingRoutingId)?;
+        summary.routing_id = Some(routing.to_hex());
+        self.emit(Progress::TunnelOpen { routing_id: Some(routing.to_hex()) });
+
+        let mut nonce = [0u8; 10];
+        OsRng.fill_bytes(&mut nonce);
+        let plaintext = EidPlaintext::new(nonce, routing, self.config.domain_id);
+        let advert = EidKey::from_qr_secret(&qr.secret).seal(&plaintext);
+        let psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(qr.secret.expose());
+        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
+        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
+        if out.exhausted() {
+            return self.inject(out, summary, "drop-after: closed before message 2").await;
+        }
+        let (hs, msg2) = PhoneHandshaken::respond_qr(&psk, &qr.public_key, &msg1, &mut OsRng)?;
+        let linking = self.config.offer_linking && qr.linking == Some(true);
+        self.after_msg1(out, hs, msg2, linking, summary).await
+    }
+
+    /// Holds `/cable/listen/<contact>` for the first stored contact and serves desktops that
+    /// arrive with a link this phone issued, until `max_sessions` sessions ran (or forever).
+    /// Failed sessions are reported and counted; the listener carries on.
+    pub async fn serve_links(&mut self, max_sessions: Option<u32>) -> Result<u32, PhoneError> {
+        let Some(contact) = self.state.contacts.first().cloned() else {
+            return Err(PhoneError::Identity(
+                "no links stored: run a QR session with --offer-linking first".into(),
+            ));
+        };
+        let short = hex::encode(contact.contact_id.get(..4).unwrap_or_default());
+        let mut served = 0;
+        while max_sessions.is_none_or(|m| served < m) {
+            let listen = listen_url(&self.config.tunnel_base, &contact.contact_id);
+            self.emit(Progress::Connecting { path: format!("/cable/listen/{short}…") });
+            let mut conn = connect(&listen, &self.config.connect).await?;
+            self.emit(Progress::Listening { contact: short.clone() });
+            let payload = match conn.await_client_payload().await {
+                Ok(p) => p,
+                // Listen TTL passed or a newer registration replaced us: register again.
+                Err(TunnelClientError::Closed) => {
+                    tokio::time::sleep(RELISTEN_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            served += 1;
+            let payload = ClientPayload::from_cbor(&payload).map_err(PhoneError::ClientPayload)?;
+            let secret = self.state.link_secret(&contact.contact_id, &payload.link_id);
+            let link_id = hex::encode(payload.link_id);
+            self.emit(Progress::DesktopArrived { link_id, known: secret.is_some() });
+            let Some(secret) = secret else {
+                let _ = conn.close().await;
+                continue;
+            };
+            if let Err(e) = self.linked_session(conn, &secret, &payload).await {
+                self.emit(Progress::Closed { reason: format!("linked session failed: {e}") });
+            }
+        }
+        Ok(served)
+    }
+
+    /// One state-assisted session on a listen connection a desktop just reached.
+    async fn linked_session(
+        &mut self,
+        mut conn: TunnelConnection,
+        secret: &LinkSecret,
+        payload: &ClientPayload,
+    ) -> Result<SessionSummary, PhoneError> {
+        // Byte 0 zero, bytes 1–13 random, bytes 14–15 a valid domain id: Chrome's desktop checks
+        // the domain even on linked adverts (pitfall §11.2 item 16).
+        let mut block = [0u8; 16];
+        OsRng.fill_bytes(&mut block[1..14]);
+        block[14..16].copy_from_slice(&self.config.domain_id.to_le_bytes());
+        let plaintext = EidPlaintext(block);
+        let advert = EidKey::from_link(secret, &payload.client_nonce).seal(&plaintext);
+        let psk: Psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(secret.expose());
+        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
+        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
+        let summary = SessionSummary::default();
+        if out.exhausted() {
+            return self.inject(out, summary, "drop-after: closed before message 2").await;
+        }
+        let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
+        let (hs, msg2) = PhoneHandshaken::respond_linked(&psk, &identity, &msg1, &mut OsRng)?;
+        self.after_msg1(out, hs, msg2, false, summary).await
+    }
+
+    /// Opens the sink, advertises every interval and returns Noise message 1.
+    async fn advertise_until_msg1(
+        &self,
+        conn: &mut TunnelConnection,
+        advert: &[u8; 20],
+    ) -> Result<Vec<u8>, PhoneError> {
+        let spec = &self.config.sink;
+        let sink = AdvertSink::open(spec)
+            .await
+            .map_err(|source| PhoneError::Sink { sink: spec.to_string(), source })?;
+        let advertiser = Advertiser::start(sink, advert.to_vec(), self.config.advert_interval);
+        self.emit(Progress::Advertising { sink: spec.to_string(), advert: hex::encode(advert) });
+        let waited = tokio::time::timeout(self.config.desktop_timeout, conn.recv()).await;
+        advertiser.stop().await;
+        let stage = Stage::Handshake;
+        match waited {
+            Err(_) => Err(PhoneError::Timeout { stage, after: self.config.desktop_timeout }),
+            Ok(None) => Err(PhoneError::DesktopClosed { stage }),
+            Ok(Some(Err(e))) => Err(e.into()),
+            Ok(Some(Ok(msg1))) => Ok(msg1.to_vec()),
+        }
+    }
+
+    /// Message 2, post-handshake, optional linking update, then the request loop.
+    async fn after_msg1(
+        &mut self,
+        mut out: Outbox,
+        hs: PhoneHandshaken,
+        mut msg2: [u8; 81],
+        offer_linking: bool,
+        mut summary: SessionSummary,
+    ) -> Result<SessionSummary, PhoneError> {
+        let fail_at = self.config.faults.fail_at;
+        if fail_at == Some(FailAt::Handshake) {
+            // Flip a bit in the ephemeral key's encoding: not a valid point / wrong transcript.
+            msg2[40] ^= 0x01;
+            msg2[80] ^= 0x01;
+            out.send(&msg2).await?;
+            return self.inject(out, summary, "handshake: corrupt message 2 sent").await;
+        }
+        let keep_going = out.send(&msg2).await?;
+        summary.frames_sent = out.sent;
+        if !keep_going {
+            return self.inject(out, summary, "drop-after: closed after message 2").await;
+        }
+        self.emit(Progress::HandshakeDone);
+
+        let get_info = self.ctap(&[GET_INFO], None).await?.1;
+        let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
+        if fail_at == Some(FailAt::PostHandshake) {
+            if let Some(b) = post.last_mut() {
+                *b ^= 0x80; // breaks the AES-GCM tag
+            }
+            out.send(&post).await?;
+            return self.inject(out, summary, "post-handshake: corrupt message sent").await;
+        }
+        if !out.send(&post).await? {
+            return self.inject(out, summary, "drop-after: closed after post-handshake").await;
+        }
+        self.emit(Progress::PostHandshakeSent);
+
+        if offer_linking {
+            let frame = self.linking_update(&mut open)?;
+            summary.linking_sent = true;
+            self.save()?;
+            if !out.send(&frame.0).await? {
+                return self.inject(out, summary, "drop-after: closed after linking").await;
+            }
+            self.emit(Progress::LinkingSent { link_id: frame.1 });
+        }
+        self.request_loop(open, out, summary).await
+    }
+
+    /// Issues a link and seals the update carrying it; returns the frame and the link id (hex).
+    fn linking_update(&mut self, open: &mut PhoneOpen) -> Result<(Vec<u8>, String), PhoneError> {
+        let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
+        let (contact_id, link_id, link_secret) = self.state.issue_link(&mut OsRng);
+        let signature = open.linking_signature(&identity)?;
+        let info = LinkingInfo {
+            contact_id,
+            link_id,
+            link_secret,
+            phone_public_key: identity.public_key(),
+            name: self.config.name.clone(),
+            signature,
+            gms_marker: None,
+        };
+        Ok((open.send_update(Some(&info))?, hex::encode(link_id)))
+    }
+
+    /// Answers CTAP requests until the desktop shuts down or leaves.
+    async fn request_loop(
+        &mut self,
+        mut open: PhoneOpen,
+        mut out: Outbox,
+        mut summary: SessionSummary,
+    ) -> Result<SessionSummary, PhoneError> {
+        let reason = loop {
+            let idle = self.config.idle_timeout;
+            let frame = match tokio::time::timeout(idle, out.conn.recv()).await {
+                Err(_) => return Err(PhoneError::Timeout { stage: Stage::Transport, after: idle }),
+                // A phone must tolerate the desktop simply closing (§8.4).
+                Ok(None) => break "desktop closed the tunnel",
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match open.receive(&frame)? {
+                PhoneEvent::CtapRequest { command, params } => {
+                    self.emit(Progress::Request { command });
+                    let (status, body) = if self.config.faults.fail_at == Some(FailAt::Ctap) {
+                        self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                        summary.fault_injected = true;
+                        (OPERATION_DENIED, Vec::new())
+                    } else {
+                        let mut request = Vec::with_capacity(params.len() + 1);
+                        request.push(command);
+                        request.extend_from_slice(&params);
+                        self.ctap(&request, Some(&mut out.conn)).await?
+                    };
+                    let sealed = open.respond_ctap(status, &body)?;
+                    summary.requests += 1;
+                    summary.last_status = Some(status);
+                    let keep_going = out.send(&sealed).await?;
+                    summary.frames_sent = out.sent;
+                    self.emit(Progress::Responded { status });
+                    if !keep_going {
+                        return self
+                            .inject(out, summary, "drop-after: closed after response")
+                            .await;
+                    }
+                }
+                PhoneEvent::UpdateIgnored => {}
+                PhoneEvent::Shutdown => break "desktop sent shutdown",
+                // We announce only "ctap"; a JSON request breaks the negotiated features.
+                _ => {
+                    return Err(SessionError::UnexpectedFrame {
+                        frame: FrameType::Json,
+                        why: "this phone offers only the ctap feature",
+                    }
+                    .into())
+                }
+            }
+        };
+        summary.frames_sent = out.sent;
+        let _ = out.conn.close().await;
+        self.save()?;
+        self.emit(Progress::Closed { reason: reason.into() });
+        Ok(summary)
+    }
+
+    /// Runs one CTAP request through the authenticator; presence is approved after the
+    /// configured delay on the tokio timer (the runtime is never blocked). If the desktop
+    /// leaves while the "user" decides, the session ends.
+    async fn ctap(
+        &mut self,
+        request: &[u8],
+        conn: Option<&mut TunnelConnection>,
+    ) -> Result<(u8, Vec<u8>), PhoneError> {
+        let mut presence = PresencePolicy::Deferred;
+        let step = self.authenticator.handle(
+            request,
+            &mut Ctx { rng: &mut OsRng, now: Instant::now(), presence: &mut presence },
+        );
+        let response = match step {
+            Step::Done(response) => response,
+            Step::Pending(op) => {
+                let delay = self.config.presence_delay;
+                self.emit(Progress::PresenceRequested {
+                    rp_id: op.request().rp_id.clone(),
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                });
+                if let Some(conn) = conn {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = conn.recv() => {
+                            return Err(PhoneError::DesktopClosed { stage: Stage::Authenticator })
+                        }
+                    }
+                } else {
+                    tokio::time::sleep(delay).await;
+                }
+                self.authenticator
+                    .complete(
+                        op,
+                        PresenceOutcome::Approved,
+                        &mut Ctx { rng: &mut OsRng, now: Instant::now(), presence: &mut presence },
+                    )
+                    .map_err(PhoneError::Authenticator)?
+            }
+        };
+        Ok((response.status().to_u8(), response.body().to_vec()))
+    }
+
+    /// Ends a session a fault switch cut short: closes the tunnel, reports, saves.
+    async fn inject(
+        &mut self,
+        out: Outbox,
+        mut summary: SessionSummary,
+        what: &str,
+    ) -> Result<SessionSummary, PhoneError> {
+        summary.fault_injected = true;
+        summary.frames_sent = out.sent;
+        self.emit(Progress::FaultInjected { what: what.into() });
+        let _ = out.conn.close().await;
+        self.save()?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,402 @@
+//! The desktop runner (`cablebridged::desktop::run`) end to end over real loopback sockets:
+//! desktop ↔ our tunnel server ↔ the virtual phone, adverts travelling through the desktop's
+//! Unix datagram advert source. Covers register, authenticate (allowList and discoverable),
+//! linking stored + linked reconnect + 410 Gone, foreign/malformed adverts, advert timeout, and
+//! each failure stage — results checked with the ceremony's verify helpers *and* an independent
+//! p256 check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cablebridge_protocol::authenticator::AttestationMode;
+use cablebridge_protocol::ctap2::AttestationType;
+use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext};
+use cablebridge_protocol::hybrid::keys::QrSecret;
+use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridge_protocol::hybrid::tunnel::RoutingId;
+use cablebridged::advert::AdvertSource;
+use cablebridged::ceremony::{
+    AuthenticateOptions, AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage,
+    ProgressDetail, ProgressEvent, ProgressSink, RegisterOptions, RegistrationResult,
+};
+use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::phone::sink::AdvertSinkSpec;
+use cablebridged::phone::{FailAt, PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::store::LinkStore;
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use p256::ecdsa::signature::Verifier;
+use sha2::Digest;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Upper bound for any one test ceremony.
+const T: Duration = Duration::from_secs(20);
+
+struct Rig {
+    server: TunnelServerHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+        Rig { server, dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn advert_path(&self) -> PathBuf {
+        self.dir.path().join("adverts.sock")
+    }
+
+    fn store(&self) -> LinkStore {
+        LinkStore::in_dir(&self.dir.path().join("state"))
+    }
+
+    fn desktop(&self) -> DesktopConfig {
+        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
+        c.tunnel_url = Some(self.server.base_url());
+        c.link_store = Some(self.store());
+        c.timeouts.advert = Duration::from_secs(10);
+        c.timeouts.user = Duration::from_secs(10);
+        c.timeouts.late_updates = Duration::from_millis(500);
+        c
+    }
+
+    fn phone(&self, tweak: impl FnOnce(&mut PhoneConfig)) -> VirtualPhone {
+        self.phone_with_listen_signal(tweak, Arc::new(tokio::sync::Notify::new()))
+    }
+
+    /// A phone that signals `listening` each time it holds its `/cable/listen` path.
+    fn phone_with_listen_signal(
+        &self,
+        tweak: impl FnOnce(&mut PhoneConfig),
+        listening: Arc<tokio::sync::Notify>,
+    ) -> VirtualPhone {
+        let mut c = PhoneConfig::new(self.server.base_url());
+        c.sink = AdvertSinkSpec::Unix(self.advert_path());
+        c.advert_interval = Duration::from_millis(20);
+        c.desktop_timeout = Duration::from_secs(5);
+        c.idle_timeout = Duration::from_secs(5);
+        c.offer_linking = true;
+        c.name = "Test Phone".into();
+        tweak(&mut c);
+        let progress = move |_: u64, p: &Progress| {
+            if matches!(p, Progress::Listening { .. }) {
+                listening.notify_one();
+            }
+        };
+        VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(progress))
+    }
+}
+
+/// Collects events and hands out the QR URL.
+struct Events {
+    seen: Arc<Mutex<Vec<ProgressEvent>>>,
+    qr: mpsc::UnboundedReceiver<String>,
+    sink: Arc<dyn ProgressSink>,
+}
+
+fn events() -> Events {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, qr) = mpsc::unbounded_channel();
+    let s2 = Arc::clone(&seen);
+    let sink = move |e: &ProgressEvent| {
+        if let ProgressDetail::Qr { url } = &e.detail {
+            let _ = tx.send(url.clone());
+        }
+        s2.lock().unwrap().push(e.clone());
+    };
+    Events { seen, qr, sink: Arc::new(sink) }
+}
+
+impl Events {
+    fn stages(&self) -> Vec<&'static str> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| !matches!(e.detail, ProgressDetail::Warning(_)))
+            .map(|e| e.stage.as_str())
+            .collect()
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match &e.detail {
+                ProgressDetail::Warning(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Runs one QR ceremony with `phone` answering; `before_phone` runs once the QR is shown.
+async fn qr_ceremony(
+    config: &DesktopConfig,
+    request: CeremonyRequest,
+    phone: &mut VirtualPhone,
+    before_phone: impl std::future::Future<Output = ()>,
+) -> (Result<CeremonyOutcome, CeremonyError>, Events) {
+    let mut ev = events();
+    let sink = Arc::clone(&ev.sink);
+    let desktop = desktop::run(config, request, Some(sink));
+    let phone_side = async {
+        let url = ev.qr.recv().await.expect("desktop showed no QR");
+        before_phone.await;
+        let qr = QrPayload::from_url(&url).unwrap();
+        let _ = phone.run_qr(&qr).await;
+    };
+    let (result, ()) = timeout(T, async { tokio::join!(desktop, phone_side) }).await.unwrap();
+    (result, ev)
+}
+
+fn register_request() -> (RegisterOptions, CeremonyRequest) {
+    let o = RegisterOptions::new("example.com", "alice@example.com");
+    (o.clone(), CeremonyRequest::Register(o))
+}
+
+fn registered(r: Result<CeremonyOutcome, CeremonyError>) -> RegistrationResult {
+    match r {
+        Ok(CeremonyOutcome::Registered(r)) => r,
+        other => panic!("expected a registration, got {other:?}"),
+    }
+}
+
+fn authenticated(r: Result<CeremonyOutcome, CeremonyError>) -> AuthenticationResult {
+    match r {
+        Ok(CeremonyOutcome::Authenticated(r)) => r,
+        other => panic!("expected an authentication, got {other:?}"),
+    }
+}
+
+fn failed(r: Result<CeremonyOutcome, CeremonyError>) -> CeremonyError {
+    match r {
+        Err(e) => e,
+        Ok(o) => panic!("expected a failure, got {o:?}"),
+    }
+}
+
+/// Independent ES256 check with p256 over `authData ‖ SHA-256(clientDataJSON)`.
+fn independent_check(reg: &RegistrationResult, auth: &AuthenticationResult) {
+    let key = reg.public_key.as_p256().expect("ES256 credential");
+    let vk = p256::ecdsa::VerifyingKey::from(key);
+    let sig = p256::ecdsa::Signature::from_der(&auth.signature).unwrap();
+    let msg =
+        [auth.authenticator_data.clone(), sha2::Sha256::digest(&auth.client_data_json).to_vec()]
+            .concat();
+    vk.verify(&msg, &sig).expect("independent signature check");
+    let cd: serde_json::Value = serde_json::from_slice(&auth.client_data_json).unwrap();
+    assert_eq!(cd["type"], "webauthn.get");
+    assert_eq!(cd["origin"], "https://example.com");
+}
+
+#[tokio::test]
+async fn register_authenticate_link_and_linked_reconnect() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+    let listening = Arc::new(tokio::sync::Notify::new());
+    let mut phone = rig.phone_with_listen_signal(
+        |c| c.attestation = AttestationMode::PackedSelf,
+        Arc::clone(&listening),
+    );
+
+    // Register: packed self attestation verifies; the phone's linking info is stored.
+    let (o, req) = register_request();
+    let (r, ev) = qr_ceremony(&config, req, &mut phone, async {}).await;
+    let reg = registered(r);
+    assert_eq!(reg.attestation_format, "packed");
+    assert_eq!(reg.verify().unwrap(), AttestationType::SelfAttestation);
+    assert_eq!(
+        reg.aaguid.0,
+        cablebridge_protocol::authenticator::CABLEBRIDGE_AAGUID,
+        "the AAGUID comes from the attested credential data"
+    );
+    let stages = ev.stages();
+    for s in [
+        "qr_shown",
+        "advert",
+        "tunnel_connect",
+        "handshake",
+        "post_handshake",
+        "user_response",
+        "linking",
+        "done",
+    ] {
+        assert!(stages.contains(&s), "missing {s} in {stages:?}");
+    }
+    for s in ["advert", "tunnel_connect", "handshake", "post_handshake", "user_response"] {
+        assert!(reg.timings.entries().iter().any(|(st, _)| st.as_str() == s), "timing {s}");
+    }
+    let json = reg.to_json();
+    for f in
+        ["credential_id", "aaguid", "attestation_object", "client_data_json", "public_key_cose"]
+    {
+        assert!(json[f].is_string(), "{f} in {json}");
+    }
+    let links = rig.store().load().unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].name, "Test Phone");
+
+    // Authenticate with an allowList.
+    let mut a = AuthenticateOptions::new("example.com");
+    a.allow_credentials = vec![reg.credential_id.clone()];
+    let (r, _) = qr_ceremony(&config, CeremonyRequest::Authenticate(a), &mut phone, async {}).await;
+    let auth = authenticated(r);
+    assert_eq!(auth.credential_id, reg.credential_id);
+    auth.verify(&reg.public_key).unwrap();
+    independent_check(&reg, &auth);
+
+    // Authenticate discoverable: the user handle comes back.
+    let a = AuthenticateOptions::new("example.com");
+    let (r, _) = qr_ceremony(&config, CeremonyRequest::Authenticate(a), &mut phone, async {}).await;
+    let auth = authenticated(r);
+    assert_eq!(auth.user_handle.as_deref(), Some(o.user.id.as_slice()));
+    auth.verify(&reg.public_key).unwrap();
+    // A tampered signature base does not verify.
+    let mut bad = auth.clone();
+    bad.client_data_json.push(b' ');
+    assert!(bad.verify(&reg.public_key).is_err());
+
+    // Linked reconnect: no QR, /cable/contact + NKpsk0 with the stored phone key.
+    let mut linked = config.clone();
+    linked.linked = Some("test phone".into());
+    let a = AuthenticateOptions::new("example.com");
+    let ev = events();
+    let (r, served) = timeout(T, async {
+        tokio::join!(
+            async {
+                // The phone must hold its listen path before the desktop contacts it.
+                listening.notified().await;
+                desktop::run(&linked, CeremonyRequest::Authenticate(a), Some(Arc::clone(&ev.sink)))
+                    .await
+            },
+            phone.serve_links(Some(1))
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(served.unwrap(), 1);
+    let auth = authenticated(r);
+    auth.verify(&reg.public_key).unwrap();
+    assert!(!ev.stages().contains(&"qr_shown"));
+    assert!(ev.stages().contains(&"advert"));
+
+    // Nobody listens on the contact id any more: 410 Gone forgets the link.
+    let a = AuthenticateOptions::new("example.com");
+    let e = failed(
+        timeout(T, desktop::run(&linked, CeremonyRequest::Authenticate(a), None)).await.unwrap(),
+    );
+    assert_eq!(e.stage, CeremonyStage::TunnelConnect);
+    assert_eq!(e.exit_code(), 1);
+    assert!(e.message.contains("410"), "{e}");
+    assert!(rig.store().load().unwrap().is_empty(), "the dead link is forgotten");
+    // And an unknown name is a usage error.
+    let e = failed(
+        desktop::run(
+            &linked,
+            CeremonyRequest::Authenticate(AuthenticateOptions::new("example.com")),
+            None,
+        )
+        .await,
+    );
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Setup, 2));
+}
+
+#[tokio::test]
+async fn foreign_and_malformed_adverts_are_ignored_with_warnings() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+    let mut phone = rig.phone(|_| {});
+    let path = rig.advert_path();
+    let noise = async move {
+        let sock = tokio::net::UnixDatagram::unbound().unwrap();
+        let foreign = EidKey::from_qr_secret(&QrSecret::new([9; 16])).seal(&EidPlaintext::new(
+            [1; 10],
+            RoutingId([1, 2, 3]),
+            0,
+        ));
+        let lines = format!("# relay start\n{}\nnot-hex\n", hex::encode(foreign));
+        sock.send_to(lines.as_bytes(), &path).await.unwrap();
+    };
+    let (_, req) = register_request();
+    let (r, ev) = qr_ceremony(&config, req, &mut phone, noise).await;
+    let reg = registered(r);
+    reg.verify().unwrap();
+    let warnings = ev.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("not hex"));
+}
+
+#[tokio::test]
+async fn advert_timeout_names_the_advert_stage() {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    config.timeouts.advert = Duration::from_millis(300);
+    let (_, req) = register_request();
+    let e = failed(timeout(T, desktop::run(&config, req, None)).await.unwrap());
+    assert_eq!(e.stage, CeremonyStage::Advert);
+    assert_eq!(e.kind, CeremonyErrorKind::Timeout);
+    assert_eq!(e.exit_code(), 1);
+    assert!(!rig.advert_path().exists(), "advert socket removed");
+}
+
+#[tokio::test]
+async fn bluez_source_is_an_environment_error() {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    config.advert_source = AdvertSource::Bluez;
+    let (_, req) = register_request();
+    let e = failed(desktop::run(&config, req, None).await);
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Advert, 3));
+    assert!(e.message.contains("stdin"), "{e}");
+}
+
+async fn failing_phone(tweak: impl FnOnce(&mut PhoneConfig)) -> CeremonyError {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    config.timeouts.handshake = Duration::from_secs(3);
+    let mut phone = rig.phone(tweak);
+    let (_, req) = register_request();
+    failed(qr_ceremony(&config, req, &mut phone, async {}).await.0)
+}
+
+#[tokio::test]
+async fn each_failure_names_its_stage() {
+    let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::Handshake)).await;
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Handshake, 1), "{e}");
+
+    let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::PostHandshake)).await;
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::PostHandshake, 1), "{e}");
+
+    let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::Ctap)).await;
+    assert_eq!(e.stage, CeremonyStage::UserResponse, "{e}");
+    assert_eq!(e.kind, CeremonyErrorKind::Authenticator);
+    assert!(e.message.contains("OPERATION_DENIED"), "{e}");
+
+    // The tunnel drops right after message 1 arrived at the phone: mid-handshake.
+    let e = failing_phone(|c| c.faults.drop_after = Some(0)).await;
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Handshake, 1), "{e}");
+}
+
+#[tokio::test]
+async fn unreachable_tunnel_is_an_environment_error_at_tunnel_connect() {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    // A port nobody listens on (bound then released).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    config.tunnel_url = Some(format!("ws://{dead}"));
+    config.timeouts.connect = Duration::from_secs(3);
+    let mut phone = rig.phone(|c| c.desktop_timeout = Duration::from_millis(500));
+    let (_, req) = register_request();
+    let e = failed(qr_ceremony(&config, req, &mut phone, async {}).await.0);
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::TunnelConnect, 3), "{e}");
+
+    // Plain ws:// to a non-loopback host is refused before connecting (usage).
+    config.tunnel_url = Some("ws://192.0.2.1:80".into());
+    let mut phone = rig.phone(|c| c.desktop_timeout = Duration::from_millis(500));
+    let (_, req) = register_request();
+    let e = failed(qr_ceremony(&config, req, &mut phone, async {}).await.0);
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::TunnelConnect, 2), "{e}");
+}

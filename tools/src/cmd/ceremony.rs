@@ -1,0 +1,304 @@
+//! What `register` and `authenticate` share whatever the transport: the WebAuthn option flags,
+//! their conversion into `cablebridged::ceremony` options, and the progress/result renderer.
+//!
+//! Output contract: with `--json`, stdout is JSON lines, each with an `event` field —
+//! `{"event":"qr","url":"FIDO:/..."}`, `{"event":"progress","stage":..,"elapsed_ms":..}`, and
+//! last either `{"event":"result",...}` or `{"event":"error","stage":..,"message":..}`. Without
+//! it, the QR code and the staged progress go to stderr (so stdout stays the result alone).
+
+use crate::cmd::qr::render_terminal;
+use crate::output::{CmdError, Exit, Report};
+use cablebridged::ceremony::{
+    from_b64url, AuthenticateOptions, CeremonyError, CeremonyStage, ProgressDetail, ProgressEvent,
+    ProgressSink, RegisterOptions, Requirement,
+};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Duration;
+
+/// `--help` text of the ceremony commands' exit codes.
+pub const CEREMONY_EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  ceremony failed: the authenticator said no, a stage timed out, or the phone/tunnel misbehaved
+  2  usage or input error (bad flags, bad base64url, unknown linked phone, insecure tunnel URL)
+  3  environment error (no Bluetooth, tunnel unreachable, state directory not writable)";
+
+/// `--resident-key` / `--uv` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum RequirementArg {
+    /// Fail if the authenticator cannot.
+    Required,
+    /// Use it when available.
+    Preferred,
+    /// Do not ask for it.
+    Discouraged,
+}
+
+impl From<RequirementArg> for Requirement {
+    fn from(r: RequirementArg) -> Self {
+        match r {
+            RequirementArg::Required => Requirement::Required,
+            RequirementArg::Preferred => Requirement::Preferred,
+            RequirementArg::Discouraged => Requirement::Discouraged,
+        }
+    }
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum TransportArg {
+    /// A phone over the FIDO hybrid transport (QR code, BLE advert, tunnel).
+    #[default]
+    Hybrid,
+    /// A security key over USB HID.
+    Usb,
+}
+
+/// Flags of every ceremony.
+#[derive(Debug, Clone, Args)]
+pub struct CeremonyArgs {
+    /// Relying party id (a domain, e.g. example.com).
+    #[arg(long)]
+    pub rp_id: String,
+    /// Origin written into clientDataJSON [default: https://<rp-id>].
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Challenge as base64url (at least 16 bytes) [default: 32 random bytes].
+    #[arg(long)]
+    pub challenge: Option<String>,
+    /// User verification.
+    #[arg(long, value_enum, default_value = "preferred")]
+    pub uv: RequirementArg,
+    /// How to reach the authenticator.
+    #[arg(long, value_enum, default_value = "hybrid")]
+    pub transport: TransportArg,
+    /// Time the user has to answer on the authenticator (e.g. 180s, 2m, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_duration)]
+    pub user_timeout: Duration,
+}
+
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
+    }
+}
+
+fn b64_arg(what: &str, s: &str) -> Result<Vec<u8>, CmdError> {
+    from_b64url(s).ok_or_else(|| CmdError::usage(format!("{what} is not valid base64url: {s:?}")))
+}
+
+impl CeremonyArgs {
+    fn challenge(&self) -> Result<Option<Vec<u8>>, CmdError> {
+        self.challenge.as_deref().map(|c| b64_arg("--challenge", c)).transpose()
+    }
+
+    /// Registration options from these flags plus the registration-only ones.
+    pub fn register_options(
+        &self,
+        user_name: &str,
+        user_id: Option<&str>,
+        display_name: Option<&str>,
+        resident_key: RequirementArg,
+    ) -> Result<RegisterOptions, CmdError> {
+        let mut o = RegisterOptions::new(&self.rp_id, user_name);
+        o.origin.clone_from(&self.origin);
+        if let Some(c) = self.challenge()? {
+            o.challenge = c;
+        }
+        if let Some(id) = user_id {
+            o.user.id = b64_arg("--user-id", id)?;
+        }
+        if let Some(d) = display_name {
+            d.clone_into(&mut o.user.display_name);
+        }
+        o.resident_key = resident_key.into();
+        o.uv = self.uv.into();
+        o.validate().map_err(ceremony_error)?;
+        Ok(o)
+    }
+
+    /// Authentication options from these flags plus `--allow-credential`s.
+    pub fn authenticate_options(&self, allow: &[String]) -> Result<AuthenticateOptions, CmdError> {
+        let mut o = AuthenticateOptions::new(&self.rp_id);
+        o.origin.clone_from(&self.origin);
+        if let Some(c) = self.challenge()? {
+            o.challenge = c;
+        }
+        o.allow_credentials =
+            allow.iter().map(|a| b64_arg("--allow-credential", a)).collect::<Result<_, _>>()?;
+        o.uv = self.uv.into();
+        o.validate().map_err(ceremony_error)?;
+        Ok(o)
+    }
+}
+
+/// A [`CeremonyError`] as a CLI failure: its exit code, message and stage.
+pub fn ceremony_error(e: CeremonyError) -> CmdError {
+    let exit = match e.exit_code() {
+        2 => Exit::Usage,
+        3 => Exit::Environment,
+        _ => Exit::Ceremony,
+    };
+    CmdError { exit, message: e.to_string(), stage: Some(e.stage.as_str()) }
+}
+
+/// Prints progress: JSON lines on stdout, or QR + staged lines on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Renderer {
+    /// `--json`.
+    pub json: bool,
+}
+
+impl Renderer {
+    /// The JSON lines of one event (a QR event precedes its progress event).
+    pub fn event_lines(event: &ProgressEvent) -> Vec<Value> {
+        if let ProgressDetail::Warning(message) = &event.detail {
+            return vec![json!({
+                "event": "warning",
+                "stage": event.stage.as_str(),
+                "elapsed_ms": event.elapsed_ms,
+                "message": message,
+            })];
+        }
+        let mut lines = Vec::new();
+        if let ProgressDetail::Qr { url } = &event.detail {
+            lines.push(json!({"event": "qr", "url": url}));
+        }
+        let mut progress = json!({
+            "event": "progress",
+            "stage": event.stage.as_str(),
+            "elapsed_ms": event.elapsed_ms,
+            "stage_ms": event.stage_ms,
+        });
+        match &event.detail {
+            ProgressDetail::Advert { rssi, routing_id, tunnel_host } => {
+                progress["rssi"] = json!(rssi);
+                progress["routing_id"] = json!(routing_id);
+                progress["tunnel_host"] = json!(tunnel_host);
+            }
+            ProgressDetail::Text(t) => progress["detail"] = json!(t),
+            _ => {}
+        }
+        lines.push(progress);
+        lines
+    }
+
+    /// The human line (and QR drawing) of one event.
+    pub fn human_text(event: &ProgressEvent) -> String {
+        if let ProgressDetail::Warning(message) = &event.detail {
+            return format!("[{:>6} ms] warning: {message}\n", event.elapsed_ms);
+        }
+        let mut out = String::new();
+        if let ProgressDetail::Qr { url } = &event.detail {
+            if let Ok(drawing) = render_terminal(url) {
+                out.push_str(&drawing);
+                out.push('\n');
+            }
+            out.push_str(&format!("Scan with your phone's camera, or paste: {url}\n"));
+        }
+        let extra = match &event.detail {
+            ProgressDetail::Advert { rssi: Some(r), routing_id, .. } => {
+                format!(" (RSSI {r} dBm, routing id {routing_id})")
+            }
+            ProgressDetail::Advert { rssi: None, routing_id, .. } => {
+                format!(" (routing id {routing_id})")
+            }
+            ProgressDetail::Text(t) => format!(" ({t})"),
+            _ => String::new(),
+        };
+        let stage = event.stage;
+        out.push_str(&format!(
+            "[{:>6} ms] {}{extra}\n",
+            event.elapsed_ms,
+            if stage == CeremonyStage::Done { "done" } else { stage.finished_text() }
+        ));
+        out
+    }
+}
+
+impl ProgressSink for Renderer {
+    fn emit(&self, event: &ProgressEvent) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            for line in Self::event_lines(event) {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = out.flush();
+        } else {
+            let _ = std::io::stderr().write_all(Self::human_text(event).as_bytes());
+        }
+    }
+}
+
+/// A result object (`{"event":"result",...}`) as a [`Report`]: in JSON mode it prints as the
+/// last line unchanged; in human mode as aligned `name value` lines.
+pub fn result_report(result: &Value, extra: Vec<(&'static str, Value)>) -> Report {
+    // Report keys are static: list every field a result can carry, in output order.
+    const KEYS: [&str; 17] = [
+        "event",
+        "ceremony",
+        "transport",
+        "rp_id",
+        "credential_id",
+        "aaguid",
+        "authenticator_name",
+        "attestation_format",
+        "attestation_object",
+        "authenticator_data",
+        "signature",
+        "user_handle",
+        "client_data_json",
+        "public_key_cose",
+        "timings_ms",
+        "linked_phone",
+        "verification",
+    ];
+    let mut report = Report::new();
+    for key in KEYS {
+        if let Some(v) = result.get(key) {
+            report = report.field(key, v.clone());
+        }
+    }
+    for (k, v) in extra {
+        report = report.field(k, v);
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn qr_event_then_progress_line() {
+        let e = ProgressEvent {
+            stage: CeremonyStage::QrShown,
+            elapsed_ms: 3,
+            stage_ms: 3,
+            detail: ProgressDetail::Qr { url: "FIDO:/123".into() },
+        };
+        let lines = Renderer::event_lines(&e);
+        assert_eq!(lines[0], json!({"event": "qr", "url": "FIDO:/123"}));
+        assert_eq!(lines[1]["event"], "progress");
+        assert_eq!(lines[1]["stage"], "qr_shown");
+        assert!(Renderer::human_text(&e).contains("FIDO:/123"));
+    }
+}

@@ -1,0 +1,178 @@
+//! `cablebridge register` and `cablebridge authenticate`: one WebAuthn ceremony against a phone
+//! (`--transport hybrid`, the in-process desktop runner of `cablebridged::desktop`) or a security
+//! key (`--transport usb`). Flags shared by both transports live in [`super::ceremony`].
+
+use crate::cli::GlobalOpts;
+use crate::cmd::ceremony::{
+    ceremony_error, parse_duration, result_report, CeremonyArgs, Renderer, RequirementArg,
+    TransportArg,
+};
+use crate::output::{CmdError, Report};
+use cablebridge_protocol::cbor::Value;
+use cablebridge_protocol::ctap2::CoseKey;
+use cablebridged::advert::AdvertSource;
+use cablebridged::ceremony::from_b64url;
+use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::store::{default_state_dir, LinkStore};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of the hybrid transport.
+#[derive(Debug, Clone, Args)]
+pub struct HybridArgs {
+    /// Where BLE adverts come from: bluez, stdin, fifo:PATH, unix:PATH (datagram socket we bind)
+    /// or unix-stream:PATH. Injected adverts are one hex service-data line each (`#` comments
+    /// and blank lines ignored; optional ` rssi=-60`).
+    #[arg(long, default_value = "bluez", value_name = "SOURCE")]
+    pub advert_source: String,
+    /// Tunnel server base URL (ws://HOST:PORT or wss://HOST) instead of the host the advert names.
+    #[arg(long, value_name = "URL")]
+    pub tunnel_url: Option<String>,
+    /// Allow plain ws:// to non-loopback tunnel hosts.
+    #[arg(long)]
+    pub allow_insecure_tunnel: bool,
+    /// Directory for linked phones [default: $XDG_STATE_HOME/cablebridge or
+    /// ~/.local/state/cablebridge].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Do not offer linking (QR key 4 = false) and store nothing.
+    #[arg(long)]
+    pub no_linking: bool,
+    /// Contact this linked phone (name or id from `links list`) instead of showing a QR code.
+    #[arg(long, value_name = "NAME")]
+    pub linked: Option<String>,
+    /// Time for the phone to scan the QR code and advertise.
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_duration)]
+    pub advert_timeout: Duration,
+    /// Time to open the tunnel (DNS, TCP, TLS, WebSocket).
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time for each handshake message (Noise message 2, post-handshake).
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+}
+
+/// `cablebridge register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Ceremony flags.
+    #[command(flatten)]
+    pub ceremony: CeremonyArgs,
+    /// Hybrid flags.
+    #[command(flatten)]
+    pub hybrid: HybridArgs,
+    /// Account name of the new credential.
+    #[arg(long)]
+    pub user_name: String,
+    /// User handle as base64url (1-64 bytes) [default: 16 random bytes].
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Display name [default: the user name].
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Discoverable credential (passkey).
+    #[arg(long, value_enum, default_value = "preferred")]
+    pub resident_key: RequirementArg,
+}
+
+/// `cablebridge authenticate`.
+#[derive(Debug, Args)]
+pub struct AuthenticateArgs {
+    /// Ceremony flags.
+    #[command(flatten)]
+    pub ceremony: CeremonyArgs,
+    /// Hybrid flags.
+    #[command(flatten)]
+    pub hybrid: HybridArgs,
+    /// Acceptable credential id (base64url); repeat for several; none ⇒ discoverable.
+    #[arg(long, value_name = "BASE64URL")]
+    pub allow_credential: Vec<String>,
+    /// The credential's public key (`public_key_cose` from `register`) to verify the signature.
+    #[arg(long, value_name = "BASE64URL")]
+    pub public_key: Option<String>,
+}
+
+/// Runs `register`.
+pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
+    let c = &args.ceremony;
+    let options = c.register_options(
+        &args.user_name,
+        args.user_id.as_deref(),
+        args.display_name.as_deref(),
+        args.resident_key,
+    )?;
+    let outcome = run(c, &args.hybrid, CeremonyRequest::Register(options), global)?;
+    let CeremonyOutcome::Registered(reg) = outcome else {
+        return Err(CmdError::ceremony("the authenticator answered with an assertion"));
+    };
+    let verification = match reg.verify() {
+        Ok(kind) => json!({"ok": true, "detail": format!("attestation verified ({kind:?})")}),
+        Err(e) => json!({"ok": false, "detail": e.to_string()}),
+    };
+    Ok(result_report(&reg.to_json(), vec![("verification", verification)]))
+}
+
+/// Runs `authenticate`.
+pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
+    let options = args.ceremony.authenticate_options(&args.allow_credential)?;
+    let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
+    let outcome =
+        run(&args.ceremony, &args.hybrid, CeremonyRequest::Authenticate(options), global)?;
+    let CeremonyOutcome::Authenticated(auth) = outcome else {
+        return Err(CmdError::ceremony("the authenticator answered with a registration"));
+    };
+    let verification = match key {
+        Some(k) => match auth.verify(&k) {
+            Ok(()) => json!({"ok": true, "detail": "signature verified"}),
+            Err(e) => json!({"ok": false, "detail": e.to_string()}),
+        },
+        None => json!({"ok": null, "detail": "pass --public-key to verify the signature"}),
+    };
+    Ok(result_report(&auth.to_json(), vec![("verification", verification)]))
+}
+
+fn parse_cose_key(s: &str) -> Result<CoseKey, CmdError> {
+    let bytes = from_b64url(s)
+        .ok_or_else(|| CmdError::usage("--public-key is not valid base64url".to_owned()))?;
+    Value::decode(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| CoseKey::from_cbor(&v).map_err(|e| e.to_string()))
+        .map_err(|e| CmdError::usage(format!("--public-key is not a COSE key: {e}")))
+}
+
+fn run(
+    c: &CeremonyArgs,
+    h: &HybridArgs,
+    request: CeremonyRequest,
+    global: &GlobalOpts,
+) -> Result<CeremonyOutcome, CmdError> {
+    if c.transport == TransportArg::Usb {
+        return Err(CmdError::usage("--transport usb is not available in this build yet"));
+    }
+    let source: AdvertSource = h
+        .advert_source
+        .parse()
+        .map_err(|e: cablebridged::advert::AdvertSourceError| CmdError::usage(e.to_string()))?;
+    let mut config = DesktopConfig::new(source);
+    config.tunnel_url.clone_from(&h.tunnel_url);
+    config.allow_insecure_tunnel = h.allow_insecure_tunnel;
+    let state_dir = h.state_dir.clone().or_else(default_state_dir);
+    if !h.no_linking || h.linked.is_some() {
+        config.link_store = state_dir.as_deref().map(LinkStore::in_dir);
+    }
+    config.linked.clone_from(&h.linked);
+    config.timeouts.advert = h.advert_timeout;
+    config.timeouts.connect = h.connect_timeout;
+    config.timeouts.handshake = h.handshake_timeout;
+    config.timeouts.user = c.user_timeout;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::environment(format!("cannot start the async runtime: {e}")))?;
+    let sink = Arc::new(Renderer { json: global.json });
+    runtime.block_on(desktop::run(&config, request, Some(sink))).map_err(ceremony_error)
+}
