@@ -2,21 +2,19 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod ceremony;
 pub mod credentials;
 pub mod devices;
 pub mod domain;
 pub mod info;
+pub mod links;
 pub mod pin;
 pub mod qr;
+pub mod register;
 pub mod reset;
 pub mod usb;
-pub mod wink;
 pub mod virtual_key;
-pub mod ceremony;
-pub mod domain;
-pub mod links;
-pub mod qr;
-pub mod register;
+pub mod wink;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
