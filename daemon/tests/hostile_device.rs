@@ -36,7 +36,8 @@ async fn against(fault: Fault) -> (Outcome, Client, VirtualKeyHandle) {
     client.init().await.unwrap();
     let started = Instant::now();
     // makeCredential: a response long enough (3+ reports) for the wire faults to bite.
-    let out = client.cbor(&make_credential_request("hostile.example", b"u", false, 1), DEADLINE).await;
+    let out =
+        client.cbor(&make_credential_request("hostile.example", b"u", false, 1), DEADLINE).await;
     let elapsed = started.elapsed();
     assert!(elapsed < DEADLINE + MARGIN, "{fault}: took {elapsed:?} (deadline {DEADLINE:?})");
     println!("{fault}: ended after {elapsed:?}: {:?}", out.result.as_ref().err());
@@ -106,7 +107,10 @@ async fn bad_sequence_number() {
     timeout(LIMIT, async {
         let (out, client, key) = against(Fault::BadSequence).await;
         match host_error(&out) {
-            HostError::Frame { source: FrameError::BadSequence { expected: 0, got: 5, .. }, .. } => {}
+            HostError::Frame {
+                source: FrameError::BadSequence { expected: 0, got: 5, .. },
+                ..
+            } => {}
             other => panic!("{other:?}"),
         }
         next_ceremony_works(client, key).await;
@@ -120,7 +124,9 @@ async fn truncated_response() {
     timeout(LIMIT, async {
         let (out, client, key) = against(Fault::TruncatedResponse).await;
         match host_error(&out) {
-            HostError::Timeout { waiting: Waiting::Continuation { received, expected }, .. } => {
+            HostError::Timeout {
+                waiting: Waiting::Continuation { received, expected }, ..
+            } => {
                 assert!(received < expected, "{received} of {expected}");
             }
             other => panic!("{other:?}"),

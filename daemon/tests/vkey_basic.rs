@@ -85,7 +85,10 @@ async fn presence_delay_sends_upneeded_keepalives_then_succeeds() {
         assert!(out.keepalives.len() >= 4, "{:?}", out.keepalives);
         assert!(out.keepalives.len() <= 6, "{:?}", out.keepalives);
         assert!(out.keepalives.iter().all(|k| *k == KeepAliveStatus::UpNeeded));
-        println!("presence 450 ms: {} keepalives, answered after {elapsed:?}", out.keepalives.len());
+        println!(
+            "presence 450 ms: {} keepalives, answered after {elapsed:?}",
+            out.keepalives.len()
+        );
         key.shutdown().await.unwrap();
     })
     .await
@@ -173,11 +176,12 @@ async fn reply_to_sends_everything_to_the_fixed_port() {
         .unwrap();
         let mut client = Client::from_hid(hid);
         client.init().await.unwrap();
-        let resp = client.cbor_ok(&framing::encode_request(
-            cablebridge_protocol::ctap2::Command::GetInfo,
-            None::<&Value>,
-        ))
-        .await;
+        let resp = client
+            .cbor_ok(&framing::encode_request(
+                cablebridge_protocol::ctap2::Command::GetInfo,
+                None::<&Value>,
+            ))
+            .await;
         assert!(framing::decode_ok_body(&resp).is_ok());
         key.shutdown().await.unwrap();
     })

@@ -17,7 +17,9 @@ const DEADLINE: Duration = Duration::from_millis(600);
 /// The host's cancel grace (HostConfig default 500 ms) plus scheduling slack.
 const MARGIN: Duration = Duration::from_millis(900);
 
-async fn with_fault(fault: Fault) -> (Outcome, Duration, Client, cablebridged::virtual_key::VirtualKeyHandle) {
+async fn with_fault(
+    fault: Fault,
+) -> (Outcome, Duration, Client, cablebridged::virtual_key::VirtualKeyHandle) {
     let mut cfg = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.fault = fault;
     let key = VirtualKey::bind(cfg).await.unwrap();
@@ -56,7 +58,11 @@ async fn never_answer_times_out_waiting_for_the_response() {
 async fn keepalive_forever_times_out_despite_keepalives() {
     timeout(LIMIT, async {
         let (out, _, client, key) = with_fault(Fault::KeepaliveForever).await;
-        assert!(matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))), "{:?}", out.result);
+        assert!(
+            matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))),
+            "{:?}",
+            out.result
+        );
         // ~6 in 600 ms, and more during the cancel grace; keepalives never extend the deadline.
         assert!(out.keepalives.len() >= 4, "{:?}", out.keepalives);
         assert!(out.keepalives.iter().all(|k| *k == KeepAliveStatus::Processing));
@@ -70,7 +76,11 @@ async fn keepalive_forever_times_out_despite_keepalives() {
 async fn wrong_cid_answers_are_ignored_as_foreign_and_time_out() {
     timeout(LIMIT, async {
         let (out, _, client, key) = with_fault(Fault::WrongCid).await;
-        assert!(matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))), "{:?}", out.result);
+        assert!(
+            matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))),
+            "{:?}",
+            out.result
+        );
         assert!(client.chan.stats().foreign_frames >= 1, "{:?}", client.chan.stats());
         recovers(client, key).await;
     })

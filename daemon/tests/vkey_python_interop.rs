@@ -44,9 +44,8 @@ async fn python_fido2_drives_the_virtual_key() {
         Ok(_) => {}
     }
 
-    let key = VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let key =
+        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
     let addr = key.local_addr().to_string();
     let run = tokio::process::Command::new(&py).arg(SCRIPT).arg(&addr).kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(60), run)

@@ -155,7 +155,7 @@ mod tests {
     use cablebridge_protocol::ctaphid::{fragment, Command, Packet, ReportLen};
 
     fn response(cid: Cid) -> Vec<Report> {
-        fragment(cid, Command::Cbor, &[0u8; 150], ReportLen::DEFAULT).unwrap()
+        fragment(cid, Command::Cbor, &[0u8; 150], ReportLen::DEFAULT).unwrap().collect()
     }
 
     #[test]

@@ -174,7 +174,9 @@ pub fn get_assertion_request(rp: &str, cred_id: Option<&[u8]>, tag: u8) -> Vec<u
     let req = GetAssertionRequest {
         rp_id: rp.into(),
         client_data_hash: client_data_hash(tag),
-        allow_list: cred_id.map(|id| vec![CredentialDescriptor::public_key(id)]).unwrap_or_default(),
+        allow_list: cred_id
+            .map(|id| vec![CredentialDescriptor::public_key(id)])
+            .unwrap_or_default(),
         extensions: None,
         options: CommandOptions::default(),
         pin_uv_auth_param: None,
@@ -184,7 +186,10 @@ pub fn get_assertion_request(rp: &str, cred_id: Option<&[u8]>, tag: u8) -> Vec<u
 }
 
 /// Decodes a successful makeCredential response and verifies its attestation signature.
-pub fn check_make_credential(response: &[u8], tag: u8) -> (MakeCredentialResponse, AuthenticatorData) {
+pub fn check_make_credential(
+    response: &[u8],
+    tag: u8,
+) -> (MakeCredentialResponse, AuthenticatorData) {
     let body = framing::decode_ok_body(response).unwrap();
     let mc = MakeCredentialResponse::from_cbor(&body).unwrap();
     let obj = AttestationObject::from(mc.clone());

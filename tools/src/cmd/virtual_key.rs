@@ -100,7 +100,9 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
     let config = VirtualKeyConfig {
         listen: args.listen,
         reply_to: args.reply_to,
-        aaguid: args.aaguid.map_or(cablebridge_protocol::authenticator::CABLEBRIDGE_AAGUID, |a| a.0),
+        aaguid: args
+            .aaguid
+            .map_or(cablebridge_protocol::authenticator::CABLEBRIDGE_AAGUID, |a| a.0),
         attestation: match args.attestation {
             AttestationArg::Packed => Attestation::Packed,
             AttestationArg::None => Attestation::None,
