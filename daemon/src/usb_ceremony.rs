@@ -74,6 +74,13 @@ async fn verify_user<T: HidTransport>(
         }
         _ => pin_set || builtin,
     };
+    let builtin_token = builtin && client.info().option("pinUvAuthToken") == Some(true);
+    let may_skip = uv != UserVerification::Required
+        && (permission == Permissions::GET_ASSERTION || mc_uv_not_required);
+    if want && pin.is_none() && !builtin_token && may_skip {
+        // UV preferred but no PIN given: user presence is enough for this command.
+        return Ok((None, false, Verification::PresenceOnly));
+    }
     if want {
         if let Some(token) = client.get_token(rng, pin, permission, Some(rp_id), call).await? {
             let param = token.token.authenticate(client_data_hash);
@@ -121,6 +128,8 @@ pub async fn register<T: HidTransport>(
     if let Some((param, protocol)) = param {
         request.pin_uv_auth_param = Some(param);
         request.pin_uv_auth_protocol = Some(protocol);
+        // With a token the "uv" option must be absent (CTAP 2.1 §6.1.2 step 5).
+        request.options.uv = None;
     }
     if uv_option {
         request.options.uv = Some(true);
@@ -152,6 +161,8 @@ pub async fn authenticate<T: HidTransport>(
     if let Some((param, protocol)) = param {
         request.pin_uv_auth_param = Some(param);
         request.pin_uv_auth_protocol = Some(protocol);
+        // With a token the "uv" option must be absent (CTAP 2.1 §6.1.2 step 5).
+        request.options.uv = None;
     }
     if uv_option {
         request.options.uv = Some(true);

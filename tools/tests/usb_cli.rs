@@ -18,6 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the binary on a blocking thread (the key lives on the test's runtime).
 async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
+    let (last, _) = cli_lines(args, env, stdin, code).await;
+    last
+}
+
+/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
+async fn cli_lines(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    code: i32,
+) -> (Value, Vec<Value>) {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.push("--json".into());
     let env: Vec<(String, String)> =
@@ -46,7 +57,13 @@ async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Val
         "{args:?}: stdout {stdout} stderr {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
+        })
+        .collect();
+    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
 }
 
 async fn key() -> (VirtualKeyHandle, String) {
@@ -177,4 +194,78 @@ async fn unreachable_device_and_bad_address_exit_codes() {
     assert_eq!(err["exit_code"], 3, "{err}");
     let bad = cli(&["info", "--device", "hidraw0"], &[], "", 2).await;
     assert!(bad["error"].as_str().unwrap().contains("/dev/hidraw0"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_and_authenticate_with_transport_usb() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (key, addr) = key().await;
+        let d = addr.as_str();
+        let (reg, events) = cli_lines(
+            &[
+                "register",
+                "--transport",
+                "usb",
+                "--device",
+                d,
+                "--rp-id",
+                "example.com",
+                "--user-name",
+                "alice",
+            ],
+            &[],
+            "",
+            0,
+        )
+        .await;
+        assert_eq!(reg["transport"], "usb", "{reg}");
+        assert_eq!(reg["ceremony"], "register");
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        // The key's keepalive status reached the progress stream.
+        assert!(events.iter().any(|e| e.to_string().contains("touch your key")), "{events:?}");
+        let cred = reg["credential_id"].as_str().unwrap();
+        let public_key = reg["public_key_cose"].as_str().unwrap();
+        let auth = cli(
+            &[
+                "authenticate",
+                "--transport",
+                "usb",
+                "--device",
+                d,
+                "--rp-id",
+                "example.com",
+                "--allow-credential",
+                cred,
+                "--public-key",
+                public_key,
+            ],
+            &[],
+            "",
+            0,
+        )
+        .await;
+        assert_eq!(auth["transport"], "usb", "{auth}");
+        assert_eq!(auth["verification"]["ok"], true, "{auth}");
+
+        // With a PIN set, registration needs it: exit 2 naming the remedy, then success with it.
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "1122")], "", 0).await;
+        let args = [
+            "register",
+            "--transport",
+            "usb",
+            "--device",
+            d,
+            "--rp-id",
+            "example.com",
+            "--user-name",
+            "bob",
+        ];
+        let err = cli(&args, &[], "", 2).await;
+        assert!(err.to_string().contains("--pin-stdin"), "{err}");
+        let ok = cli(&[&args[..], &["--pin-stdin"]].concat(), &[], "1122\n", 0).await;
+        assert_eq!(ok["verification"]["ok"], true, "{ok}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
 }

@@ -11,6 +11,7 @@
 //! Not here: WebAuthn client data, result JSON, the CLI (see `crate::usb_ceremony` and the
 //! `cablebridge` tool). Errors are one type, [`CtapError`].
 
+pub mod ceremony;
 pub mod client;
 pub mod cred_mgmt;
 pub mod error;

@@ -179,3 +179,48 @@ impl PinSource {
 pub fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
+
+/// `register|authenticate --transport usb` flags.
+#[derive(Debug, Args, Clone)]
+pub struct UsbCeremonyArgs {
+    /// With --transport usb: the key (/dev/hidrawN or udp:HOST:PORT); repeat to choose by
+    /// touch; omitted: every attached key.
+    #[arg(long, short = 'd', value_name = "DEVICE")]
+    pub device: Vec<String>,
+    /// With --transport usb: read the key's PIN from stdin (else CABLEBRIDGE_PIN).
+    #[arg(long)]
+    pub pin_stdin: bool,
+}
+
+/// Runs a ceremony on a security key with the shared ceremony model and renderer.
+pub fn run_ceremony(
+    c: &crate::cmd::ceremony::CeremonyArgs,
+    u: &UsbCeremonyArgs,
+    request: cablebridged::desktop::CeremonyRequest,
+    global: &crate::cli::GlobalOpts,
+) -> Result<cablebridged::desktop::CeremonyOutcome, CmdError> {
+    let devices = parse_addresses(&DeviceArgs { device: u.device.clone(), timeout: 0 })?;
+    // No TTY prompt here: most keys need no PIN, and the error says how to give one.
+    let source = PinSource { stdin: u.pin_stdin };
+    let pin = match std::env::var("CABLEBRIDGE_PIN").ok() {
+        Some(p) => Some(p),
+        None if u.pin_stdin => source.read("CABLEBRIDGE_PIN", "PIN: ")?,
+        None => None,
+    };
+    let pin = pin
+        .map(|p| Pin::new(&p))
+        .transpose()
+        .map_err(|e| CmdError::usage(format!("invalid PIN: {e}")))?;
+    let config = cablebridged::ctap::ceremony::UsbCeremonyConfig {
+        devices,
+        timeout: c.user_timeout,
+        pin,
+        open: OpenOptions::default(),
+    };
+    let sink = std::sync::Arc::new(crate::cmd::ceremony::Renderer { json: global.json });
+    block_on(|cancel| async move {
+        cablebridged::ctap::ceremony::run(&config, request, Some(sink), &cancel)
+            .await
+            .map_err(crate::cmd::ceremony::ceremony_error)
+    })
+}
