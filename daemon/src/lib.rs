@@ -6,10 +6,12 @@
 
 pub mod advert;
 pub mod ceremony;
+pub mod ctap;
 pub mod desktop;
 pub mod evidence;
 pub mod hid;
 pub mod phone;
 pub mod store;
 pub mod tunnel;
+pub mod usb_ceremony;
 pub mod virtual_key;

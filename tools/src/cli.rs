@@ -41,6 +41,27 @@ pub enum Command {
     /// Print the tunnel-server host for an encoded domain id (0/1 assigned, >=256 hashed).
     #[command(after_help = EXIT_CODES_HELP)]
     TunnelDomain(cmd::domain::TunnelDomainArgs),
+    /// List attached FIDO security keys (hidraw) and probe --device addresses.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Devices(cmd::devices::DevicesArgs),
+    /// Show a security key's getInfo, decoded.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Info(cmd::info::InfoArgs),
+    /// Make a security key flash.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Wink(cmd::wink::WinkArgs),
+    /// Set or change a security key's PIN, or show its retries.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Pin(cmd::pin::PinCommand),
+    /// Reset a security key (deletes every credential and the PIN).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Reset(cmd::reset::ResetArgs),
+    /// List or delete discoverable credentials on a security key.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Credentials(cmd::credentials::CredentialsCommand),
+    /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
+    #[command(after_help = EXIT_CODES_HELP)]
+    VirtualKey(cmd::virtual_key::VirtualKeyArgs),
     /// Create a credential (WebAuthn registration) on a phone (hybrid) or security key (usb).
     /// With --json, stdout is JSON lines: qr, progress, warning events, then result or error.
     #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
@@ -62,7 +83,4 @@ pub enum Command {
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(cmd::demo::DemoArgs),
-    /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
-    #[command(after_help = EXIT_CODES_HELP)]
-    VirtualKey(cmd::virtual_key::VirtualKeyArgs),
 }

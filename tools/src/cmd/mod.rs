@@ -4,13 +4,20 @@
 pub mod advert;
 pub mod ceremony;
 pub mod demo;
+pub mod credentials;
+pub mod devices;
 pub mod domain;
+pub mod info;
 pub mod links;
+pub mod pin;
 pub mod qr;
 pub mod register;
 pub mod phone;
 pub mod tunnel_server;
 pub mod virtual_key;
+pub mod reset;
+pub mod usb;
+pub mod wink;
 
 use crate::cli::{Cli, Command};
 use crate::output::{CmdError, Report};
@@ -29,6 +36,12 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Phone(a) => phone::run(a, cli.global.json),
         Command::Demo(a) => demo::run(a, cli.global.json),
         Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
+        Command::Devices(a) => devices::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Wink(a) => wink::run(a),
+        Command::Pin(c) => pin::run(c),
+        Command::Reset(a) => reset::run(a),
+        Command::Credentials(c) => credentials::run(c),
     }
 }
 

@@ -64,6 +64,8 @@ pub struct RegisterArgs {
     /// Hybrid flags.
     #[command(flatten)]
     pub hybrid: HybridArgs,
+    #[command(flatten)]
+    pub usb: crate::cmd::usb::UsbCeremonyArgs,
     /// Account name of the new credential.
     #[arg(long)]
     pub user_name: String,
@@ -87,6 +89,8 @@ pub struct AuthenticateArgs {
     /// Hybrid flags.
     #[command(flatten)]
     pub hybrid: HybridArgs,
+    #[command(flatten)]
+    pub usb: crate::cmd::usb::UsbCeremonyArgs,
     /// Acceptable credential id (base64url); repeat for several; none ⇒ discoverable.
     #[arg(long, value_name = "BASE64URL")]
     pub allow_credential: Vec<String>,
@@ -104,7 +108,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.display_name.as_deref(),
         args.resident_key,
     )?;
-    let outcome = run(c, &args.hybrid, CeremonyRequest::Register(options), global)?;
+    let outcome = run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global)?;
     let CeremonyOutcome::Registered(reg) = outcome else {
         return Err(CmdError::ceremony("the authenticator answered with an assertion"));
     };
@@ -119,8 +123,13 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let options = args.ceremony.authenticate_options(&args.allow_credential)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
-    let outcome =
-        run(&args.ceremony, &args.hybrid, CeremonyRequest::Authenticate(options), global)?;
+    let outcome = run(
+        &args.ceremony,
+        &args.hybrid,
+        &args.usb,
+        CeremonyRequest::Authenticate(options),
+        global,
+    )?;
     let CeremonyOutcome::Authenticated(auth) = outcome else {
         return Err(CmdError::ceremony("the authenticator answered with a registration"));
     };
@@ -146,11 +155,12 @@ fn parse_cose_key(s: &str) -> Result<CoseKey, CmdError> {
 fn run(
     c: &CeremonyArgs,
     h: &HybridArgs,
+    u: &crate::cmd::usb::UsbCeremonyArgs,
     request: CeremonyRequest,
     global: &GlobalOpts,
 ) -> Result<CeremonyOutcome, CmdError> {
     if c.transport == TransportArg::Usb {
-        return Err(CmdError::usage("--transport usb is not available in this build yet"));
+        return crate::cmd::usb::run_ceremony(c, u, request, global);
     }
     let source: AdvertSource = h
         .advert_source

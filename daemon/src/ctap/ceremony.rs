@@ -1,0 +1,173 @@
+//! A whole WebAuthn ceremony on a security key with the shared ceremony model
+//! ([`crate::ceremony`]): options → client data → CTAP2 request (built from the key's getInfo) →
+//! user verification ([`crate::usb_ceremony`]) → [`RegistrationResult`] /
+//! [`AuthenticationResult`] with `transport: "usb"`, the same JSON as hybrid.
+//!
+//! Stages: `setup` → `device_select` (open, or touch-to-select among several keys) →
+//! `user_presence` (the CTAP2 command; keepalives are noted as progress text: "touch your key")
+//! → `done`. Every [`CtapError`] becomes a [`CeremonyError`] naming the stage in progress; a
+//! Ctrl-C (the cancel token) sends CTAPHID_CANCEL and fails with exit 1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cablebridge_protocol::ctap2::pin::Pin;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::error::CtapError;
+use super::hid_channel::{Call, DeviceProgress};
+use super::select::{attached_keys, open_client, select_device, OpenOptions};
+use crate::ceremony::{
+    AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage, Progress,
+    ProgressDetail, ProgressSink, RegistrationResult, Requirement, Transport,
+};
+use crate::desktop::{CeremonyOutcome, CeremonyRequest};
+use crate::evidence::AaguidTable;
+use crate::hid::DeviceAddress;
+use crate::usb_ceremony::{authenticate, register, UserVerification};
+
+/// What a USB ceremony needs besides the request.
+#[derive(Debug, Default)]
+pub struct UsbCeremonyConfig {
+    /// Keys to use; empty = every attached hidraw key. Several = touch-to-select.
+    pub devices: Vec<DeviceAddress>,
+    /// Deadline for the whole ceremony, touch included.
+    pub timeout: Duration,
+    /// The PIN, when the user supplied one (secret).
+    pub pin: Option<Pin>,
+    /// Driver and hidraw options.
+    pub open: OpenOptions,
+}
+
+fn uv(r: Requirement) -> UserVerification {
+    match r {
+        Requirement::Required => UserVerification::Required,
+        Requirement::Discouraged => UserVerification::Discouraged,
+        _ => UserVerification::Preferred,
+    }
+}
+
+/// Maps a key error onto the ceremony's error, at `stage`.
+pub fn ceremony_error(stage: CeremonyStage, e: &CtapError) -> CeremonyError {
+    match e {
+        CtapError::Cancelled { .. } => CeremonyError::new(
+            stage,
+            CeremonyErrorKind::Authenticator,
+            format!("{e} (CANCEL sent to the key)"),
+        ),
+        CtapError::Timeout { .. } => {
+            CeremonyError::new(stage, CeremonyErrorKind::Timeout, e.to_string())
+        }
+        CtapError::Status { .. } => {
+            CeremonyError::new(stage, CeremonyErrorKind::Authenticator, e.to_string())
+        }
+        other => CeremonyError::classified(stage, "security key", other),
+    }
+}
+
+/// Runs one register/authenticate ceremony on a security key.
+pub async fn run(
+    config: &UsbCeremonyConfig,
+    request: CeremonyRequest,
+    sink: Option<Arc<dyn ProgressSink>>,
+    cancel: &CancellationToken,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    let mut progress = Progress::new(CeremonyStage::Setup, sink);
+    match &request {
+        CeremonyRequest::Register(o) => o.validate()?,
+        CeremonyRequest::Authenticate(o) => o.validate()?,
+    }
+    progress.finish(CeremonyStage::Setup, CeremonyStage::DeviceSelect, ProgressDetail::None);
+    let deadline = Instant::now() + config.timeout;
+    let noter = progress.clone();
+    let mut last = None;
+    let mut on_progress = move |p: DeviceProgress| {
+        if last == Some(p) {
+            return;
+        }
+        last = Some(p);
+        let (stage, text) = match p {
+            DeviceProgress::TouchNeeded => (CeremonyStage::UserPresence, "touch your key"),
+            DeviceProgress::Processing => (CeremonyStage::KeepaliveProcessing, "key is processing"),
+            DeviceProgress::BusyRetry { .. } => {
+                (CeremonyStage::DeviceSelect, "key busy with another client; retrying")
+            }
+            _ => return,
+        };
+        noter.note(stage, ProgressDetail::Text(text.to_owned()));
+    };
+    let mut call = Call { deadline, cancel, progress: &mut on_progress };
+    let stage = CeremonyStage::DeviceSelect;
+    let mut client = if let [one] = config.devices.as_slice() {
+        open_client(one, &config.open, &mut call).await
+    } else if config.devices.is_empty() {
+        let (found, hint) = attached_keys(&config.open.hidraw);
+        select_device(&found, &config.open, &mut call, hint).await
+    } else {
+        select_device(&config.devices, &config.open, &mut call, None).await
+    }
+    .map_err(|e| ceremony_error(stage, &e))?;
+    progress.finish(
+        CeremonyStage::DeviceSelect,
+        CeremonyStage::UserPresence,
+        ProgressDetail::Text(client.path().to_owned()),
+    );
+    let stage = CeremonyStage::UserPresence;
+    let mut rng = rand::rngs::OsRng;
+    let outcome = match request {
+        CeremonyRequest::Register(options) => {
+            let client_data = options.client_data();
+            let req = options.to_request(client.info(), &client_data)?;
+            let (response, _) = register(
+                &mut client,
+                &mut rng,
+                req,
+                uv(options.uv),
+                config.pin.as_ref(),
+                &mut call,
+            )
+            .await
+            .map_err(|e| ceremony_error(stage, &e))?;
+            progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
+            CeremonyOutcome::Registered(RegistrationResult::from_response(
+                Transport::Usb,
+                &options.rp_id,
+                response,
+                &client_data,
+                &AaguidTable::built_in(),
+                progress.timings().clone(),
+            )?)
+        }
+        CeremonyRequest::Authenticate(options) => {
+            let client_data = options.client_data();
+            let req = options.to_request(client.info(), &client_data)?;
+            let allow = req.allow_list.clone();
+            let (responses, _) = authenticate(
+                &mut client,
+                &mut rng,
+                req,
+                uv(options.uv),
+                config.pin.as_ref(),
+                &mut call,
+            )
+            .await
+            .map_err(|e| ceremony_error(stage, &e))?;
+            progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
+            // Several discoverable credentials: the first (most recent) one, as a platform
+            // without an account picker does.
+            let Some(first) = responses.into_iter().next() else {
+                return Err(CeremonyError::peer(stage, "the key returned no assertion"));
+            };
+            CeremonyOutcome::Authenticated(AuthenticationResult::from_response(
+                Transport::Usb,
+                &options.rp_id,
+                first,
+                &allow,
+                &client_data,
+                progress.timings().clone(),
+            )?)
+        }
+    };
+    Ok(outcome)
+}

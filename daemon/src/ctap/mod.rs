@@ -1,0 +1,27 @@
+//! The CTAP2 client for USB security keys (and UDP-HID simulators): the CTAPHID driver loop,
+//! CTAP2 commands, PIN/UV flows, credential management and touch-to-select.
+//!
+//! Layering, bottom up:
+//! * [`hid_channel`]: [`CtapHidDevice`], the async run loop around the sans-IO
+//!   `ctaphid::HostChannel` (keepalives, CANCEL on deadline or cancel, busy back-off);
+//! * [`client`]: [`Ctap2Client`], one method per CTAP2 command (CTAP 2.1 §6);
+//! * [`pin`] (clientPIN, §6.5) and [`cred_mgmt`] (§6.8) extend the client;
+//! * [`select`]: open by address, list keys, touch-to-select (§6.9).
+//!
+//! Not here: WebAuthn client data, result JSON, the CLI (see `crate::usb_ceremony` and the
+//! `cablebridge` tool). Errors are one type, [`CtapError`].
+
+pub mod ceremony;
+pub mod client;
+pub mod cred_mgmt;
+pub mod error;
+pub mod hid_channel;
+pub mod pin;
+pub mod select;
+
+pub use client::Ctap2Client;
+pub use cred_mgmt::{CredsMetadata, RpCredentials, StoredCredential};
+pub use error::CtapError;
+pub use hid_channel::{BusyPolicy, Call, CtapHidDevice, DeviceProgress, DriverConfig};
+pub use pin::{PinRetries, Token, TokenSource};
+pub use select::{attached_keys, open_client, select_device, touch_to_select, OpenOptions};

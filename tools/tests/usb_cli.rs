@@ -1,0 +1,271 @@
+//! Runs the real `cablebridge` binary against an in-process virtual key on loopback UDP:
+//! devices, info, wink, pin set/retries/change (PINs via env and --pin-stdin), credentials
+//! list/delete, reset, and the error exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cablebridge_protocol::ctap2::{
+    CoseAlgorithm, CredentialParameters, MakeCredentialRequest, RelyingParty, User,
+};
+use cablebridged::ctap::{open_client, Call, OpenOptions};
+use cablebridged::usb_ceremony::{register, UserVerification};
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the binary on a blocking thread (the key lives on the test's runtime).
+async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
+    let (last, _) = cli_lines(args, env, stdin, code).await;
+    last
+}
+
+/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
+async fn cli_lines(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    code: i32,
+) -> (Value, Vec<Value>) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.push("--json".into());
+    let env: Vec<(String, String)> =
+        env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let stdin = stdin.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+            .args(&all)
+            .env_remove("CABLEBRIDGE_PIN")
+            .env_remove("CABLEBRIDGE_NEW_PIN")
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: stdout {stdout} stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
+        })
+        .collect();
+    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
+}
+
+async fn key() -> (VirtualKeyHandle, String) {
+    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    config.presence_delay = Duration::from_millis(50);
+    let key = VirtualKey::bind(config).await.unwrap();
+    let addr = key.device_address();
+    (key, addr)
+}
+
+async fn make_discoverable(addr: &str, pin: &str, user: &[u8]) {
+    let cancel = CancellationToken::new();
+    let mut sink = |_| {};
+    let mut call = Call {
+        deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+        cancel: &cancel,
+        progress: &mut sink,
+    };
+    let mut client =
+        open_client(&addr.parse().unwrap(), &OpenOptions::default(), &mut call).await.unwrap();
+    let request = MakeCredentialRequest {
+        client_data_hash: [1; 32],
+        rp: RelyingParty { id: "example.org".into(), name: None },
+        user: User { id: user.to_vec(), name: Some("bob".into()), display_name: None },
+        pub_key_cred_params: vec![CredentialParameters::public_key(CoseAlgorithm::Es256)],
+        exclude_list: vec![],
+        extensions: None,
+        options: cablebridge_protocol::ctap2::CommandOptions {
+            rk: Some(true),
+            ..Default::default()
+        },
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+        enterprise_attestation: None,
+    };
+    let pin = cablebridge_protocol::ctap2::pin::Pin::new(pin).unwrap();
+    register(
+        &mut client,
+        &mut rand::rngs::OsRng,
+        request,
+        UserVerification::Preferred,
+        Some(&pin),
+        &mut call,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_management_end_to_end_through_the_binary() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (key, addr) = key().await;
+        let d = addr.as_str();
+
+        let devices = cli(&["devices", "--device", d], &[], "", 0).await;
+        let entry = devices["devices"].as_array().unwrap().iter().find(|e| e["path"] == d).unwrap();
+        assert_eq!(entry["aaguid"].as_str().unwrap().len(), 32);
+        assert!(entry["versions"].as_array().unwrap().iter().any(|v| v == "FIDO_2_1"));
+
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["device"], d);
+        assert_eq!(info["options"]["clientPin"], false);
+        assert!(info["pin_uv_auth_protocols"].as_array().unwrap().contains(&Value::from(2)));
+        assert_eq!(info["algorithms"][0]["name"], "ES256");
+
+        let wink = cli(&["wink", "--device", d], &[], "", 0).await;
+        assert_eq!(wink["winked"], true);
+
+        // pin set from the environment, retries, change from stdin (current, then new).
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "2468")], "", 0).await;
+        let retries = cli(&["pin", "retries", "--device", d], &[], "", 0).await;
+        assert_eq!(retries["pin_set"], true);
+        assert_eq!(retries["retries"], 8);
+        let wrong =
+            cli(&["pin", "change", "--device", d, "--pin-stdin"], &[], "0000\n13579\n", 1).await;
+        assert!(wrong["error"].as_str().unwrap().contains("wrong PIN (7 retries left)"), "{wrong}");
+        assert_eq!(wrong["stage"], "ctap2");
+        cli(&["pin", "change", "--device", d, "--pin-stdin"], &[], "2468\n13579\n", 0).await;
+        let short = cli(
+            &["pin", "change", "--device", d],
+            &[("CABLEBRIDGE_PIN", "13579"), ("CABLEBRIDGE_NEW_PIN", "12")],
+            "",
+            2,
+        )
+        .await;
+        assert!(short["error"].as_str().unwrap().contains("invalid PIN"), "{short}");
+
+        // Credentials: none needs a PIN; two listed; one deleted.
+        let no_pin = cli(&["credentials", "list", "--device", d], &[], "", 2).await;
+        assert!(no_pin["error"].as_str().unwrap().contains("--pin-stdin"), "{no_pin}");
+        make_discoverable(d, "13579", b"u1").await;
+        make_discoverable(d, "13579", b"u2").await;
+        let pin_env = [("CABLEBRIDGE_PIN", "13579")];
+        let listed = cli(&["credentials", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["existing"], 2);
+        let rp = &listed["relying_parties"][0];
+        assert_eq!(rp["rp_id"], "example.org");
+        let victim = rp["credentials"][0]["credential_id"].as_str().unwrap().to_owned();
+        let deleted = cli(
+            &["credentials", "delete", &victim, "--device", d, "--pin-stdin"],
+            &[],
+            "13579\n",
+            0,
+        )
+        .await;
+        assert_eq!(deleted["deleted"], victim.as_str());
+        let listed = cli(&["credentials", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["existing"], 1);
+
+        // reset without a TTY needs --yes; with it the PIN is gone.
+        let refused = cli(&["reset", "--device", d], &[], "", 2).await;
+        assert!(refused["error"].as_str().unwrap().contains("--yes"));
+        cli(&["reset", "--device", d, "--yes"], &[], "", 0).await;
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["clientPin"], false);
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_device_and_bad_address_exit_codes() {
+    // A bound-then-dropped port: nothing listens there.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("udp:127.0.0.1:{port}");
+    let err = cli(&["info", "--device", &dead, "--timeout", "2"], &[], "", 3).await;
+    assert_eq!(err["exit_code"], 3, "{err}");
+    let bad = cli(&["info", "--device", "hidraw0"], &[], "", 2).await;
+    assert!(bad["error"].as_str().unwrap().contains("/dev/hidraw0"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_and_authenticate_with_transport_usb() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (key, addr) = key().await;
+        let d = addr.as_str();
+        let (reg, events) = cli_lines(
+            &[
+                "register",
+                "--transport",
+                "usb",
+                "--device",
+                d,
+                "--rp-id",
+                "example.com",
+                "--user-name",
+                "alice",
+            ],
+            &[],
+            "",
+            0,
+        )
+        .await;
+        assert_eq!(reg["transport"], "usb", "{reg}");
+        assert_eq!(reg["ceremony"], "register");
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        // The key's keepalive status reached the progress stream.
+        assert!(events.iter().any(|e| e.to_string().contains("touch your key")), "{events:?}");
+        let cred = reg["credential_id"].as_str().unwrap();
+        let public_key = reg["public_key_cose"].as_str().unwrap();
+        let auth = cli(
+            &[
+                "authenticate",
+                "--transport",
+                "usb",
+                "--device",
+                d,
+                "--rp-id",
+                "example.com",
+                "--allow-credential",
+                cred,
+                "--public-key",
+                public_key,
+            ],
+            &[],
+            "",
+            0,
+        )
+        .await;
+        assert_eq!(auth["transport"], "usb", "{auth}");
+        assert_eq!(auth["verification"]["ok"], true, "{auth}");
+
+        // With a PIN set, registration needs it: exit 2 naming the remedy, then success with it.
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "1122")], "", 0).await;
+        let args = [
+            "register",
+            "--transport",
+            "usb",
+            "--device",
+            d,
+            "--rp-id",
+            "example.com",
+            "--user-name",
+            "bob",
+        ];
+        let err = cli(&args, &[], "", 2).await;
+        assert!(err.to_string().contains("--pin-stdin"), "{err}");
+        let ok = cli(&[&args[..], &["--pin-stdin"]].concat(), &[], "1122\n", 0).await;
+        assert_eq!(ok["verification"]["ok"], true, "{ok}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
