@@ -3,20 +3,20 @@
 
 pub mod advert;
 pub mod ceremony;
-pub mod demo;
 pub mod credentials;
+pub mod demo;
 pub mod devices;
 pub mod domain;
 pub mod info;
 pub mod links;
+pub mod phone;
 pub mod pin;
 pub mod qr;
 pub mod register;
-pub mod phone;
-pub mod tunnel_server;
-pub mod virtual_key;
 pub mod reset;
+pub mod tunnel_server;
 pub mod usb;
+pub mod virtual_key;
 pub mod wink;
 
 use crate::cli::{Cli, Command};
