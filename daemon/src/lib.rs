@@ -4,6 +4,7 @@
 //! Every protocol decision is delegated to `cablebridge-protocol` state machines; this crate owns
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
 
+pub mod ble;
 pub mod evidence;
 pub mod hid;
 pub mod tunnel;
