@@ -239,6 +239,10 @@ impl BleError {
             {
                 BleError::NoSystemBus { detail: io.to_string() }
             }
+            // Connecting failed (no socket, refused); zbus keeps the io::Error and the address.
+            zbus::Error::Connection(io, address) => {
+                BleError::NoSystemBus { detail: format!("{address}: {io}") }
+            }
             zbus::Error::Address(a) => BleError::NoSystemBus { detail: a },
             other => BleError::Bluetooth { operation, detail: other.to_string() },
         }

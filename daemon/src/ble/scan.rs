@@ -311,7 +311,7 @@ fn parse_device_address(id: &str) -> Option<BleAddress> {
     for b in &mut out {
         *b = u8::from_str_radix(parts.next()?.get(..2)?, 16).ok()?;
     }
-    Some(out).map(BleAddress)
+    Some(BleAddress(out))
 }
 
 #[cfg(test)]
