@@ -58,6 +58,13 @@ step "tests"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
+# --- hw-tests sim tier (mock BlueZ on a private dbus-daemon; not a default member) -------------
+# Runs the real btleplug scanner and the zbus advertiser against hw-tests/src/mock_bluez. Needs
+# only dbus-daemon (installed above); libdbus is built from source (dbus "vendored"). < 60 s.
+step "hw-tests sim tier (mock BlueZ)"
+cargo test -p cablebridge-hw-tests --locked
+# ------------------------------------------------------------------------------------------------
+
 if [ "${CB_SOAK:-0}" = 1 ]; then
   step "long mode (CB_SOAK=1)"
   PROPTEST_CASES=10000 cargo test --workspace --release --locked -- --include-ignored soak

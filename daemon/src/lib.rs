@@ -8,6 +8,7 @@ pub mod advert;
 pub mod ceremony;
 pub mod ctap;
 pub mod desktop;
+pub mod ble;
 pub mod evidence;
 pub mod hid;
 pub mod phone;
