@@ -5,10 +5,10 @@
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
 
 pub mod advert;
+pub mod ble;
 pub mod ceremony;
 pub mod ctap;
 pub mod desktop;
-pub mod ble;
 pub mod evidence;
 pub mod hid;
 pub mod phone;
