@@ -615,6 +615,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases!(256)))]
+
         #[test]
         fn canonical_round_trip(v in arb_value()) {
             let enc = v.to_vec();

@@ -38,3 +38,18 @@ pub mod hybrid;
 pub mod secret;
 
 pub use error::{Fault, Stage};
+
+/// Proptest case count: `n` in ordinary (CI) runs, `100 × n` when the tests are compiled with
+/// `CB_SOAK` set (`CB_SOAK=1 bash scripts/test.sh`, the manual long mode). Read at compile time,
+/// so the library itself still reads no environment at run time.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! proptest_cases {
+    ($n:expr) => {
+        if option_env!("CB_SOAK").is_some() {
+            ($n) * 100
+        } else {
+            $n
+        }
+    };
+}

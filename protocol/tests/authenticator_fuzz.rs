@@ -45,7 +45,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cablebridge_protocol::proptest_cases!(96), ..ProptestConfig::default() })]
 
     #[test]
     fn random_requests_never_panic(

@@ -152,7 +152,7 @@ fn dedup(kv: Vec<(i64, Value)>) -> Vec<(i64, Value)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cablebridge_protocol::proptest_cases!(256)))]
 
     #[test]
     fn decoders_never_panic_on_arbitrary_values(v in arb_value()) {

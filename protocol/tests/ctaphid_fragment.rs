@@ -34,7 +34,7 @@ fn maximum_payload_for_every_report_length() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(cablebridge_protocol::proptest_cases!(96)))]
 
     #[test]
     fn fragment_then_reassemble_is_identity(

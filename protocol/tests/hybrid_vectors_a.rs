@@ -195,7 +195,7 @@ fn transcript_linked() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cablebridge_protocol::proptest_cases!(128), ..ProptestConfig::default() })]
 
     #[test]
     fn digits_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -134,7 +134,7 @@ fn odd_bit_counts_round_up_to_bytes() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cablebridge_protocol::proptest_cases!(256)))]
     #[test]
     fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
         let _ = fido_layout(&bytes);

@@ -277,7 +277,7 @@ impl rand_core::RngCore for FixedFirst {
 impl rand_core::CryptoRng for FixedFirst {}
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases!(128)))]
     #[test]
     fn random_reports_never_panic_and_keep_state_consistent(
         inputs in prop::collection::vec((arb_report(), 0u64..400, any::<u8>()), 1..60),

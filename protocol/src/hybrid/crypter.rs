@@ -366,7 +366,7 @@ mod round_trip {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases!(64)))]
         #[test]
         fn arbitrary_content_round_trips(data in proptest::collection::vec(any::<u8>(), 0..2048), ty in 0u8..4) {
             let mut d = Crypter::new(&[1; 32], &[2; 32]);
