@@ -14,7 +14,8 @@
 use super::error::PhoneError;
 use super::progress::Progress;
 use cablebridge_protocol::authenticator::{
-    Authenticator, CredentialStore, Ctx, MemoryStore, PersistentState, PresenceOutcome, PresencePolicy, Step,
+    Authenticator, CredentialStore, Ctx, MemoryStore, PersistentState, PresenceOutcome,
+    PresencePolicy, Step,
 };
 use rand::rngs::OsRng;
 use std::future::Future;
@@ -99,11 +100,7 @@ impl SoftwareBackend {
         SoftwareBackend { authenticator, presence_delay }
     }
 
-    async fn run(
-        &mut self,
-        request: &[u8],
-        ctx: &BackendCtx<'_>,
-    ) -> Result<CtapReply, PhoneError> {
+    async fn run(&mut self, request: &[u8], ctx: &BackendCtx<'_>) -> Result<CtapReply, PhoneError> {
         let mut presence = PresencePolicy::Deferred;
         let step = self.authenticator.handle(
             request,
