@@ -6,6 +6,7 @@
 
 pub mod advert;
 pub mod ble;
+pub mod bridge;
 pub mod ceremony;
 pub mod ctap;
 pub mod desktop;

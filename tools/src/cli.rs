@@ -79,6 +79,11 @@ pub enum Command {
     /// A virtual phone: scan a FIDO:/ QR and answer the desktop with a software authenticator.
     #[command(after_help = EXIT_CODES_HELP)]
     Phone(cmd::phone::PhoneArgs),
+    /// Serve a USB security key to a desktop as a hybrid phone: scan the desktop's FIDO:/ QR
+    /// (--qr or a PNG/JPEG screenshot via --qr-image) and forward its CTAP requests to --device.
+    /// The key's PIN is never used over hybrid. Progress on stderr (JSON lines with --json).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bridge(cmd::bridge::BridgeArgs),
     /// Run a complete offline hybrid ceremony (tunnel server + virtual phone + desktop) and
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]

@@ -1,5 +1,6 @@
 //! Errors of the virtual phone, each naming its stage (`Classify`).
 
+use crate::ctap::CtapError;
 use crate::store::StoreError;
 use crate::tunnel::client::TunnelClientError;
 use cablebridge_protocol::authenticator::AuthenticatorError;
@@ -47,6 +48,13 @@ pub enum PhoneError {
     Identity(String),
     /// The software authenticator's API failed (not a CTAP status: those are responses).
     Authenticator(AuthenticatorError),
+    /// The session was cancelled (Ctrl-C, or the desktop left while the authenticator waited).
+    Cancelled {
+        /// What was running.
+        stage: Stage,
+    },
+    /// The USB security key behind the bridge failed (unplugged, not answering, garbled).
+    Key(CtapError),
 }
 
 impl fmt::Display for PhoneError {
@@ -68,6 +76,8 @@ impl fmt::Display for PhoneError {
             PhoneError::State(e) => e.fmt(f),
             PhoneError::Identity(e) => write!(f, "phone identity: {e}"),
             PhoneError::Authenticator(e) => e.fmt(f),
+            PhoneError::Cancelled { stage } => write!(f, "phone session cancelled (stage {stage})"),
+            PhoneError::Key(e) => write!(f, "security key behind the bridge: {e}"),
         }
     }
 }
@@ -86,7 +96,8 @@ impl Classify for PhoneError {
             PhoneError::Sink { .. } | PhoneError::State(_) | PhoneError::Identity(_) => {
                 Fault::Environment
             }
-            PhoneError::Authenticator(_) => Fault::Caller,
+            PhoneError::Authenticator(_) | PhoneError::Cancelled { .. } => Fault::Caller,
+            PhoneError::Key(e) => e.fault(),
         }
     }
     fn stage(&self) -> Stage {
@@ -99,6 +110,8 @@ impl Classify for PhoneError {
             PhoneError::Timeout { stage, .. } | PhoneError::DesktopClosed { stage } => *stage,
             PhoneError::State(_) | PhoneError::Identity(_) => Stage::Linking,
             PhoneError::Authenticator(_) => Stage::Authenticator,
+            PhoneError::Cancelled { stage } => *stage,
+            PhoneError::Key(e) => e.stage(),
         }
     }
 }
@@ -111,6 +124,11 @@ impl From<TunnelClientError> for PhoneError {
 impl From<SessionError> for PhoneError {
     fn from(e: SessionError) -> Self {
         PhoneError::Session(e)
+    }
+}
+impl From<CtapError> for PhoneError {
+    fn from(e: CtapError) -> Self {
+        PhoneError::Key(e)
     }
 }
 impl From<StoreError> for PhoneError {

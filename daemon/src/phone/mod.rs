@@ -18,9 +18,15 @@
 //! Fault switches ([`Faults`]) make the phone misbehave at a chosen stage so labs and tests can
 //! check that a desktop fails cleanly and names the stage.
 //!
+//! The session code is generic over what answers CTAP requests ([`backend::CtapBackend`]):
+//! [`VirtualPhone`] is [`Phone`] with the software authenticator ([`backend::SoftwareBackend`]);
+//! the bridge (`crate::bridge`) is the same [`Phone`] with a USB security key behind it. There
+//! is one phone session implementation.
+//!
 //! What it is not: a real phone's tunnel protocol (Google's and Apple's phone sides are private),
 //! BLE advertising (see [`sink`]), or UI.
 
+pub mod backend;
 mod error;
 mod progress;
 mod session;
@@ -32,14 +38,16 @@ pub use progress::{Progress, ProgressFn};
 pub use state::{Contact, PhoneState};
 
 use crate::tunnel::client::ConnectOptions;
+use backend::{CtapBackend, SoftwareBackend};
 use cablebridge_protocol::authenticator::{
-    AttestationMode, Authenticator, Config, CredentialStore, MemoryStore, CABLEBRIDGE_AAGUID,
+    AttestationMode, Authenticator, Config, MemoryStore, CABLEBRIDGE_AAGUID,
 };
 use cablebridge_protocol::hybrid::domain::tunnel_domain;
 use cablebridge_protocol::hybrid::tunnel::wss_base;
 use sink::AdvertSinkSpec;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Where [`Faults::fail_at`] makes the phone misbehave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +85,9 @@ pub struct Faults {
     pub never_connect: bool,
 }
 
-/// How the virtual phone behaves.
+/// How a phone-role session behaves. `aaguid`, `attestation` and `presence_delay` configure the
+/// virtual phone's software authenticator and are ignored by other backends (the bridge's
+/// key has its own).
 #[derive(Debug, Clone)]
 pub struct PhoneConfig {
     /// `ws(s)://host:port` of the tunnel server.
@@ -152,22 +162,97 @@ pub struct SessionSummary {
     pub fault_injected: bool,
 }
 
-/// A virtual phone: configuration, persistent state and the software authenticator.
-pub struct VirtualPhone {
+/// A phone-role endpoint: configuration, persistent state (identity, links) and the backend
+/// that answers CTAP requests.
+pub struct Phone<B: CtapBackend> {
     config: PhoneConfig,
     state: PhoneState,
     state_path: Option<PathBuf>,
-    authenticator: Authenticator<MemoryStore>,
+    backend: B,
     progress: ProgressFn,
     started: Instant,
+    shutdown: CancellationToken,
 }
 
-impl std::fmt::Debug for VirtualPhone {
+/// The virtual phone: [`Phone`] with the software authenticator.
+pub type VirtualPhone = Phone<SoftwareBackend>;
+
+impl<B: CtapBackend> std::fmt::Debug for Phone<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VirtualPhone")
+        f.debug_struct("Phone")
             .field("config", &self.config)
             .field("state_path", &self.state_path)
             .finish_non_exhaustive()
+    }
+}
+
+impl<B: CtapBackend> Phone<B> {
+    /// A phone answering with `backend`; `state` holds its identity and links (saved to
+    /// `state_path` after each session, if given).
+    pub fn with_backend(
+        config: PhoneConfig,
+        state: PhoneState,
+        state_path: Option<PathBuf>,
+        backend: B,
+        progress: ProgressFn,
+    ) -> Self {
+        Phone {
+            config,
+            state,
+            state_path,
+            backend,
+            progress,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Cancelling this token (Ctrl-C) ends the session: a pending CTAP operation is cancelled
+    /// (a USB key gets CTAPHID_CANCEL) and the run returns [`PhoneError::Cancelled`].
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PhoneConfig {
+        &self.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The current persistent state (authenticator part refreshed).
+    pub fn state(&mut self) -> &PhoneState {
+        self.refresh_state();
+        &self.state
+    }
+
+    /// Forgets every link (the tunnel server then answers desktops 410) and saves.
+    pub fn forget_links(&mut self) -> Result<(), PhoneError> {
+        self.state.forget_contacts();
+        self.save()
+    }
+
+    /// Writes the state file (if any), atomically.
+    pub fn save(&mut self) -> Result<(), PhoneError> {
+        self.refresh_state();
+        if let Some(path) = &self.state_path {
+            self.state.save(path)?;
+        }
+        Ok(())
+    }
+
+    fn refresh_state(&mut self) {
+        if let Some(s) = self.backend.export_state() {
+            self.state.authenticator = s;
+        }
+    }
+
+    fn emit(&self, event: Progress) {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        (self.progress)(elapsed, &event);
     }
 }
 
@@ -187,7 +272,8 @@ impl VirtualPhone {
         let store = MemoryStore::from_state(state.authenticator.clone());
         let authenticator =
             Authenticator::new(auth_config, store, &mut rand::rngs::OsRng, Instant::now());
-        VirtualPhone { config, state, state_path, authenticator, progress, started: Instant::now() }
+        let backend = SoftwareBackend::new(authenticator, config.presence_delay);
+        Phone::with_backend(config, state, state_path, backend, progress)
     }
 
     /// Loads (or creates) the state at `path` and builds the phone.
@@ -198,36 +284,5 @@ impl VirtualPhone {
     ) -> Result<Self, PhoneError> {
         let state = PhoneState::load_or_new(&path, &mut rand::rngs::OsRng)?;
         Ok(Self::new(config, state, Some(path), progress))
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &PhoneConfig {
-        &self.config
-    }
-
-    /// The current persistent state (authenticator part refreshed).
-    pub fn state(&mut self) -> &PhoneState {
-        self.state.authenticator = self.authenticator.store().state().clone();
-        &self.state
-    }
-
-    /// Forgets every link (the tunnel server then answers desktops 410) and saves.
-    pub fn forget_links(&mut self) -> Result<(), PhoneError> {
-        self.state.forget_contacts();
-        self.save()
-    }
-
-    /// Writes the state file (if any), atomically.
-    pub fn save(&mut self) -> Result<(), PhoneError> {
-        self.state.authenticator = self.authenticator.store().state().clone();
-        if let Some(path) = &self.state_path {
-            self.state.save(path)?;
-        }
-        Ok(())
-    }
-
-    fn emit(&self, event: Progress) {
-        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        (self.progress)(elapsed, &event);
     }
 }

@@ -76,6 +76,36 @@ pub enum Progress {
         /// Why.
         reason: String,
     },
+    /// Bridge: the USB key answered getInfo; this is what the desktop will be told.
+    KeyReady {
+        /// Device path or address.
+        device: String,
+        /// The key's AAGUID (hex), passed through to the desktop.
+        aaguid: String,
+        /// getInfo options withheld from the desktop (PIN/UV-auth machinery).
+        removed: Vec<String>,
+        /// A PIN is set and makeCredential will want it: registrations will fail.
+        pin_needed: bool,
+    },
+    /// Bridge: the key waits for the person at the bridge (keepalive UPNEEDED).
+    KeyWaiting {
+        /// What to do ("touch the key").
+        what: String,
+    },
+    /// Bridge: a desktop request was not forwarded to the key.
+    Refused {
+        /// CTAP command byte.
+        command: u8,
+        /// Status answered instead.
+        status: u8,
+        /// Why.
+        reason: String,
+    },
+    /// Something the operator should know (the key needs a PIN, the key was not touched).
+    Warning {
+        /// The message.
+        message: String,
+    },
 }
 
 impl Progress {
@@ -95,6 +125,10 @@ impl Progress {
             Progress::Listening { .. } => "listening",
             Progress::DesktopArrived { .. } => "desktop_arrived",
             Progress::Closed { .. } => "closed",
+            Progress::KeyReady { .. } => "key_ready",
+            Progress::KeyWaiting { .. } => "key_waiting",
+            Progress::Refused { .. } => "refused",
+            Progress::Warning { .. } => "warning",
         }
     }
 
@@ -117,6 +151,14 @@ impl Progress {
                 json!({ "link_id": link_id, "known": known })
             }
             Progress::Closed { reason } => json!({ "reason": reason }),
+            Progress::KeyReady { device, aaguid, removed, pin_needed } => json!({
+                "device": device, "aaguid": aaguid, "removed": removed, "pin_needed": pin_needed,
+            }),
+            Progress::KeyWaiting { what } => json!({ "what": what }),
+            Progress::Refused { command, status, reason } => {
+                json!({ "command": command, "status": status, "reason": reason })
+            }
+            Progress::Warning { message } => json!({ "message": message }),
         };
         if let Value::Object(map) = &mut v {
             map.insert("event".into(), self.name().into());
@@ -152,6 +194,16 @@ impl Progress {
                 format!("desktop arrived for unknown link {link_id}; refusing")
             }
             Progress::Closed { reason } => format!("session closed: {reason}"),
+            Progress::KeyReady { device, aaguid, removed, pin_needed } => format!(
+                "key {device} ready (AAGUID {aaguid}; withheld from the desktop: {}){}",
+                if removed.is_empty() { "nothing".to_owned() } else { removed.join(", ") },
+                if *pin_needed { "; WARNING: it has a PIN, registrations will fail" } else { "" }
+            ),
+            Progress::KeyWaiting { what } => what.clone(),
+            Progress::Refused { command, status, reason } => {
+                format!("refused CTAP request {command:#04x} with status {status:#04x}: {reason}")
+            }
+            Progress::Warning { message } => format!("warning: {message}"),
         };
         format!("[{elapsed_ms:>6} ms] phone: {what}")
     }

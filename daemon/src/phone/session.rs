@@ -1,13 +1,14 @@
-//! The phone's run loops: one QR-initiated session ([`VirtualPhone::run_qr`]) and the linked
-//! listener ([`VirtualPhone::serve_links`]). Both feed `hybrid::session` phone phases with
-//! tunnel messages and the software authenticator with CTAP requests (§1.1, §8, §9.3).
+//! The phone's run loops: one QR-initiated session ([`Phone::run_qr`]) and the linked
+//! listener ([`Phone::serve_links`]). Both feed `hybrid::session` phone phases with tunnel
+//! messages and the [`CtapBackend`] with CTAP requests (§1.1, §8, §9.3). Generic over the
+//! backend so the virtual phone and the bridge share this one implementation.
 
+use super::backend::{BackendCtx, CtapBackend, CtapReply};
 use super::progress::Progress;
 use super::sink::{AdvertSink, Advertiser};
-use super::{FailAt, PhoneError, SessionSummary, VirtualPhone};
+use super::{FailAt, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
 use crate::tunnel::listen_url;
-use cablebridge_protocol::authenticator::{Ctx, PresenceOutcome, PresencePolicy, Step};
 use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext, OpenedAdvert};
 use cablebridge_protocol::hybrid::keys::{LinkSecret, Psk};
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
@@ -17,12 +18,10 @@ use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, TunnelPath};
 use cablebridge_protocol::Stage;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: u8 = 0x27;
-/// CTAP command byte of authenticatorGetInfo.
-const GET_INFO: u8 = 0x04;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
 const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
 
@@ -47,7 +46,7 @@ impl Outbox {
     }
 }
 
-impl VirtualPhone {
+impl<B: CtapBackend> Phone<B> {
     /// One QR-initiated session, start to close. A `--never-connect` phone sleeps for the
     /// desktop timeout instead and reports `fault_injected`.
     pub async fn run_qr(&mut self, qr: &QrPayload) -> Result<SessionSummary, PhoneError> {
@@ -194,7 +193,7 @@ impl VirtualPhone {
         }
         self.emit(Progress::HandshakeDone);
 
-        let get_info = self.ctap(&[GET_INFO], None).await?.1;
+        let get_info = self.get_info().await?;
         let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
         if fail_at == Some(FailAt::PostHandshake) {
             if let Some(b) = post.last_mut() {
@@ -256,16 +255,17 @@ impl VirtualPhone {
             match open.receive(&frame)? {
                 PhoneEvent::CtapRequest { command, params } => {
                     self.emit(Progress::Request { command });
-                    let (status, body) = if self.config.faults.fail_at == Some(FailAt::Ctap) {
-                        self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
-                        summary.fault_injected = true;
-                        (OPERATION_DENIED, Vec::new())
-                    } else {
-                        let mut request = Vec::with_capacity(params.len() + 1);
-                        request.push(command);
-                        request.extend_from_slice(&params);
-                        self.ctap(&request, Some(&mut out.conn)).await?
-                    };
+                    let CtapReply { status, body } =
+                        if self.config.faults.fail_at == Some(FailAt::Ctap) {
+                            self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                            summary.fault_injected = true;
+                            CtapReply::status(OPERATION_DENIED)
+                        } else {
+                            let mut request = Vec::with_capacity(params.len() + 1);
+                            request.push(command);
+                            request.extend_from_slice(&params);
+                            self.ctap(&request, &mut out.conn).await?
+                        };
                     let sealed = open.respond_ctap(status, &body)?;
                     summary.requests += 1;
                     summary.last_status = Some(status);
@@ -297,47 +297,50 @@ impl VirtualPhone {
         Ok(summary)
     }
 
-    /// Runs one CTAP request through the authenticator; presence is approved after the
-    /// configured delay on the tokio timer (the runtime is never blocked). If the desktop
-    /// leaves while the "user" decides, the session ends.
+    /// A progress emitter the backend can hold while `self.backend` is borrowed mutably.
+    fn emitter(&self) -> impl Fn(Progress) + Send + Sync + 'static {
+        let progress = self.progress.clone();
+        let started = self.started;
+        move |event: Progress| {
+            let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            progress(elapsed, &event);
+        }
+    }
+
+    /// The backend's getInfo for the post-handshake message; Ctrl-C cancels it.
+    async fn get_info(&mut self) -> Result<Vec<u8>, PhoneError> {
+        let emit = self.emitter();
+        let cancel = self.shutdown.child_token();
+        self.backend.get_info(&BackendCtx { emit: &emit, cancel: &cancel }).await
+    }
+
+    /// Runs one CTAP request through the backend. If the desktop leaves (or sends anything:
+    /// it must wait for our answer, §8.2) or Ctrl-C fires while the backend waits for the user,
+    /// the backend is cancelled (a USB key gets CTAPHID_CANCEL) and the session ends.
     async fn ctap(
         &mut self,
         request: &[u8],
-        conn: Option<&mut TunnelConnection>,
-    ) -> Result<(u8, Vec<u8>), PhoneError> {
-        let mut presence = PresencePolicy::Deferred;
-        let step = self.authenticator.handle(
-            request,
-            &mut Ctx { rng: &mut OsRng, now: Instant::now(), presence: &mut presence },
-        );
-        let response = match step {
-            Step::Done(response) => response,
-            Step::Pending(op) => {
-                let delay = self.config.presence_delay;
-                self.emit(Progress::PresenceRequested {
-                    rp_id: op.request().rp_id.clone(),
-                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                });
-                if let Some(conn) = conn {
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = conn.recv() => {
-                            return Err(PhoneError::DesktopClosed { stage: Stage::Authenticator })
-                        }
-                    }
-                } else {
-                    tokio::time::sleep(delay).await;
+        conn: &mut TunnelConnection,
+    ) -> Result<CtapReply, PhoneError> {
+        let emit = self.emitter();
+        let cancel = self.shutdown.child_token();
+        let ctx = BackendCtx { emit: &emit, cancel: &cancel };
+        let answer = self.backend.handle(request, &ctx);
+        tokio::pin!(answer);
+        let mut desktop_gone = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut answer => break result,
+                _ = conn.recv(), if !desktop_gone => {
+                    desktop_gone = true;
+                    cancel.cancel();
                 }
-                self.authenticator
-                    .complete(
-                        op,
-                        PresenceOutcome::Approved,
-                        &mut Ctx { rng: &mut OsRng, now: Instant::now(), presence: &mut presence },
-                    )
-                    .map_err(PhoneError::Authenticator)?
             }
         };
-        Ok((response.status().to_u8(), response.body().to_vec()))
+        if desktop_gone {
+            return Err(PhoneError::DesktopClosed { stage: Stage::Authenticator });
+        }
+        result
     }
 
     /// Ends a session a fault switch cut short: closes the tunnel, reports, saves.

@@ -2,6 +2,7 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod bridge;
 pub mod ceremony;
 pub mod credentials;
 pub mod demo;
@@ -34,6 +35,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Links(c) => links::run(c),
         Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
         Command::Phone(a) => phone::run(a, cli.global.json),
+        Command::Bridge(a) => bridge::run(a, cli.global.json),
         Command::Demo(a) => demo::run(a, cli.global.json),
         Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
         Command::Devices(a) => devices::run(a),

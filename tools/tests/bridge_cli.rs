@@ -1,0 +1,147 @@
+//! The real binaries end to end: `cablebridge virtual-key` (the USB key, over UDP-HID),
+//! `cablebridge register --advert-source unix:…` (the desktop) and `cablebridge bridge
+//! --qr-image` (the key served as a phone, reading the desktop's QR from a PNG), with our tunnel
+//! server in this process on loopback. Parses every JSON line; checks exit codes of the
+//! `--qr-image` failures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+const T: Duration = Duration::from_secs(60);
+const AAGUID: &str = "0123456789abcdef0123456789abcdef";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+}
+
+fn qr_png(url: &str, path: &std::path::Path) {
+    let code = qrcode::QrCode::new(url.as_bytes()).unwrap();
+    let img = code.render::<image::Luma<u8>>().module_dimensions(5, 5).build();
+    img.save_with_format(path, image::ImageFormat::Png).unwrap();
+}
+
+#[tokio::test]
+async fn register_through_bridge_with_qr_image_and_virtual_key() {
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("adverts.sock");
+    let png = dir.path().join("qr.png");
+
+    let mut key = bin()
+        .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
+        .args(["--user-presence-delay-ms", "300"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut key_lines = BufReader::new(key.stdout.take().unwrap()).lines();
+    let listening: Value = serde_json::from_str(
+        &tokio::time::timeout(T, key_lines.next_line()).await.unwrap().unwrap().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(listening["event"], "listening");
+    let device = listening["address"].as_str().unwrap().to_owned();
+
+    let mut desktop = bin()
+        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
+        .args(["--advert-source", &format!("unix:{}", sock.display())])
+        .args(["--tunnel-url", &server.base_url(), "--no-linking"])
+        .args(["--advert-timeout", "30s", "--user-timeout", "30s"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let (bridge_out, bridge_err, bridge_code) = tokio::time::timeout(T, async {
+        let url = loop {
+            let e: Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            events.push(e.clone());
+            if e["event"] == "qr" {
+                break e["url"].as_str().unwrap().to_owned();
+            }
+        };
+        qr_png(&url, &png);
+        let mut bridge = bin()
+            .args(["bridge", "--json", "--qr-image", png.to_str().unwrap(), "--device", &device])
+            .args(["--tunnel-url", &server.base_url()])
+            .args(["--advert-sink", &format!("unix:{}", sock.display())])
+            .args(["--timeout-secs", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = bridge.stdout.take().unwrap();
+        let mut err = bridge.stderr.take().unwrap();
+        let (mut so, mut se) = (String::new(), String::new());
+        let (_, _, ()) =
+            tokio::join!(out.read_to_string(&mut so), err.read_to_string(&mut se), async {
+                while let Some(line) = lines.next_line().await.unwrap() {
+                    events.push(serde_json::from_str(&line).unwrap());
+                }
+            });
+        (so, se, bridge.wait().await.unwrap().code())
+    })
+    .await
+    .unwrap();
+    assert_eq!(desktop.wait().await.unwrap().code(), Some(0), "{events:?}\n{bridge_err}");
+    assert_eq!(bridge_code, Some(0), "{bridge_out}\n{bridge_err}");
+
+    // The desktop got the key's own credential: its AAGUID and packed attestation, verified.
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "result");
+    assert_eq!(last["verification"]["ok"], true, "{last}");
+    assert_eq!(last["aaguid"].as_str().unwrap().replace('-', ""), AAGUID, "{last}");
+    assert_eq!(last["attestation_format"], "packed", "{last}");
+
+    // The bridge: JSON progress lines on stderr, a JSON report on stdout.
+    let progress: Vec<Value> =
+        bridge_err.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = progress.iter().filter_map(|e| e["event"].as_str()).collect();
+    for e in ["key_ready", "advertising", "handshake_done", "key_waiting", "responded", "closed"] {
+        assert!(names.contains(&e), "missing {e} in {names:?}");
+    }
+    let ready = progress.iter().find(|e| e["event"] == "key_ready").unwrap();
+    assert_eq!(ready["aaguid"], AAGUID);
+    assert_eq!(ready["pin_needed"], false);
+    let report: Value = serde_json::from_str(&bridge_out).unwrap();
+    assert_eq!(report["requests"], 1, "{report}");
+    assert_eq!(report["last_status"], 0, "{report}");
+    assert_eq!(report["aaguid"], AAGUID);
+}
+
+#[tokio::test]
+async fn qr_image_failures_have_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |image: std::path::PathBuf| async move {
+        bin()
+            .args(["bridge", "--json", "--device", "udp:127.0.0.1:9", "--qr-image"])
+            .arg(image)
+            .output()
+            .await
+            .unwrap()
+    };
+    // Missing file: environment, exit 3.
+    let out = run(dir.path().join("missing.png")).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(err["message"].as_str().unwrap().contains("cannot read QR image"), "{err}");
+    // Not an image: exit 2.
+    let text = dir.path().join("qr.png");
+    std::fs::write(&text, "FIDO:/1234").unwrap();
+    let out = run(text).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // An image with a QR that is not FIDO:/ : exit 2, the text is shown.
+    let web = dir.path().join("web.png");
+    qr_png("https://example.com/", &web);
+    let out = run(web).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a FIDO:/ hybrid code"), "{out:?}");
+}
