@@ -111,7 +111,7 @@ pub async fn run(cancel: CancellationToken, json: bool) -> Result<Report, CmdErr
                 match examine(&roots, name) {
                     Ok(Some(info)) => emit(&tracker.seen(WatchEvent::Added, info, json))?,
                     Ok(None) => {}
-                    Err(reason) => tracing::debug!(node = name, %reason, "cannot examine"),
+                    Err(reason) => eprintln!("cablebridge: cannot examine {name}: {reason}"),
                 }
             }
             Some(Ok(HotplugEvent::Removed(path))) => {
@@ -119,7 +119,8 @@ pub async fn run(cancel: CancellationToken, json: bool) -> Result<Report, CmdErr
                     emit(&text)?;
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "hot-plug event error"),
+            // E.g. a receive error; the socket keeps delivering later events.
+            Some(Err(e)) => eprintln!("cablebridge: hot-plug event error: {e}"),
         }
     }
     Ok(Report::new().field("event", "stopped"))
