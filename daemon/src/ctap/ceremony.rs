@@ -4,7 +4,8 @@
 //! [`AuthenticationResult`] with `transport: "usb"`, the same JSON as hybrid.
 //!
 //! Stages: `setup` → `device_select` (open, or touch-to-select among several keys) →
-//! `user_presence` (the CTAP2 command; keepalives are noted as progress text: "touch your key")
+//! (with no key attached and no `--device`: "insert your security key", waiting for a hot-plug
+//! event until the deadline) → `user_presence` (the CTAP2 command; keepalives are noted as progress text: "touch your key")
 //! → `done`. Every [`CtapError`] becomes a [`CeremonyError`] naming the stage in progress; a
 //! Ctrl-C (the cancel token) sends CTAPHID_CANCEL and fails with exit 1.
 
@@ -15,16 +16,17 @@ use cablebridge_protocol::ctap2::pin::Pin;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::arrival::{select_attached, KeyArrivals};
 use super::error::CtapError;
 use super::hid_channel::{Call, DeviceProgress};
-use super::select::{attached_keys, open_client, select_device, OpenOptions};
+use super::select::{open_client, select_device, OpenOptions};
 use crate::ceremony::{
     AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage, Progress,
     ProgressDetail, ProgressSink, RegistrationResult, Requirement, Transport,
 };
 use crate::desktop::{CeremonyOutcome, CeremonyRequest};
 use crate::evidence::AaguidTable;
-use crate::hid::DeviceAddress;
+use crate::hid::{DeviceAddress, HidError};
 use crate::usb_ceremony::{authenticate, register, UserVerification};
 
 /// What a USB ceremony needs besides the request.
@@ -56,8 +58,12 @@ pub fn ceremony_error(stage: CeremonyStage, e: &CtapError) -> CeremonyError {
             CeremonyErrorKind::Authenticator,
             format!("{e} (CANCEL sent to the key)"),
         ),
-        CtapError::Timeout { .. } => {
+        CtapError::Timeout { .. } | CtapError::NoKeyInserted { cancelled: false, .. } => {
             CeremonyError::new(stage, CeremonyErrorKind::Timeout, e.to_string())
+        }
+        // Ctrl-C while waiting for a key: exit 1 like a cancelled transaction.
+        CtapError::NoKeyInserted { cancelled: true, .. } => {
+            CeremonyError::new(stage, CeremonyErrorKind::Authenticator, e.to_string())
         }
         CtapError::Status { .. } => {
             CeremonyError::new(stage, CeremonyErrorKind::Authenticator, e.to_string())
@@ -66,12 +72,29 @@ pub fn ceremony_error(stage: CeremonyStage, e: &CtapError) -> CeremonyError {
     }
 }
 
-/// Runs one register/authenticate ceremony on a security key.
+/// Runs one register/authenticate ceremony on a security key. Without `config.devices` and with
+/// no key attached, waits for one to be plugged in (kernel hot-plug events; see
+/// [`super::arrival`]).
 pub async fn run(
     config: &UsbCeremonyConfig,
     request: CeremonyRequest,
     sink: Option<Arc<dyn ProgressSink>>,
     cancel: &CancellationToken,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    run_with_arrivals(config, request, sink, cancel, || {
+        KeyArrivals::kernel(&config.open.hidraw.roots)
+    })
+    .await
+}
+
+/// [`run`] with the source of plugged-in keys chosen by the caller (tests inject events). It
+/// is only called when `config.devices` is empty and no key is attached.
+pub async fn run_with_arrivals(
+    config: &UsbCeremonyConfig,
+    request: CeremonyRequest,
+    sink: Option<Arc<dyn ProgressSink>>,
+    cancel: &CancellationToken,
+    arrivals: impl FnOnce() -> Result<KeyArrivals, HidError>,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     let mut progress = Progress::new(CeremonyStage::Setup, sink);
     match &request {
@@ -93,6 +116,7 @@ pub async fn run(
             DeviceProgress::BusyRetry { .. } => {
                 (CeremonyStage::DeviceSelect, "key busy with another client; retrying")
             }
+            DeviceProgress::InsertKey => (CeremonyStage::DeviceSelect, "insert your security key"),
             _ => return,
         };
         noter.note(stage, ProgressDetail::Text(text.to_owned()));
@@ -102,8 +126,7 @@ pub async fn run(
     let mut client = if let [one] = config.devices.as_slice() {
         open_client(one, &config.open, &mut call).await
     } else if config.devices.is_empty() {
-        let (found, hint) = attached_keys(&config.open.hidraw);
-        select_device(&found, &config.open, &mut call, hint).await
+        select_attached(&config.open, arrivals(), &mut call).await
     } else {
         select_device(&config.devices, &config.open, &mut call, None).await
     }
@@ -170,4 +193,32 @@ pub async fn run(
         }
     };
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_unplugged_mid_ceremony_names_the_stage_and_the_device() {
+        // hidraw reads of an unplugged key fail with ENODEV/EIO → HidError::DeviceGone.
+        let gone = CtapError::Hid(HidError::DeviceGone { device: "/dev/hidraw3".into() });
+        let e = ceremony_error(CeremonyStage::UserPresence, &gone);
+        assert_eq!(e.stage, CeremonyStage::UserPresence);
+        assert_eq!(e.kind, CeremonyErrorKind::Environment);
+        assert!(e.message.contains("/dev/hidraw3 is gone (unplugged"), "{}", e.message);
+    }
+
+    #[test]
+    fn waiting_for_a_key_maps_to_timeout_or_cancel() {
+        let waited = Duration::from_millis(1500);
+        let timed_out = CtapError::NoKeyInserted { waited, cancelled: false };
+        let e = ceremony_error(CeremonyStage::DeviceSelect, &timed_out);
+        assert_eq!((e.stage, e.kind), (CeremonyStage::DeviceSelect, CeremonyErrorKind::Timeout));
+        assert_eq!(e.message, "no FIDO security key was plugged in within 1.5 s");
+        let cancelled = CtapError::NoKeyInserted { waited, cancelled: true };
+        let e = ceremony_error(CeremonyStage::DeviceSelect, &cancelled);
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.message.ends_with("(cancelled)"), "{}", e.message);
+    }
 }

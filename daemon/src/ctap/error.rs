@@ -116,6 +116,22 @@ pub enum CtapError {
         /// Extra explanation (e.g. permission problems), starting with "; " when present.
         hint: String,
     },
+    /// No key was attached and none was plugged in before the deadline (or Ctrl-C).
+    #[error(
+        "no FIDO security key was plugged in within {}{}",
+        humantime_secs(*.waited),
+        if *.cancelled { " (cancelled)" } else { "" }
+    )]
+    NoKeyInserted {
+        /// How long we waited for a hot-plug event.
+        waited: Duration,
+        /// The caller cancelled (Ctrl-C) rather than the deadline passing.
+        cancelled: bool,
+    },
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 fn timeout_hint(command: HidCommand, touch_needed: bool) -> &'static str {
@@ -203,7 +219,12 @@ impl CtapError {
 
     /// True for the timeout and cancel variants.
     pub fn is_timeout_or_cancel(&self) -> bool {
-        matches!(self, CtapError::Timeout { .. } | CtapError::Cancelled { .. })
+        matches!(
+            self,
+            CtapError::Timeout { .. }
+                | CtapError::Cancelled { .. }
+                | CtapError::NoKeyInserted { .. }
+        )
     }
 }
 
@@ -216,6 +237,9 @@ impl Classify for CtapError {
             CtapError::Timeout { command: HidCommand::Init, .. } => Fault::Environment,
             CtapError::Cancelled { .. } | CtapError::InvalidPin(_) => Fault::Caller,
             CtapError::PinRequired { .. } => Fault::Caller,
+            CtapError::NoKeyInserted { cancelled: true, .. } => Fault::Caller,
+            // Like a touch that never came: the user did not act in time.
+            CtapError::NoKeyInserted { cancelled: false, .. } => Fault::Peer,
             CtapError::Status { status: StatusCode::PuatRequired, .. } => Fault::Caller,
             CtapError::Channel { source, .. } => source.fault(),
             _ => Fault::Peer,
@@ -226,7 +250,8 @@ impl Classify for CtapError {
             CtapError::Hid(_)
             | CtapError::Channel { .. }
             | CtapError::Busy { .. }
-            | CtapError::NoDevice { .. } => Stage::CtapHid,
+            | CtapError::NoDevice { .. }
+            | CtapError::NoKeyInserted { .. } => Stage::CtapHid,
             CtapError::Timeout { ctap: None, .. } | CtapError::Cancelled { ctap: None, .. } => {
                 Stage::CtapHid
             }

@@ -82,6 +82,8 @@ pub enum DeviceProgress {
     TouchNeeded,
     /// A keepalive status this client does not know.
     OtherKeepAlive(u8),
+    /// No key is attached: waiting for one to be plugged in ("insert your security key").
+    InsertKey,
     /// The device was busy with another client; retry number `attempt` follows.
     BusyRetry {
         /// 1-based retry number.

@@ -6,11 +6,13 @@
 //!   `ctaphid::HostChannel` (keepalives, CANCEL on deadline or cancel, busy back-off);
 //! * [`client`]: [`Ctap2Client`], one method per CTAP2 command (CTAP 2.1 §6);
 //! * [`pin`] (clientPIN, §6.5) and [`cred_mgmt`] (§6.8) extend the client;
-//! * [`select`]: open by address, list keys, touch-to-select (§6.9).
+//! * [`select`]: open by address, list keys, touch-to-select (§6.9);
+//! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling).
 //!
 //! Not here: WebAuthn client data, result JSON, the CLI (see `crate::usb_ceremony` and the
 //! `cablebridge` tool). Errors are one type, [`CtapError`].
 
+pub mod arrival;
 pub mod ceremony;
 pub mod client;
 pub mod cred_mgmt;
@@ -19,6 +21,7 @@ pub mod hid_channel;
 pub mod pin;
 pub mod select;
 
+pub use arrival::{select_attached, wait_for_key, KeyArrivals};
 pub use client::Ctap2Client;
 pub use cred_mgmt::{CredsMetadata, RpCredentials, StoredCredential};
 pub use error::CtapError;

@@ -38,7 +38,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Bridge(a) => bridge::run(a, cli.global.json),
         Command::Demo(a) => demo::run(a, cli.global.json),
         Command::VirtualKey(a) => virtual_key::run(a, &cli.global),
-        Command::Devices(a) => devices::run(a),
+        Command::Devices(a) => devices::run(a, cli.global.json),
         Command::Info(a) => info::run(a),
         Command::Wink(a) => wink::run(a),
         Command::Pin(c) => pin::run(c),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridged::ctap::{
-    attached_keys, open_client, select_device, Call, Ctap2Client, CtapError, DeviceProgress,
-    OpenOptions,
+    open_client, select_attached, select_device, Call, Ctap2Client, CtapError, DeviceProgress,
+    KeyArrivals, OpenOptions,
 };
 use cablebridged::hid::{DeviceAddress, HidDevice};
 use clap::Args;
@@ -24,10 +24,14 @@ use crate::output::{CmdError, Exit};
 #[derive(Debug, Args, Clone)]
 pub struct DeviceArgs {
     /// The key: /dev/hidrawN or udp:HOST:PORT. Repeat to choose among several by touch;
-    /// omitted: every attached FIDO key (touch the one to use when there are several).
+    /// omitted: every attached FIDO key (touch the one to use when there are several), and
+    /// with none attached, "insert your security key" and wait (up to --timeout, or Ctrl-C)
+    /// for one to be plugged in (kernel hot-plug events; where those are unavailable, e.g. in
+    /// a container, it fails at once and says why).
     #[arg(long, short = 'd')]
     pub device: Vec<String>,
-    /// Seconds to wait for the key (including the touch) before sending CANCEL.
+    /// Seconds to wait for the key (plugging it in and the touch included) before giving up
+    /// (CANCEL is sent to a key mid-command).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
 }
@@ -72,6 +76,7 @@ pub fn progress_printer() -> impl FnMut(DeviceProgress) + Send {
         last = Some(p);
         match p {
             DeviceProgress::TouchNeeded => eprintln!("cablebridge: touch your security key"),
+            DeviceProgress::InsertKey => eprintln!("cablebridge: insert your security key"),
             DeviceProgress::BusyRetry { attempt: 1 } => {
                 eprintln!("cablebridge: the key is busy with another client; retrying")
             }
@@ -90,7 +95,12 @@ pub fn deadline(args: &DeviceArgs) -> Instant {
 pub fn key_error(e: CtapError) -> CmdError {
     let exit = match (&e, e.fault()) {
         (_, Fault::Environment) => Exit::Environment,
-        (CtapError::Cancelled { .. } | CtapError::Timeout { .. }, _) => Exit::Ceremony,
+        (
+            CtapError::Cancelled { .. }
+            | CtapError::Timeout { .. }
+            | CtapError::NoKeyInserted { .. },
+            _,
+        ) => Exit::Ceremony,
         (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
         _ => Exit::Ceremony,
     };
@@ -105,7 +115,7 @@ fn parse_addresses(args: &DeviceArgs) -> Result<Vec<DeviceAddress>, CmdError> {
 }
 
 /// Opens the key the user means: the one `--device`, touch-to-select among several, or the
-/// attached hidraw keys.
+/// attached hidraw keys (waiting for one to be plugged in when there are none).
 pub async fn choose(
     args: &DeviceArgs,
     cancel: &CancellationToken,
@@ -117,9 +127,11 @@ pub async fn choose(
     if let [one] = addresses.as_slice() {
         return open_client(one, &options, &mut call).await.map_err(key_error);
     }
-    let (addresses, hint) =
-        if addresses.is_empty() { attached_keys(&options.hidraw) } else { (addresses, None) };
-    select_device(&addresses, &options, &mut call, hint).await.map_err(key_error)
+    if addresses.is_empty() {
+        let arrivals = KeyArrivals::kernel(&options.hidraw.roots);
+        return select_attached(&options, arrivals, &mut call).await.map_err(key_error);
+    }
+    select_device(&addresses, &options, &mut call, None).await.map_err(key_error)
 }
 
 /// Where PINs come from.
@@ -184,7 +196,9 @@ pub fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Args, Clone)]
 pub struct UsbCeremonyArgs {
     /// With --transport usb: the key (/dev/hidrawN or udp:HOST:PORT); repeat to choose by
-    /// touch; omitted: every attached key.
+    /// touch; omitted: every attached key, and with none attached, "insert your security key"
+    /// and wait (within the ceremony timeout, or Ctrl-C) for one to be plugged in (kernel
+    /// hot-plug events; unavailable, e.g. in a container: fails at once saying why).
     #[arg(long, short = 'd', value_name = "DEVICE")]
     pub device: Vec<String>,
     /// With --transport usb: read the key's PIN from stdin (else CABLEBRIDGE_PIN).
