@@ -235,3 +235,62 @@ async fn foreign_advert_flood_does_not_starve_the_phone() {
     assert!(rate > 1000.0, "the flood was not a flood ({rate:.0}/s)");
     assert!(latency < Duration::from_secs(3), "phone advert accepted only after {latency:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluez_sink_registers_updates_and_stop_unregisters() {
+    use cablebridged::phone::sink::{AdvertSink, Advertiser};
+    let _g = serial().await;
+    let mock = mock_with(&[AdapterSpec::new("hci0")]).await;
+    let spec: AdvertSinkSpec = "bluez:hci0".parse().unwrap();
+    let mut sink = timeout(STEP, AdvertSink::open(&spec)).await.unwrap().unwrap();
+    assert!(mock.advertisements().is_empty(), "opening only checks the adapter");
+    sink.write_advert(&[1; 20]).await.unwrap();
+    sink.write_advert(&[1; 20]).await.unwrap(); // identical repeat: no-op
+    sink.write_advert(&[2; 20]).await.unwrap(); // changed: PropertiesChanged
+    timeout(STEP, mock.wait_for_adverts(|a| a.first().is_some_and(|a| a.updates == 1)))
+        .await
+        .unwrap();
+    let ads = mock.advertisements();
+    assert_eq!((ads.len(), ads[0].service_data.get(FFF9)), (1, Some(&vec![2u8; 20])));
+    sink.finish().await.unwrap();
+    assert!(mock.advertisements().is_empty());
+
+    // The Advertiser: registered on its first tick, unregistered by the time stop() returns.
+    let sink = AdvertSink::open(&spec).await.unwrap();
+    let adv = Advertiser::start(sink, vec![3; 20], Duration::from_millis(20));
+    timeout(STEP, mock.wait_for_adverts(|a| a.len() == 1)).await.unwrap();
+    adv.stop().await;
+    assert!(mock.advertisements().is_empty(), "stop() unregistered before returning");
+
+    // Dropped without stop(): the handle's Drop unregisters in the background.
+    let sink = AdvertSink::open(&spec).await.unwrap();
+    let adv = Advertiser::start(sink, vec![4; 20], Duration::from_millis(20));
+    timeout(STEP, mock.wait_for_adverts(|a| a.len() == 1)).await.unwrap();
+    drop(adv);
+    timeout(STEP, mock.wait_for_adverts(|a| a.is_empty())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_with_bluez_sink_and_no_bluez_fails_with_exit_3_class_error() {
+    use cablebridge_protocol::error::{Classify, Fault, Stage};
+    use cablebridge_protocol::hybrid::qr::RequestHint;
+    let _g = serial().await;
+    common::bus(cablebridge_hw_tests::bus::BusPolicy::Open); // bus up, nobody owns org.bluez
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let mut phone = bluez_phone(&server);
+    let (_, qr) = QrPayload::generate(
+        &mut rand::rngs::OsRng,
+        1_700_000_000,
+        RequestHint::MakeCredential,
+        false,
+    );
+    let e = timeout(T, phone.run_qr(&qr)).await.unwrap().unwrap_err();
+    assert_eq!((e.fault(), e.stage()), (Fault::Environment, Stage::Advert), "{e}");
+    assert!(e.to_string().contains("advert sink bluez"), "{e}");
+    assert!(e.to_string().contains("systemctl start bluetooth"), "remedy: {e}");
+    let no_adapter = "bluez:hci7".parse::<AdvertSinkSpec>().unwrap();
+    let _mock = mock_with(&[AdapterSpec::new("hci0")]).await;
+    let err = cablebridged::phone::sink::AdvertSink::open(&no_adapter).await.unwrap_err();
+    let ble = err.get_ref().and_then(|e| e.downcast_ref::<cablebridged::ble::BleError>());
+    assert_eq!(ble, Some(&cablebridged::ble::BleError::NoAdapter { wanted: Some("hci7".into()) }));
+}
