@@ -343,14 +343,23 @@ async fn advert_timeout_names_the_advert_stage() {
 }
 
 #[tokio::test]
-async fn bluez_source_is_an_environment_error() {
+async fn bluez_source_without_bluez_is_a_precise_environment_error() {
+    // No mock bus in this process: the real scanner finds no system bus (containers, CI) or no
+    // org.bluez on it. Either way: exit 3 at the advert stage, with the remedy, before any QR.
     let rig = Rig::new().await;
     let mut config = rig.desktop();
     config.advert_source = AdvertSource::Bluez;
     let (_, req) = register_request();
-    let e = failed(desktop::run(&config, req, None).await);
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Advert, 3));
-    assert!(e.message.contains("stdin"), "{e}");
+    let e = failed(timeout(T, desktop::run(&config, req, None)).await.unwrap());
+    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Advert, 3), "{e}");
+    assert!(e.message.contains("BLE scanning (--advert-source bluez) cannot start"), "{e}");
+    assert!(
+        e.message.contains("DBUS_SYSTEM_BUS_ADDRESS")
+            || e.message.contains("systemctl start bluetooth")
+            || e.message.contains("Bluetooth adapter")
+            || e.message.contains("'bluetooth' group"),
+        "names a remedy: {e}"
+    );
 }
 
 async fn failing_phone(tweak: impl FnOnce(&mut PhoneConfig)) -> CeremonyError {

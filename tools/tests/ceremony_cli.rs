@@ -118,9 +118,11 @@ async fn register_json_lines_with_virtual_phone_then_links() {
 
 #[tokio::test]
 async fn errors_are_the_last_json_line_with_stage_and_exit_code() {
-    // Default advert source: BLE is not in this build → environment, exit 3, stage advert.
+    // Default advert source bluez with no system bus (pinned so the host's BlueZ cannot
+    // interfere) → the precise environment error with its remedy, exit 3, stage advert.
     let out = bin()
         .args(["authenticate", "--json", "--rp-id", "example.com", "--no-linking"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/cablebridge-test/bus")
         .output()
         .await
         .unwrap();
@@ -129,7 +131,10 @@ async fn errors_are_the_last_json_line_with_stage_and_exit_code() {
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "error");
     assert_eq!(last["stage"], "advert");
-    assert!(last["message"].as_str().unwrap().contains("stdin"));
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains("BLE scanning (--advert-source bluez) cannot start"), "{message}");
+    assert!(message.contains("no D-Bus system bus"), "{message}");
+    assert!(message.contains("DBUS_SYSTEM_BUS_ADDRESS"), "remedy: {message}");
 
     // Bad base64url → usage, exit 2.
     let out = bin()

@@ -13,12 +13,15 @@
 //!   each sending lines. (One path cannot be both kinds, hence two spellings.)
 //!   Socket files are created fresh (a stale socket at the path is replaced) and removed when
 //!   the stream is dropped.
-//! * `bluez`: BLE scanning is not in this build yet; opening it is an environment error that names
-//!   the injection alternatives.
+//! * `bluez` (the default): BLE scanning through BlueZ on every adapter (see [`super::bluez`]).
+//!   Opening fails with the precise Bluetooth diagnosis (no system bus, BlueZ not running, access
+//!   denied, no adapter, rfkill...), and a BlueZ failure mid-scan arrives as the terminal
+//!   [`AdvertItem::Failed`]; both are environment errors with a remedy.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
+use crate::ble::BleError;
 use cablebridge_protocol::error::{Classify, Fault, Stage};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
@@ -36,12 +39,15 @@ pub enum AdvertItem {
     },
     /// A line or datagram that could not be used (shown to the user, never fatal).
     Warning(String),
+    /// The source failed for good (BlueZ vanished, adapter removed, rfkill...): the last item,
+    /// and the ceremony ends with an environment error.
+    Failed(BleError),
 }
 
 /// Where adverts come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdvertSource {
-    /// BLE scanning through BlueZ (not available in this build).
+    /// BLE scanning through BlueZ, every adapter.
     Bluez,
     /// Standard input.
     Stdin,
@@ -62,13 +68,9 @@ pub enum AdvertSourceError {
         "unknown advert source {0:?} (use bluez, stdin, fifo:PATH, unix:PATH or unix-stream:PATH)"
     )]
     BadSpec(String),
-    /// BLE is not available.
-    #[error(
-        "BLE scanning (--advert-source bluez) is not available in this build yet; inject adverts \
-         instead with --advert-source stdin, fifo:PATH, unix:PATH or unix-stream:PATH \
-         (one hex service-data line per advert)"
-    )]
-    BleUnavailable,
+    /// BLE scanning could not start; the message carries the diagnosis and the remedy.
+    #[error("BLE scanning (--advert-source bluez) cannot start: {0}")]
+    Ble(#[source] BleError),
     /// Binding or opening failed.
     #[error("cannot open advert source {path}: {source}")]
     Io {
@@ -84,6 +86,7 @@ impl Classify for AdvertSourceError {
     fn fault(&self) -> Fault {
         match self {
             AdvertSourceError::BadSpec(_) => Fault::Caller,
+            AdvertSourceError::Ble(e) => e.fault(),
             _ => Fault::Environment,
         }
     }
@@ -193,15 +196,18 @@ const QUEUE: usize = 256;
 const MAX_LINE: usize = 4096;
 
 impl AdvertSource {
-    /// Opens the source (binds sockets now, so a relay can connect before the QR is shown).
-    pub fn open(&self) -> Result<AdvertStream, AdvertSourceError> {
+    /// Opens the source (binds sockets or starts the BLE scan now, so a relay can connect — or
+    /// the radio is known to work — before the QR is shown).
+    pub async fn open(&self) -> Result<AdvertStream, AdvertSourceError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AdvertSourceError::Io { path, source }
         };
         let (task, socket_path) = match self {
-            AdvertSource::Bluez => return Err(AdvertSourceError::BleUnavailable),
+            AdvertSource::Bluez => {
+                (super::bluez::open(tx).await.map_err(AdvertSourceError::Ble)?, None)
+            }
             AdvertSource::Stdin => (tokio::spawn(read_lines(tokio::io::stdin(), tx)), None),
             AdvertSource::Fifo(path) => {
                 let meta = std::fs::metadata(path).map_err(io(path))?;
@@ -386,16 +392,17 @@ mod tests {
         );
         assert!("fifo:".parse::<AdvertSource>().is_err());
         assert!("ble".parse::<AdvertSource>().is_err());
-        let err = AdvertSource::Bluez.open().unwrap_err();
-        assert_eq!(err.fault(), Fault::Environment);
-        assert!(err.to_string().contains("--advert-source stdin"));
+        assert_eq!("bluez".parse::<AdvertSource>().unwrap(), AdvertSource::Bluez);
+        let err = AdvertSourceError::Ble(BleError::BluezNotRunning);
+        assert_eq!((err.fault(), err.stage()), (Fault::Environment, Stage::Advert));
+        assert!(err.to_string().contains("systemctl start bluetooth"), "{err}");
     }
 
     #[tokio::test]
     async fn datagram_and_stream_sockets_deliver_and_warn() {
         let dir = tempfile::tempdir().unwrap();
         let dg = dir.path().join("dg.sock");
-        let mut s = AdvertSource::UnixDatagram(dg.clone()).open().unwrap();
+        let mut s = AdvertSource::UnixDatagram(dg.clone()).open().await.unwrap();
         let client = tokio::net::UnixDatagram::unbound().unwrap();
         client.send_to(format!("# hi\nnothex\n{HEX20}\n").as_bytes(), &dg).await.unwrap();
         assert!(matches!(s.next().await, Some(AdvertItem::Warning(_))));
@@ -404,7 +411,7 @@ mod tests {
         assert!(!dg.exists(), "socket file removed on drop");
 
         let st = dir.path().join("st.sock");
-        let mut s = AdvertSource::UnixStream(st.clone()).open().unwrap();
+        let mut s = AdvertSource::UnixStream(st.clone()).open().await.unwrap();
         let mut c = tokio::net::UnixStream::connect(&st).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut c, format!("{HEX20} rssi=-40\n").as_bytes())
             .await
@@ -420,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("capture.txt");
         std::fs::write(&f, format!("{HEX20}\n\n{HEX20}")).unwrap();
-        let mut s = AdvertSource::Fifo(f).open().unwrap();
+        let mut s = AdvertSource::Fifo(f).open().await.unwrap();
         assert!(matches!(s.next().await, Some(AdvertItem::Advert { .. })));
         assert!(matches!(s.next().await, Some(AdvertItem::Advert { .. })));
         assert_eq!(s.next().await, None);
@@ -432,7 +439,8 @@ mod tests {
         let f = dir.path().join("precious");
         std::fs::write(&f, b"x").unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let err = rt.block_on(async { AdvertSource::UnixDatagram(f.clone()).open().unwrap_err() });
+        let err =
+            rt.block_on(async { AdvertSource::UnixDatagram(f.clone()).open().await.unwrap_err() });
         assert!(err.to_string().contains("precious"));
         assert_eq!(std::fs::read(&f).unwrap(), b"x");
     }

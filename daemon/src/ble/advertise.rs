@@ -105,32 +105,69 @@ pub async fn advertise(
     opts: AdvertiseOptions,
 ) -> Result<AdvertisementHandle, BleError> {
     check_len(service_data)?;
-    let conn = zbus::Connection::system()
-        .await
-        .map_err(|e| BleError::from_zbus("connect to the system bus", e, None))?;
-    let (adapter, adapter_path) = pick_adapter(&conn, opts.adapter.as_deref()).await?;
+    AdvertisingAdapter::open(opts).await?.advertise(service_data).await
+}
 
-    let path = format!("/org/cablebridge/advertisement{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let path = OwnedObjectPath::try_from(path)
-        .map_err(|e| BleError::from_zbus("export advertisement", e.into(), None))?;
-    let released = Arc::new(AtomicBool::new(false));
-    let object = Advertisement { service_data: service_data.to_vec(), released: released.clone() };
-    conn.object_server()
-        .at(&path, object)
-        .await
-        .map_err(|e| BleError::from_zbus("export advertisement", e, None))?;
-    let handle = AdvertisementHandle {
-        conn,
-        path,
-        adapter,
-        adapter_path,
-        reregister: opts.reregister_on_update,
-        released,
-        active: true,
-    };
-    // On failure the handle's Drop removes the exported object again.
-    handle.register().await?;
-    Ok(handle)
+/// A bus connection and a chosen, powered adapter that can advertise — everything
+/// [`advertise`] checks before it has the data. Lets a caller surface the environment errors
+/// (no bus, no BlueZ, no adapter, rfkill, no LE advertising) *before* it knows the advert, e.g.
+/// the virtual phone when its advert sink is opened.
+#[derive(Debug, Clone)]
+pub struct AdvertisingAdapter {
+    conn: zbus::Connection,
+    adapter: String,
+    adapter_path: OwnedObjectPath,
+    reregister: bool,
+}
+
+impl AdvertisingAdapter {
+    /// Connect to the system bus and pick (and power on) the adapter.
+    pub async fn open(opts: AdvertiseOptions) -> Result<AdvertisingAdapter, BleError> {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| BleError::from_zbus("connect to the system bus", e, None))?;
+        let (adapter, adapter_path) = pick_adapter(&conn, opts.adapter.as_deref()).await?;
+        Ok(AdvertisingAdapter {
+            conn,
+            adapter,
+            adapter_path,
+            reregister: opts.reregister_on_update,
+        })
+    }
+
+    /// The adapter's name (`hci0`).
+    pub fn adapter(&self) -> &str {
+        &self.adapter
+    }
+
+    /// Register `service_data` (20 bytes) on this adapter.
+    pub async fn advertise(&self, service_data: &[u8]) -> Result<AdvertisementHandle, BleError> {
+        check_len(service_data)?;
+        let path =
+            format!("/org/cablebridge/advertisement{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let path = OwnedObjectPath::try_from(path)
+            .map_err(|e| BleError::from_zbus("export advertisement", e.into(), None))?;
+        let released = Arc::new(AtomicBool::new(false));
+        let object =
+            Advertisement { service_data: service_data.to_vec(), released: released.clone() };
+        self.conn
+            .object_server()
+            .at(&path, object)
+            .await
+            .map_err(|e| BleError::from_zbus("export advertisement", e, None))?;
+        let handle = AdvertisementHandle {
+            conn: self.conn.clone(),
+            path,
+            adapter: self.adapter.clone(),
+            adapter_path: self.adapter_path.clone(),
+            reregister: self.reregister,
+            released,
+            active: true,
+        };
+        // On failure the handle's Drop removes the exported object again.
+        handle.register().await?;
+        Ok(handle)
+    }
 }
 
 /// The named adapter (or the first one with LE advertising), powered on if it is off.

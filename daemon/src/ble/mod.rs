@@ -20,7 +20,7 @@ mod queue;
 mod scan;
 mod watch;
 
-pub use advertise::{advertise, AdvertiseOptions, AdvertisementHandle};
+pub use advertise::{advertise, AdvertiseOptions, AdvertisementHandle, AdvertisingAdapter};
 pub use error::BleError;
 pub use queue::{AdvertStream, ScanStats};
 pub use scan::{scan, AdapterStatus, BleScan, ScanOptions};

@@ -38,7 +38,7 @@ pub(super) async fn run(
                 format!("no linked phone named {name:?} (see `cablebridge links list`)"),
             )
         })?;
-    let adverts = open_source(config)?;
+    let adverts = open_source(config).await?;
 
     let mut client_nonce = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut client_nonce);

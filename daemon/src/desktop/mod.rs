@@ -7,7 +7,8 @@
 //! `cablebridge_protocol::hybrid::session` state machines; this module only moves bytes between
 //! them, the advert source and the tunnel, and owns the timers.
 //!
-//! What it is not: the phone role, or BLE scanning (an [`AdvertSource`] delivers adverts).
+//! What it is not: the phone role, or BLE scanning (an [`AdvertSource`] delivers adverts, and
+//! ends the wait with an environment error when BlueZ fails).
 
 mod linked;
 mod session;
@@ -147,7 +148,7 @@ pub async fn run(
         return linked::run(config, name, request, sink).await;
     }
     let mut progress = Progress::new(CeremonyStage::Setup, sink);
-    let adverts = open_source(config)?;
+    let adverts = open_source(config).await?;
     let now = unix_now();
     let (identity, qr) = QrPayload::generate(
         &mut rand::rngs::OsRng,
@@ -198,10 +199,11 @@ pub async fn run(
     session::drive(conn, start, request, config, linking, &mut progress).await
 }
 
-fn open_source(config: &DesktopConfig) -> Result<AdvertStream, CeremonyError> {
+async fn open_source(config: &DesktopConfig) -> Result<AdvertStream, CeremonyError> {
     config
         .advert_source
         .open()
+        .await
         .map_err(|e| CeremonyError::classified(CeremonyStage::Advert, "cannot receive adverts", &e))
 }
 
@@ -249,6 +251,13 @@ async fn wait_advert(
                     ))
                 }
                 Some(AdvertItem::Warning(w)) => progress.warn(w),
+                Some(AdvertItem::Failed(e)) => {
+                    return Err(CeremonyError::classified(
+                        CeremonyStage::Advert,
+                        "BLE scanning stopped",
+                        &e,
+                    ))
+                }
                 Some(AdvertItem::Advert { service_data, rssi }) => {
                     match matcher.offer(&service_data) {
                         MatchOutcome::Matched { advert, .. } => return Ok((advert, rssi)),

@@ -9,8 +9,17 @@
 //! the phone starts (the two processes race); the sink retries for [`SINK_RETRY_WINDOW`] before
 //! reporting an environment error.
 //!
-//! What it is not: BlueZ advertising (that arrives with the Bluetooth driver).
+//! `bluez` (or `bluez:ADAPTER`) advertises for real through BlueZ ([`crate::ble::advertise`]):
+//! opening the sink connects to the system bus and picks and powers on the adapter, so every
+//! environment failure (no bus, BlueZ not running, access denied, no adapter, rfkill, no LE
+//! advertising) is reported at open as an `io::Error` wrapping the [`BleError`] (the phone maps
+//! it to exit 3, stage advert). The first write registers the advertisement, a changed advert
+//! updates it, identical repeats are no-ops (BlueZ keeps advertising on its own), and
+//! [`Advertiser::stop`] unregisters it; dropping the [`Advertiser`] unregisters best effort.
+//!
+//! What it is not: the EID sealing or the phone's rotation schedule.
 
+use crate::ble::{AdvertiseOptions, AdvertisementHandle, AdvertisingAdapter, BleError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +39,8 @@ pub enum AdvertSinkSpec {
     Fifo(PathBuf),
     /// A listening Unix datagram (or stream) socket.
     Unix(PathBuf),
+    /// BLE advertising through BlueZ, on the named adapter or the first that can advertise.
+    Bluez(Option<String>),
 }
 
 impl std::str::FromStr for AdvertSinkSpec {
@@ -37,9 +48,13 @@ impl std::str::FromStr for AdvertSinkSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             None if s == "stdout" => Ok(AdvertSinkSpec::Stdout),
+            None if s == "bluez" => Ok(AdvertSinkSpec::Bluez(None)),
+            Some(("bluez", a)) if !a.is_empty() => Ok(AdvertSinkSpec::Bluez(Some(a.into()))),
             Some(("fifo", p)) if !p.is_empty() => Ok(AdvertSinkSpec::Fifo(p.into())),
             Some(("unix", p)) if !p.is_empty() => Ok(AdvertSinkSpec::Unix(p.into())),
-            _ => Err(format!("advert sink {s:?} is not stdout, fifo:PATH or unix:PATH")),
+            _ => Err(format!(
+                "advert sink {s:?} is not stdout, fifo:PATH, unix:PATH, bluez or bluez:ADAPTER"
+            )),
         }
     }
 }
@@ -50,6 +65,8 @@ impl std::fmt::Display for AdvertSinkSpec {
             AdvertSinkSpec::Stdout => f.write_str("stdout"),
             AdvertSinkSpec::Fifo(p) => write!(f, "fifo:{}", p.display()),
             AdvertSinkSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+            AdvertSinkSpec::Bluez(None) => f.write_str("bluez"),
+            AdvertSinkSpec::Bluez(Some(a)) => write!(f, "bluez:{a}"),
         }
     }
 }
@@ -65,6 +82,42 @@ pub enum AdvertSink {
     Datagram(UnixDatagram),
     /// A connected stream socket.
     Stream(UnixStream),
+    /// BlueZ advertising (boxed: the zbus handles are large).
+    Bluez(Box<BluezSink>),
+}
+
+/// The BlueZ sink: the adapter chosen at open, and the advertisement once registered.
+#[derive(Debug)]
+pub struct BluezSink {
+    adapter: AdvertisingAdapter,
+    registered: Option<(AdvertisementHandle, Vec<u8>)>,
+}
+
+impl BluezSink {
+    /// Registers `advert`, or updates the registered one when it changed.
+    async fn advertise(&mut self, advert: &[u8]) -> Result<(), BleError> {
+        match &mut self.registered {
+            Some((_, current)) if current.as_slice() == advert => Ok(()),
+            Some((handle, current)) => {
+                handle.update(advert).await?;
+                *current = advert.to_vec();
+                Ok(())
+            }
+            None => {
+                let handle = self.adapter.advertise(advert).await?;
+                self.registered = Some((handle, advert.to_vec()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Unregisters the advertisement, if any.
+    async fn stop(&mut self) -> Result<(), BleError> {
+        match self.registered.take() {
+            Some((handle, _)) => handle.stop().await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Errors a listener that is not there *yet* produces.
@@ -100,11 +153,20 @@ impl AdvertSink {
                 Ok(AdvertSink::Fifo(tokio::net::unix::pipe::OpenOptions::new().open_sender(path)?))
             }
             AdvertSinkSpec::Unix(path) => connect_unix(path).await,
+            AdvertSinkSpec::Bluez(adapter) => {
+                let opts = AdvertiseOptions { adapter: adapter.clone(), ..Default::default() };
+                let adapter = AdvertisingAdapter::open(opts).await.map_err(io::Error::other)?;
+                Ok(AdvertSink::Bluez(Box::new(BluezSink { adapter, registered: None })))
+            }
         }
     }
 
-    /// Writes one advert as a hex line (one datagram for datagram sockets).
+    /// Writes one advert as a hex line (one datagram for datagram sockets); for BlueZ,
+    /// registers or updates the advertisement (the error then wraps a [`BleError`]).
     pub async fn write_advert(&mut self, advert: &[u8]) -> io::Result<()> {
+        if let AdvertSink::Bluez(b) = self {
+            return b.advertise(advert).await.map_err(io::Error::other);
+        }
         let mut line = hex::encode(advert);
         line.push('\n');
         match self {
@@ -115,6 +177,15 @@ impl AdvertSink {
             AdvertSink::Fifo(tx) => tx.write_all(line.as_bytes()).await,
             AdvertSink::Datagram(sock) => sock.send(line.as_bytes()).await.map(|_| ()),
             AdvertSink::Stream(sock) => sock.write_all(line.as_bytes()).await,
+            AdvertSink::Bluez(_) => Ok(()), // handled above
+        }
+    }
+
+    /// Ends advertising: unregisters a BlueZ advertisement (the other sinks have nothing on air).
+    pub async fn finish(&mut self) -> io::Result<()> {
+        match self {
+            AdvertSink::Bluez(b) => b.stop().await.map_err(io::Error::other),
+            _ => Ok(()),
         }
     }
 }
@@ -131,22 +202,30 @@ async fn connect_unix(path: &Path) -> io::Result<AdvertSink> {
     }
 }
 
+/// Longest wait for [`Advertiser::stop`] to unregister before giving up on it.
+const STOP_BOUND: Duration = Duration::from_secs(2);
+
 /// A running advertiser: writes the advert every `interval` until stopped or dropped.
 #[derive(Debug)]
 pub struct Advertiser {
-    task: tokio::task::JoinHandle<AdvertSink>,
+    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Advertiser {
     /// Starts repeating `advert` on `sink` (the first write happens at once). Write errors are
     /// logged and the next tick tries again: a relay that restarts must not end the session.
     pub fn start(mut sink: AdvertSink, advert: Vec<u8>, interval: Duration) -> Advertiser {
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut warned = false;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    _ = tick.tick() => {}
+                }
                 if let Err(e) = sink.write_advert(&advert).await {
                     if !warned {
                         tracing::warn!(error = %e, "advert sink write failed; retrying");
@@ -154,19 +233,29 @@ impl Advertiser {
                     }
                 }
             }
+            if let Err(e) = sink.finish().await {
+                tracing::warn!(error = %e, "stopping the advertisement failed");
+            }
         });
-        Advertiser { task }
+        Advertiser { task, stop: Some(stop_tx) }
     }
 
-    /// Stops advertising ("stop advertising" once the handshake starts, §1.1 phone step 4).
+    /// Stops advertising ("stop advertising" once the handshake starts, §1.1 phone step 4):
+    /// a BlueZ advertisement is unregistered before this returns (bounded by 2 s).
     pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(STOP_BOUND, &mut self.task).await.is_err() {
+            tracing::warn!("advertiser did not stop in time; aborting it");
+            self.task.abort();
+        }
     }
 }
 
 impl Drop for Advertiser {
     fn drop(&mut self) {
+        // Aborting drops the sink; a BlueZ handle's Drop then unregisters in the background.
         self.task.abort();
     }
 }
@@ -181,7 +270,12 @@ mod tests {
         assert_eq!("unix:/tmp/a".parse(), Ok(AdvertSinkSpec::Unix("/tmp/a".into())));
         assert_eq!("fifo:x".parse(), Ok(AdvertSinkSpec::Fifo("x".into())));
         assert!("unix:".parse::<AdvertSinkSpec>().is_err());
-        assert!("bluez".parse::<AdvertSinkSpec>().is_err());
+        assert_eq!("bluez".parse(), Ok(AdvertSinkSpec::Bluez(None)));
+        assert_eq!("bluez:hci1".parse(), Ok(AdvertSinkSpec::Bluez(Some("hci1".into()))));
+        assert!("bluez:".parse::<AdvertSinkSpec>().is_err());
+        for spec in ["stdout", "bluez", "bluez:hci1", "unix:/a", "fifo:/b"] {
+            assert_eq!(spec.parse::<AdvertSinkSpec>().unwrap().to_string(), spec);
+        }
     }
 
     #[tokio::test]

@@ -43,7 +43,9 @@ pub struct PhoneArgs {
     /// Tunnel domain id written into the advert (0 = cable.ua5v.com, 1 = cable.auth.com).
     #[arg(long, default_value_t = 0)]
     pub domain_id: u16,
-    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms).
+    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms),
+    /// or bluez / bluez:ADAPTER (a real BLE advertisement through BlueZ, removed when the
+    /// handshake starts; a Bluetooth failure exits 3 with its remedy).
     #[arg(long, default_value = "stdout")]
     pub advert_sink: AdvertSinkSpec,
     /// AAGUID (32 hex digits, dashes allowed).

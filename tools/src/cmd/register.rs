@@ -23,9 +23,10 @@ use std::time::Duration;
 /// Flags of the hybrid transport.
 #[derive(Debug, Clone, Args)]
 pub struct HybridArgs {
-    /// Where BLE adverts come from: bluez, stdin, fifo:PATH, unix:PATH (datagram socket we bind)
-    /// or unix-stream:PATH. Injected adverts are one hex service-data line each (`#` comments
-    /// and blank lines ignored; optional ` rssi=-60`).
+    /// Where BLE adverts come from: bluez (scan every BlueZ adapter; a Bluetooth failure ends
+    /// the ceremony with exit 3 and its remedy), stdin, fifo:PATH, unix:PATH (datagram socket we
+    /// bind) or unix-stream:PATH. Injected adverts are one hex service-data line each (`#`
+    /// comments and blank lines ignored; optional ` rssi=-60`).
     #[arg(long, default_value = "bluez", value_name = "SOURCE")]
     pub advert_source: String,
     /// Tunnel server base URL (ws://HOST:PORT or wss://HOST) instead of the host the advert names.
