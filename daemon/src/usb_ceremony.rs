@@ -125,16 +125,34 @@ pub async fn register<T: HidTransport>(
         call,
     )
     .await?;
+    apply_verification(
+        param,
+        uv_option,
+        &mut request.pin_uv_auth_param,
+        &mut request.pin_uv_auth_protocol,
+        &mut request.options.uv,
+    );
+    Ok((client.make_credential(&request, call).await?, how))
+}
+
+/// Puts the outcome of [`verify_user`] into a makeCredential or getAssertion request: a token's
+/// pinUvAuthParam and protocol, or the built-in `uv` option.
+fn apply_verification(
+    param: Option<(Vec<u8>, u64)>,
+    uv_option: bool,
+    auth_param: &mut Option<Vec<u8>>,
+    auth_protocol: &mut Option<u64>,
+    uv: &mut Option<bool>,
+) {
     if let Some((param, protocol)) = param {
-        request.pin_uv_auth_param = Some(param);
-        request.pin_uv_auth_protocol = Some(protocol);
+        *auth_param = Some(param);
+        *auth_protocol = Some(protocol);
         // With a token the "uv" option must be absent (CTAP 2.1 §6.1.2 step 5).
-        request.options.uv = None;
+        *uv = None;
     }
     if uv_option {
-        request.options.uv = Some(true);
+        *uv = Some(true);
     }
-    Ok((client.make_credential(&request, call).await?, how))
 }
 
 /// getAssertion (+ getNextAssertion) with user verification handled.
@@ -158,14 +176,12 @@ pub async fn authenticate<T: HidTransport>(
         call,
     )
     .await?;
-    if let Some((param, protocol)) = param {
-        request.pin_uv_auth_param = Some(param);
-        request.pin_uv_auth_protocol = Some(protocol);
-        // With a token the "uv" option must be absent (CTAP 2.1 §6.1.2 step 5).
-        request.options.uv = None;
-    }
-    if uv_option {
-        request.options.uv = Some(true);
-    }
+    apply_verification(
+        param,
+        uv_option,
+        &mut request.pin_uv_auth_param,
+        &mut request.pin_uv_auth_protocol,
+        &mut request.options.uv,
+    );
     Ok((client.get_assertion(&request, call).await?, how))
 }
