@@ -4,6 +4,7 @@
 //! linking info (Chrome waits up to 3 minutes; a CLI waits `late_updates`, 2 s by default).
 
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Bytes;
 
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
@@ -60,7 +61,7 @@ async fn recv(
     stage: CeremonyStage,
     what: &str,
     limit: Duration,
-) -> Result<Vec<u8>, CeremonyError> {
+) -> Result<Bytes, CeremonyError> {
     match tokio::time::timeout(limit, conn.recv()).await {
         Err(_) => Err(CeremonyError::timeout(stage, what, limit)),
         Ok(None) => Err(CeremonyError::peer(
@@ -68,7 +69,7 @@ async fn recv(
             format!("the tunnel closed while {what} (the phone or tunnel server hung up)"),
         )),
         Ok(Some(Err(e))) => Err(CeremonyError::classified(stage, "tunnel", &e)),
-        Ok(Some(Ok(m))) => Ok(m.to_vec()),
+        Ok(Some(Ok(m))) => Ok(m),
     }
 }
 

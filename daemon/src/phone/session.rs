@@ -19,6 +19,7 @@ use cablebridge_protocol::Stage;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Bytes;
 
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: u8 = 0x27;
@@ -151,7 +152,7 @@ impl<B: CtapBackend> Phone<B> {
         &self,
         conn: &mut TunnelConnection,
         advert: &[u8; 20],
-    ) -> Result<Vec<u8>, PhoneError> {
+    ) -> Result<Bytes, PhoneError> {
         let spec = &self.config.sink;
         let sink = AdvertSink::open(spec)
             .await
@@ -165,7 +166,7 @@ impl<B: CtapBackend> Phone<B> {
             Err(_) => Err(PhoneError::Timeout { stage, after: self.config.desktop_timeout }),
             Ok(None) => Err(PhoneError::DesktopClosed { stage }),
             Ok(Some(Err(e))) => Err(e.into()),
-            Ok(Some(Ok(msg1))) => Ok(msg1.to_vec()),
+            Ok(Some(Ok(msg1))) => Ok(msg1),
         }
     }
 
