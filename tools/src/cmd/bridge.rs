@@ -8,7 +8,7 @@
 //! and exits 1. The getInfo the desktop sees omits the key's PIN machinery: PIN/UV auth is never
 //! run over hybrid (see the module docs of `cablebridged::bridge`).
 
-use crate::cmd::phone::stderr_progress;
+use crate::cmd::phone::{stderr_progress, PhoneSideArgs};
 use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
 use cablebridge_protocol::error::{Classify, Fault};
@@ -16,7 +16,6 @@ use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::bridge::qr_image::read_qr_image;
 use cablebridged::bridge::{self, BridgeConfig, KeyBackend};
 use cablebridged::hid::DeviceAddress;
-use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneError};
 use clap::Args;
 use std::path::PathBuf;
@@ -38,25 +37,12 @@ pub struct BridgeArgs {
     /// The security key: /dev/hidrawN or udp:HOST:PORT (a `virtual-key` simulator).
     #[arg(long)]
     pub device: DeviceAddress,
-    /// Tunnel server base URL (`ws://127.0.0.1:PORT`); default: the domain's production host,
-    /// which will refuse a phone side that is not Google's or Apple's.
-    #[arg(long)]
-    pub tunnel_url: Option<String>,
-    /// Tunnel domain id written into the advert (0 = cable.ua5v.com, 1 = cable.auth.com).
-    #[arg(long, default_value_t = 0)]
-    pub domain_id: u16,
-    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms).
-    #[arg(long, default_value = "stdout")]
-    pub advert_sink: AdvertSinkSpec,
-    /// Seconds to wait for the desktop at each step.
-    #[arg(long, default_value_t = 120)]
-    pub timeout_secs: u64,
+    /// Tunnel, advert sink and timeouts (shared with `phone`).
+    #[command(flatten)]
+    pub side: PhoneSideArgs,
     /// Seconds one request may wait for a touch on the key (then USER_ACTION_TIMEOUT).
     #[arg(long, default_value_t = 120)]
     pub touch_timeout_secs: u64,
-    /// Allow plain ws:// to a non-loopback tunnel.
-    #[arg(long)]
-    pub allow_insecure_tunnel: bool,
 }
 
 /// Environment → exit 3, caller → exit 2, anything else (key, desktop, tunnel) → exit 1.
@@ -79,17 +65,8 @@ impl BridgeArgs {
     }
 
     fn config(&self) -> Result<PhoneConfig, CmdError> {
-        let base = match &self.tunnel_url {
-            Some(u) => u.clone(),
-            None => PhoneConfig::default_tunnel_base(self.domain_id).map_err(|e| classified(&e))?,
-        };
-        let mut c = PhoneConfig::new(base);
-        c.domain_id = self.domain_id;
-        c.sink = self.advert_sink.clone();
+        let mut c = self.side.phone_config()?;
         c.name = "cablebridge bridge".to_owned();
-        c.desktop_timeout = Duration::from_secs(self.timeout_secs);
-        c.idle_timeout = Duration::from_secs(self.timeout_secs);
-        c.connect.allow_insecure = self.allow_insecure_tunnel;
         Ok(c)
     }
 }

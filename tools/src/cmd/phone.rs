@@ -36,18 +36,9 @@ pub struct PhoneArgs {
     /// The `FIDO:/` URL the desktop shows.
     #[arg(long, required_unless_present = "serve_links")]
     pub qr: Option<String>,
-    /// Tunnel server base URL (`ws://127.0.0.1:PORT`); default: the domain's production host,
-    /// which will refuse us.
-    #[arg(long)]
-    pub tunnel_url: Option<String>,
-    /// Tunnel domain id written into the advert (0 = cable.ua5v.com, 1 = cable.auth.com).
-    #[arg(long, default_value_t = 0)]
-    pub domain_id: u16,
-    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms),
-    /// or bluez / bluez:ADAPTER (a real BLE advertisement through BlueZ, removed when the
-    /// handshake starts; a Bluetooth failure exits 3 with its remedy).
-    #[arg(long, default_value = "stdout")]
-    pub advert_sink: AdvertSinkSpec,
+    /// Tunnel, advert sink and timeouts (shared with `bridge`).
+    #[command(flatten)]
+    pub side: PhoneSideArgs,
     /// AAGUID (32 hex digits, dashes allowed).
     #[arg(long)]
     pub aaguid: Option<String>,
@@ -75,12 +66,6 @@ pub struct PhoneArgs {
     /// Forget every stored link (desktops then get 410 Gone) and exit.
     #[arg(long, requires = "state", conflicts_with_all = ["qr", "serve_links"])]
     pub forget_links: bool,
-    /// Seconds to wait for the desktop at each step.
-    #[arg(long, default_value_t = 120)]
-    pub timeout_secs: u64,
-    /// Allow plain ws:// to a non-loopback tunnel.
-    #[arg(long)]
-    pub allow_insecure_tunnel: bool,
     /// Lab fault: misbehave at handshake (corrupt message 2), post-handshake (corrupt message)
     /// or ctap (answer CTAP2_ERR_OPERATION_DENIED).
     #[arg(long)]
@@ -107,6 +92,47 @@ fn parse_aaguid(s: &str) -> Result<[u8; 16], CmdError> {
     <[u8; 16]>::try_from(bytes).map_err(|_| CmdError::usage("--aaguid must be 16 bytes"))
 }
 
+/// The phone-side flags `phone` and `bridge` share: where the tunnel is, where adverts go, and
+/// how long to wait for the desktop.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PhoneSideArgs {
+    /// Tunnel server base URL (`ws://127.0.0.1:PORT`); default: the domain's production host,
+    /// which will refuse us.
+    #[arg(long)]
+    pub tunnel_url: Option<String>,
+    /// Tunnel domain id written into the advert (0 = cable.ua5v.com, 1 = cable.auth.com).
+    #[arg(long, default_value_t = 0)]
+    pub domain_id: u16,
+    /// Where adverts go: stdout, fifo:PATH or unix:PATH (one hex line per advert, every 200 ms),
+    /// or bluez / bluez:ADAPTER (a real BLE advertisement through BlueZ, removed when the
+    /// handshake starts; a Bluetooth failure exits 3 with its remedy).
+    #[arg(long, default_value = "stdout")]
+    pub advert_sink: AdvertSinkSpec,
+    /// Seconds to wait for the desktop at each step.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+    /// Allow plain ws:// to a non-loopback tunnel.
+    #[arg(long)]
+    pub allow_insecure_tunnel: bool,
+}
+
+impl PhoneSideArgs {
+    /// A phone configuration with these flags applied.
+    pub fn phone_config(&self) -> Result<PhoneConfig, CmdError> {
+        let base = match &self.tunnel_url {
+            Some(u) => u.clone(),
+            None => PhoneConfig::default_tunnel_base(self.domain_id).map_err(phone_error)?,
+        };
+        let mut c = PhoneConfig::new(base);
+        c.domain_id = self.domain_id;
+        c.sink = self.advert_sink.clone();
+        c.desktop_timeout = Duration::from_secs(self.timeout_secs);
+        c.idle_timeout = Duration::from_secs(self.timeout_secs);
+        c.connect.allow_insecure = self.allow_insecure_tunnel;
+        Ok(c)
+    }
+}
+
 /// Progress on stderr: JSON lines or human lines.
 pub fn stderr_progress(json: bool) -> ProgressFn {
     Arc::new(move |ms, p: &Progress| {
@@ -117,13 +143,7 @@ pub fn stderr_progress(json: bool) -> ProgressFn {
 
 impl PhoneArgs {
     fn config(&self) -> Result<PhoneConfig, CmdError> {
-        let base = match &self.tunnel_url {
-            Some(u) => u.clone(),
-            None => PhoneConfig::default_tunnel_base(self.domain_id).map_err(phone_error)?,
-        };
-        let mut c = PhoneConfig::new(base);
-        c.domain_id = self.domain_id;
-        c.sink = self.advert_sink.clone();
+        let mut c = self.side.phone_config()?;
         if let Some(a) = &self.aaguid {
             c.aaguid = parse_aaguid(a)?;
         }
@@ -137,9 +157,6 @@ impl PhoneArgs {
         c.faults.fail_at = self.fail_at;
         c.faults.drop_after = self.drop_after;
         c.faults.never_connect = self.never_connect;
-        c.desktop_timeout = Duration::from_secs(self.timeout_secs);
-        c.idle_timeout = Duration::from_secs(self.timeout_secs);
-        c.connect.allow_insecure = self.allow_insecure_tunnel;
         Ok(c)
     }
 }
