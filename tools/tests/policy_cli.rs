@@ -231,3 +231,64 @@ async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
     assert_eq!(result["policy"]["verdict"], "reject", "{result}");
     assert_eq!(failed_rules(&result["policy"]), ["passkey_type"]);
 }
+
+/// `register --policy` with the `cablebridge phone` binary answering: its `--aaguid`,
+/// `--attestation none` and `--backup-eligible` reach the verdict.
+#[tokio::test]
+async fn register_with_the_phone_binary_flags() {
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("adverts.sock");
+    let mut desktop = bin()
+        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
+        .args(["--advert-source", &format!("unix:{}", sock.display())])
+        .args(["--tunnel-url", &server.base_url(), "--no-linking"])
+        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
+        .args(["--policy", &fixture("legacy-attestation-enforced.json")])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let phone = tokio::time::timeout(T, async {
+        let qr = loop {
+            let e: Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            events.push(e.clone());
+            if e["event"] == "qr" {
+                break e["url"].as_str().unwrap().to_owned();
+            }
+        };
+        let phone = bin()
+            .args(["phone", "--json", "--qr", &qr, "--tunnel-url", &server.base_url()])
+            .args(["--advert-sink", &format!("unix:{}", sock.display())])
+            .args(["--aaguid", AUTHENTICATOR_ANDROID, "--attestation", "none"])
+            .args(["--backup-eligible", "--timeout-secs", "15"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let (phone, ()) = tokio::join!(phone, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                events.push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        phone.unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(phone.status.code(), Some(0), "{}", String::from_utf8_lossy(&phone.stderr));
+    assert_eq!(desktop.wait().await.unwrap().code(), Some(0), "{events:?}");
+    let result = events.last().unwrap();
+    assert_eq!(result["aaguid"], AUTHENTICATOR_ANDROID, "{result}");
+    assert_eq!(result["attestation_format"], "none");
+    let policy = &result["policy"];
+    assert_eq!(policy["verdict"], "reject", "{result}");
+    // none under enforced attestation; Authenticator over hybrid while enforced; synced under
+    // the legacy model.
+    assert_eq!(failed_rules(policy), ["attestation", "authenticator_hybrid", "passkey_type"]);
+    let reasons: Vec<&str> =
+        policy["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(reasons.iter().any(|r| r.contains("BE=1 BS=1")), "{reasons:?}");
+}

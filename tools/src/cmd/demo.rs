@@ -152,7 +152,11 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     emit_line(
         json,
         with_fields(reg.to_json(), &reg_extra),
-        &format!("registered credential {}", cablebridged::ceremony::b64url(&reg.credential_id)),
+        &format!(
+            "registered credential {}{}",
+            cablebridged::ceremony::b64url(&reg.credential_id),
+            human_verdict(&reg_extra)
+        ),
     );
 
     let mut auth_options = AuthenticateOptions::new(args.rp_id.clone());
@@ -176,7 +180,7 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     emit_line(
         json,
         with_fields(auth.to_json(), &auth_extra),
-        "authenticated with the new credential",
+        &format!("authenticated with the new credential{}", human_verdict(&auth_extra)),
     );
 
     let stats = server.stats();
@@ -205,6 +209,18 @@ fn with_fields(mut value: Value, extra: &[(&'static str, Value)]) -> Value {
         value[*k] = v.clone();
     }
     value
+}
+
+/// `"; policy reject: reason; reason"` for the human lines (empty without --policy).
+fn human_verdict(extra: &[(&'static str, Value)]) -> String {
+    let Some((_, p)) = extra.iter().find(|(k, _)| *k == "policy") else {
+        return String::new();
+    };
+    let reasons: Vec<&str> = p["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!("; policy {}: {}", p["verdict"].as_str().unwrap_or("?"), reasons.join("; "))
 }
 
 /// The `policy.verdict` among extra result fields.
