@@ -292,3 +292,47 @@ async fn register_with_the_phone_binary_flags() {
         policy["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(reasons.iter().any(|r| r.contains("BE=1 BS=1")), "{reasons:?}");
 }
+
+/// `--mds` through the binary: names from the blob reach the hybrid result, and the phone's
+/// per-run test CA does not chain to the blob's (other) root, which an attestation-enforcing
+/// policy rejects.
+#[tokio::test]
+async fn demo_with_mds_names_the_model_and_reports_the_chain() {
+    let mds =
+        format!("{}/../daemon/tests/fixtures/mds/mds3-payload.json", env!("CARGO_MANIFEST_DIR"));
+    let policy = fixture("legacy-attestation-enforced.json");
+    let (code, reg, _, _) = demo(&["--mds", &mds, "--policy", &policy]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(reg["authenticator_name"], "cablebridge virtual authenticator (fixture metadata)");
+    assert_eq!(reg["attestation_chain"]["status"], "not_verified", "{reg}");
+    let detail = reg["attestation_chain"]["detail"].as_str().unwrap();
+    assert!(detail.contains("cablebridge test attestation CA"), "{detail}");
+    assert_eq!(reg["policy"]["verdict"], "reject", "{reg}");
+    assert_eq!(failed_rules(&reg["policy"]), ["attestation"]);
+
+    let (_, reg, _, _) = demo(&["--mds", &mds, "--phone-attestation", "none"]).await;
+    assert_eq!(reg["attestation_chain"]["status"], "no_certificates", "{reg}");
+    assert!(reg.get("policy").is_none(), "no --policy, no verdict: {reg}");
+
+    // Without --mds the result is unchanged: no chain field.
+    let (_, reg, _, _) = demo(&[]).await;
+    assert!(reg.get("attestation_chain").is_none() && reg.get("policy").is_none(), "{reg}");
+}
+
+#[tokio::test]
+async fn bad_mds_blob_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("blob.jwt");
+    std::fs::write(&bad, "not.a-jwt").unwrap();
+    let out = tokio::time::timeout(
+        T,
+        bin().args(["demo", "--json", "--mds"]).arg(&bad).kill_on_drop(true).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("blob.jwt") && all.contains("MDS3"), "{all}");
+}
