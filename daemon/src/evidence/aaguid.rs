@@ -188,9 +188,10 @@ impl AaguidTable {
         self.roots.get(aaguid).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// Checks a packed statement's `x5c` against the roots for `aaguid`.
+    /// Checks a packed statement's `x5c` against the roots for `aaguid` (and the leaf's AAGUID
+    /// extension against `aaguid`).
     pub fn verify_chain(&self, aaguid: &Aaguid, x5c: &[Vec<u8>]) -> super::chain::ChainStatus {
-        super::chain::verify_x5c(x5c, self.roots(aaguid))
+        super::chain::verify_attestation_chain(&aaguid.0, x5c, self.roots(aaguid))
     }
 
     /// The friendly name and where it came from; `None` when unknown or all-zero.

@@ -3,13 +3,15 @@
 //!
 //! What is checked: each certificate is signed by the next one in `x5c` (issuer name equal to
 //! the signer's subject, ECDSA P-256/SHA-256 signature over the TBS bytes), and the last one is
-//! either itself one of the roots or signed by a root whose subject is its issuer.
+//! either itself one of the roots or signed by a root whose subject is its issuer. A leaf that
+//! carries the `id-fido-gen-ce-aaguid` extension must name the authenticator data's AAGUID.
 //!
 //! What is not: validity periods, revocation, key usage and path-length constraints. The
 //! verdict is a lab statement ("this chain leads to the vendor's root in the blob you gave"),
 //! not a production trust decision; Entra's own checks stay authoritative. Algorithms other
 //! than ECDSA P-256 with SHA-256 are reported as "not verified: unsupported", never as valid.
 
+use cablebridge_protocol::authenticator::OID_FIDO_GEN_CE_AAGUID;
 use cablebridge_protocol::ctap2::attestation::leaf_public_key;
 use p256::ecdsa::signature::Verifier;
 use x509_cert::der::{Decode, Encode};
@@ -85,6 +87,49 @@ fn signed_by(cert: &Certificate, issuer_der: &[u8], issuer: &Certificate) -> Res
     p256::ecdsa::VerifyingKey::from(&key)
         .verify(&tbs, &sig)
         .map_err(|_| format!("signature of {} does not verify", cert.tbs_certificate.subject))
+}
+
+/// The `id-fido-gen-ce-aaguid` extension of a certificate (WebAuthn §8.2.1): `None` when absent,
+/// `Some(Err)` when present but not an OCTET STRING of 16 bytes.
+pub fn certificate_aaguid(cert_der: &[u8]) -> Option<Result<[u8; 16], String>> {
+    let cert = Certificate::from_der(cert_der).ok()?;
+    let ext = cert
+        .tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == OID_FIDO_GEN_CE_AAGUID)?;
+    Some(
+        x509_cert::der::asn1::OctetString::from_der(ext.extn_value.as_bytes())
+            .ok()
+            .and_then(|o| <[u8; 16]>::try_from(o.as_bytes()).ok())
+            .ok_or_else(|| "the AAGUID extension is not an OCTET STRING of 16 bytes".to_owned()),
+    )
+}
+
+/// Checks a packed statement for `aaguid`: when the leaf carries the AAGUID extension it must
+/// equal the authenticator data's AAGUID (WebAuthn §8.2 verification step 2), then
+/// [`verify_x5c`].
+pub fn verify_attestation_chain(
+    aaguid: &[u8; 16],
+    x5c: &[Vec<u8>],
+    roots: &[Vec<u8>],
+) -> ChainStatus {
+    if let Some(ext) = x5c.first().and_then(|leaf| certificate_aaguid(leaf)) {
+        match ext {
+            Ok(a) if a == *aaguid => {}
+            Ok(a) => {
+                return ChainStatus::NotVerified(format!(
+                    "the leaf certificate's AAGUID extension {} differs from the authenticator \
+                     data's {}",
+                    super::Aaguid(a),
+                    super::Aaguid(*aaguid)
+                ))
+            }
+            Err(why) => return ChainStatus::NotVerified(why),
+        }
+    }
+    verify_x5c(x5c, roots)
 }
 
 /// Checks `x5c` (leaf first, DER) against `roots` (DER).
@@ -191,5 +236,33 @@ mod tests {
             panic!()
         };
         assert!(why.contains("x5c[0]"), "{why}");
+    }
+
+    #[test]
+    fn leaf_aaguid_extension_must_match_the_authenticator_data() {
+        let root = ca("Vendor Root", None);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Authenticator Attestation");
+        let mut content = vec![0x04, 0x10];
+        content.extend_from_slice(&[0x42; 16]);
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4],
+            content,
+        )];
+        let leaf = params.signed_by(&key, &root.cert, &root.key).unwrap().der().to_vec();
+        assert_eq!(certificate_aaguid(&leaf), Some(Ok([0x42; 16])));
+        let roots = [der(&root)];
+        let x5c = [leaf];
+        assert!(matches!(
+            verify_attestation_chain(&[0x42; 16], &x5c, &roots),
+            ChainStatus::Verified { .. }
+        ));
+        let ChainStatus::NotVerified(why) = verify_attestation_chain(&[7; 16], &x5c, &roots) else {
+            panic!()
+        };
+        assert!(why.contains("42424242-4242") && why.contains("differs"), "{why}");
+        // No extension (the intermediate-style certificates above): nothing to compare.
+        assert_eq!(certificate_aaguid(&der(&root)), None);
     }
 }

@@ -8,4 +8,4 @@ pub mod aaguid;
 pub mod chain;
 
 pub use aaguid::{Aaguid, AaguidTable, MdsError};
-pub use chain::{verify_x5c, ChainStatus};
+pub use chain::{verify_attestation_chain, verify_x5c, ChainStatus};

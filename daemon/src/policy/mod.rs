@@ -14,6 +14,7 @@
 
 pub mod facts;
 pub mod model;
+mod parse;
 pub mod verdict;
 
 pub use model::{
