@@ -13,10 +13,12 @@
 //! A verdict is advice for a lab or an administrator; the ceremony's own outcome is unchanged.
 
 pub mod facts;
+pub mod judge;
 pub mod model;
 mod parse;
 pub mod verdict;
 
+pub use judge::Judge;
 pub use model::{
     AttestationEnforcement, EnforcementType, Fido2Policy, KeyRestrictions, PasskeyProfile,
     PasskeyTypes, PolicyError, SelectedPolicy, DEFAULT_PROFILE_ID,

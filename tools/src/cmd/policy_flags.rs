@@ -1,16 +1,15 @@
 //! `--policy FILE`, `--profile ID|NAME` and `--mds FILE`, shared by `register`, `authenticate`
-//! and `demo`: the engine's one AAGUID table (built-in names, extended by an MDS3 blob) and the
-//! Entra policy verdict (`cablebridged::policy`) added to each result as `"policy": {...}`.
+//! and `demo`, loaded into a [`Judge`] (`cablebridged::policy`): the engine's one AAGUID table
+//! (built-in names, extended by an MDS3 blob) and the Entra policy verdict added to each result
+//! as `"policy": {...}`.
 //!
 //! A rejected verdict does not change the exit code: the ceremony itself succeeded (exit 0) and
 //! the verdict predicts what Entra ID would do with it; scripts read `.policy.verdict`.
 
 use crate::output::{CmdError, Exit};
-use cablebridged::ceremony::{AuthenticationResult, RegistrationResult};
 use cablebridged::evidence::{Aaguid, AaguidTable};
-use cablebridged::policy::{evaluate, CeremonyFacts, PolicyError, SelectedPolicy};
+use cablebridged::policy::{Judge, PolicyError, SelectedPolicy};
 use clap::Args;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,16 +31,8 @@ pub struct PolicyArgs {
     pub mds: Option<PathBuf>,
 }
 
-/// What the flags loaded: the table every transport uses and the selected policy.
-#[derive(Debug, Clone)]
-pub struct PolicyContext {
-    /// The engine's AAGUID table.
-    pub table: Arc<AaguidTable>,
-    /// The policy profile, when `--policy` was given.
-    pub policy: Option<SelectedPolicy>,
-    /// Whether `--mds` was given (chain results are then reported).
-    pub mds: bool,
-}
+/// What the flags loaded: the engine's AAGUID table and the selected policy.
+pub type PolicyContext = Judge;
 
 fn policy_error(e: PolicyError) -> CmdError {
     CmdError {
@@ -74,42 +65,7 @@ impl PolicyArgs {
             .map(|p| SelectedPolicy::load(p, self.profile.as_deref()))
             .transpose()
             .map_err(policy_error)?;
-        Ok(PolicyContext { table: Arc::new(table), policy, mds: self.mds.is_some() })
-    }
-}
-
-impl PolicyContext {
-    /// Extra result fields of a registration: `attestation_chain` (with `--mds`) and `policy`.
-    pub fn registration_fields(&self, reg: &RegistrationResult) -> Vec<(&'static str, Value)> {
-        let facts = CeremonyFacts::registration(reg, &self.table);
-        let mut fields = Vec::new();
-        if self.mds {
-            let chain = facts
-                .attestation
-                .as_ref()
-                .map(|a| json!({"status": a.chain.as_str(), "detail": a.chain.detail()}));
-            fields.push(("attestation_chain", chain.unwrap_or(Value::Null)));
-        }
-        if let Some(p) = &self.policy {
-            fields.push(("policy", evaluate(p, &facts, &self.table).to_json()));
-        }
-        fields
-    }
-
-    /// Extra result fields of a sign-in: `policy`. `aaguid` is the credential's model from its
-    /// registration (assertions carry none).
-    pub fn authentication_fields(
-        &self,
-        auth: &AuthenticationResult,
-        aaguid: Option<Aaguid>,
-    ) -> Vec<(&'static str, Value)> {
-        match &self.policy {
-            Some(p) => {
-                let facts = CeremonyFacts::authentication(auth, aaguid);
-                vec![("policy", evaluate(p, &facts, &self.table).to_json())]
-            }
-            None => Vec::new(),
-        }
+        Ok(Judge { table: Arc::new(table), policy, report_chain: self.mds.is_some() })
     }
 }
 
