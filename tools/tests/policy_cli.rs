@@ -336,3 +336,20 @@ async fn bad_mds_blob_is_a_usage_error() {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(all.contains("blob.jwt") && all.contains("MDS3"), "{all}");
 }
+
+#[tokio::test]
+async fn credential_aaguid_and_profile_flags_are_checked() {
+    // --credential-aaguid must be an AAGUID; --profile needs --policy (clap: exit 2).
+    for args in [
+        vec!["authenticate", "--rp-id", "example.com", "--credential-aaguid", "de1e552d"],
+        vec!["register", "--rp-id", "example.com", "--user-name", "a", "--profile", "x"],
+    ] {
+        let out = tokio::time::timeout(T, bin().args(&args).stdin(Stdio::null()).output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--credential-aaguid") || err.contains("--policy"), "{err}");
+    }
+}
