@@ -13,6 +13,7 @@ pub mod desktop;
 pub mod evidence;
 pub mod hid;
 pub mod phone;
+pub mod policy;
 pub mod store;
 pub mod tunnel;
 pub mod usb_ceremony;
