@@ -600,10 +600,13 @@ fn rfkill_check(switches: &[RfkillSwitch], f: &Findings) -> Check {
         let listed: Vec<String> = switches.iter().map(|s| format!("{} ({})", s.id, s.name)).collect();
         return Check::pass(
             id,
-            if listed.is_empty() {
-                "no Bluetooth rfkill switch in /sys/class/rfkill and no block reported by BlueZ".into()
-            } else {
-                format!("not blocked: {}", listed.join(", "))
+            match (listed.is_empty(), f.discovery_allowed.or(f.advertise_allowed).is_some()) {
+                (true, true) => {
+                    "no Bluetooth rfkill switch in /sys/class/rfkill and no block reported by BlueZ"
+                        .into()
+                }
+                (true, false) => "no Bluetooth rfkill switch in /sys/class/rfkill".into(),
+                (false, _) => format!("not blocked: {}", listed.join(", ")),
             },
         );
     }
