@@ -39,7 +39,8 @@ fn pki() -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let names: Vec<String> = HOSTS.iter().map(|h| (*h).to_owned()).collect();
-    let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: String| {
         let p = dir.path().join(name);
@@ -47,7 +48,10 @@ fn pki() -> Pki {
         p
     };
     let ca_file = write("ca.pem", ca.pem());
-    let leaf = TlsFiles { cert: write("leaf.pem", leaf.pem()), key: write("leaf.key", leaf_key.serialize_pem()) };
+    let leaf = TlsFiles {
+        cert: write("leaf.pem", leaf.pem()),
+        key: write("leaf.key", leaf_key.serialize_pem()),
+    };
     Pki { dir, ca_file, leaf }
 }
 
@@ -55,7 +59,9 @@ fn pki() -> Pki {
 /// would present.
 fn interception_files(dir: &std::path::Path) -> TlsFiles {
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(HOSTS.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(HOSTS.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())
+            .unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, "Corp Inspection CA");
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "Example Corp");
     let cert = params.self_signed(&key).unwrap();
@@ -143,7 +149,10 @@ async fn real_tunnel_server_with_test_ca_passes_every_step_for_every_host() {
     let ws = get(&checks, "tunnel.cable.ua5v.com.websocket");
     assert!(ws.detail.contains("HTTP 404"), "our server refuses an unknown tunnel: {ws:?}");
     let tls = get(&checks, "tunnel.cable.auth.com.tls");
-    assert!(tls.detail.contains("--ca-file") && tls.detail.contains("cablebridge test CA"), "{tls:?}");
+    assert!(
+        tls.detail.contains("--ca-file") && tls.detail.contains("cablebridge test CA"),
+        "{tls:?}"
+    );
     assert!(get(&checks, "tunnel.cable.ua5v.com.dns").detail.contains("from --resolve"));
     assert!(checks.iter().all(|c| c.id != "tunnel.app-site-association.cdn-apple.com.websocket"));
     server.shutdown().await;
@@ -153,13 +162,17 @@ async fn real_tunnel_server_with_test_ca_passes_every_step_for_every_host() {
 async fn self_signed_interception_certificate_fails_tls_naming_the_issuer() {
     let pki = pki();
     let files = interception_files(pki.dir.path());
-    let addr = fake_server(&files, Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")).await;
+    let addr =
+        fake_server(&files, Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")).await;
     let opts = opts_for(&pki, &[("cable.ua5v.com", addr)]);
     let checks = probe("cable.ua5v.com", HostKind::Tunnel, &opts).await;
     let tls = get(&checks, "tunnel.cable.ua5v.com.tls");
     assert_eq!(tls.status, Status::Fail, "{tls:?}");
     assert!(tls.detail.contains("CN=Corp Inspection CA"), "{tls:?}");
-    assert!(tls.detail.contains("self-signed") && tls.detail.contains("probable TLS interception"), "{tls:?}");
+    assert!(
+        tls.detail.contains("self-signed") && tls.detail.contains("probable TLS interception"),
+        "{tls:?}"
+    );
     assert!(tls.remedy.as_deref().unwrap().contains("exempt cable.ua5v.com from TLS inspection"));
     assert_eq!(get(&checks, "tunnel.cable.ua5v.com.tcp").status, Status::Pass);
     assert_eq!(get(&checks, "tunnel.cable.ua5v.com.websocket").status, Status::Skip);
@@ -190,7 +203,11 @@ async fn reset_after_the_request_and_proxy_auth_fail_websocket() {
     let checks = probe("cable.ua5v.com", HostKind::Tunnel, &opts).await;
     let ws = get(&checks, "tunnel.cable.ua5v.com.websocket");
     assert_eq!(ws.status, Status::Fail, "{ws:?}");
-    assert!(ws.detail.contains("closed before any HTTP answer") || ws.detail.contains("failed during the upgrade"), "{ws:?}");
+    assert!(
+        ws.detail.contains("closed before any HTTP answer")
+            || ws.detail.contains("failed during the upgrade"),
+        "{ws:?}"
+    );
 
     let addr = fake_server(
         &pki.leaf,

@@ -32,7 +32,10 @@ async fn bus_policy_denial_fails_permission_with_a_group_remedy() {
     assert!(perm.detail.contains("may not use BlueZ"), "{perm:?}");
     assert!(perm.detail.contains("D-Bus policy refused"), "{perm:?}");
     let remedy = perm.remedy.as_deref().unwrap();
-    assert!(remedy.contains("usermod -aG") && remedy.contains("send_destination=\"org.bluez\""), "{remedy}");
+    assert!(
+        remedy.contains("usermod -aG") && remedy.contains("send_destination=\"org.bluez\""),
+        "{remedy}"
+    );
     for id in ["bluetooth.adapter", "bluetooth.scan", "bluetooth.advertising"] {
         let c = get(id);
         assert_eq!(c.status, Status::Skip, "{c:?}");

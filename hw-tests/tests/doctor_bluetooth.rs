@@ -84,7 +84,9 @@ async fn bluez_absent_fails_bluez_and_skips_the_rest() {
     assert!(bluez.detail.contains("bluetoothd is not running"), "{bluez:?}");
     // Not activatable on the private bus: the remedy says to install it.
     assert!(bluez.remedy.as_deref().unwrap().contains("install BlueZ"), "{bluez:?}");
-    for id in ["bluetooth.adapter", "bluetooth.scan", "bluetooth.advertising", "bluetooth.permission"] {
+    for id in
+        ["bluetooth.adapter", "bluetooth.scan", "bluetooth.advertising", "bluetooth.permission"]
+    {
         let c = get(&checks, id);
         assert_eq!(c.status, Status::Skip, "{c:?}");
         assert!(c.detail.contains("BlueZ is not running"), "{c:?}");
@@ -121,7 +123,10 @@ async fn every_adapter_is_listed_and_fido_adverts_are_counted() {
 
     let a = get(&checks, "bluetooth.adapter");
     assert_eq!(a.status, Status::Pass);
-    assert!(a.detail.contains("2 adapter(s)") && a.detail.contains("hci0") && a.detail.contains("hci1"), "{a:?}");
+    assert!(
+        a.detail.contains("2 adapter(s)") && a.detail.contains("hci0") && a.detail.contains("hci1"),
+        "{a:?}"
+    );
     assert_eq!(status_of(&checks, "bluetooth.powered"), Status::Pass);
     let scan = get(&checks, "bluetooth.scan");
     assert_eq!(scan.status, Status::Pass, "{scan:?}");
@@ -165,7 +170,10 @@ async fn nothing_heard_is_a_warning_about_a_deaf_radio() {
     let checks = run(&opts(&dir, 1)).await;
     let scan = get(&checks, "bluetooth.scan");
     assert_eq!(scan.status, Status::Warn, "{scan:?}");
-    assert!(scan.detail.contains("0 advert(s)") && scan.detail.contains("heard nothing at all"), "{scan:?}");
+    assert!(
+        scan.detail.contains("0 advert(s)") && scan.detail.contains("heard nothing at all"),
+        "{scan:?}"
+    );
     assert!(scan.remedy.as_deref().unwrap().contains("bluetoothctl scan on"));
 }
 

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridged::tunnel::server::{TlsFiles, TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use cablebridged::tunnel::server::{
+    TlsFiles, TunnelServer, TunnelServerConfig, TunnelServerHandle,
+};
 use serde_json::Value;
 use std::process::Output;
 use std::time::Duration;
@@ -32,16 +34,19 @@ impl Rig {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = HOSTS.iter().map(|h| (*h).to_owned()).collect();
-        let leaf =
-            rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let leaf = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(dir.path().join("leaf.pem"), leaf.pem()).unwrap();
         std::fs::write(dir.path().join("leaf.key"), leaf_key.serialize_pem()).unwrap();
         let tls = TlsFiles { cert: dir.path().join("leaf.pem"), key: dir.path().join("leaf.key") };
-        let server = TunnelServer::bind(TunnelServerConfig { tls: Some(tls), ..Default::default() })
-            .await
-            .unwrap();
+        let server =
+            TunnelServer::bind(TunnelServerConfig { tls: Some(tls), ..Default::default() })
+                .await
+                .unwrap();
         Rig { dir, server }
     }
 
@@ -69,13 +74,21 @@ impl Rig {
     async fn run(&self, args: &[String]) -> Output {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cablebridge"));
         cmd.args(args)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}", self.dir.path().join("no-bus").display()))
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", self.dir.path().join("no-bus").display()),
+            )
             .env("NO_COLOR", "1")
             .kill_on_drop(true);
-        for v in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"] {
+        for v in
+            ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"]
+        {
             cmd.env_remove(v);
         }
-        tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("doctor is bounded").unwrap()
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("doctor is bounded")
+            .unwrap()
     }
 }
 
@@ -119,7 +132,11 @@ async fn doctor_json_lists_every_check_and_exits_1_when_one_fails() {
     // Order: bluetooth, tunnel, hid, service.
     let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
     let pos = |p: &str| ids.iter().position(|i| i.starts_with(p)).unwrap();
-    assert!(pos("bluetooth.") < pos("tunnel.") && pos("tunnel.") < pos("hid.") && pos("hid.") < pos("service."));
+    assert!(
+        pos("bluetooth.") < pos("tunnel.")
+            && pos("tunnel.") < pos("hid.")
+            && pos("hid.") < pos("service.")
+    );
     rig.server.shutdown().await;
 }
 

@@ -69,7 +69,8 @@ pub(crate) fn read_rfkill(sys: &Path) -> Vec<RfkillSwitch> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let p = e.path();
-            let attr = |a: &str| std::fs::read_to_string(p.join(a)).ok().map(|s| s.trim().to_owned());
+            let attr =
+                |a: &str| std::fs::read_to_string(p.join(a)).ok().map(|s| s.trim().to_owned());
             if attr("type")? != "bluetooth" {
                 return None;
             }
@@ -155,7 +156,8 @@ fn check_from(id: &str, status: Status, e: &BleError) -> Check {
 /// mentioning org.bluez); `bluetooth` when the files cannot be read.
 fn bluez_policy_groups() -> Vec<String> {
     let mut groups = Vec::new();
-    for path in ["/etc/dbus-1/system.d/bluetooth.conf", "/usr/share/dbus-1/system.d/bluetooth.conf"] {
+    for path in ["/etc/dbus-1/system.d/bluetooth.conf", "/usr/share/dbus-1/system.d/bluetooth.conf"]
+    {
         let Ok(text) = std::fs::read_to_string(path) else { continue };
         for block in text.split("<policy").skip(1) {
             let body = block.split("</policy>").next().unwrap_or("");
@@ -234,7 +236,9 @@ pub async fn run(opts: &DoctorOptions) -> Vec<Check> {
     f.put(bluez_conf::check(&opts.bluez_main_conf));
     let why = f.stopped.clone().unwrap_or_else(|| "not reached".into());
     IDS.iter()
-        .map(|id| f.checks.remove(id).unwrap_or_else(|| Check::skip(*id, format!("skipped: {why}"))))
+        .map(|id| {
+            f.checks.remove(id).unwrap_or_else(|| Check::skip(*id, format!("skipped: {why}")))
+        })
         .collect()
 }
 
@@ -264,7 +268,10 @@ async fn probe(opts: &DoctorOptions, f: &mut Findings) -> Result<(), String> {
             return Err("no D-Bus system bus".into());
         }
     };
-    f.put(Check::pass("bluetooth.bus", format!("connected to the D-Bus system bus ({})", bus_address())));
+    f.put(Check::pass(
+        "bluetooth.bus",
+        format!("connected to the D-Bus system bus ({})", bus_address()),
+    ));
 
     // 2. BlueZ on the bus.
     let dbus_err = |e: zbus::Error| BleError::from_zbus("ask the bus about org.bluez", e, None);
@@ -284,7 +291,9 @@ async fn probe(opts: &DoctorOptions, f: &mut Findings) -> Result<(), String> {
         Ok::<_, BleError>((present, activatable))
     };
     match timeout(t, owner).await {
-        Ok(Ok((true, _))) => f.put(Check::pass("bluetooth.bluez", "org.bluez (bluetoothd) is on the system bus")),
+        Ok(Ok((true, _))) => {
+            f.put(Check::pass("bluetooth.bluez", "org.bluez (bluetoothd) is on the system bus"))
+        }
         Ok(Ok((false, activatable))) => {
             let remedy = if activatable {
                 "BlueZ is installed (org.bluez is D-Bus activatable) but not running: systemctl enable --now bluetooth"
@@ -315,7 +324,9 @@ async fn probe(opts: &DoctorOptions, f: &mut Findings) -> Result<(), String> {
             f.note_error(&e);
             if matches!(e, BleError::AccessDenied { .. }) {
                 f.discovery_allowed = Some(false);
-                return Err("the D-Bus policy denies access to org.bluez (see bluetooth.permission)".into());
+                return Err(
+                    "the D-Bus policy denies access to org.bluez (see bluetooth.permission)".into(),
+                );
             }
             f.put(check_from("bluetooth.adapter", Status::Fail, &e));
             return Err("BlueZ's adapters could not be listed".into());
@@ -395,12 +406,11 @@ async fn adapters(conn: &zbus::Connection) -> Result<Vec<AdapterInfo>, BleError>
             let text = |k: &str| {
                 props.get(k).and_then(|v| <&str>::try_from(v).ok()).unwrap_or("?").to_owned()
             };
-            let advertising = ifaces.iter().find(|(i, _)| i.as_str() == ADV_MANAGER_IFACE).map(
-                |(_, p)| {
+            let advertising =
+                ifaces.iter().find(|(i, _)| i.as_str() == ADV_MANAGER_IFACE).map(|(_, p)| {
                     let n = |k: &str| p.get(k).and_then(|v| u8::try_from(v).ok()).unwrap_or(0);
                     (n("ActiveInstances"), n("SupportedInstances"))
-                },
-            );
+                });
             Some(AdapterInfo {
                 name: path.as_str().strip_prefix("/org/bluez/")?.to_owned(),
                 address: text("Address"),
@@ -525,12 +535,12 @@ async fn scan_step(opts: &DoctorOptions, f: &mut Findings) {
     } else {
         Check::warn(
             "bluetooth.scan",
-            format!("{detail} — heard nothing at all: the radio may be deaf, not just no phone nearby"),
             format!(
-                "run `bluetoothctl scan on` (nearby devices should appear within seconds); if none \
-                 do, check rfkill, `btmgmt info` (LE enabled?), and any site policy that blocks LE \
-                 scanning; then re-run with a longer window (--scan-seconds 30)"
+                "{detail} — heard nothing at all: the radio may be deaf, not just no phone nearby"
             ),
+            "run `bluetoothctl scan on` (nearby devices should appear within seconds); if none \
+             do, check rfkill, `btmgmt info` (LE enabled?), and any site policy that blocks LE \
+             scanning; then re-run with a longer window (--scan-seconds 30)",
         )
     };
     f.put(check);
@@ -538,7 +548,8 @@ async fn scan_step(opts: &DoctorOptions, f: &mut Findings) {
 
 fn advertising_check(f: &Findings) -> Check {
     let id = "bluetooth.advertising";
-    let capable: Vec<&AdapterInfo> = f.adapters.iter().filter(|a| a.advertising.is_some()).collect();
+    let capable: Vec<&AdapterInfo> =
+        f.adapters.iter().filter(|a| a.advertising.is_some()).collect();
     if capable.is_empty() {
         return Check::warn(
             id,
@@ -565,7 +576,9 @@ fn advertising_check(f: &Findings) -> Check {
             let (d, remedy) = diagnose(e);
             Check::warn(id, format!("{slots}; {d}"), remedy)
         }
-        Some(Err(e)) if capable.iter().all(|a| a.advertising.is_some_and(|(_, free)| free == 0)) => {
+        Some(Err(e))
+            if capable.iter().all(|a| a.advertising.is_some_and(|(_, free)| free == 0)) =>
+        {
             let (d, _) = diagnose(e);
             Check::warn(
                 id,
@@ -597,7 +610,8 @@ fn rfkill_check(switches: &[RfkillSwitch], f: &Findings) -> Check {
     dbus_blocked.sort();
     dbus_blocked.dedup();
     if hard.is_empty() && soft.is_empty() && dbus_blocked.is_empty() {
-        let listed: Vec<String> = switches.iter().map(|s| format!("{} ({})", s.id, s.name)).collect();
+        let listed: Vec<String> =
+            switches.iter().map(|s| format!("{} ({})", s.id, s.name)).collect();
         return Check::pass(
             id,
             match (listed.is_empty(), f.discovery_allowed.or(f.advertise_allowed).is_some()) {
@@ -618,7 +632,10 @@ fn rfkill_check(switches: &[RfkillSwitch], f: &Findings) -> Check {
         parts.push(format!("soft-blocked: {}", soft.join(", ")));
     }
     if !dbus_blocked.is_empty() {
-        parts.push(format!("BlueZ answered org.bluez.Error.Blocked for {}", dbus_blocked.join(", ")));
+        parts.push(format!(
+            "BlueZ answered org.bluez.Error.Blocked for {}",
+            dbus_blocked.join(", ")
+        ));
     }
     let remedy = if hard.is_empty() {
         "rfkill unblock bluetooth (or switch off airplane mode / switch Bluetooth on in the desktop \
@@ -644,10 +661,9 @@ fn permission_check(f: &Findings, account: &Account) -> Check {
             format!("{who} may not use BlueZ: {denied}"),
             permission_remedy(account),
         ),
-        (Some(true), Some(true)) => Check::pass(
-            id,
-            format!("{who} may start discovery and register an advertisement"),
-        ),
+        (Some(true), Some(true)) => {
+            Check::pass(id, format!("{who} may start discovery and register an advertisement"))
+        }
         (Some(true), Some(false)) => Check::warn(
             id,
             format!(

@@ -48,11 +48,7 @@ fn number(v: &str) -> Option<u32> {
 pub(crate) fn judge(path: &Path, text: &str) -> Check {
     let entries = parse(text);
     let get = |section: &str, key: &str| {
-        entries
-            .iter()
-            .rev()
-            .find(|(s, k, _)| s == section && k == key)
-            .map(|(_, _, v)| v.as_str())
+        entries.iter().rev().find(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str())
     };
     let shown = path.display();
     let mut problems: Vec<(Status, String, String)> = Vec::new();
@@ -70,7 +66,8 @@ pub(crate) fn judge(path: &Path, text: &str) -> Check {
         if v.eq_ignore_ascii_case("false") {
             problems.push((
                 Status::Warn,
-                "AutoEnable = false leaves adapters powered off after boot, resume or re-plug".into(),
+                "AutoEnable = false leaves adapters powered off after boot, resume or re-plug"
+                    .into(),
                 format!("set AutoEnable = true under [Policy] in {shown}"),
             ));
         }

@@ -204,11 +204,7 @@ impl DoctorOptions {
 /// problem is a check. Bounded: every network and D-Bus step has `step_timeout`, the scan its
 /// window.
 pub async fn run(opts: &DoctorOptions) -> DoctorReport {
-    let (bt, net, svc) = tokio::join!(
-        bluetooth::run(opts),
-        network::run(opts),
-        service::run(opts)
-    );
+    let (bt, net, svc) = tokio::join!(bluetooth::run(opts), network::run(opts), service::run(opts));
     let mut checks = bt;
     checks.extend(net);
     checks.extend(hid::run(opts));

@@ -78,7 +78,9 @@ impl FromStr for ResolveOverride {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (host, addr) = s.split_once(':').ok_or_else(|| {
-            format!("--resolve {s:?}: expected HOST:ADDR (ADDR = IP, IP:PORT, NAME[:PORT] or nxdomain)")
+            format!(
+                "--resolve {s:?}: expected HOST:ADDR (ADDR = IP, IP:PORT, NAME[:PORT] or nxdomain)"
+            )
         })?;
         if !valid_name(host) {
             return Err(format!("--resolve {s:?}: {host:?} is not a host name"));
@@ -88,7 +90,8 @@ impl FromStr for ResolveOverride {
             ResolveTarget::NxDomain
         } else if let Ok(sa) = addr.parse::<SocketAddr>() {
             ResolveTarget::Ip { ip: sa.ip(), port: Some(sa.port()) }
-        } else if let Ok(ip) = addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        } else if let Ok(ip) = addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+        {
             ResolveTarget::Ip { ip, port: None }
         } else {
             let (name, port) = match addr.rsplit_once(':') {
@@ -100,7 +103,10 @@ impl FromStr for ResolveOverride {
             }
             ResolveTarget::Name { name: name.to_owned(), port }
         };
-        if matches!(target, ResolveTarget::Ip { port: Some(0), .. } | ResolveTarget::Name { port: Some(0), .. }) {
+        if matches!(
+            target,
+            ResolveTarget::Ip { port: Some(0), .. } | ResolveTarget::Name { port: Some(0), .. }
+        ) {
             return Err(bad("port 0"));
         }
         Ok(ResolveOverride { host: host.to_ascii_lowercase(), target })
@@ -143,7 +149,8 @@ pub fn hosts(opts: &DoctorOptions) -> Vec<(String, HostKind)> {
 pub async fn run(opts: &DoctorOptions) -> Vec<Check> {
     let hosts = hosts(opts);
     let probes = hosts.iter().map(|(h, kind)| probe_host(h, *kind, opts));
-    let mut out: Vec<Check> = futures_util::future::join_all(probes).await.into_iter().flatten().collect();
+    let mut out: Vec<Check> =
+        futures_util::future::join_all(probes).await.into_iter().flatten().collect();
     let env: Vec<(String, String)> = match &opts.proxy_env {
         Some(v) => v.clone(),
         None => std::env::vars().collect(),
@@ -230,7 +237,11 @@ pub async fn probe_host(host: &str, kind: HostKind, opts: &DoctorOptions) -> Vec
         }
     };
     let Ok(name) = ServerName::try_from(host.to_owned()) else {
-        out.push(Check::fail(id("tls"), format!("{host:?} is not a TLS server name"), "fix the host name"));
+        out.push(Check::fail(
+            id("tls"),
+            format!("{host:?} is not a TLS server name"),
+            "fix the host name",
+        ));
         return finish(out, "bad host name");
     };
     let connector = tokio_rustls::TlsConnector::from(config);
@@ -280,9 +291,9 @@ async fn resolve(
         Some(ResolveTarget::Ip { ip, port }) => {
             Ok((vec![SocketAddr::new(*ip, port.unwrap_or(443))], "from --resolve".into()))
         }
-        Some(ResolveTarget::Name { name, port }) => lookup(name, port.unwrap_or(443), t)
-            .await
-            .map(|a| (a, format!("--resolve via {name}"))),
+        Some(ResolveTarget::Name { name, port }) => {
+            lookup(name, port.unwrap_or(443), t).await.map(|a| (a, format!("--resolve via {name}")))
+        }
         None => lookup(host, 443, t).await.map(|a| (a, "system resolver".into())),
     }
 }
@@ -379,7 +390,13 @@ where
     let url = format!("wss://{authority}{}", path.to_path());
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
-        Err(e) => return Check::fail(id, format!("cannot build the upgrade request: {e}"), "fix the host name"),
+        Err(e) => {
+            return Check::fail(
+                id,
+                format!("cannot build the upgrade request: {e}"),
+                "fix the host name",
+            )
+        }
     };
     request.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     if let Ok(origin) = HeaderValue::from_str(&format!("wss://{authority}")) {
@@ -513,8 +530,10 @@ fn redact_proxy(url: &str) -> String {
 /// `tunnel.proxy` from an environment snapshot.
 pub fn proxy_check(env: &[(String, String)], tunnel_hosts: &[&str]) -> Check {
     let id = "tunnel.proxy";
-    let get = |k: &str| env.iter().find(|(n, v)| n == k && !v.trim().is_empty()).map(|(_, v)| v.as_str());
-    let names = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"];
+    let get =
+        |k: &str| env.iter().find(|(n, v)| n == k && !v.trim().is_empty()).map(|(_, v)| v.as_str());
+    let names =
+        ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"];
     let set: Vec<String> =
         names.iter().filter_map(|n| get(n).map(|v| format!("{n}={}", redact_proxy(v)))).collect();
     if set.is_empty() {
@@ -552,14 +571,24 @@ mod tests {
         assert_eq!(r.host, "cable.ua5v.com");
         assert_eq!(r.target, ResolveTarget::Ip { ip: [127, 0, 0, 1].into(), port: Some(8443) });
         let r: ResolveOverride = "Cable.Auth.com:::1".parse().unwrap();
-        assert_eq!((r.host.as_str(), r.target), ("cable.auth.com", ResolveTarget::Ip { ip: "::1".parse().unwrap(), port: None }));
+        assert_eq!(
+            (r.host.as_str(), r.target),
+            ("cable.auth.com", ResolveTarget::Ip { ip: "::1".parse().unwrap(), port: None })
+        );
         let r: ResolveOverride = "h.example:[::1]:443".parse().unwrap();
         assert_eq!(r.target, ResolveTarget::Ip { ip: "::1".parse().unwrap(), port: Some(443) });
         let r: ResolveOverride = "h.example:localhost:9".parse().unwrap();
         assert_eq!(r.target, ResolveTarget::Name { name: "localhost".into(), port: Some(9) });
         let r: ResolveOverride = "h.example:NXDOMAIN".parse().unwrap();
         assert_eq!(r.target, ResolveTarget::NxDomain);
-        for bad in ["nocolon", ":127.0.0.1", "h.example:", "h.example:1.2.3.4:0", "h.example:a b", "h.example:x:99999"] {
+        for bad in [
+            "nocolon",
+            ":127.0.0.1",
+            "h.example:",
+            "h.example:1.2.3.4:0",
+            "h.example:a b",
+            "h.example:x:99999",
+        ] {
             assert!(bad.parse::<ResolveOverride>().is_err(), "{bad}");
         }
     }

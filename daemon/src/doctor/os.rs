@@ -94,7 +94,8 @@ mod tests {
 
     #[test]
     fn groups_parse_and_lookup() {
-        let g = Groups::parse("root:x:0:\nbluetooth:x:112:alice\nbroken line\ncablebridge:x:990:\n");
+        let g =
+            Groups::parse("root:x:0:\nbluetooth:x:112:alice\nbroken line\ncablebridge:x:990:\n");
         assert_eq!(g.gid("bluetooth"), Some(112));
         assert_eq!(g.name(990), "cablebridge");
         assert_eq!(g.name(5), "5");

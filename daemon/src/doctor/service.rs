@@ -37,7 +37,11 @@ async fn status(opts: &DoctorOptions) -> Check {
             .with_remedy("to use the daemon API: systemctl enable --now cablebridged.socket");
         }
         Err(e) => {
-            return Check::fail(ID, format!("cannot look at {shown}: {e}"), "check the path (--socket)")
+            return Check::fail(
+                ID,
+                format!("cannot look at {shown}: {e}"),
+                "check the path (--socket)",
+            )
         }
     };
     let mut stream = match timeout(t, UnixStream::connect(path)).await {
@@ -60,10 +64,18 @@ async fn status(opts: &DoctorOptions) -> Check {
             )
         }
         Ok(Err(e)) => {
-            return Check::fail(ID, format!("cannot connect to {shown}: {e}"), "systemctl status cablebridged")
+            return Check::fail(
+                ID,
+                format!("cannot connect to {shown}: {e}"),
+                "systemctl status cablebridged",
+            )
         }
         Err(_) => {
-            return Check::fail(ID, format!("connecting to {shown} took longer than {t:?}"), "systemctl status cablebridged")
+            return Check::fail(
+                ID,
+                format!("connecting to {shown} took longer than {t:?}"),
+                "systemctl status cablebridged",
+            )
         }
     };
     let exchange = async {
@@ -75,12 +87,18 @@ async fn status(opts: &DoctorOptions) -> Check {
     let line = match timeout(t, exchange).await {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => {
-            return Check::fail(ID, format!("{shown}: the version request failed: {e}"), "systemctl status cablebridged")
+            return Check::fail(
+                ID,
+                format!("{shown}: the version request failed: {e}"),
+                "systemctl status cablebridged",
+            )
         }
         Err(_) => {
             return Check::fail(
                 ID,
-                format!("{shown} accepted the connection but did not answer `version` within {t:?}"),
+                format!(
+                    "{shown} accepted the connection but did not answer `version` within {t:?}"
+                ),
                 "the daemon is hanging: systemctl restart cablebridged",
             )
         }
@@ -129,8 +147,14 @@ mod tests {
         let s = "/run/cablebridge/control.sock";
         let c = judge_answer(s, r#"{"jsonrpc":"2.0","id":1,"result":{"version":"0.1.0"}}"#);
         assert_eq!((c.status, c.detail.contains("0.1.0")), (Status::Pass, true), "{c:?}");
-        assert_eq!(judge_answer(s, r#"{"jsonrpc":"2.0","id":1,"result":"0.2"}"#).status, Status::Pass);
-        let c = judge_answer(s, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#);
+        assert_eq!(
+            judge_answer(s, r#"{"jsonrpc":"2.0","id":1,"result":"0.2"}"#).status,
+            Status::Pass
+        );
+        let c = judge_answer(
+            s,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#,
+        );
         assert_eq!(c.status, Status::Warn);
         assert_eq!(judge_answer(s, "HTTP/1.1 400 Bad Request").status, Status::Fail);
         assert_eq!(judge_answer(s, "").status, Status::Fail);
@@ -151,7 +175,9 @@ mod tests {
             BufReader::new(&mut s).read_line(&mut line).await.unwrap();
             let req: Value = serde_json::from_str(&line).unwrap();
             assert_eq!(req["method"], "version");
-            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":\"9.9.9\"}}\n").await.unwrap();
+            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":\"9.9.9\"}}\n")
+                .await
+                .unwrap();
         });
         let c = status(&opts).await;
         assert_eq!(c.status, Status::Pass, "{c:?}");

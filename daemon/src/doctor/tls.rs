@@ -148,9 +148,9 @@ pub(crate) fn classify(err: &std::io::Error, chain: &[CertificateDer<'static>]) 
     let leaf = chain.first().and_then(names);
     match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::InvalidCertificate(ce)) => match ce {
-            CertificateError::UnknownIssuer
-            | CertificateError::BadSignature => {
-                let (subject, issuer) = top.unwrap_or_else(|| ("?".into(), "an unknown issuer".into()));
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                let (subject, issuer) =
+                    top.unwrap_or_else(|| ("?".into(), "an unknown issuer".into()));
                 TlsFailure::UntrustedIssuer { self_signed: subject == issuer, issuer }
             }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
@@ -159,7 +159,9 @@ pub(crate) fn classify(err: &std::io::Error, chain: &[CertificateDer<'static>]) 
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
             | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => TlsFailure::Time { what: format!("{ce:?}") },
+            | CertificateError::NotValidYetContext { .. } => {
+                TlsFailure::Time { what: format!("{ce:?}") }
+            }
             other => TlsFailure::Certificate(format!("{other:?}")),
         },
         Some(other) => TlsFailure::Handshake(other.to_string()),

@@ -69,13 +69,14 @@ pub fn main(args: &DoctorArgs, json: bool) -> ExitCode {
         Ok(o) => o,
         Err(e) => return crate::output::finish(Err(e), json),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            let e = CmdError::environment(format!("cannot start the async runtime: {e}"));
-            return crate::output::finish(Err(e), json);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let e = CmdError::environment(format!("cannot start the async runtime: {e}"));
+                return crate::output::finish(Err(e), json);
+            }
+        };
     let report = runtime.block_on(doctor::run(&opts));
     // A resolver thread stuck in getaddrinfo must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -105,7 +106,12 @@ pub fn table(report: &DoctorReport, colour: bool) -> String {
     let mut out = format!("{:<6}  {:<width$}  DETAIL\n", "STATUS", "CHECK");
     for c in &report.checks {
         let (on, off) = paint(c.status);
-        out.push_str(&format!("{on}{:<6}{off}  {:<width$}  {}\n", c.status.as_str(), c.id, c.detail));
+        out.push_str(&format!(
+            "{on}{:<6}{off}  {:<width$}  {}\n",
+            c.status.as_str(),
+            c.id,
+            c.detail
+        ));
         if let Some(r) = &c.remedy {
             out.push_str(&format!("{:<6}  {:<width$}  ↳ fix: {r}\n", "", ""));
         }
