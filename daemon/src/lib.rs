@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod evidence;
 pub mod hid;
 pub mod phone;
+pub mod policy;
 pub mod store;
 pub mod tunnel;
 pub mod usb_ceremony;

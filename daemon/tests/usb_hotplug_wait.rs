@@ -38,6 +38,7 @@ fn config(dir: &Path, timeout_ms: u64) -> UsbCeremonyConfig {
         timeout: Duration::from_millis(timeout_ms),
         pin: None,
         open: no_keys_attached(dir),
+        ..Default::default()
     }
 }
 

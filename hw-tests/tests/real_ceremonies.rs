@@ -149,6 +149,7 @@ async fn real_usb_key_register_and_authenticate() {
         timeout: Duration::from_secs(60),
         pin,
         open: Default::default(),
+        ..Default::default()
     };
     let cancel = CancellationToken::new();
     eprintln!("Touch the key when it blinks (twice: register, then authenticate).");

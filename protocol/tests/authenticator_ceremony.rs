@@ -327,3 +327,20 @@ fn failed_commit_changes_nothing_and_export_import_round_trips() {
     let a = Value::decode(r.body()).unwrap();
     assert_eq!(verify_assertion(&a, &cred.public_key, "example.com").1, 1);
 }
+
+#[test]
+fn backup_eligible_sets_be_and_bs_in_both_ceremonies_and_default_clears_them() {
+    for (backup_eligible, expected) in [(false, 0x00), (true, 0x18)] {
+        let mut h = Harness::new(Config {
+            attestation: AttestationMode::None,
+            backup_eligible,
+            ..Config::virtual_phone()
+        });
+        let att = h.ok(0x01, Some(make_credential("example.com", b"u", false)));
+        let cred = parse_attested(att.get(2).unwrap().as_bytes().unwrap());
+        assert_eq!(cred.flags & 0x18, expected, "makeCredential BE|BS ({backup_eligible})");
+        let a = h.ok(0x02, Some(get_assertion("example.com", &[&cred.credential_id])));
+        let (flags, _) = verify_assertion(&a, &cred.public_key, "example.com");
+        assert_eq!(flags & 0x18, expected, "getAssertion BE|BS ({backup_eligible})");
+    }
+}

@@ -40,6 +40,8 @@ pub struct UsbCeremonyConfig {
     pub pin: Option<Pin>,
     /// Driver and hidraw options.
     pub open: OpenOptions,
+    /// The engine's AAGUID table (names in results; `--mds` extends it).
+    pub aaguids: Arc<AaguidTable>,
 }
 
 fn uv(r: Requirement) -> UserVerification {
@@ -158,7 +160,7 @@ pub async fn run_with_arrivals(
                 &options.rp_id,
                 response,
                 &client_data,
-                &AaguidTable::built_in(),
+                &config.aaguids,
                 progress.timings().clone(),
             )?)
         }

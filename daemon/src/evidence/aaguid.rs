@@ -5,8 +5,10 @@
 //! Metadata Service (MDS3) blob extends it offline: either the signed JWT as downloaded
 //! (`header.payload.signature`, payload = base64url JSON) or the bare payload JSON.
 //!
-//! The MDS3 JWT signature is **not** verified here: the blob only supplies display names, never a
-//! trust decision. Say so wherever a name from the blob is shown.
+//! The MDS3 JWT signature is **not** verified here: the blob supplies display names and the
+//! attestation roots a lab *chooses* to trust by passing it (`--mds FILE`); names from it are
+//! shown as "from metadata, unverified". Each entry's `attestationRootCertificates` (base64 DER)
+//! is kept per AAGUID for [`super::chain::verify_x5c`].
 //!
 //! An all-zero AAGUID is reported as such ("no AAGUID (all zero)"): phones over hybrid
 //! (Google Play Services) send it, and guessing a name would mislead.
@@ -74,6 +76,13 @@ pub enum MdsError {
     NoEntries,
     /// An AAGUID string that is not 16 bytes of hex.
     BadAaguid(String),
+    /// An `attestationRootCertificates` item that is not base64.
+    BadRoot {
+        /// The entry's AAGUID.
+        aaguid: String,
+        /// Which item.
+        index: usize,
+    },
 }
 
 impl fmt::Display for MdsError {
@@ -84,6 +93,9 @@ impl fmt::Display for MdsError {
             }
             MdsError::NoEntries => write!(f, "metadata blob has no \"entries\" array"),
             MdsError::BadAaguid(s) => write!(f, "not an AAGUID: {s:?}"),
+            MdsError::BadRoot { aaguid, index } => {
+                write!(f, "entry {aaguid}: attestationRootCertificates[{index}] is not base64 DER")
+            }
         }
     }
 }
@@ -108,6 +120,8 @@ const BUILT_IN: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct AaguidTable {
     names: HashMap<Aaguid, (String, NameSource)>,
+    /// DER attestation root certificates per AAGUID, from metadata only.
+    roots: HashMap<Aaguid, Vec<Vec<u8>>>,
 }
 
 impl Default for AaguidTable {
@@ -125,11 +139,12 @@ impl AaguidTable {
                 names.insert(a, ((*name).to_owned(), NameSource::BuiltIn));
             }
         }
-        Self { names }
+        Self { names, roots: HashMap::new() }
     }
 
-    /// Adds every entry of an MDS3 blob (JWT or payload JSON). Built-in names win on conflict:
-    /// they were checked against the vendors' documentation. Returns how many names were added.
+    /// Adds every entry of an MDS3 blob (JWT or payload JSON): names and attestation roots.
+    /// Built-in names win on conflict: they were checked against the vendors' documentation;
+    /// roots are always taken (the built-in table has none). Returns how many names were added.
     pub fn extend_from_mds(&mut self, blob: &[u8]) -> Result<usize, MdsError> {
         let json = mds_payload(blob)?;
         let entries = json.get("entries").and_then(|e| e.as_array()).ok_or(MdsError::NoEntries)?;
@@ -139,10 +154,24 @@ impl AaguidTable {
                 continue; // U2F/UAF entries carry AAIDs or key identifiers, not AAGUIDs.
             };
             let aaguid: Aaguid = id.parse()?;
-            let Some(desc) = entry
-                .get("metadataStatement")
-                .and_then(|m| m.get("description"))
-                .and_then(|d| d.as_str())
+            let statement = entry.get("metadataStatement");
+            let roots = statement
+                .and_then(|m| m.get("attestationRootCertificates"))
+                .and_then(|r| r.as_array())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for (index, root) in roots.iter().enumerate() {
+                // MDS3 §3.2: base64 (not base64url) of the DER certificate.
+                let der = root
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+                    .ok_or_else(|| MdsError::BadRoot { aaguid: aaguid.to_string(), index })?;
+                let list = self.roots.entry(aaguid).or_default();
+                if !list.contains(&der) {
+                    list.push(der);
+                }
+            }
+            let Some(desc) = statement.and_then(|m| m.get("description")).and_then(|d| d.as_str())
             else {
                 continue;
             };
@@ -152,6 +181,16 @@ impl AaguidTable {
             }
         }
         Ok(added)
+    }
+
+    /// The attestation root certificates (DER) metadata gave for `aaguid`; empty when none.
+    pub fn roots(&self, aaguid: &Aaguid) -> &[Vec<u8>] {
+        self.roots.get(aaguid).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Checks a packed statement's `x5c` against the roots for `aaguid`.
+    pub fn verify_chain(&self, aaguid: &Aaguid, x5c: &[Vec<u8>]) -> super::chain::ChainStatus {
+        super::chain::verify_x5c(x5c, self.roots(aaguid))
     }
 
     /// The friendly name and where it came from; `None` when unknown or all-zero.

@@ -1,8 +1,11 @@
-//! Evidence attached to every ceremony: who the authenticator was (AAGUID and a friendly name).
+//! Evidence attached to every ceremony: who the authenticator was (AAGUID and a friendly name)
+//! and whether its attestation chain leads to a root of the metadata the user supplied.
 //!
 //! Stage timings and failure stages live with the session code that measures them; this module
 //! holds what is shared by every transport.
 
 pub mod aaguid;
+pub mod chain;
 
 pub use aaguid::{Aaguid, AaguidTable, MdsError};
+pub use chain::{verify_x5c, ChainStatus};

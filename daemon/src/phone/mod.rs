@@ -104,6 +104,9 @@ pub struct PhoneConfig {
     pub aaguid: [u8; 16],
     /// Attestation format of makeCredential.
     pub attestation: AttestationMode,
+    /// Model a synced passkey provider: authenticator data carries BE and BS (software
+    /// authenticator only, like `aaguid`).
+    pub backup_eligible: bool,
     /// How long the "user" takes to approve.
     pub presence_delay: Duration,
     /// Send linking info when the QR allows it (key 4 = true).
@@ -129,6 +132,7 @@ impl PhoneConfig {
             advert_interval: Duration::from_millis(200),
             aaguid: CABLEBRIDGE_AAGUID,
             attestation: AttestationMode::None,
+            backup_eligible: false,
             presence_delay: Duration::ZERO,
             offer_linking: false,
             name: "cablebridge virtual phone".to_owned(),
@@ -267,6 +271,7 @@ impl VirtualPhone {
         let auth_config = Config {
             aaguid: config.aaguid,
             attestation: config.attestation,
+            backup_eligible: config.backup_eligible,
             ..Config::virtual_phone()
         };
         let store = MemoryStore::from_state(state.authenticator.clone());

@@ -27,17 +27,19 @@ impl<'a> UvInputs<'a> {
     }
 }
 
-/// Authenticator-data flags for our credentials. BE (backup eligible) and BS (backed up) are
-/// always 0, set explicitly: credential keys live only in this authenticator's store and are
-/// never synced (an exported [`super::PersistentState`] is an operator's copy, not a sync fabric), so
-/// relying parties must treat them as device-bound (WebAuthn §6.1, flags bits 3 and 4). AT and
-/// ED follow the optional parts when [`crate::ctap2::AuthenticatorData::to_bytes`] serialises.
-pub(super) fn auth_data_flags(up: bool, uv: bool) -> AuthDataFlags {
+/// Authenticator-data flags for our credentials. BE (backup eligible) and BS (backed up) are 0
+/// unless [`super::Config::backup_eligible`] models a synced passkey provider: by default
+/// credential keys live only in this authenticator's store and are never synced (an exported
+/// [`super::PersistentState`] is an operator's copy, not a sync fabric), so relying parties must
+/// treat them as device-bound (WebAuthn §6.1, flags bits 3 and 4). With `backup_eligible` both
+/// are set, as synced providers report a passkey that is already backed up. AT and ED follow the
+/// optional parts when [`crate::ctap2::AuthenticatorData::to_bytes`] serialises.
+pub(super) fn auth_data_flags(up: bool, uv: bool, backup_eligible: bool) -> AuthDataFlags {
     AuthDataFlags::default()
         .with(AuthDataFlags::UP, up)
         .with(AuthDataFlags::UV, uv)
-        .with(AuthDataFlags::BE, false)
-        .with(AuthDataFlags::BS, false)
+        .with(AuthDataFlags::BE, backup_eligible)
+        .with(AuthDataFlags::BS, backup_eligible)
 }
 
 impl<S: CredentialStore> Authenticator<S> {

@@ -44,6 +44,10 @@ pub struct Config {
     pub reset_window: Option<Duration>,
     /// How long getNextAssertion state lives (CTAP 2.1 §6.3: 30 s).
     pub next_assertion_timeout: Duration,
+    /// Model a synced passkey provider: authenticator data carries BE (backup eligible) and BS
+    /// (backed up), WebAuthn §6.1 flag bits 3 and 4. Off by default (device-bound). Relying
+    /// parties such as Entra ID read BE to tell synced from device-bound passkeys.
+    pub backup_eligible: bool,
 }
 
 impl Config {
@@ -61,6 +65,7 @@ impl Config {
             token_lifetime: Duration::from_secs(600),
             reset_window: None,
             next_assertion_timeout: Duration::from_secs(30),
+            backup_eligible: false,
         }
     }
 

@@ -163,7 +163,7 @@ impl<S: CredentialStore> Authenticator<S> {
         };
         let auth_data = AuthenticatorData {
             rp_id_hash: plan.rp_id_hash,
-            flags: auth_data_flags(plan.up, plan.uv),
+            flags: auth_data_flags(plan.up, plan.uv, self.config.backup_eligible),
             sign_count: count,
             attested_credential: None,
             extensions: None,

@@ -122,7 +122,7 @@ impl<S: CredentialStore> Authenticator<S> {
         let public_key = key.public_cose().ok_or(StatusCode::OtherError)?;
         let auth_data = AuthenticatorData {
             rp_id_hash: rp_hash,
-            flags: auth_data_flags(true, plan.uv),
+            flags: auth_data_flags(true, plan.uv, self.config.backup_eligible),
             sign_count: 0,
             attested_credential: Some(AttestedCredentialData {
                 aaguid: self.config.aaguid,

@@ -38,6 +38,18 @@ pub struct DemoArgs {
     /// Milliseconds the simulated user takes to approve on the phone.
     #[arg(long, default_value_t = 100)]
     pub user_presence_delay_ms: u64,
+    /// The virtual phone's AAGUID [default: cablebridge's e0e1bb60-…].
+    #[arg(long, value_name = "UUID", value_parser = crate::cmd::policy_flags::parse_aaguid)]
+    pub phone_aaguid: Option<cablebridged::evidence::Aaguid>,
+    /// The virtual phone's attestation format.
+    #[arg(long, value_enum, default_value_t = crate::cmd::phone::AttestationArg::Packed)]
+    pub phone_attestation: crate::cmd::phone::AttestationArg,
+    /// The virtual phone answers as a synced passkey provider (BE and BS set).
+    #[arg(long)]
+    pub phone_backup_eligible: bool,
+    /// Entra policy verdict and MDS metadata for both results.
+    #[command(flatten)]
+    pub policy: crate::cmd::policy_flags::PolicyArgs,
 }
 
 /// A private directory for the advert socket, removed on drop.
@@ -74,6 +86,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
 }
 
 async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
+    let policy = args.policy.load()?;
     let server = TunnelServer::bind(TunnelServerConfig::default())
         .await
         .map_err(|e| CmdError::environment(e.to_string()))?;
@@ -91,7 +104,14 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
 
     let mut phone_config = PhoneConfig::new(server.base_url());
     phone_config.sink = AdvertSinkSpec::Unix(advert_path.clone());
-    phone_config.attestation = AttestationMode::PackedTestCa;
+    phone_config.attestation = match args.phone_attestation {
+        crate::cmd::phone::AttestationArg::None => AttestationMode::None,
+        crate::cmd::phone::AttestationArg::Packed => AttestationMode::PackedTestCa,
+    };
+    if let Some(a) = args.phone_aaguid {
+        phone_config.aaguid = a.0;
+    }
+    phone_config.backup_eligible = args.phone_backup_eligible;
     phone_config.presence_delay = Duration::from_millis(args.user_presence_delay_ms);
     phone_config.desktop_timeout = STAGE_TIMEOUT;
     phone_config.idle_timeout = STAGE_TIMEOUT;
@@ -114,6 +134,7 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     desktop_config.timeouts.handshake = STAGE_TIMEOUT;
     desktop_config.timeouts.user = STAGE_TIMEOUT;
     desktop_config.timeouts.late_updates = Duration::from_millis(200);
+    desktop_config.aaguids = policy.table.clone();
 
     let register = RegisterOptions::new(args.rp_id.clone(), "demo-user");
     let reg = match ceremony(&desktop_config, CeremonyRequest::Register(register), &mut phone, json)
@@ -127,10 +148,15 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     let attestation = reg
         .verify()
         .map_err(|e| CmdError::ceremony(format!("attestation does not verify: {e}")))?;
+    let reg_extra = policy.registration_fields(&reg);
     emit_line(
         json,
-        reg.to_json(),
-        &format!("registered credential {}", cablebridged::ceremony::b64url(&reg.credential_id)),
+        with_fields(reg.to_json(), &reg_extra),
+        &format!(
+            "registered credential {}{}",
+            cablebridged::ceremony::b64url(&reg.credential_id),
+            human_verdict(&reg_extra)
+        ),
     );
 
     let mut auth_options = AuthenticateOptions::new(args.rp_id.clone());
@@ -150,7 +176,12 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     };
     auth.verify(&reg.public_key)
         .map_err(|e| CmdError::ceremony(format!("assertion signature does not verify: {e}")))?;
-    emit_line(json, auth.to_json(), "authenticated with the new credential");
+    let auth_extra = policy.authentication_fields(&auth, Some(reg.aaguid));
+    emit_line(
+        json,
+        with_fields(auth.to_json(), &auth_extra),
+        &format!("authenticated with the new credential{}", human_verdict(&auth_extra)),
+    );
 
     let stats = server.stats();
     server.shutdown().await;
@@ -166,7 +197,39 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
         .field("authenticate_ms", auth.timings.total_ms())
         .field("authenticate_timings_ms", auth.timings.to_json())
         .field("tunnels_paired", stats.total_paired)
-        .field("verification", "OK"))
+        .field("verification", "OK")
+        .opt_field("policy", policy.policy.as_ref().map(|_| {
+            json!({"register": verdict_of(&reg_extra), "authenticate": verdict_of(&auth_extra)})
+        })))
+}
+
+/// `value` with the extra result fields (`policy`, `attestation_chain`) added.
+fn with_fields(mut value: Value, extra: &[(&'static str, Value)]) -> Value {
+    for (k, v) in extra {
+        value[*k] = v.clone();
+    }
+    value
+}
+
+/// `"; policy reject: reason; reason"` for the human lines (empty without --policy).
+fn human_verdict(extra: &[(&'static str, Value)]) -> String {
+    let Some((_, p)) = extra.iter().find(|(k, _)| *k == "policy") else {
+        return String::new();
+    };
+    let reasons: Vec<&str> = p["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!("; policy {}: {}", p["verdict"].as_str().unwrap_or("?"), reasons.join("; "))
+}
+
+/// The `policy.verdict` among extra result fields.
+fn verdict_of(extra: &[(&'static str, Value)]) -> Value {
+    extra
+        .iter()
+        .find(|(k, _)| *k == "policy")
+        .map(|(_, v)| v["verdict"].clone())
+        .unwrap_or_default()
 }
 
 /// One desktop ceremony with the phone answering the QR it shows.

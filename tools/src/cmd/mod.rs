@@ -13,6 +13,7 @@ pub mod info;
 pub mod links;
 pub mod phone;
 pub mod pin;
+pub mod policy_flags;
 pub mod qr;
 pub mod register;
 pub mod reset;

@@ -45,6 +45,10 @@ pub struct PhoneArgs {
     /// makeCredential attestation format.
     #[arg(long, value_enum, default_value_t = AttestationArg::None)]
     pub attestation: AttestationArg,
+    /// Answer as a synced passkey provider: authenticator data flags BE (backup eligible) and
+    /// BS (backed up) set, which Entra's passkey profiles read as a synced passkey.
+    #[arg(long)]
+    pub backup_eligible: bool,
     /// Milliseconds the simulated user takes to approve.
     #[arg(long, default_value_t = 0)]
     pub user_presence_delay_ms: u64,
@@ -151,6 +155,7 @@ impl PhoneArgs {
             AttestationArg::None => AttestationMode::None,
             AttestationArg::Packed => AttestationMode::PackedTestCa,
         };
+        c.backup_eligible = self.backup_eligible;
         c.presence_delay = Duration::from_millis(self.user_presence_delay_ms);
         c.offer_linking = self.offer_linking;
         c.name = self.name.clone();

@@ -67,6 +67,9 @@ pub struct RegisterArgs {
     pub hybrid: HybridArgs,
     #[command(flatten)]
     pub usb: crate::cmd::usb::UsbCeremonyArgs,
+    /// Entra policy verdict and MDS metadata.
+    #[command(flatten)]
+    pub policy: crate::cmd::policy_flags::PolicyArgs,
     /// Account name of the new credential.
     #[arg(long)]
     pub user_name: String,
@@ -92,6 +95,13 @@ pub struct AuthenticateArgs {
     pub hybrid: HybridArgs,
     #[command(flatten)]
     pub usb: crate::cmd::usb::UsbCeremonyArgs,
+    /// Entra policy verdict and MDS metadata.
+    #[command(flatten)]
+    pub policy: crate::cmd::policy_flags::PolicyArgs,
+    /// With --policy: the AAGUID the credential was registered with (assertions carry none),
+    /// for the key-restriction rule.
+    #[arg(long, value_name = "UUID", value_parser = crate::cmd::policy_flags::parse_aaguid)]
+    pub credential_aaguid: Option<cablebridged::evidence::Aaguid>,
     /// Acceptable credential id (base64url); repeat for several; none ⇒ discoverable.
     #[arg(long, value_name = "BASE64URL")]
     pub allow_credential: Vec<String>,
@@ -109,7 +119,9 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.display_name.as_deref(),
         args.resident_key,
     )?;
-    let outcome = run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global)?;
+    let policy = args.policy.load()?;
+    let outcome =
+        run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global, &policy)?;
     let CeremonyOutcome::Registered(reg) = outcome else {
         return Err(CmdError::ceremony("the authenticator answered with an assertion"));
     };
@@ -117,19 +129,23 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         Ok(kind) => json!({"ok": true, "detail": format!("attestation verified ({kind:?})")}),
         Err(e) => json!({"ok": false, "detail": e.to_string()}),
     };
-    Ok(result_report(&reg.to_json(), vec![("verification", verification)]))
+    let mut extra = vec![("verification", verification)];
+    extra.extend(policy.registration_fields(&reg));
+    Ok(result_report(&reg.to_json(), extra))
 }
 
 /// Runs `authenticate`.
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let options = args.ceremony.authenticate_options(&args.allow_credential)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
+    let policy = args.policy.load()?;
     let outcome = run(
         &args.ceremony,
         &args.hybrid,
         &args.usb,
         CeremonyRequest::Authenticate(options),
         global,
+        &policy,
     )?;
     let CeremonyOutcome::Authenticated(auth) = outcome else {
         return Err(CmdError::ceremony("the authenticator answered with a registration"));
@@ -141,7 +157,9 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
         },
         None => json!({"ok": null, "detail": "pass --public-key to verify the signature"}),
     };
-    Ok(result_report(&auth.to_json(), vec![("verification", verification)]))
+    let mut extra = vec![("verification", verification)];
+    extra.extend(policy.authentication_fields(&auth, args.credential_aaguid));
+    Ok(result_report(&auth.to_json(), extra))
 }
 
 fn parse_cose_key(s: &str) -> Result<CoseKey, CmdError> {
@@ -159,9 +177,10 @@ fn run(
     u: &crate::cmd::usb::UsbCeremonyArgs,
     request: CeremonyRequest,
     global: &GlobalOpts,
+    policy: &crate::cmd::policy_flags::PolicyContext,
 ) -> Result<CeremonyOutcome, CmdError> {
     if c.transport == TransportArg::Usb {
-        return crate::cmd::usb::run_ceremony(c, u, request, global);
+        return crate::cmd::usb::run_ceremony(c, u, request, global, policy.table.clone());
     }
     let source: AdvertSource = h
         .advert_source
@@ -179,6 +198,7 @@ fn run(
     config.timeouts.connect = h.connect_timeout;
     config.timeouts.handshake = h.handshake_timeout;
     config.timeouts.user = c.user_timeout;
+    config.aaguids = policy.table.clone();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -212,6 +212,7 @@ pub fn run_ceremony(
     u: &UsbCeremonyArgs,
     request: cablebridged::desktop::CeremonyRequest,
     global: &crate::cli::GlobalOpts,
+    aaguids: std::sync::Arc<cablebridged::evidence::AaguidTable>,
 ) -> Result<cablebridged::desktop::CeremonyOutcome, CmdError> {
     let devices = parse_addresses(&DeviceArgs { device: u.device.clone(), timeout: 0 })?;
     // No TTY prompt here: most keys need no PIN, and the error says how to give one.
@@ -230,6 +231,7 @@ pub fn run_ceremony(
         timeout: c.user_timeout,
         pin,
         open: OpenOptions::default(),
+        aaguids,
     };
     let sink = std::sync::Arc::new(crate::cmd::ceremony::Renderer { json: global.json });
     block_on(|cancel| async move {

@@ -1,0 +1,75 @@
+//! [`CeremonyFacts`] from the engine's ceremony results: the one place that knows the result
+//! types, so the verdict rules stay a pure function over plain data.
+
+use cablebridge_protocol::ctap2::{
+    AttestationObject, AttestationStatement, AttestationType, AuthDataFlags, AuthenticatorData,
+};
+use sha2::{Digest, Sha256};
+
+use super::verdict::{AttestationFacts, CeremonyFacts, CeremonyKind, SignatureStatus};
+use crate::ceremony::{AuthenticationResult, RegistrationResult, Transport};
+use crate::evidence::{Aaguid, AaguidTable, ChainStatus};
+
+fn flags(flags: AuthDataFlags) -> (bool, bool) {
+    (flags.contains(AuthDataFlags::BE), flags.contains(AuthDataFlags::BS))
+}
+
+/// The attestation of a registration: signature over `authData ‖ SHA-256(clientDataJSON)` and,
+/// for packed statements with `x5c`, the chain against the table's metadata roots.
+pub fn attestation_facts(
+    object: &AttestationObject,
+    client_data_json: &[u8],
+    aaguid: &Aaguid,
+    table: &AaguidTable,
+) -> AttestationFacts {
+    let hash: [u8; 32] = Sha256::digest(client_data_json).into();
+    let signature = match object.verify(&hash) {
+        Ok(AttestationType::None) => SignatureStatus::Unsigned,
+        Ok(AttestationType::SelfAttestation) => SignatureStatus::SelfAttestation,
+        Ok(_) => SignatureStatus::Verified,
+        Err(e) => SignatureStatus::Invalid(e.to_string()),
+    };
+    let chain = match object.statement() {
+        Ok(AttestationStatement::Packed { x5c, .. }) => table.verify_chain(aaguid, &x5c),
+        _ => ChainStatus::NoCertificates,
+    };
+    AttestationFacts { format: object.fmt.clone(), signature, chain }
+}
+
+impl CeremonyFacts {
+    /// The facts of a registration; `table` supplies the metadata roots for the chain check.
+    pub fn registration(result: &RegistrationResult, table: &AaguidTable) -> Self {
+        let parsed = AttestationObject::from_bytes(&result.attestation_object).ok();
+        let (backup_eligible, backed_up) = parsed
+            .as_ref()
+            .and_then(|o| o.auth_data().ok())
+            .map(|d| flags(d.flags))
+            .unwrap_or_default();
+        let attestation =
+            parsed.map(|o| attestation_facts(&o, &result.client_data_json, &result.aaguid, table));
+        CeremonyFacts {
+            kind: CeremonyKind::Registration,
+            cross_device: result.transport == Transport::Hybrid,
+            aaguid: Some(result.aaguid),
+            backup_eligible,
+            backed_up,
+            attestation,
+        }
+    }
+
+    /// The facts of a sign-in. Assertions carry no AAGUID: pass the one the credential was
+    /// registered with when known.
+    pub fn authentication(result: &AuthenticationResult, aaguid: Option<Aaguid>) -> Self {
+        let (backup_eligible, backed_up) = AuthenticatorData::parse(&result.authenticator_data)
+            .map(|d| flags(d.flags))
+            .unwrap_or_default();
+        CeremonyFacts {
+            kind: CeremonyKind::Authentication,
+            cross_device: result.transport == Transport::Hybrid,
+            aaguid,
+            backup_eligible,
+            backed_up,
+            attestation: None,
+        }
+    }
+}
