@@ -176,3 +176,41 @@ async fn doctor_usage_errors_exit_2() {
     }
     rig.server.shutdown().await;
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn doctor_policy_checks_and_malformed_policy_exit_2() {
+    let rig = Rig::start().await;
+    let inventory = rig.dir.path().join("inventory.csv");
+    std::fs::write(&inventory, "upn,aaguid\na@x,de1e552d-db1d-4423-a619-566b625cdc84\n").unwrap();
+    let mut args = rig.args();
+    args.extend(
+        ["--json", "--policy", &fixture("legacy-block-authenticator.json"), "--registered"]
+            .map(str::to_owned),
+    );
+    args.push(inventory.display().to_string());
+    let out = rig.run(&args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let by_id = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("{id}"));
+    let aaguids = by_id("policy.aaguids");
+    assert_eq!(aaguids["status"], "fail", "{aaguids}");
+    assert!(aaguids["remedy"].as_str().unwrap().contains("remove de1e552d"), "{aaguids}");
+    let reg = by_id("policy.registered");
+    assert_eq!(reg["status"], "fail", "{reg}");
+    assert!(reg["detail"].as_str().unwrap().contains("1 × Microsoft Authenticator"), "{reg}");
+    assert_eq!(checks.last().unwrap()["id"], "policy.registered", "policy checks come last");
+
+    let mut args: Vec<String> = vec!["doctor".into(), "--policy".into()];
+    args.push(fixture("malformed-syntax.json"));
+    let out = rig.run(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("malformed-syntax.json"), "{stderr}");
+    rig.server.shutdown().await;
+}

@@ -13,9 +13,10 @@
 //!   own short timeout; `--resolve` points hosts at local servers for tests.
 //! * [`hid`] — `hid.devices`, `hid.permissions` (which group or udev rule fixes a denied node).
 //! * [`service`] — `service.status`: the daemon's control socket answers JSON-RPC `version`.
+//! * [`policy`] — `policy.*` with a tenant's Passkey (FIDO2) policy export: settings that stop
+//!   cross-device passkeys (the model and profile selection are [`crate::policy`]'s).
 //!
-//! What this is not: the Entra policy verdicts (`policy.*` checks live with the policy model) or a
-//! fixer — the doctor changes nothing, except that scanning and the advertisement probe power an
+//! What this is not: a ceremony verdict (that is [`crate::policy::evaluate`]) or a fixer — the doctor changes nothing, except that scanning and the advertisement probe power an
 //! off (not blocked) adapter on, exactly as a ceremony would.
 
 pub mod bluetooth;
@@ -23,6 +24,7 @@ mod bluez_conf;
 pub mod hid;
 pub mod network;
 mod os;
+pub mod policy;
 pub mod service;
 mod tls;
 
@@ -122,7 +124,7 @@ impl Check {
     }
 }
 
-/// Everything the doctor found, in a fixed section order (bluetooth, tunnel, hid, service).
+/// Everything the doctor found, in a fixed section order (bluetooth, tunnel, hid, service, policy).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DoctorReport {
     /// The checks.
@@ -171,6 +173,10 @@ pub struct DoctorOptions {
     pub bluez_main_conf: PathBuf,
     /// Proxy-related environment (`HTTPS_PROXY`...); `None` reads the process environment.
     pub proxy_env: Option<Vec<(String, String)>>,
+    /// The tenant's policy and the selected profile (`--policy`, `--profile`): adds `policy.*`.
+    pub policy: Option<crate::policy::SelectedPolicy>,
+    /// AAGUID inventory of registered passkeys (`--registered`), with counts.
+    pub registered: Option<Vec<(crate::evidence::Aaguid, usize)>>,
 }
 
 /// The daemon's default control socket.
@@ -189,6 +195,8 @@ impl Default for DoctorOptions {
             dev_root: PathBuf::from("/dev"),
             bluez_main_conf: PathBuf::from("/etc/bluetooth/main.conf"),
             proxy_env: None,
+            policy: None,
+            registered: None,
         }
     }
 }
@@ -209,5 +217,8 @@ pub async fn run(opts: &DoctorOptions) -> DoctorReport {
     checks.extend(net);
     checks.extend(hid::run(opts));
     checks.extend(svc);
+    if let Some(sel) = &opts.policy {
+        checks.extend(policy::checks(sel, opts.registered.as_deref()));
+    }
     DoctorReport { checks }
 }

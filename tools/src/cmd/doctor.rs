@@ -36,6 +36,17 @@ pub struct DoctorArgs {
     /// Limit for each network or D-Bus step, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub step_timeout: u64,
+    /// The tenant's Passkey (FIDO2) policy as Graph exports it
+    /// (`fido2AuthenticationMethodConfiguration` JSON): adds the `policy.*` checks.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The passkey profile to judge (id or name); default: the one the all_users target allows.
+    #[arg(long, value_name = "ID|NAME", requires = "policy")]
+    pub profile: Option<String>,
+    /// AAGUID inventory of registered passkeys (CSV or JSON export; every AAGUID in it counts):
+    /// reports registered models the profile no longer admits.
+    #[arg(long, value_name = "FILE", requires = "policy")]
+    pub registered: Option<PathBuf>,
 }
 
 fn options(args: &DoctorArgs) -> Result<DoctorOptions, CmdError> {
@@ -56,6 +67,20 @@ fn options(args: &DoctorArgs) -> Result<DoctorOptions, CmdError> {
             "--resolve names {}, which is not probed (add --tunnel-host {})",
             r.host, r.host
         )));
+    }
+    if let Some(path) = &args.policy {
+        let sel = cablebridged::policy::SelectedPolicy::load(path, args.profile.as_deref())
+            .map_err(|e| {
+                if e.is_environment() {
+                    CmdError::environment(e.to_string())
+                } else {
+                    CmdError::usage(e.to_string())
+                }
+            })?;
+        opts.policy = Some(sel);
+    }
+    if let Some(path) = &args.registered {
+        opts.registered = Some(doctor::policy::read_registered(path).map_err(CmdError::usage)?);
     }
     if let Some(path) = &args.ca_file {
         opts.tls_roots = Some(DoctorOptions::load_ca_file(path).map_err(CmdError::usage)?);
