@@ -222,3 +222,37 @@ pub async fn run(opts: &DoctorOptions) -> DoctorReport {
     }
     DoctorReport { checks }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's `doctor.run` method spawns the run on its runtime: the future must be `Send`.
+    #[test]
+    fn run_is_send_and_report_json_has_the_four_fields() {
+        fn assert_send<T: Send>(_: &T) {}
+        let opts = DoctorOptions::default();
+        let fut = run(&opts);
+        assert_send(&fut);
+        drop(fut);
+        let report = DoctorReport {
+            checks: vec![
+                Check::pass("a.b", "fine"),
+                Check::fail("c.d", "broken", "fix it"),
+                Check::skip("e.f", "n/a"),
+            ],
+        };
+        assert!(report.failed());
+        assert_eq!(report.count(Status::Skip), 1);
+        let j = report.to_json();
+        assert_eq!(j["checks"][0]["remedy"], serde_json::Value::Null);
+        assert_eq!(j["checks"][1]["status"], "fail");
+        assert_eq!(j["checks"][1]["remedy"], "fix it");
+        assert_eq!(j["checks"][2]["detail"], "n/a");
+        assert!(
+            Status::Fail > Status::Warn
+                && Status::Warn > Status::Skip
+                && Status::Skip > Status::Pass
+        );
+    }
+}

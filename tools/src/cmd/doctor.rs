@@ -151,3 +151,22 @@ pub fn table(report: &DoctorReport, colour: bool) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cablebridged::doctor::Check;
+
+    #[test]
+    fn colour_only_when_asked() {
+        let report = DoctorReport {
+            checks: vec![Check::pass("x.ok", "fine"), Check::fail("x.broken", "no", "fix")],
+        };
+        let plain = table(&report, false);
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("↳ fix: fix") && plain.contains("2 checks: 1 pass, 0 warn, 1 fail"));
+        let coloured = table(&report, true);
+        assert!(coloured.contains("\x1b[31;1mfail  \x1b[0m"), "{coloured:?}");
+        assert!(coloured.contains("\x1b[32mpass  \x1b[0m"), "{coloured:?}");
+    }
+}
