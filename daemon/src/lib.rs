@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod ceremony;
 pub mod ctap;
 pub mod desktop;
+pub mod doctor;
 pub mod evidence;
 pub mod hid;
 pub mod phone;

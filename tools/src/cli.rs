@@ -84,6 +84,10 @@ pub enum Command {
     /// The key's PIN is never used over hybrid. Progress on stderr (JSON lines with --json).
     #[command(after_help = EXIT_CODES_HELP)]
     Bridge(cmd::bridge::BridgeArgs),
+    /// Check whether hybrid (and USB keys) can work here: Bluetooth, tunnel reachability, HID
+    /// permissions, the daemon. A table of pass/warn/fail/skip with remedies (JSON with --json).
+    /// Exit 0 when nothing fails, 1 when a check fails, 2 on usage errors.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Run a complete offline hybrid ceremony (tunnel server + virtual phone + desktop) and
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]

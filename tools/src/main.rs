@@ -22,5 +22,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
+    // doctor's exit code depends on what it found, not on success/failure of the run.
+    if let cli::Command::Doctor(args) = &cli.command {
+        return cmd::doctor::main(args, json);
+    }
     output::finish(cmd::run(&cli), json)
 }

@@ -245,6 +245,11 @@ impl AdapterTask {
                     self.offer(address, r, service_data.iter(), &mut last);
                 }
                 CentralEvent::RssiUpdate { id, rssi: r } => bounded_insert(&mut rssi, id, r),
+                // Adverts of other devices: only counted (the doctor's "is the radio deaf?").
+                CentralEvent::ManufacturerDataAdvertisement { .. }
+                | CentralEvent::ServicesAdvertisement { .. } => {
+                    self.shared.counters.foreign_events.fetch_add(1, Ordering::Relaxed);
+                }
                 CentralEvent::StateUpdate(CentralState::PoweredOff) => {
                     let err = BleError::AdapterPoweredOff { adapter: self.name.to_string() };
                     adapter_failed(&self.shared, &self.live, err);
