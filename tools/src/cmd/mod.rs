@@ -13,6 +13,7 @@ pub mod links;
 pub mod phone;
 pub mod pin;
 pub mod qr;
+pub mod qr_input;
 pub mod register;
 pub mod reset;
 pub mod tunnel_server;
