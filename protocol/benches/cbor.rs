@@ -96,7 +96,8 @@ fn main() {
     // of `one_huge_map`, at sizes this run can afford, extrapolated to the 1 MiB map (~262k).
     println!("old per-key linear scan for duplicates, one map of n distinct keys (quadratic):");
     let mut last = (0usize, 0f64);
-    for n in [4096usize, 8192, 16384] {
+    let sizes: &[usize] = if full { &[4096, 8192, 16384] } else { &[512, 1024] };
+    for &n in sizes {
         let keys: Vec<Value> = (0..n as u64).map(|k| Value::Unsigned(k + 256)).collect();
         let t = min_ns(rounds.min(3), || {
             let mut dup = false;
