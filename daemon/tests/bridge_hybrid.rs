@@ -290,6 +290,68 @@ async fn wire_get_info_is_filtered_and_pin_requests_are_refused() {
 }
 
 #[tokio::test]
+async fn silent_assertions_are_refused_and_the_rp_id_is_shown() {
+    let rig = Rig::new(|_| {}).await;
+    let (bridge, seen) = rig.bridge().await;
+    let get_assertion = |up: bool| {
+        let params = Value::int_map([
+            (1, Value::Text("probe.example".into())),
+            (2, Value::Bytes(vec![0; 32])),
+            (
+                3,
+                Value::Array(vec![Value::text_map([
+                    ("type", Value::text("public-key")),
+                    ("id", Value::Bytes(vec![9; 32])),
+                ])]),
+            ),
+            (5, Value::text_map([("up", Value::Bool(up))])),
+        ]);
+        let mut req = vec![0x02];
+        req.extend(params.to_vec());
+        req
+    };
+
+    // up: false never reaches the key: no touch, no answer about the credential id.
+    let (_, status, bridge) = one_request(&rig, bridge, &get_assertion(false)).await;
+    assert_eq!(status, StatusCode::UnsupportedOption.to_u8());
+    {
+        let seen = seen.lock().unwrap();
+        let refused = seen.iter().find_map(|p| match p {
+            Progress::Refused { status, reason, rp_id, .. } => Some((*status, reason, rp_id)),
+            _ => None,
+        });
+        let (status, reason, rp_id) = refused.expect("a refused event");
+        assert_eq!(status, StatusCode::UnsupportedOption);
+        assert!(reason.contains("up: false"), "{reason}");
+        assert_eq!(rp_id.as_deref(), Some("probe.example"));
+        assert!(!seen.iter().any(|p| matches!(p, Progress::Forwarding { .. })), "{seen:?}");
+        // Human and JSON progress both name the relying party.
+        let refusal = seen.iter().find(|p| p.name() == "refused").unwrap();
+        assert!(refusal.to_human(1).contains("probe.example"), "{}", refusal.to_human(1));
+        assert_eq!(refusal.to_json(1)["rp_id"], "probe.example");
+    }
+
+    // up: true is forwarded, announced with its RP id first (the key answers NO_CREDENTIALS).
+    let (_, status, _bridge) = one_request(&rig, bridge, &get_assertion(true)).await;
+    assert_eq!(status, StatusCode::NoCredentials.to_u8());
+    let forwarding = seen.lock().unwrap().iter().find(|p| p.name() == "forwarding").cloned();
+    let forwarding = forwarding.expect("forwarding event");
+    assert!(matches!(
+        &forwarding,
+        Progress::Forwarding { command, rp_id: Some(rp) }
+            if command == "authenticatorGetAssertion" && rp == "probe.example"
+    ));
+    let json = forwarding.to_json(1);
+    assert_eq!(
+        (json["event"].as_str(), json["rp_id"].as_str()),
+        (Some("forwarding"), Some("probe.example"))
+    );
+    assert!(forwarding.to_human(1).contains("probe.example"));
+    // getInfo at open and the up: true request reached the key; the silent probe did not.
+    assert_eq!(rig.key.shutdown().await.unwrap().cbor_requests, 2);
+}
+
+#[tokio::test]
 async fn desktop_leaving_mid_touch_cancels_the_key() {
     let rig = Rig::new(|k| k.presence_delay = Duration::from_secs(30)).await;
     let (mut bridge, seen) = rig.bridge().await;

@@ -94,11 +94,14 @@ async fn redirect_is_followed_with_headers_reattached() {
 async fn redirect_loops_and_chains_are_bounded() {
     bounded(async {
         let looping = redirector(|path| path.to_owned()).await;
-        let e = connect(&format!("ws://{looping}/cable/new/{}", "00".repeat(16)), &opts())
-            .await
-            .unwrap_err();
+        let tunnel_id = "A1".repeat(16);
+        let e =
+            connect(&format!("ws://{looping}/cable/new/{tunnel_id}"), &opts()).await.unwrap_err();
         assert!(matches!(e, TunnelClientError::RedirectLoop { .. }), "{e}");
         assert_eq!(e.fault(), Fault::Peer);
+        // The error names the server and the path kind, never the tunnel id (issue 8.5).
+        assert!(e.to_string().contains(&format!("ws://{looping}/cable/new/…")), "{e}");
+        assert!(!format!("{e} {e:?}").contains(&tunnel_id), "{e:?}");
 
         // Relative Locations with a growing query never repeat: the hop limit stops them.
         let chain = redirector(|path| format!("{path}x")).await;
@@ -118,6 +121,12 @@ async fn insecure_and_unreachable_urls_are_typed_errors() {
 
         let e = connect("http://127.0.0.1/x", &opts()).await.unwrap_err();
         assert!(matches!(e, TunnelClientError::InvalidUrl { .. }), "{e}");
+        let secret = "C0FFEE".repeat(5);
+        let e = connect(&format!("http://127.0.0.1/cable/contact/{secret}"), &opts())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, TunnelClientError::InvalidUrl { .. }), "{e}");
+        assert!(!format!("{e} {e:?}").contains(&secret), "{e:?}");
 
         // A port nobody listens on: TCP connect fails, which is the environment's fault.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();

@@ -108,6 +108,12 @@ async fn register_through_bridge_with_qr_image_and_virtual_key() {
     for e in ["key_ready", "advertising", "handshake_done", "key_waiting", "responded", "closed"] {
         assert!(names.contains(&e), "missing {e} in {names:?}");
     }
+    // The operator sees which relying party a touch approves, before the touch.
+    let forwarding = progress.iter().find(|e| e["event"] == "forwarding").unwrap();
+    assert_eq!(forwarding["rp_id"], "example.com", "{forwarding}");
+    assert_eq!(forwarding["command"], "authenticatorMakeCredential", "{forwarding}");
+    let waiting = progress.iter().find(|e| e["event"] == "key_waiting").unwrap();
+    assert!(waiting["what"].as_str().unwrap().contains("example.com"), "{waiting}");
     let ready = progress.iter().find(|e| e["event"] == "key_ready").unwrap();
     assert_eq!(ready["aaguid"], AAGUID);
     assert_eq!(ready["pin_needed"], false);

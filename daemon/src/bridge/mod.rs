@@ -15,8 +15,11 @@
 //!   authenticator, so a desktop offered `clientPin` would either ignore it or try a protocol
 //!   nobody else speaks.
 //! * Only makeCredential, getAssertion, getNextAssertion and selection are forwarded; requests
-//!   carrying `pinUvAuthParam` and every other command are answered with a CTAP error status
-//!   and the reason is logged as a `refused` progress event.
+//!   carrying `pinUvAuthParam`, getAssertion with `up: false` (a silent probe for credential
+//!   ids) and every other command are answered with a CTAP error status and the reason is
+//!   logged as a `refused` progress event.
+//! * Every forwarded request is announced first (`forwarding`, with the relying party it names)
+//!   so the operator knows what a touch will approve; `key_waiting` names it again.
 //! * A key with a PIN that requires UV for makeCredential is still asked: it answers
 //!   `PUAT_REQUIRED` itself, the desktop sees that status, and the operator gets a `warning`
 //!   event saying the PIN cannot be entered over hybrid.
@@ -150,15 +153,20 @@ impl KeyBackend {
     async fn forward(
         &mut self,
         request: &[u8],
-        command: ctap2::Command,
+        checked: &policy::Checked,
         ctx: &BackendCtx<'_>,
     ) -> Result<CtapReply, PhoneError> {
+        let command = checked.command;
         let emit = ctx.emit;
         let mut told = false;
+        let what = match &checked.rp_id {
+            Some(rp) => format!("touch the key to approve {} for {rp}", command.name()),
+            None => "touch the key".to_owned(),
+        };
         let mut progress = |p: DeviceProgress| {
             if p == DeviceProgress::TouchNeeded && !told {
                 told = true;
-                emit(Progress::KeyWaiting { what: "touch the key".to_owned() });
+                emit(Progress::KeyWaiting { what: what.clone() });
             }
         };
         let timeout = self.request_timeout;
@@ -225,19 +233,25 @@ impl CtapBackend for KeyBackend {
         request: &[u8],
         ctx: &BackendCtx<'_>,
     ) -> Result<CtapReply, PhoneError> {
-        let command = match policy::check_request(request) {
-            Ok(command) => command,
+        let checked = match policy::check_request(request) {
+            Ok(checked) => checked,
             Err(refusal) => {
                 let byte = request.first().copied().unwrap_or_default();
                 tracing::warn!(command = byte, reason = %refusal.reason, "request refused");
                 (ctx.emit)(Progress::Refused {
-                    command: byte,
-                    status: refusal.status.to_u8(),
+                    command: ctap2::Command::from_u8(byte),
+                    status: refusal.status,
                     reason: refusal.reason,
+                    rp_id: refusal.rp_id,
                 });
                 return Ok(CtapReply::status(refusal.status.to_u8()));
             }
         };
+        let command = checked.command;
+        (ctx.emit)(Progress::Forwarding {
+            command: command.name().to_owned(),
+            rp_id: checked.rp_id.clone(),
+        });
         if command == ctap2::Command::MakeCredential
             && policy::needs_pin_for_make_credential(&self.key_info)
         {
@@ -247,7 +261,7 @@ impl CtapBackend for KeyBackend {
                     .to_owned(),
             });
         }
-        self.forward(request, command, ctx).await
+        self.forward(request, &checked, ctx).await
     }
 }
 

@@ -9,6 +9,13 @@
 //! channel; requests that carry `pinUvAuthParam`, and commands other than the four a hybrid
 //! ceremony uses, are refused with a CTAP status instead of reaching the key.
 //!
+//! getAssertion with `options.up = false` is refused too (`CTAP2_ERR_UNSUPPORTED_OPTION`): a
+//! silent assertion needs no touch, so a desktop could probe the operator's key for credential
+//! ids (allowList after allowList) without the person at the bridge ever noticing.
+//!
+//! Each checked request names its relying party ([`Checked::rp_id`]: `rp.id` of
+//! makeCredential, `rpId` of getAssertion) so the operator sees who is asking before touching.
+//!
 //! What it is not: a CTAP parser for the forwarded bytes — requests that pass go to the key
 //! exactly as the desktop sent them, and the key's answers come back untouched.
 
@@ -73,14 +80,53 @@ pub struct Refusal {
     pub status: StatusCode,
     /// Why, for the operator's log.
     pub reason: String,
+    /// The relying party the request named, when it could be read.
+    pub rp_id: Option<String>,
+}
+
+/// A request that may go to the key, and what the operator is shown about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The command.
+    pub command: Command,
+    /// The relying party it is for (makeCredential `rp.id`, getAssertion `rpId`), if present.
+    pub rp_id: Option<String>,
+}
+
+/// Longest RP id shown (DNS names are at most 253 characters).
+const MAX_SHOWN_RP_ID: usize = 253;
+
+/// The relying party named by a makeCredential (key 2, `rp.id`) or getAssertion (key 1), made
+/// safe for a terminal: the desktop chooses these bytes, so control characters are escaped
+/// and the length is capped.
+fn rp_id(command: Command, map: &Value) -> Option<String> {
+    let v = match command {
+        Command::MakeCredential => map.get(2)?.get_text("id"),
+        Command::GetAssertion => map.get(1),
+        _ => None,
+    }?;
+    let raw = v.as_text()?;
+    let mut shown = String::with_capacity(raw.len().min(MAX_SHOWN_RP_ID));
+    for c in raw.chars().take(MAX_SHOWN_RP_ID) {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if raw.chars().nth(MAX_SHOWN_RP_ID).is_some() {
+        shown.push('…');
+    }
+    Some(shown)
 }
 
 /// Checks one desktop request (`command ‖ CBOR`) before it goes to the key.
-pub fn check_request(request: &[u8]) -> Result<Command, Refusal> {
+pub fn check_request(request: &[u8]) -> Result<Checked, Refusal> {
     let Some((&byte, params)) = request.split_first() else {
         return Err(Refusal {
             status: StatusCode::InvalidLength,
             reason: "empty request".to_owned(),
+            rp_id: None,
         });
     };
     let command = Command::from_u8(byte);
@@ -97,26 +143,43 @@ pub fn check_request(request: &[u8]) -> Result<Command, Refusal> {
                      getNextAssertion and selection are)",
                     other.name()
                 ),
+                rp_id: None,
             })
         }
     };
-    if let (Some(key), false) = (pin_param_key, params.is_empty()) {
-        // Lenient decode: the key itself judges the CBOR; we only look for key `key`.
-        let map = Value::decode(params).map_err(|e| Refusal {
-            status: StatusCode::InvalidCbor,
-            reason: format!("{} parameters are not CBOR: {e}", command.name()),
-        })?;
-        if map.get(key).is_some() {
-            return Err(Refusal {
-                status: StatusCode::PinAuthInvalid,
-                reason: format!(
-                    "{} carries pinUvAuthParam; PIN/UV auth is never run over hybrid",
-                    command.name()
-                ),
-            });
-        }
+    let Some(key) = pin_param_key.filter(|_| !params.is_empty()) else {
+        return Ok(Checked { command, rp_id: None });
+    };
+    // Lenient decode: the key itself judges the CBOR; we only look at a few fields.
+    let map = Value::decode(params).map_err(|e| Refusal {
+        status: StatusCode::InvalidCbor,
+        reason: format!("{} parameters are not CBOR: {e}", command.name()),
+        rp_id: None,
+    })?;
+    let rp_id = rp_id(command, &map);
+    if map.get(key).is_some() {
+        return Err(Refusal {
+            status: StatusCode::PinAuthInvalid,
+            reason: format!(
+                "{} carries pinUvAuthParam; PIN/UV auth is never run over hybrid",
+                command.name()
+            ),
+            rp_id,
+        });
     }
-    Ok(command)
+    // getAssertion options (key 5): `up: false` asks for an assertion without a touch.
+    let up = map.get(5).and_then(|o| o.get_text("up")).and_then(Value::as_bool);
+    if command == Command::GetAssertion && up == Some(false) {
+        return Err(Refusal {
+            status: StatusCode::UnsupportedOption,
+            reason: "getAssertion asks for no user presence (up: false); the bridge never \
+                     signs without a touch (silent requests would let the desktop probe the \
+                     key's credential ids)"
+                .to_owned(),
+            rp_id,
+        });
+    }
+    Ok(Checked { command, rp_id })
 }
 
 #[cfg(test)]
@@ -207,11 +270,47 @@ mod tests {
         );
 
         let plain = Value::int_map([(1, Value::Text("example.com".into()))]);
+        let ok = |command, rp: Option<&str>| Ok(Checked { command, rp_id: rp.map(Into::into) });
         assert_eq!(
             check_request(&encode_request(Command::GetAssertion, Some(&plain))),
-            Ok(Command::GetAssertion)
+            ok(Command::GetAssertion, Some("example.com"))
         );
-        assert_eq!(check_request(&[0x08]), Ok(Command::GetNextAssertion));
-        assert_eq!(check_request(&[0x0b]), Ok(Command::Selection));
+        assert_eq!(check_request(&[0x08]), ok(Command::GetNextAssertion, None));
+        assert_eq!(check_request(&[0x0b]), ok(Command::Selection, None));
+        let mc = Value::int_map([(2, Value::text_map([("id", Value::text("rp.example"))]))]);
+        assert_eq!(
+            check_request(&encode_request(Command::MakeCredential, Some(&mc))),
+            ok(Command::MakeCredential, Some("rp.example"))
+        );
+    }
+
+    #[test]
+    fn refuses_silent_assertions_but_not_explicit_presence() {
+        let ga = |up: Option<bool>| {
+            let mut m = vec![(1, Value::text("example.com")), (2, Value::Bytes(vec![0; 32]))];
+            if let Some(up) = up {
+                m.push((5, Value::text_map([("up", Value::Bool(up))])));
+            }
+            encode_request(Command::GetAssertion, Some(&Value::int_map(m)))
+        };
+        let r = check_request(&ga(Some(false))).unwrap_err();
+        assert_eq!(r.status, StatusCode::UnsupportedOption);
+        assert_eq!(r.rp_id.as_deref(), Some("example.com"));
+        assert!(r.reason.contains("up: false"), "{}", r.reason);
+        for up in [None, Some(true)] {
+            assert_eq!(check_request(&ga(up)).unwrap().command, Command::GetAssertion, "{up:?}");
+        }
+        // A hostile RP id cannot drive the operator's terminal.
+        let evil =
+            Value::int_map([(1, Value::text("a\u{1b}[2Jb\n".to_owned() + &"x".repeat(400)))]);
+        let shown = check_request(&encode_request(Command::GetAssertion, Some(&evil)))
+            .unwrap()
+            .rp_id
+            .unwrap();
+        assert!(shown.starts_with("a\\u{1b}[2Jb\\n"), "{shown}");
+        assert!(!shown.chars().any(char::is_control) && shown.chars().count() < 300, "{shown}");
+        // makeCredential with up: false is the key's to reject (CTAP2_ERR_INVALID_OPTION).
+        let mc = Value::int_map([(7, Value::text_map([("up", Value::Bool(false))]))]);
+        assert!(check_request(&encode_request(Command::MakeCredential, Some(&mc))).is_ok());
     }
 }

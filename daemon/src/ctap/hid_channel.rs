@@ -17,6 +17,9 @@
 //!   state machine ([`HostStats`]) and otherwise ignored.
 //! * A transport failure mid-transaction leaves the channel in an unknown state; the next
 //!   transaction re-runs INIT on a fresh channel first.
+//! * One clock: deadlines, timers and every `now` fed to the state machine come from tokio's
+//!   clock ([`tokio::time::Instant`], converted with `into_std`), so the driver behaves the same
+//!   under `tokio::time::pause` as on the wall clock.
 //!
 //! Not here: CTAP2 (see [`super::client`]).
 
@@ -81,7 +84,7 @@ pub enum DeviceProgress {
     /// KEEPALIVE(UPNEEDED): "touch your key".
     TouchNeeded,
     /// A keepalive status this client does not know.
-    OtherKeepAlive(u8),
+    OtherKeepAlive(KeepAliveStatus),
     /// No key is attached: waiting for one to be plugged in ("insert your security key").
     InsertKey,
     /// The device was busy with another client; retry number `attempt` follows.
@@ -300,7 +303,7 @@ impl<T: HidTransport> CtapHidDevice<T> {
                                 touch_needed = true;
                                 DeviceProgress::TouchNeeded
                             }
-                            other => DeviceProgress::OtherKeepAlive(other.to_u8()),
+                            other => DeviceProgress::OtherKeepAlive(other),
                         };
                         (call.progress)(p);
                     }
@@ -325,19 +328,29 @@ impl<T: HidTransport> CtapHidDevice<T> {
             tokio::select! {
                 _ = call.cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
-                    self.channel.cancel(std::time::Instant::now());
+                    self.channel.cancel(now());
                 }
                 received = self.transport.recv_report(&mut buf) => match received {
-                    Ok(n) => self.channel.handle_report(&buf[..n], std::time::Instant::now()),
+                    Ok(n) => self.channel.handle_report(&buf[..n], now()),
                     Err(e) => {
                         self.needs_init = true;
                         return Err(e.into());
                     }
                 },
-                _ = sleep => self.channel.handle_timeout(std::time::Instant::now()),
+                _ = sleep => self.channel.handle_timeout(now()),
             }
         }
     }
+}
+
+/// `now` for the state machine, read from the same clock its timers are armed on (tokio's).
+///
+/// Deadlines arrive as [`tokio::time::Instant`]s and the machine's timers are slept on with
+/// `sleep_until`, so `now` must come from tokio's clock too: under `tokio::time::pause` (tests)
+/// that clock jumps to each timer while the wall clock barely moves, and a wall-clock `now`
+/// would never reach the deadline — the timer would fire forever without expiring anything.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Lets a `&mut impl CryptoRngCore` seed a `StdRng` (rand's `from_rng` wants an owned `RngCore`).

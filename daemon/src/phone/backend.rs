@@ -22,8 +22,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// CTAP command byte of authenticatorGetInfo.
-const GET_INFO: u8 = 0x04;
+/// CTAP command byte of authenticatorGetInfo (defined once, by the command enum).
+const GET_INFO: u8 = cablebridge_protocol::ctap2::Command::GetInfo.to_u8();
 
 /// One CTAP answer: status byte and CBOR body (empty for errors).
 #[derive(Debug, Clone, PartialEq, Eq)]

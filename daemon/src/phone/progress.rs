@@ -1,6 +1,8 @@
 //! Progress events of the virtual phone, for humans (stderr lines) and machines (JSON lines with
 //! an `event` field). Nothing secret goes in here: no keys, no link secrets, no full contact ids.
 
+use crate::tunnel::client::redact_url;
+use cablebridge_protocol::ctap2::{Command, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -13,7 +15,8 @@ pub type ProgressFn = Arc<dyn Fn(u64, &Progress) + Send + Sync>;
 pub enum Progress {
     /// Opening the tunnel (`/cable/new`, `/cable/listen`).
     Connecting {
-        /// The path opened (ids in it are public: they travel in URLs).
+        /// The path opened. Rendered (JSON, human) without its ids, which let someone occupy
+        /// or join the tunnel: see [`crate::tunnel::client::redact_url`].
         path: String,
     },
     /// The tunnel is open; for `/cable/new` the server assigned this routing id.
@@ -94,12 +97,21 @@ pub enum Progress {
     },
     /// Bridge: a desktop request was not forwarded to the key.
     Refused {
-        /// CTAP command byte.
-        command: u8,
-        /// Status answered instead.
-        status: u8,
+        /// The CTAP command (its byte in JSON).
+        command: Command,
+        /// Status answered instead (its byte in JSON).
+        status: StatusCode,
         /// Why.
         reason: String,
+        /// The relying party the request named (control characters escaped), if readable.
+        rp_id: Option<String>,
+    },
+    /// Bridge: a desktop request goes to the key (before any touch is asked for).
+    Forwarding {
+        /// The command's name (`authenticatorGetAssertion`).
+        command: String,
+        /// The relying party it names (control characters escaped), if any.
+        rp_id: Option<String>,
     },
     /// Something the operator should know (the key needs a PIN, the key was not touched).
     Warning {
@@ -128,6 +140,7 @@ impl Progress {
             Progress::KeyReady { .. } => "key_ready",
             Progress::KeyWaiting { .. } => "key_waiting",
             Progress::Refused { .. } => "refused",
+            Progress::Forwarding { .. } => "forwarding",
             Progress::Warning { .. } => "warning",
         }
     }
@@ -135,7 +148,7 @@ impl Progress {
     /// One JSON object: `{"event": name, "elapsed_ms": n, ...fields}`.
     pub fn to_json(&self, elapsed_ms: u64) -> Value {
         let mut v = match self {
-            Progress::Connecting { path } => json!({ "path": path }),
+            Progress::Connecting { path } => json!({ "path": redact_url(path) }),
             Progress::TunnelOpen { routing_id } => json!({ "routing_id": routing_id }),
             Progress::Advertising { sink, advert } => json!({ "sink": sink, "advert": advert }),
             Progress::HandshakeDone | Progress::PostHandshakeSent => json!({}),
@@ -155,8 +168,12 @@ impl Progress {
                 "device": device, "aaguid": aaguid, "removed": removed, "pin_needed": pin_needed,
             }),
             Progress::KeyWaiting { what } => json!({ "what": what }),
-            Progress::Refused { command, status, reason } => {
-                json!({ "command": command, "status": status, "reason": reason })
+            Progress::Refused { command, status, reason, rp_id } => {
+                let (command, status) = (command.to_u8(), status.to_u8());
+                json!({ "command": command, "status": status, "reason": reason, "rp_id": rp_id })
+            }
+            Progress::Forwarding { command, rp_id } => {
+                json!({ "command": command, "rp_id": rp_id })
             }
             Progress::Warning { message } => json!({ "message": message }),
         };
@@ -170,7 +187,7 @@ impl Progress {
     /// One human line.
     pub fn to_human(&self, elapsed_ms: u64) -> String {
         let what = match self {
-            Progress::Connecting { path } => format!("connecting to tunnel {path}"),
+            Progress::Connecting { path } => format!("connecting to tunnel {}", redact_url(path)),
             Progress::TunnelOpen { routing_id: Some(r) } => format!("tunnel open, routing id {r}"),
             Progress::TunnelOpen { routing_id: None } => "tunnel open".to_owned(),
             Progress::Advertising { sink, advert } => format!("advertising {advert} on {sink}"),
@@ -200,8 +217,17 @@ impl Progress {
                 if *pin_needed { "; WARNING: it has a PIN, registrations will fail" } else { "" }
             ),
             Progress::KeyWaiting { what } => what.clone(),
-            Progress::Refused { command, status, reason } => {
-                format!("refused CTAP request {command:#04x} with status {status:#04x}: {reason}")
+            Progress::Refused { command, status, reason, rp_id } => format!(
+                "refused CTAP request {:#04x}{} with status {:#04x}: {reason}",
+                command.to_u8(),
+                rp_id.as_deref().map(|rp| format!(" for {rp}")).unwrap_or_default(),
+                status.to_u8()
+            ),
+            Progress::Forwarding { command, rp_id: Some(rp) } => {
+                format!("{command} for relying party {rp}: forwarding to the key")
+            }
+            Progress::Forwarding { command, rp_id: None } => {
+                format!("{command}: forwarding to the key")
             }
             Progress::Warning { message } => format!("warning: {message}"),
         };
@@ -218,5 +244,13 @@ mod tests {
         let v = Progress::Responded { status: 0x27 }.to_json(12);
         assert_eq!(v, json!({"event": "responded", "elapsed_ms": 12, "status": 0x27}));
         assert!(Progress::HandshakeDone.to_human(5).contains("handshake done"));
+    }
+
+    #[test]
+    fn tunnel_paths_are_shown_without_ids() {
+        let p = Progress::Connecting { path: "/cable/new/00112233445566778899AABBCCDDEEFF".into() };
+        assert_eq!(p.to_json(1)["path"], "/cable/new/…");
+        let human = p.to_human(1);
+        assert!(human.ends_with("connecting to tunnel /cable/new/…"), "{human}");
     }
 }

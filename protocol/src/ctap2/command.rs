@@ -62,8 +62,9 @@ impl Command {
         }
     }
 
-    /// The wire byte.
-    pub fn to_u8(self) -> u8 {
+    /// The wire byte (`const`, so other constants can be defined from it, e.g. the hybrid
+    /// session's getInfo byte: one definition per command byte).
+    pub const fn to_u8(self) -> u8 {
         match self {
             Command::MakeCredential => 0x01,
             Command::GetAssertion => 0x02,

@@ -1,14 +1,15 @@
 //! `cablebridge bridge`: serve a USB security key (or a UDP-HID simulator) to a desktop as if
 //! it were a phone over hybrid (`cablebridged::bridge`). Scans the desktop's `FIDO:/` QR from
-//! `--qr` or from a screenshot (`--qr-image`, PNG/JPEG), opens `--device`, runs one session and
-//! exits with the usual report.
+//! `--qr` (`-` = stdin), `--qr-file` or a screenshot (`--qr-image`, PNG/JPEG), opens `--device`,
+//! runs one session and exits with the usual report.
 //!
-//! Progress goes to stderr (JSON lines with `--json`): `key_ready`, `key_waiting` ("touch the
-//! key"), `refused`, `warning`, `responded`, `closed`. Ctrl-C sends CTAPHID_CANCEL to the key
+//! Progress goes to stderr (JSON lines with `--json`): `key_ready`, `forwarding` (command and
+//! relying party), `key_waiting` ("touch the key"), `refused`, `warning`, `responded`, `closed`. Ctrl-C sends CTAPHID_CANCEL to the key
 //! and exits 1. The getInfo the desktop sees omits the key's PIN machinery: PIN/UV auth is never
 //! run over hybrid (see the module docs of `cablebridged::bridge`).
 
 use crate::cmd::phone::{stderr_progress, PhoneSideArgs};
+use crate::cmd::qr_input::read_qr;
 use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
 use cablebridge_protocol::error::{Classify, Fault};
@@ -28,9 +29,17 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// Arguments of `bridge`.
 #[derive(Debug, Args)]
 pub struct BridgeArgs {
-    /// The `FIDO:/` URL the desktop shows.
-    #[arg(long, required_unless_present = "qr_image", conflicts_with = "qr_image")]
+    /// The `FIDO:/` URL the desktop shows, or `-` to read it from standard input. A URL given
+    /// here is readable by other local users (/proc/PID/cmdline): prefer `-` or --qr-file.
+    #[arg(
+        long,
+        required_unless_present_any = ["qr_image", "qr_file"],
+        conflicts_with_all = ["qr_image", "qr_file"]
+    )]
     pub qr: Option<String>,
+    /// Read the `FIDO:/` URL from this file (keep it mode 0600).
+    #[arg(long, value_name = "PATH", conflicts_with = "qr_image")]
+    pub qr_file: Option<PathBuf>,
     /// A PNG or JPEG picture (screenshot) of the desktop's QR code.
     #[arg(long)]
     pub qr_image: Option<PathBuf>,
@@ -57,10 +66,12 @@ fn classified<E: Classify + std::fmt::Display>(e: &E) -> CmdError {
 
 impl BridgeArgs {
     fn qr(&self) -> Result<QrPayload, CmdError> {
-        match (&self.qr, &self.qr_image) {
-            (Some(url), _) => crate::cmd::parse_qr_url(url),
-            (None, Some(path)) => read_qr_image(path).map_err(|e| classified(&e)),
-            (None, None) => Err(CmdError::usage("give --qr or --qr-image")),
+        if let Some(qr) = read_qr(self.qr.as_deref(), self.qr_file.as_deref())? {
+            return Ok(qr);
+        }
+        match &self.qr_image {
+            Some(path) => read_qr_image(path).map_err(|e| classified(&e)),
+            None => Err(CmdError::usage("give --qr, --qr-file or --qr-image")),
         }
     }
 

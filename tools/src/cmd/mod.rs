@@ -15,6 +15,7 @@ pub mod phone;
 pub mod pin;
 pub mod policy_flags;
 pub mod qr;
+pub mod qr_input;
 pub mod register;
 pub mod reset;
 pub mod tunnel_server;

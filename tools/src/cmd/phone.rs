@@ -33,9 +33,13 @@ pub enum AttestationArg {
 /// Arguments of `phone`.
 #[derive(Debug, Args)]
 pub struct PhoneArgs {
-    /// The `FIDO:/` URL the desktop shows.
-    #[arg(long, required_unless_present = "serve_links")]
+    /// The `FIDO:/` URL the desktop shows, or `-` to read it from standard input. A URL given
+    /// here is readable by other local users (/proc/PID/cmdline): prefer `-` or --qr-file.
+    #[arg(long, required_unless_present_any = ["serve_links", "qr_file"], conflicts_with = "qr_file")]
     pub qr: Option<String>,
+    /// Read the `FIDO:/` URL from this file (keep it mode 0600).
+    #[arg(long, value_name = "PATH")]
+    pub qr_file: Option<PathBuf>,
     /// Tunnel, advert sink and timeouts (shared with `bridge`).
     #[command(flatten)]
     pub side: PhoneSideArgs,
@@ -68,7 +72,7 @@ pub struct PhoneArgs {
     #[arg(long)]
     pub max_sessions: Option<u32>,
     /// Forget every stored link (desktops then get 410 Gone) and exit.
-    #[arg(long, requires = "state", conflicts_with_all = ["qr", "serve_links"])]
+    #[arg(long, requires = "state", conflicts_with_all = ["qr", "qr_file", "serve_links"])]
     pub forget_links: bool,
     /// Lab fault: misbehave at handshake (corrupt message 2), post-handshake (corrupt message)
     /// or ctap (answer CTAP2_ERR_OPERATION_DENIED).
@@ -169,7 +173,7 @@ impl PhoneArgs {
 /// Runs the phone.
 pub fn run(args: &PhoneArgs, json: bool) -> Result<Report, CmdError> {
     init_tracing("warn");
-    let qr = args.qr.as_deref().map(crate::cmd::parse_qr_url).transpose()?;
+    let qr = crate::cmd::qr_input::read_qr(args.qr.as_deref(), args.qr_file.as_deref())?;
     let config = args.config()?;
     let progress = stderr_progress(json);
     let mut phone = match &args.state {

@@ -4,6 +4,8 @@
 //! bound address, JSON with `--json`) is printed here, before the key runs, so scripts can ask
 //! for port 0 and read the real port back; the final report carries the key's counters.
 //! The initial PIN comes from an environment variable, never from a flag value (shell history).
+//! It listens on loopback only unless `--allow-remote` is given: it approves user presence by
+//! itself, so a reachable port is a key anyone can use without a touch.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -36,8 +38,13 @@ pub enum AttestationArg {
 #[derive(Debug, Args)]
 pub struct VirtualKeyArgs {
     /// Where to listen: `udp:HOST:PORT` (port 0 picks a free port, printed at start-up).
+    /// Loopback only unless --allow-remote is given.
     #[arg(long, value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// Allow a non-loopback --listen address. The virtual key approves user presence by itself,
+    /// so anyone who can reach the port gets signatures from it without a touch.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Send every report to this HOST:PORT instead of to the sender (clients on a fixed port).
     #[arg(long, value_name = "HOST:PORT")]
     pub reply_to: Option<SocketAddr>,
@@ -95,8 +102,23 @@ fn initial_pin(args: &VirtualKeyArgs) -> Result<Option<InitialPin>, CmdError> {
     }
 }
 
+/// A non-loopback listen address needs `--allow-remote` (exit 2 otherwise): the key approves
+/// user presence by itself, so exposing it hands out touch-free signatures.
+fn check_listen(args: &VirtualKeyArgs) -> Result<(), CmdError> {
+    if args.listen.ip().is_loopback() || args.allow_remote {
+        return Ok(());
+    }
+    Err(CmdError::usage(format!(
+        "refusing to listen on non-loopback address {}: the virtual key approves user presence \
+         by itself, so anyone who can reach it gets signatures without a touch; listen on \
+         127.0.0.1 or [::1], or pass --allow-remote if that is what you want",
+        args.listen.ip()
+    )))
+}
+
 /// Runs `virtual-key` until Ctrl-C (or until a fatal error stops the key).
 pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
+    check_listen(args)?;
     let config = VirtualKeyConfig {
         listen: args.listen,
         reply_to: args.reply_to,

@@ -1,7 +1,7 @@
 //! Opening a tunnel connection: URL checks, DNS, TCP, TLS, the upgrade request with the caBLE
 //! headers, redirects, and the checks on the 101 response (§6.1–§6.3, pitfall 19).
 
-use super::{ConnectOptions, TlsRoots, TunnelClientError, TunnelConnection};
+use super::{redact_url, ConnectOptions, TlsRoots, TunnelClientError, TunnelConnection};
 use crate::tunnel::Io;
 use cablebridge_protocol::hybrid::tunnel::{
     RoutingId, TunnelPath, CLIENT_PAYLOAD_HEADER, ROUTING_ID_HEADER, SIGNAL_CONNECTION_HEADER,
@@ -33,7 +33,7 @@ async fn connect_following_redirects(
     url: &str,
     opts: &ConnectOptions,
 ) -> Result<TunnelConnection, TunnelClientError> {
-    let invalid = |why: String| TunnelClientError::InvalidUrl { url: url.to_owned(), why };
+    let invalid = |why: String| TunnelClientError::InvalidUrl { url: redact_url(url), why };
     let mut current = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     let mut visited: Vec<Url> = Vec::new();
     loop {
@@ -41,7 +41,7 @@ async fn connect_following_redirects(
             Attempt::Open(conn) => return Ok(*conn),
             Attempt::Redirect(location) => location,
         };
-        let bad = |why: String| TunnelClientError::BadRedirect { url: current.to_string(), why };
+        let bad = |why: String| TunnelClientError::BadRedirect { url: redact(&current), why };
         let mut next = current.join(&location).map_err(|e| bad(e.to_string()))?;
         // A Location may name the http(s) form of the WebSocket URL.
         let ws_scheme = match next.scheme() {
@@ -52,7 +52,7 @@ async fn connect_following_redirects(
         next.set_scheme(ws_scheme).map_err(|()| bad("cannot set scheme".into()))?;
         visited.push(current);
         if visited.contains(&next) {
-            return Err(TunnelClientError::RedirectLoop { url: next.to_string() });
+            return Err(TunnelClientError::RedirectLoop { url: redact(&next) });
         }
         if visited.len() > usize::from(opts.max_redirects) {
             return Err(TunnelClientError::TooManyRedirects { limit: opts.max_redirects });
@@ -77,8 +77,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 
 /// One hop: DNS, TCP, TLS, upgrade.
 async fn attempt(url: &Url, opts: &ConnectOptions) -> Result<Attempt, TunnelClientError> {
-    let invalid =
-        |why: &str| TunnelClientError::InvalidUrl { url: url.to_string(), why: why.into() };
+    let invalid = |why: &str| TunnelClientError::InvalidUrl { url: redact(url), why: why.into() };
     let tls = match url.scheme() {
         "wss" => true,
         "ws" => false,
@@ -124,7 +123,7 @@ async fn attempt(url: &Url, opts: &ConnectOptions) -> Result<Attempt, TunnelClie
                     let location =
                         resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(
                             || TunnelClientError::BadRedirect {
-                                url: url.to_string(),
+                                url: redact(url),
                                 why: format!("HTTP {} without a Location header", status.as_u16()),
                             },
                         )?;
@@ -164,10 +163,9 @@ async fn attempt(url: &Url, opts: &ConnectOptions) -> Result<Attempt, TunnelClie
     })))
 }
 
-/// Scheme, host and path kind only: tunnel ids and contact ids stay out of error messages.
+/// Scheme, host, port and path kind only: tunnel ids and contact ids stay out of errors.
 fn redact(url: &Url) -> String {
-    let kind = url.path().split('/').take(3).collect::<Vec<_>>().join("/");
-    format!("{}://{}{kind}/…", url.scheme(), url.host_str().unwrap_or_default())
+    redact_url(url.as_str())
 }
 
 async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TunnelClientError> {
@@ -192,7 +190,7 @@ fn build_request(
     url: &Url,
     opts: &ConnectOptions,
 ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, TunnelClientError> {
-    let bad = |why: String| TunnelClientError::InvalidUrl { url: url.to_string(), why };
+    let bad = |why: String| TunnelClientError::InvalidUrl { url: redact(url), why };
     let mut request = url.as_str().into_client_request().map_err(|e| bad(e.to_string()))?;
     let mut headers: Vec<(String, String)> =
         vec![(SEC_WEBSOCKET_PROTOCOL.as_str().to_owned(), SUBPROTOCOL.to_owned())];
@@ -260,6 +258,8 @@ mod tests {
         assert!(!lo("ws://10.0.0.1/"));
         let u = Url::parse("wss://h.example/cable/connect/ABCDEF/00112233").unwrap();
         assert_eq!(redact(&u), "wss://h.example/cable/connect/…");
+        let u = Url::parse("wss://h.example:8443/cable/contact/AQID").unwrap();
+        assert_eq!(redact(&u), "wss://h.example:8443/cable/contact/…");
     }
 
     #[test]

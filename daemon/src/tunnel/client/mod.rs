@@ -6,16 +6,19 @@
 //! Chrome does; follows 3xx `Location` redirects re-attaching every header (libwebauthn
 //! learned this the hard way, pitfall 19); reads the `X-caBLE-Routing-ID` of `/cable/new`;
 //! caps messages at 1 MiB both ways; refuses plain `ws://` except to loopback unless asked.
-//! DNS, TCP and TLS are separate steps so each failure is reported as what it is.
+//! DNS, TCP and TLS are separate steps so each failure is reported as what it is. Every URL in
+//! an error is [`redact_url`]ed: tunnel, routing and contact ids never reach a message or log.
 //!
 //! What it is not: the hybrid session. Messages are opaque bytes here; Noise and the Crypter
 //! live in `cablebridge_protocol::hybrid`.
 
 mod connect;
 mod error;
+mod redact;
 
 pub use connect::connect;
 pub use error::TunnelClientError;
+pub use redact::redact_url;
 
 use crate::tunnel::Io;
 use cablebridge_protocol::hybrid::tunnel::{RoutingId, MAX_MESSAGE_LEN};

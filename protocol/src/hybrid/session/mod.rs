@@ -29,7 +29,7 @@ use crate::hybrid::noise::HandshakeError;
 use core::fmt;
 
 /// CTAP command the desktop answers from the cached post-handshake getInfo (§8.1).
-pub const CTAP_GET_INFO: u8 = 0x04;
+pub const CTAP_GET_INFO: u8 = crate::ctap2::Command::GetInfo.to_u8();
 
 /// Every error of a hybrid session, each naming its stage through [`Classify`].
 #[non_exhaustive]
