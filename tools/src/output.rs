@@ -8,6 +8,7 @@
 
 use cablebridge_protocol::error::Fault;
 use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind};
+use cablebridged::ctap::CtapError;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::process::ExitCode;
@@ -57,6 +58,25 @@ impl From<&CeremonyError> for Exit {
             ) => Exit::Ceremony,
             (_, Fault::Caller) => Exit::Usage,
             (_, Fault::Environment) => Exit::Environment,
+            _ => Exit::Ceremony,
+        }
+    }
+}
+
+impl From<&CtapError> for Exit {
+    /// A security-key command's failure (`info`, `pin`, `credentials`, ...): the environment 3,
+    /// a missing or wrong PIN 2, everything the key or user did (timeouts, cancel, statuses) 1.
+    fn from(e: &CtapError) -> Exit {
+        use cablebridge_protocol::error::Classify;
+        match (e, e.fault()) {
+            (_, Fault::Environment) => Exit::Environment,
+            (
+                CtapError::Cancelled { .. }
+                | CtapError::Timeout { .. }
+                | CtapError::NoKeyInserted { .. },
+                _,
+            ) => Exit::Ceremony,
+            (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
             _ => Exit::Ceremony,
         }
     }

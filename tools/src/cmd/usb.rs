@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use cablebridge_protocol::ctap2::pin::Pin;
-use cablebridge_protocol::error::{Classify, Fault};
+use cablebridge_protocol::error::Classify;
 use cablebridged::ctap::{
     open_client, select_attached, select_device, Call, Ctap2Client, CtapError, DeviceProgress,
     KeyArrivals, OpenOptions,
@@ -99,18 +99,7 @@ pub fn deadline(args: &DeviceArgs) -> Instant {
 /// Maps a key error to the CLI's exit codes: environment 3, caller 2, everything the key or
 /// user did (timeouts, cancel, statuses) 1. The stage is attached for `--json`.
 pub fn key_error(e: CtapError) -> CmdError {
-    let exit = match (&e, e.fault()) {
-        (_, Fault::Environment) => Exit::Environment,
-        (
-            CtapError::Cancelled { .. }
-            | CtapError::Timeout { .. }
-            | CtapError::NoKeyInserted { .. },
-            _,
-        ) => Exit::Ceremony,
-        (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
-        _ => Exit::Ceremony,
-    };
-    CmdError { exit, message: e.to_string(), stage: None }.at(e.stage())
+    CmdError { exit: Exit::from(&e), message: e.to_string(), stage: None }.at(e.stage())
 }
 
 fn parse_addresses(args: &DeviceArgs) -> Result<Vec<DeviceAddress>, CmdError> {
