@@ -723,3 +723,44 @@ async fn peer_that_stops_reading_is_cut_by_the_send_timeout() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn early_messages_to_a_desktop_that_never_reads_are_cut_by_the_send_timeout() {
+    bounded(async {
+        // Early messages larger than the kernel's socket buffers (tcp_wmem max is 4 MiB), so
+        // the flush to a desktop that never reads cannot finish.
+        let big = 12 << 20;
+        let fixed = RoutingId([7, 7, 7]);
+        let cfg = TunnelServerConfig {
+            send_timeout: Duration::from_millis(300),
+            max_message: big,
+            max_unpaired_buffer: 2 * big,
+            routing_id: Some(fixed),
+            ..Default::default()
+        };
+        let s = server(cfg).await;
+        let new = url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(33) });
+        let mut p = raw(&new, true, 2 * big).await.unwrap();
+        p.send(Message::binary(vec![0x33u8; big])).await.unwrap();
+        eventually(&s, |st| st.unpaired_buffered_bytes == big as u64).await;
+        // The desktop arrives with a tiny receive window and never reads.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(s.local_addr()).await.unwrap();
+        let target =
+            url(&s.base_url(), &TunnelPath::Connect { routing_id: fixed, tunnel_id: tunnel(33) });
+        let mut req = target.into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
+        let (_stuck_desktop, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        eventually(&s, |st| st.send_timeouts == 1 && st.unpaired_buffered_bytes == 0).await;
+        // The phone's side is closed too.
+        loop {
+            match p.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        eventually(&s, |st| st.paired == 0).await;
+    })
+    .await;
+}
