@@ -44,6 +44,8 @@ pub struct LimitArgs {
     #[arg(long, default_value_t = d().max_connections, value_name = "N")]
     pub max_connections: usize,
     /// Connections held at once from one source address (IPv6: per /64); more get HTTP 429.
+    /// Behind a TLS-terminating proxy every client has the proxy's address: raise this to
+    /// --max-connections there and cap per client at the proxy.
     #[arg(long, default_value_t = d().max_connections_per_ip, value_name = "N")]
     pub max_connections_per_ip: usize,
     /// Tunnels + listeners held at once (paired contact tunnels included); more get HTTP 503.
@@ -57,20 +59,25 @@ pub struct LimitArgs {
     #[arg(long, default_value_t = d().max_request_bytes, value_name = "BYTES")]
     pub max_request_bytes: usize,
     /// Seconds for TLS + the complete upgrade request (slow-loris limit).
-    #[arg(long, default_value_t = d().handshake_timeout.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = d().handshake_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub handshake_timeout_secs: u64,
     /// Seconds a /cable/listen registration lasts before the phone must renew it.
-    #[arg(long, default_value_t = d().listen_ttl.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = d().listen_ttl.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub listen_ttl_secs: u64,
     /// Seconds a paired tunnel may go without a data message (pings do not count).
-    #[arg(long, default_value_t = d().idle_timeout.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = d().idle_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
     /// Absolute maximum seconds a paired tunnel lives, however busy.
-    #[arg(long, default_value_t = d().max_tunnel_lifetime.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = d().max_tunnel_lifetime.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lifetime_secs: u64,
     /// Seconds a peer has to take each message the server sends it; a peer that stops reading
     /// ends its tunnel.
-    #[arg(long, default_value_t = d().send_timeout.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = d().send_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub send_timeout_secs: u64,
 }
 
@@ -146,13 +153,16 @@ pub fn run(args: &TunnelServerArgs, json: bool) -> Result<Report, CmdError> {
         } else {
             format!("listening on {} (base URL {})", server.local_addr(), server.base_url())
         };
+        // Ctrl-C is caught from before the address is printed: a script that reads it and
+        // interrupts at once must get the `stopped` report, not a killed process.
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CmdError::environment(format!("cannot wait for Ctrl-C: {e}")))?;
         // Printed at once (and flushed) so scripts can read the ephemeral port.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{start}");
         let _ = out.flush();
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(|e| CmdError::environment(format!("cannot wait for Ctrl-C: {e}")))?;
+        interrupt.recv().await;
         let stats = server.stats();
         server.shutdown().await;
         Ok(stats_report(&stats))

@@ -331,7 +331,13 @@ async fn handle_connection(
 ) {
     // Tunnel messages are latency-bound and small; Nagle only adds delay.
     let _ = tcp.set_nodelay(true);
-    let (ws, admission) = match upgrade(&shared, tcp).await {
+    // A connection still upgrading (possibly a slow-loris) does not hold up shutdown.
+    let mut stop = shutdown.clone();
+    let upgraded = tokio::select! {
+        upgraded = upgrade(&shared, tcp) => upgraded,
+        () = stopped(&mut stop) => return,
+    };
+    let (ws, admission) = match upgraded {
         Upgrade::Accepted(ws, admission) => (ws, admission),
         // Answered with an HTTP status; counted by reason in `upgrade::decide`.
         Upgrade::Refused => return,
