@@ -63,7 +63,14 @@ async fn thousands_of_concurrent_tunnels() {
 }
 
 async fn run(n: usize, paired_n: usize) {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    // Every client here is 127.0.0.1: lift the per-source cap (and the global one for large N);
+    // `tunnel_abuse.rs` exercises the caps.
+    let config = TunnelServerConfig {
+        max_connections: usize::MAX,
+        max_connections_per_ip: usize::MAX,
+        ..TunnelServerConfig::default()
+    };
+    let server = TunnelServer::bind(config).await.unwrap();
     let base = server.base_url();
     let opts = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::default() };
     let rss_before = rss_kib();

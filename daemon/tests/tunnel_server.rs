@@ -395,3 +395,372 @@ async fn capacity_limit_answers_503_and_shutdown_closes_tunnels() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounded resources under abuse (issue 8 item 2): caps, id shapes, request limits, lifetimes
+// and send timeouts. Each of these failed on the server before the limits existed.
+
+/// A WebSocket upgrade request for `path`, with `extra` header lines (each ending in CRLF).
+fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: fido.cable\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A TCP connection to the server, optionally from a chosen loopback source address.
+async fn tcp_from(
+    s: &TunnelServerHandle,
+    source: Option<std::net::IpAddr>,
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = source {
+        socket.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+    }
+    socket.connect(s.local_addr()).await.unwrap()
+}
+
+/// Sends `request` on a raw connection and returns the HTTP status of the answer.
+async fn raw_status(
+    s: &TunnelServerHandle,
+    source: Option<std::net::IpAddr>,
+    request: &[u8],
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tcp_from(s, source).await;
+    // The server may answer (and stop reading) before all of an oversized request is written.
+    let _ = tcp.write_all(request).await;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+#[tokio::test]
+async fn contact_tunnels_count_against_max_tunnels() {
+    bounded(async {
+        let s = server(TunnelServerConfig { max_tunnels: 1, ..Default::default() }).await;
+        let mut listener = connect(&listen_url(&s.base_url(), b"phone-1"), &opts()).await.unwrap();
+        eventually(&s, |st| st.listening == 1).await;
+        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: b"phone-1".to_vec() });
+        let with_payload = ConnectOptions { client_payload: Some("01".into()), ..opts() };
+        let d = connect(&contact, &with_payload).await.unwrap();
+        assert_eq!(listener.await_client_payload().await.unwrap(), vec![1]);
+        eventually(&s, |st| st.paired == 1).await;
+        // The claimed contact tunnel still holds the only place.
+        let e = connect(&url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(20) }), &opts())
+            .await
+            .unwrap_err();
+        assert_eq!(status(e), 503);
+        assert_eq!(s.stats().rejected(Reject::AtCapacity), 1);
+        d.close().await.unwrap();
+        eventually(&s, |st| st.paired == 0).await;
+        let _p = phone(&s, tunnel(20)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connection_cap_answers_503_before_upgrading() {
+    bounded(async {
+        let s = server(TunnelServerConfig { max_connections: 2, ..Default::default() }).await;
+        // Two connections that have not sent their request yet already count.
+        let a = tcp_from(&s, None).await;
+        let b = tcp_from(&s, None).await;
+        eventually(&s, |st| st.connections == 2).await;
+        let e = connect(&url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(21) }), &opts())
+            .await
+            .unwrap_err();
+        assert_eq!(status(e), 503);
+        assert_eq!(s.stats().rejected(Reject::Overloaded), 1);
+        drop((a, b));
+        eventually(&s, |st| st.connections == 0).await;
+        // A paired tunnel holds both of its connections.
+        let (_p, _d) = pair(&s, tunnel(21)).await;
+        eventually(&s, |st| st.connections == 2 && st.paired == 1).await;
+        let e = desktop(&s, RoutingId([1, 2, 3]), tunnel(22)).await.unwrap_err();
+        assert_eq!(status(e), 503);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn per_source_cap_answers_429_and_other_sources_still_connect() {
+    bounded(async {
+        let s =
+            server(TunnelServerConfig { max_connections_per_ip: 2, ..Default::default() }).await;
+        let _a = tcp_from(&s, None).await;
+        let _b = tcp_from(&s, None).await;
+        eventually(&s, |st| st.connections == 2).await;
+        let e = connect(&url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(23) }), &opts())
+            .await
+            .unwrap_err();
+        assert_eq!(status(e), 429);
+        assert_eq!(s.stats().rejected(Reject::TooManyFromSource), 1);
+        // Another source address is counted on its own.
+        let other = Some(std::net::IpAddr::from([127, 0, 0, 2]));
+        let path = TunnelPath::New { tunnel_id: tunnel(23) }.to_path();
+        assert_eq!(raw_status(&s, other, &upgrade_request(&path, "")).await, 101);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unpaired_buffer_budget_is_server_wide() {
+    bounded(async {
+        let s = server(TunnelServerConfig { max_unpaired_buffer: 100, ..Default::default() }).await;
+        let mut a = phone(&s, tunnel(24)).await;
+        a.send(&[1; 60]).await.unwrap();
+        eventually(&s, |st| st.unpaired_buffered_bytes == 60).await;
+        // 60 more would cross the budget: that phone is closed with 1008.
+        let mut b = phone(&s, tunnel(25)).await;
+        b.send(&[2; 60]).await.unwrap();
+        assert!(b.recv().await.is_none());
+        assert_eq!(b.close_frame().map(|(c, _)| c), Some(1008));
+        let mut c = phone(&s, tunnel(26)).await;
+        c.send(&[3; 40]).await.unwrap();
+        eventually(&s, |st| st.unpaired_buffered_bytes == 100 && st.buffer_overflows == 1).await;
+        // Budget used up: no new unpaired phones.
+        let e = connect(&url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(27) }), &opts())
+            .await
+            .unwrap_err();
+        assert_eq!(status(e), 503);
+        assert_eq!(s.stats().rejected(Reject::BufferFull), 1);
+        // Pairing delivers the early message and gives its bytes back.
+        let mut d = desktop(&s, a.routing_id().unwrap(), tunnel(24)).await.unwrap();
+        assert_eq!(d.recv().await.unwrap().unwrap().as_ref(), &[1; 60][..]);
+        eventually(&s, |st| st.unpaired_buffered_bytes == 40).await;
+        drop(c);
+        eventually(&s, |st| st.unpaired_buffered_bytes == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_ids_are_400_and_unknown_paths_404() {
+    bounded(async {
+        let s = server(TunnelServerConfig::default()).await;
+        let t = "AB".repeat(16);
+        let long_contact = "A".repeat(400);
+        let malformed = [
+            "/cable/new/ABCDEF".to_owned(),
+            format!("/cable/new/{t}00"),
+            format!("/cable/new/{}", "ZZ".repeat(16)),
+            format!("/cable/new/{t}/extra"),
+            format!("/cable/connect/ABCD/{t}"),
+            format!("/cable/connect/ABCDEF/{t}/x"),
+            format!("/cable/contact/{long_contact}"),
+            "/cable/contact/a+b".to_owned(),
+            format!("/cable/listen/{long_contact}"),
+            "/cable/listen/a.b".to_owned(),
+            format!("/cable/new/{}", "A".repeat(4000)),
+        ];
+        for path in &malformed {
+            let extra = "X-caBLE-Client-Payload: 01\r\n";
+            assert_eq!(raw_status(&s, None, &upgrade_request(path, extra)).await, 400, "{path}");
+        }
+        assert_eq!(s.stats().rejected(Reject::MalformedId), malformed.len() as u64);
+        assert_eq!(raw_status(&s, None, &upgrade_request("/cable/other/x", "")).await, 404);
+        eventually(&s, |st| st.connections == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_upgrade_request_gets_431() {
+    bounded(async {
+        let s = server(TunnelServerConfig::default()).await;
+        let path = TunnelPath::New { tunnel_id: tunnel(28) }.to_path();
+        let pad = format!("X-Pad: {}\r\n", "p".repeat(16 * 1024));
+        assert_eq!(raw_status(&s, None, &upgrade_request(&path, &pad)).await, 431);
+        assert_eq!(s.stats().rejected(Reject::RequestTooLarge), 1);
+        // Just under the limit is fine.
+        let pad = format!("X-Pad: {}\r\n", "p".repeat(6 * 1024));
+        assert_eq!(raw_status(&s, None, &upgrade_request(&path, &pad)).await, 101);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_loris_upgrade_is_cut_counted_and_released() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let cfg = TunnelServerConfig {
+            handshake_timeout: Duration::from_millis(300),
+            ..TunnelServerConfig::default()
+        };
+        let s = server(cfg).await;
+        let mut tcp = tcp_from(&s, None).await;
+        let request = upgrade_request(&TunnelPath::New { tunnel_id: tunnel(29) }.to_path(), "");
+        // One byte every 50 ms: the request would take seconds; the server cuts it at 300 ms.
+        let mut cut = false;
+        for byte in request {
+            if tcp.write_all(&[byte]).await.is_err() {
+                cut = true;
+                break;
+            }
+            let mut buf = [0u8; 16];
+            match tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    cut = true;
+                    break;
+                }
+                Ok(Ok(_)) => panic!("the server answered a slow request"),
+                Err(_) => {}
+            }
+        }
+        assert!(cut, "the server let a slow request complete");
+        eventually(&s, |st| st.request_timeouts == 1 && st.connections == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pings_do_not_keep_a_tunnel_alive() {
+    bounded(async {
+        let cfg =
+            TunnelServerConfig { idle_timeout: Duration::from_millis(400), ..Default::default() };
+        let s = server(cfg).await;
+        let mut p = phone(&s, tunnel(30)).await;
+        let r = p.routing_id().unwrap();
+        let target =
+            url(&s.base_url(), &TunnelPath::Connect { routing_id: r, tunnel_id: tunnel(30) });
+        let mut d = raw(&target, true, 1 << 20).await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let code = loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let _ = d.send(Message::Ping(vec![1u8].into())).await;
+                }
+                msg = d.next() => match msg {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    other => panic!("expected a close, got {other:?}"),
+                },
+            }
+        };
+        assert_eq!(code, Some(1001));
+        assert!(p.recv().await.is_none());
+        eventually(&s, |st| st.idle_closed == 1).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tunnel_lifetime_is_absolute_however_busy() {
+    bounded(async {
+        let cfg = TunnelServerConfig {
+            max_tunnel_lifetime: Duration::from_millis(500),
+            max_messages_per_peer: 10_000,
+            ..Default::default()
+        };
+        let s = server(cfg).await;
+        let (mut p, mut d) = pair(&s, tunnel(31)).await;
+        let mut sent = 0u32;
+        loop {
+            if d.send(b"busy").await.is_err() {
+                break;
+            }
+            sent += 1;
+            match p.recv().await {
+                Some(Ok(m)) => assert_eq!(m.as_ref(), b"busy"),
+                None => break,
+                Some(Err(e)) => panic!("{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(sent >= 2, "the tunnel relayed before its end");
+        assert_eq!(p.recv().await.map(|r| r.is_ok()), None);
+        assert_eq!(p.close_frame().map(|(c, _)| c), Some(1001));
+        eventually(&s, |st| st.lifetime_closed == 1 && st.paired == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn peer_that_stops_reading_is_cut_by_the_send_timeout() {
+    bounded(async {
+        let cfg =
+            TunnelServerConfig { send_timeout: Duration::from_millis(300), ..Default::default() };
+        let s = server(cfg).await;
+        let mut p = phone(&s, tunnel(32)).await;
+        let r = p.routing_id().unwrap();
+        // A desktop with a tiny receive window that never reads.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(s.local_addr()).await.unwrap();
+        let target =
+            url(&s.base_url(), &TunnelPath::Connect { routing_id: r, tunnel_id: tunnel(32) });
+        let mut req = target.into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
+        let (_stuck_desktop, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        eventually(&s, |st| st.paired == 1).await;
+        // The phone sends far more than the kernel buffers hold; the server must give up on the
+        // desktop instead of waiting forever, and close the phone.
+        let flood = async {
+            for _ in 0..64 {
+                if p.send(&vec![0x55u8; 1 << 20]).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), flood).await;
+        eventually(&s, |st| st.send_timeouts == 1).await;
+        // Whatever the phone still had in flight, it ends with the close.
+        while let Some(Ok(_)) = p.recv().await {}
+        eventually(&s, |st| st.paired == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn early_messages_to_a_desktop_that_never_reads_are_cut_by_the_send_timeout() {
+    bounded(async {
+        // Early messages larger than the kernel's socket buffers (tcp_wmem max is 4 MiB), so
+        // the flush to a desktop that never reads cannot finish.
+        let big = 12 << 20;
+        let fixed = RoutingId([7, 7, 7]);
+        let cfg = TunnelServerConfig {
+            send_timeout: Duration::from_millis(300),
+            max_message: big,
+            max_unpaired_buffer: 2 * big,
+            routing_id: Some(fixed),
+            ..Default::default()
+        };
+        let s = server(cfg).await;
+        let new = url(&s.base_url(), &TunnelPath::New { tunnel_id: tunnel(33) });
+        let mut p = raw(&new, true, 2 * big).await.unwrap();
+        p.send(Message::binary(vec![0x33u8; big])).await.unwrap();
+        eventually(&s, |st| st.unpaired_buffered_bytes == big as u64).await;
+        // The desktop arrives with a tiny receive window and never reads.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(s.local_addr()).await.unwrap();
+        let target =
+            url(&s.base_url(), &TunnelPath::Connect { routing_id: fixed, tunnel_id: tunnel(33) });
+        let mut req = target.into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
+        let (_stuck_desktop, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        eventually(&s, |st| st.send_timeouts == 1 && st.unpaired_buffered_bytes == 0).await;
+        // The phone's side is closed too.
+        loop {
+            match p.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        eventually(&s, |st| st.paired == 0).await;
+    })
+    .await;
+}

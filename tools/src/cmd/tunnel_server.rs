@@ -29,6 +29,76 @@ pub struct TunnelServerArgs {
     /// Seconds an unpaired /cable/new tunnel waits for its desktop.
     #[arg(long, default_value_t = 120)]
     pub ttl_secs: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Resource limits (defaults: `TunnelServerConfig::default()`). Over a connection cap a client
+/// gets HTTP 503 (global) or 429 (per source) before any upgrade; every refusal reason is
+/// logged (first time, then at most every 10 s with its count) and counted.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// TCP connections held at once (upgrading, waiting, listening, both ends of each
+    /// tunnel); more get HTTP 503. Memory worst case ≈ this × (1 MiB message + ~20 KiB).
+    #[arg(long, default_value_t = d().max_connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Connections held at once from one source address (IPv6: per /64); more get HTTP 429.
+    /// Behind a TLS-terminating proxy every client has the proxy's address: raise this to
+    /// --max-connections there and cap per client at the proxy.
+    #[arg(long, default_value_t = d().max_connections_per_ip, value_name = "N")]
+    pub max_connections_per_ip: usize,
+    /// Tunnels + listeners held at once (paired contact tunnels included); more get HTTP 503.
+    #[arg(long, default_value_t = d().max_tunnels, value_name = "N")]
+    pub max_tunnels: usize,
+    /// Bytes all unpaired phones may hold (messages sent before their desktop came); the phone
+    /// crossing it is closed (1008) and new phones get HTTP 503 while it is reached.
+    #[arg(long, default_value_t = d().max_unpaired_buffer, value_name = "BYTES")]
+    pub max_unpaired_buffer: usize,
+    /// Largest HTTP upgrade request (request line + headers); larger gets HTTP 431.
+    #[arg(long, default_value_t = d().max_request_bytes, value_name = "BYTES")]
+    pub max_request_bytes: usize,
+    /// Seconds for TLS + the complete upgrade request (slow-loris limit).
+    #[arg(long, default_value_t = d().handshake_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a /cable/listen registration lasts before the phone must renew it.
+    #[arg(long, default_value_t = d().listen_ttl.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub listen_ttl_secs: u64,
+    /// Seconds a paired tunnel may go without a data message (pings do not count).
+    #[arg(long, default_value_t = d().idle_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Absolute maximum seconds a paired tunnel lives, however busy.
+    #[arg(long, default_value_t = d().max_tunnel_lifetime.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lifetime_secs: u64,
+    /// Seconds a peer has to take each message the server sends it; a peer that stops reading
+    /// ends its tunnel.
+    #[arg(long, default_value_t = d().send_timeout.as_secs(), value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_secs: u64,
+}
+
+/// The library defaults, shown by `--help`.
+fn d() -> TunnelServerConfig {
+    TunnelServerConfig::default()
+}
+
+impl LimitArgs {
+    fn apply(&self, c: &mut TunnelServerConfig) {
+        c.max_connections = self.max_connections;
+        c.max_connections_per_ip = self.max_connections_per_ip;
+        c.max_tunnels = self.max_tunnels;
+        c.max_unpaired_buffer = self.max_unpaired_buffer;
+        c.max_request_bytes = self.max_request_bytes;
+        c.handshake_timeout = Duration::from_secs(self.handshake_timeout_secs);
+        c.listen_ttl = Duration::from_secs(self.listen_ttl_secs);
+        c.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
+        c.max_tunnel_lifetime = Duration::from_secs(self.max_lifetime_secs);
+        c.send_timeout = Duration::from_secs(self.send_timeout_secs);
+    }
 }
 
 /// Installs a stderr `tracing` subscriber honouring `RUST_LOG` (default `info`), without
@@ -60,6 +130,7 @@ pub fn run(args: &TunnelServerArgs, json: bool) -> Result<Report, CmdError> {
         unpaired_ttl: Duration::from_secs(args.ttl_secs),
         ..TunnelServerConfig::default()
     };
+    args.limits.apply(&mut config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
     }
@@ -82,13 +153,16 @@ pub fn run(args: &TunnelServerArgs, json: bool) -> Result<Report, CmdError> {
         } else {
             format!("listening on {} (base URL {})", server.local_addr(), server.base_url())
         };
+        // Ctrl-C is caught from before the address is printed: a script that reads it and
+        // interrupts at once must get the `stopped` report, not a killed process.
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CmdError::environment(format!("cannot wait for Ctrl-C: {e}")))?;
         // Printed at once (and flushed) so scripts can read the ephemeral port.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{start}");
         let _ = out.flush();
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(|e| CmdError::environment(format!("cannot wait for Ctrl-C: {e}")))?;
+        interrupt.recv().await;
         let stats = server.stats();
         server.shutdown().await;
         Ok(stats_report(&stats))
@@ -105,4 +179,23 @@ fn stats_report(s: &ServerStats) -> Report {
         .field("handshake_failures", s.handshake_failures)
         .field("active_at_stop", s.active_tunnels())
         .field("listening_at_stop", s.listening)
+        .field("connections_at_stop", s.connections)
+        .field("request_timeouts", s.request_timeouts)
+        .field("dropped_connections", s.dropped_connections)
+        .field("buffer_overflows", s.buffer_overflows)
+        .field("idle_closed", s.idle_closed)
+        .field("lifetime_closed", s.lifetime_closed)
+        .field("send_timeouts", s.send_timeouts)
+        .field("rejected", rejected_map(s))
+}
+
+/// Refusals by reason, only the non-zero ones (`{"Overloaded": 3, ...}`).
+fn rejected_map(s: &ServerStats) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = s
+        .rejected
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (format!("{r:?}"), serde_json::Value::from(*n)))
+        .collect();
+    serde_json::Value::Object(map)
 }

@@ -44,14 +44,38 @@ pub struct TunnelServerConfig {
     /// leaves room for getInfo plus several requests and linking updates while keeping the
     /// relay useless as a general-purpose pipe (webauthn-rs's server uses 16).
     pub max_messages_per_peer: u32,
-    /// Unpaired + paired tunnels + listeners held at once; beyond it upgrades get HTTP 503.
+    /// Unpaired + paired tunnels (QR and contact) + listeners held at once; beyond it upgrades
+    /// get HTTP 503.
     pub max_tunnels: usize,
-    /// A paired tunnel with no message either way for this long is closed. 300 s: user
-    /// verification on the phone may take minutes while nothing flows (WebAuthn's own timeouts
-    /// go up to 5 minutes).
+    /// TCP connections held at once, counted from `accept` to close: upgrades in progress,
+    /// waiting phones, listeners, and both sockets of every paired tunnel. Beyond it a new
+    /// connection gets HTTP 503 before any upgrade. Also bounds the worst case of memory: each
+    /// connection may hold one partly received message of up to `max_message` bytes.
+    pub max_connections: usize,
+    /// Connections held at once from one source address (IPv6: one /64 prefix); beyond it a new
+    /// connection gets HTTP 429. 256 leaves room for a site behind one NAT address.
+    pub max_connections_per_ip: usize,
+    /// Bytes that unpaired phones may hold buffered (messages sent before their desktop came),
+    /// all phones together. A phone whose message would cross it is closed with 1008, and while
+    /// it is reached new `/cable/new` and `/cable/listen` upgrades get HTTP 503. A phone answers
+    /// its desktop's handshake, so a real phone buffers nothing.
+    pub max_unpaired_buffer: usize,
+    /// A paired tunnel with no data message either way for this long is closed (pings and pongs
+    /// do not count). 300 s: user verification on the phone may take minutes while nothing
+    /// flows (WebAuthn's own timeouts go up to 5 minutes).
     pub idle_timeout: Duration,
-    /// Limit for the TLS + HTTP upgrade of one connection (slow-client protection).
+    /// Absolute limit on a paired tunnel's life, however busy: 600 s is two WebAuthn timeouts.
+    pub max_tunnel_lifetime: Duration,
+    /// Every message the server sends (relayed data, the phone's early messages, the contact
+    /// prelude) must be taken by the receiver within this; a peer that stops reading ends its
+    /// tunnel instead of pinning a task. 30 s covers a 1 MiB message on a slow mobile link.
+    pub send_timeout: Duration,
+    /// Limit for the TLS handshake plus receiving the complete HTTP upgrade request and
+    /// answering it (slow-loris protection).
     pub handshake_timeout: Duration,
+    /// Largest HTTP upgrade request (request line + headers) read; a larger one gets HTTP 431.
+    /// Real requests are under 1 KiB.
+    pub max_request_bytes: usize,
     /// How long shutdown waits for connections to finish their closing handshakes.
     pub shutdown_grace: Duration,
 }
@@ -67,8 +91,14 @@ impl Default for TunnelServerConfig {
             max_message: MAX_MESSAGE_LEN,
             max_messages_per_peer: 64,
             max_tunnels: 100_000,
+            max_connections: 16_384,
+            max_connections_per_ip: 256,
+            max_unpaired_buffer: 16 << 20,
             idle_timeout: Duration::from_secs(300),
+            max_tunnel_lifetime: Duration::from_secs(600),
+            send_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            max_request_bytes: 8 * 1024,
             shutdown_grace: Duration::from_secs(2),
         }
     }

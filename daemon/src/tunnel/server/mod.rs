@@ -15,6 +15,8 @@
 //!
 //! Every path requires `Sec-WebSocket-Protocol: fido.cable` (HTTP 400 without, as Google's
 //! server answers) and the 101 echoes it. Hex is accepted in either case. Over capacity: 503.
+//! Ids must have their exact length (hex) or a bounded one (base64url, at most
+//! [`MAX_CONTACT_ID_LEN`] bytes decoded); otherwise 400.
 //!
 //! # The private state-assisted phone path
 //!
@@ -38,8 +40,34 @@
 //! sockets. Pairing is one O(1) hash-map operation. TTL and idle limits are entries in tokio's
 //! timer wheel (no polling). Buffering is bounded: see [`relay`](self) and the WebSocket
 //! settings in [`crate::tunnel`].
+//!
+//! # Limits under abuse
+//!
+//! Every limit is a [`TunnelServerConfig`] field (and a `cablebridge tunnel-server` flag):
+//!
+//! | what | limit | answer |
+//! |---|---|---|
+//! | connections at once, from `accept` to close, both ends of every tunnel | `max_connections` | 503 before the upgrade |
+//! | connections at once from one source (IPv4 address, IPv6 /64) | `max_connections_per_ip` | 429 before the upgrade |
+//! | tunnels + listeners (incl. paired contact tunnels) | `max_tunnels` | 503 |
+//! | bytes held for unpaired phones, all together | `max_unpaired_buffer` | 503 for new phones; 1008 close for the phone crossing it |
+//! | upgrade request size | `max_request_bytes` | 431 |
+//! | time to TLS + send the upgrade request | `handshake_timeout` | connection closed |
+//! | malformed ids | exact/bounded shapes | 400 |
+//! | unpaired phone / listener waiting | `unpaired_ttl` / `listen_ttl` | close 1001 |
+//! | paired tunnel without data (pings don't count) | `idle_timeout` | close 1001 |
+//! | paired tunnel, however busy | `max_tunnel_lifetime` | close 1001 |
+//! | a peer not taking a message | `send_timeout` (every send) | close 1001 |
+//!
+//! Refusals before the upgrade read the request (bounded) and write the status themselves; at
+//! most [`MAX_REFUSING`] of them run at once, beyond that an over-cap connection is closed
+//! unanswered (`dropped_connections`). Each refusal reason is logged once when it first
+//! happens and then at most once per 10 s with its running total; [`ServerStats`] has every
+//! counter. Worst-case memory is about `max_connections` × (`max_message` + ~20 KiB): a
+//! connection may hold one partly received message.
 
 mod config;
+mod limits;
 mod phone;
 mod registry;
 mod relay;
@@ -47,14 +75,23 @@ mod upgrade;
 
 pub use config::{TlsFiles, TunnelServerConfig};
 pub use registry::{Reject, ServerStats};
+pub use upgrade::MAX_CONTACT_ID_LEN;
+
+/// Over-cap connections answered with an HTTP status at the same time; more are closed
+/// unanswered. Each such refusal lives at most [`REFUSAL_TIME`].
+pub const MAX_REFUSING: u64 = 64;
+/// Limit for answering one over-cap connection (TLS, reading its request, writing the status).
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 use crate::tunnel::Io;
 use cablebridge_protocol::error::{Classify, Fault, Stage};
+use limits::{BufferBudget, ConnPermit, ConnTable, RequestError};
 use registry::{Counters, Registry};
-use relay::{close_one, DesktopArrival, Ws};
+use relay::{close_one, DesktopArrival, Holds, Ws};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -108,6 +145,10 @@ pub(crate) struct Shared {
     config: TunnelServerConfig,
     registry: Registry,
     counters: Counters,
+    conns: Arc<ConnTable>,
+    budget: Arc<BufferBudget>,
+    /// Over-cap connections being answered right now (at most [`MAX_REFUSING`]).
+    refusing: AtomicU64,
     ws_config: WebSocketConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -139,6 +180,9 @@ impl TunnelServer {
         let shared = Arc::new(Shared {
             registry: Registry::new(config.max_tunnels),
             counters: Counters::default(),
+            conns: ConnTable::new(config.max_connections, config.max_connections_per_ip),
+            budget: BufferBudget::new(config.max_unpaired_buffer),
+            refusing: AtomicU64::new(0),
             ws_config: crate::tunnel::ws_config(config.max_message),
             tls,
             config,
@@ -174,7 +218,10 @@ impl TunnelServerHandle {
 
     /// A snapshot of the server-wide counters.
     pub fn stats(&self) -> ServerStats {
-        self.shared.counters.snapshot()
+        let mut stats = self.shared.counters.snapshot();
+        stats.connections = self.shared.conns.open.load(Ordering::Relaxed);
+        stats.unpaired_buffered_bytes = self.shared.budget.held.load(Ordering::Relaxed);
+        stats
     }
 
     /// Stops accepting, closes every tunnel with 1001 (going away), and waits up to the
@@ -197,9 +244,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(handle_connection(shared.clone(), tcp, peer, for_connections.clone()));
-                }
+                Ok((tcp, peer)) => match shared.conns.admit(peer.ip()) {
+                    Ok(permit) => {
+                        let stop = for_connections.clone();
+                        connections.spawn(handle_connection(shared.clone(), tcp, peer, permit, stop));
+                    }
+                    Err(reason) => {
+                        shared.counters.reject(reason);
+                        match RefusalSlot::take(&shared) {
+                            Some(slot) => {
+                                connections.spawn(refuse(shared.clone(), tcp, reason, slot));
+                            }
+                            None => {
+                                shared.counters.dropped_connections.fetch_add(1, Relaxed);
+                                drop(tcp);
+                            }
+                        }
+                    }
+                },
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning on the error.
                     tracing::warn!(error = %e, "tunnel server accept failed");
@@ -221,15 +283,61 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     tracing::info!("tunnel server stopped");
 }
 
+/// One of the [`MAX_REFUSING`] places for answering an over-cap connection.
+struct RefusalSlot(Arc<Shared>);
+
+impl RefusalSlot {
+    fn take(shared: &Arc<Shared>) -> Option<RefusalSlot> {
+        let taken =
+            shared.refusing.fetch_update(Relaxed, Relaxed, |n| (n < MAX_REFUSING).then_some(n + 1));
+        taken.is_ok().then(|| RefusalSlot(Arc::clone(shared)))
+    }
+}
+
+impl Drop for RefusalSlot {
+    fn drop(&mut self) {
+        self.0.refusing.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Answers an over-cap connection with `reason`'s status, before any upgrade: reads its
+/// request (bounded), writes the status, and waits briefly for the client to close.
+async fn refuse(shared: Arc<Shared>, tcp: TcpStream, reason: Reject, slot: RefusalSlot) {
+    let limit = shared.config.handshake_timeout.min(REFUSAL_TIME);
+    let _ = tokio::time::timeout(limit, async {
+        let mut io: Box<dyn Io> = match &shared.tls {
+            Some(acceptor) => match acceptor.accept(tcp).await {
+                Ok(tls) => Box::new(tls),
+                Err(_) => return,
+            },
+            None => Box::new(tcp),
+        };
+        if limits::read_request(&mut io, shared.config.max_request_bytes).await.is_err() {
+            return;
+        }
+        limits::answer(&mut io, reason).await;
+        limits::drain(&mut io, shared.config.max_request_bytes).await;
+    })
+    .await;
+    drop(slot);
+}
+
 async fn handle_connection(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
+    permit: ConnPermit,
     shutdown: watch::Receiver<bool>,
 ) {
     // Tunnel messages are latency-bound and small; Nagle only adds delay.
     let _ = tcp.set_nodelay(true);
-    let (ws, admission) = match upgrade(&shared, tcp).await {
+    // A connection still upgrading (possibly a slow-loris) does not hold up shutdown.
+    let mut stop = shutdown.clone();
+    let upgraded = tokio::select! {
+        upgraded = upgrade(&shared, tcp) => upgraded,
+        () = stopped(&mut stop) => return,
+    };
+    let (ws, admission) = match upgraded {
         Upgrade::Accepted(ws, admission) => (ws, admission),
         // Answered with an HTTP status; counted by reason in `upgrade::decide`.
         Upgrade::Refused => return,
@@ -247,9 +355,11 @@ async fn handle_connection(
         Admission::Listener { guard, desktop } => {
             phone::serve(shared, ws, phone::Waiting::Listener, guard, desktop, shutdown).await;
         }
-        Admission::Desktop { claim, kind } => {
-            // The phone's task takes over; if it vanished in the meantime, say so and close.
-            if let Err(back) = claim.send(DesktopArrival { ws, kind }) {
+        Admission::Desktop { claim, kind, hold } => {
+            // The phone's task takes over (with this connection's permit); if it vanished in
+            // the meantime, say so and close.
+            let holds = Holds { permit, contact: hold };
+            if let Err(back) = claim.send(DesktopArrival { ws, kind, holds }) {
                 let frame = CloseFrame { code: CloseCode::Away, reason: "phone left".into() };
                 close_one(back.ws, frame, shared.config.shutdown_grace).await;
             }
@@ -265,17 +375,35 @@ enum Upgrade {
     Failed,
 }
 
-/// TLS (if configured) and the WebSocket upgrade, within the handshake timeout.
+/// TLS (if configured), reading the upgrade request (at most `max_request_bytes`) and the
+/// WebSocket upgrade, all within the handshake timeout.
 async fn upgrade(shared: &Arc<Shared>, tcp: TcpStream) -> Upgrade {
     let mut admission = None;
+    let got_request = AtomicBool::new(false);
     let handshake = async {
-        let io: Box<dyn Io> = match &shared.tls {
+        let mut io: Box<dyn Io> = match &shared.tls {
             Some(acceptor) => match acceptor.accept(tcp).await {
                 Ok(tls) => Box::new(tls),
                 Err(_) => return Err(false),
             },
             None => Box::new(tcp),
         };
+        let max = shared.config.max_request_bytes;
+        let request = match limits::read_request(&mut io, max).await {
+            Ok(request) => request,
+            Err(RequestError::TooLarge) => {
+                got_request.store(true, Relaxed);
+                shared.counters.reject(Reject::RequestTooLarge);
+                limits::answer(&mut io, Reject::RequestTooLarge).await;
+                // Bounded by the handshake timeout; avoids a reset eating the answer.
+                limits::drain(&mut io, 4 * max).await;
+                return Err(true);
+            }
+            Err(RequestError::Io) => return Err(false),
+        };
+        got_request.store(true, Relaxed);
+        // tungstenite parses the request from the bytes already read, then the live socket.
+        let io: Box<dyn Io> = Box::new(limits::Prefixed::new(request, io));
         // The error type is fixed by tungstenite's `Callback` trait.
         #[allow(clippy::result_large_err)]
         let callback = |req: &_, resp| upgrade::decide(shared, req, resp, &mut admission);
@@ -290,6 +418,12 @@ async fn upgrade(shared: &Arc<Shared>, tcp: TcpStream) -> Upgrade {
             None => Upgrade::Failed,
         },
         Ok(Err(true)) => Upgrade::Refused,
-        Ok(Err(false)) | Err(_) => Upgrade::Failed,
+        Ok(Err(false)) => Upgrade::Failed,
+        Err(_) => {
+            if !got_request.load(Relaxed) {
+                shared.counters.request_timeouts.fetch_add(1, Relaxed);
+            }
+            Upgrade::Failed
+        }
     }
 }

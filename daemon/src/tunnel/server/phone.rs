@@ -4,13 +4,15 @@
 //! While waiting the task keeps reading the phone's socket, so a phone that leaves is noticed
 //! at once (its slot is freed by the guard) and pings are answered. Messages the phone sends
 //! before pairing are held, bounded by the per-peer message budget and one maximum-size
-//! message in total, and delivered first once the desktop arrives.
+//! message in total, and delivered first once the desktop arrives; all phones' early messages
+//! together are bounded by the server's buffer budget. Every send (the contact prelude, early
+//! messages, relayed data) is under the send timeout.
 
 use super::registry::{DesktopReceiver, Gauge, SlotGuard};
 use super::relay::{self, close_one, DesktopArrival, DesktopKind, EndReason, Side, Ws};
 use super::{stopped, Shared};
 use cablebridge_protocol::hybrid::tunnel::TunnelId;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -66,6 +68,7 @@ pub(crate) async fn serve(
     let waiting_gauge = Gauge::up(gauge_counter);
     let mut backlog: Vec<Bytes> = Vec::new();
     let mut backlog_bytes = 0usize;
+    let mut backlog_budget = shared.budget.reservation();
     let end = loop {
         tokio::select! {
             arrival = &mut desktop => break match arrival {
@@ -79,6 +82,10 @@ pub(crate) async fn serve(
                         || backlog_bytes > cfg.max_message
                     {
                         break WaitEnd::Ended(EndReason::TooManyMessages(Side::Phone));
+                    }
+                    if !backlog_budget.grow(b.len()) {
+                        counters.buffer_overflows.fetch_add(1, Relaxed);
+                        break WaitEnd::Ended(EndReason::BufferFull(Side::Phone));
                     }
                     backlog.push(b);
                 }
@@ -107,7 +114,9 @@ pub(crate) async fn serve(
     let id = log_id(&waiting);
     let grace = cfg.shutdown_grace;
 
-    let DesktopArrival { ws: mut desktop_ws, kind } = match end {
+    // The desktop's connection slot (and a contact tunnel's place under `max_tunnels`) stay
+    // held until this task ends.
+    let DesktopArrival { ws: mut desktop_ws, kind, holds: _desktop_holds } = match end {
         WaitEnd::Paired(arrival) => arrival,
         WaitEnd::Expired => {
             counters.expired.fetch_add(1, Relaxed);
@@ -126,6 +135,7 @@ pub(crate) async fn serve(
         }
     };
 
+    let deadline = Instant::now() + cfg.max_tunnel_lifetime;
     let _paired = Gauge::up(&counters.paired);
     counters.total_paired.fetch_add(1, Relaxed);
     let kind_name = match kind {
@@ -136,21 +146,29 @@ pub(crate) async fn serve(
     // payload, the desktop (if it asked) learns that the phone is there.
     if let DesktopKind::Contact { client_payload_hex, signal } = kind {
         let note = serde_json::json!({ "client_payload": client_payload_hex }).to_string();
-        if ws.send(Message::text(note)).await.is_err() {
-            let frame = EndReason::Failed(Side::Phone).close_frame(Side::Desktop);
-            return close_one(desktop_ws, frame, grace).await;
+        let note = Message::text(note);
+        if let Err(e) = relay::send_bounded(&mut ws, note, Side::Phone, cfg.send_timeout).await {
+            count_stall(counters, e);
+            return close_one(desktop_ws, e.close_frame(Side::Desktop), grace).await;
         }
-        if signal && desktop_ws.send(Message::binary(vec![0u8])).await.is_err() {
-            let frame = EndReason::Failed(Side::Desktop).close_frame(Side::Phone);
-            return close_one(ws, frame, grace).await;
+        if signal {
+            let byte = Message::binary(vec![0u8]);
+            let sent = relay::send_bounded(&mut desktop_ws, byte, Side::Desktop, cfg.send_timeout);
+            if let Err(e) = sent.await {
+                count_stall(counters, e);
+                return close_one(ws, e.close_frame(Side::Phone), grace).await;
+            }
         }
     }
     let limits = relay::Limits {
         max_messages_per_peer: cfg.max_messages_per_peer,
         idle_timeout: cfg.idle_timeout,
         close_grace: grace,
+        send_timeout: cfg.send_timeout,
+        deadline,
     };
-    let totals = relay::relay(ws, desktop_ws, backlog, limits, shutdown, counters).await;
+    let totals =
+        relay::relay(ws, desktop_ws, backlog, backlog_budget, limits, shutdown, counters).await;
     // Keep the slot (and its 409 answer) until the relay is over.
     drop(guard);
     tracing::info!(
@@ -164,4 +182,10 @@ pub(crate) async fn serve(
         duration_ms = u64::try_from(totals.duration.as_millis()).unwrap_or(u64::MAX),
         "tunnel ended"
     );
+}
+
+fn count_stall(counters: &super::registry::Counters, reason: EndReason) {
+    if matches!(reason, EndReason::Stalled(_)) {
+        counters.send_timeouts.fetch_add(1, Relaxed);
+    }
 }

@@ -35,6 +35,20 @@ pub enum Reject {
     BadClientPayload,
     /// [`super::TunnelServerConfig::max_tunnels`] reached (503).
     AtCapacity,
+    /// A known path (`/cable/new`, `/cable/connect`, `/cable/contact`, `/cable/listen`) whose id
+    /// has the wrong length or characters, or extra segments (400).
+    MalformedId,
+    /// The upgrade request (request line + headers) exceeds
+    /// [`super::TunnelServerConfig::max_request_bytes`] (431).
+    RequestTooLarge,
+    /// [`super::TunnelServerConfig::max_connections`] reached (503, before the upgrade).
+    Overloaded,
+    /// [`super::TunnelServerConfig::max_connections_per_ip`] reached for this source (429,
+    /// before the upgrade).
+    TooManyFromSource,
+    /// Unpaired phones hold [`super::TunnelServerConfig::max_unpaired_buffer`] bytes: no new
+    /// `/cable/new` or `/cable/listen` (503).
+    BufferFull,
 }
 
 impl Reject {
@@ -42,18 +56,32 @@ impl Reject {
     pub fn status(self) -> u16 {
         match self {
             Reject::BadPath | Reject::UnknownTunnel | Reject::RoutingMismatch => 404,
-            Reject::MissingSubprotocol | Reject::BadClientPayload => 400,
+            Reject::MissingSubprotocol | Reject::BadClientPayload | Reject::MalformedId => 400,
             Reject::AlreadyPaired | Reject::DuplicateTunnel => 409,
             Reject::UnknownContact => 410,
-            Reject::AtCapacity => 503,
+            Reject::TooManyFromSource => 429,
+            Reject::RequestTooLarge => 431,
+            Reject::AtCapacity | Reject::Overloaded | Reject::BufferFull => 503,
         }
+    }
+
+    /// Whether this refusal protects the server's resources (logged as a warning).
+    fn is_cap(self) -> bool {
+        matches!(
+            self,
+            Reject::AtCapacity
+                | Reject::Overloaded
+                | Reject::TooManyFromSource
+                | Reject::BufferFull
+                | Reject::RequestTooLarge
+        )
     }
 
     fn index(self) -> usize {
         self as usize
     }
 
-    const ALL: [Reject; 9] = [
+    const ALL: [Reject; 14] = [
         Reject::BadPath,
         Reject::MissingSubprotocol,
         Reject::UnknownTunnel,
@@ -63,6 +91,11 @@ impl Reject {
         Reject::UnknownContact,
         Reject::BadClientPayload,
         Reject::AtCapacity,
+        Reject::MalformedId,
+        Reject::RequestTooLarge,
+        Reject::Overloaded,
+        Reject::TooManyFromSource,
+        Reject::BufferFull,
     ];
 }
 
@@ -89,6 +122,25 @@ pub struct ServerStats {
     pub handshake_failures: u64,
     /// Refused upgrades by reason.
     pub rejected: Vec<(Reject, u64)>,
+    /// TCP connections held right now (upgrading, waiting, listening, both ends of paired
+    /// tunnels), against `max_connections`.
+    pub connections: u64,
+    /// Bytes unpaired phones hold right now, against `max_unpaired_buffer`.
+    pub unpaired_buffered_bytes: u64,
+    /// Connections that did not send a complete upgrade request within `handshake_timeout`
+    /// (slow-loris; also counted in `handshake_failures`).
+    pub request_timeouts: u64,
+    /// Over-cap connections closed without an HTTP answer because too many refusals were
+    /// already being written.
+    pub dropped_connections: u64,
+    /// Unpaired phones closed for crossing `max_unpaired_buffer`.
+    pub buffer_overflows: u64,
+    /// Paired tunnels closed by `idle_timeout`.
+    pub idle_closed: u64,
+    /// Paired tunnels closed by `max_tunnel_lifetime`.
+    pub lifetime_closed: u64,
+    /// Tunnels closed because a peer did not take a message within `send_timeout`.
+    pub send_timeouts: u64,
 }
 
 impl ServerStats {
@@ -100,9 +152,21 @@ impl ServerStats {
     pub fn active_tunnels(&self) -> u64 {
         self.waiting + self.paired
     }
+    /// Whether nothing is held: no connection, tunnel, listener or buffered byte (the state
+    /// after every client has gone).
+    pub fn is_idle(&self) -> bool {
+        self.connections == 0
+            && self.waiting == 0
+            && self.paired == 0
+            && self.listening == 0
+            && self.unpaired_buffered_bytes == 0
+    }
 }
 
-#[derive(Debug, Default)]
+/// Minimum time between two log lines for the same refusal reason.
+const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
+
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub waiting: AtomicU64,
     pub paired: AtomicU64,
@@ -112,13 +176,81 @@ pub(crate) struct Counters {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
     pub handshake_failures: AtomicU64,
+    pub request_timeouts: AtomicU64,
+    pub dropped_connections: AtomicU64,
+    pub buffer_overflows: AtomicU64,
+    pub idle_closed: AtomicU64,
+    pub lifetime_closed: AtomicU64,
+    pub send_timeouts: AtomicU64,
     rejected: [AtomicU64; Reject::ALL.len()],
+    /// Per reason: when (ms since `epoch`) its last log line was written, and its total then.
+    logged_at_ms: [AtomicU64; Reject::ALL.len()],
+    logged_total: [AtomicU64; Reject::ALL.len()],
+    epoch: std::time::Instant,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            waiting: AtomicU64::new(0),
+            paired: AtomicU64::new(0),
+            listening: AtomicU64::new(0),
+            total_paired: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            handshake_failures: AtomicU64::new(0),
+            request_timeouts: AtomicU64::new(0),
+            dropped_connections: AtomicU64::new(0),
+            buffer_overflows: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+            lifetime_closed: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
+            rejected: Default::default(),
+            logged_at_ms: Default::default(),
+            logged_total: Default::default(),
+            epoch: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Counters {
+    /// Counts a refusal and logs it: the first of each reason at once, then at most one line
+    /// per reason every 10 s carrying the running total and the count since the last line, so
+    /// a flood cannot flood the journal. (Each refusal is also logged at debug level.)
     pub fn reject(&self, reason: Reject) {
-        if let Some(c) = self.rejected.get(reason.index()) {
-            c.fetch_add(1, Relaxed);
+        let i = reason.index();
+        let (Some(count), Some(at), Some(logged)) =
+            (self.rejected.get(i), self.logged_at_ms.get(i), self.logged_total.get(i))
+        else {
+            return;
+        };
+        let total = count.fetch_add(1, Relaxed) + 1;
+        tracing::debug!(?reason, status = reason.status(), total, "tunnel upgrade refused");
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = at.load(Relaxed);
+        let due = total == 1 || now.saturating_sub(last) >= REFUSAL_LOG_EVERY_MS;
+        if !due || at.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
+            return;
+        }
+        let since = total.saturating_sub(logged.swap(total, Relaxed));
+        let status = reason.status();
+        if reason.is_cap() {
+            tracing::warn!(
+                ?reason,
+                status,
+                total,
+                since_last_line = since,
+                "tunnel server refusing"
+            );
+        } else {
+            tracing::info!(
+                ?reason,
+                status,
+                total,
+                since_last_line = since,
+                "tunnel server refusing"
+            );
         }
     }
 
@@ -137,6 +269,15 @@ impl Counters {
                 .zip(self.rejected.iter())
                 .map(|(r, n)| (*r, n.load(Relaxed)))
                 .collect(),
+            // Filled in by the server handle from the connection table and buffer budget.
+            connections: 0,
+            unpaired_buffered_bytes: 0,
+            request_timeouts: self.request_timeouts.load(Relaxed),
+            dropped_connections: self.dropped_connections.load(Relaxed),
+            buffer_overflows: self.buffer_overflows.load(Relaxed),
+            idle_closed: self.idle_closed.load(Relaxed),
+            lifetime_closed: self.lifetime_closed.load(Relaxed),
+            send_timeouts: self.send_timeouts.load(Relaxed),
         }
     }
 }
@@ -185,6 +326,9 @@ struct Tables {
     tunnels: HashMap<TunnelId, TunnelSlot>,
     listeners: HashMap<Vec<u8>, ListenSlot>,
     next_generation: u64,
+    /// Paired tunnels that came from `/cable/contact`: their listener entry is gone, but they
+    /// still count against the cap (see [`ContactHold`]).
+    contact_tunnels: usize,
 }
 
 /// The shared tables. Cheap to clone (an `Arc`).
@@ -226,6 +370,20 @@ impl Drop for SlotGuard {
     }
 }
 
+/// One paired `/cable/contact` tunnel counted against the cap; travels with the desktop's
+/// connection into the relay.
+#[derive(Debug)]
+pub(crate) struct ContactHold {
+    registry: Registry,
+}
+
+impl Drop for ContactHold {
+    fn drop(&mut self) {
+        let mut t = self.registry.lock();
+        t.contact_tunnels = t.contact_tunnels.saturating_sub(1);
+    }
+}
+
 /// What a phone waits on: the desktop's connection, handed over once its upgrade completes.
 pub(crate) type DesktopReceiver = oneshot::Receiver<DesktopArrival>;
 /// The claim a desktop's upgrade takes on a waiting phone.
@@ -243,7 +401,15 @@ impl Registry {
     }
 
     fn full(&self, t: &Tables) -> bool {
-        t.tunnels.len() + t.listeners.len() >= self.max_entries
+        t.tunnels.len() + t.listeners.len() + t.contact_tunnels >= self.max_entries
+    }
+
+    /// Counts one `/cable/contact` tunnel against the cap until the returned hold is dropped.
+    /// Taken just before the contact claim (which removes the listener entry), so the count
+    /// never dips below the truth in between.
+    pub fn hold_contact_tunnel(&self) -> ContactHold {
+        self.lock().contact_tunnels += 1;
+        ContactHold { registry: self.clone() }
     }
 
     /// `/cable/new`: a phone opens `tunnel_id`.
@@ -380,6 +546,18 @@ mod tests {
         assert_eq!(reg.listen(b"y".to_vec()).err(), Some(Reject::AtCapacity));
         // Re-registering an existing contact id does not grow the table.
         assert!(reg.listen(b"x".to_vec()).is_ok());
+    }
+
+    #[test]
+    fn claimed_contact_tunnels_still_count_against_the_cap() {
+        let reg = Registry::new(1);
+        let (_guard, _rx) = reg.listen(b"x".to_vec()).unwrap();
+        let hold = reg.hold_contact_tunnel();
+        let _tx = reg.claim_contact(b"x").unwrap();
+        assert_eq!(reg.open_tunnel(T, R).err(), Some(Reject::AtCapacity));
+        assert_eq!(reg.listen(b"y".to_vec()).err(), Some(Reject::AtCapacity));
+        drop(hold);
+        assert!(reg.open_tunnel(T, R).is_ok());
     }
 
     #[test]

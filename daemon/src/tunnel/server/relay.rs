@@ -6,8 +6,14 @@
 //! to the other side before reading the next, so the only buffering is tungstenite's one
 //! message plus the kernel socket buffers: a slow reader slows its writer through TCP flow
 //! control instead of growing a queue. Payloads are `Bytes` and are moved, never copied.
+//!
+//! No await here is unbounded: every send is under [`Limits::send_timeout`] (a peer that stops
+//! reading ends the tunnel instead of pinning this task), reads are bounded by the idle timeout
+//! (data messages only: pings and pongs do not count as activity) and by the tunnel's absolute
+//! deadline, and closing is bounded by the close grace.
 
-use super::registry::Counters;
+use super::limits::{ConnPermit, Reservation};
+use super::registry::{ContactHold, Counters};
 use super::stopped;
 use crate::tunnel::Io;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -36,10 +42,22 @@ pub(crate) enum DesktopKind {
     Contact { client_payload_hex: String, signal: bool },
 }
 
+/// What keeps counting against the server's caps for as long as the desktop's socket lives.
+/// Never read: held only for what their `Drop` gives back.
+#[derive(Debug)]
+#[allow(dead_code)]
+pub(crate) struct Holds {
+    /// The desktop's connection slot (global and per-source caps).
+    pub permit: ConnPermit,
+    /// `/cable/contact` only: the tunnel's place under `max_tunnels`.
+    pub contact: Option<ContactHold>,
+}
+
 /// The desktop's upgraded connection, handed to the waiting phone's task.
 pub(crate) struct DesktopArrival {
     pub ws: Ws,
     pub kind: DesktopKind,
+    pub holds: Holds,
 }
 
 impl fmt::Debug for DesktopArrival {
@@ -79,6 +97,12 @@ pub(crate) enum EndReason {
     TooManyMessages(Side),
     /// Nothing flowed for the idle timeout.
     Idle,
+    /// The tunnel reached its absolute maximum lifetime.
+    Lifetime,
+    /// That side did not take a message within the send timeout.
+    Stalled(Side),
+    /// That (unpaired) side would have crossed the server-wide buffer budget.
+    BufferFull(Side),
     /// The server is shutting down.
     Shutdown,
 }
@@ -94,6 +118,11 @@ impl fmt::Display for EndReason {
                 write!(f, "{} exceeded its message budget", s.as_str())
             }
             EndReason::Idle => f.write_str("idle timeout"),
+            EndReason::Lifetime => f.write_str("maximum tunnel lifetime reached"),
+            EndReason::Stalled(s) => write!(f, "{} stopped reading (send timeout)", s.as_str()),
+            EndReason::BufferFull(s) => {
+                write!(f, "{} crossed the server's buffer budget", s.as_str())
+            }
             EndReason::Shutdown => f.write_str("server shutdown"),
         }
     }
@@ -106,7 +135,10 @@ impl EndReason {
             EndReason::NonBinary(s) if s == to => (CloseCode::Unsupported, "binary messages only"),
             EndReason::TooLarge(s) if s == to => (CloseCode::Policy, "message too large"),
             EndReason::TooManyMessages(s) if s == to => (CloseCode::Policy, "too many messages"),
+            EndReason::BufferFull(s) if s == to => (CloseCode::Policy, "server buffer full"),
             EndReason::Idle => (CloseCode::Away, "idle timeout"),
+            EndReason::Lifetime => (CloseCode::Away, "tunnel lifetime reached"),
+            EndReason::Stalled(_) => (CloseCode::Away, "peer stopped reading"),
             EndReason::Shutdown => (CloseCode::Away, "server shutdown"),
             _ => (CloseCode::Normal, "peer left"),
         };
@@ -120,6 +152,28 @@ pub(crate) struct Limits {
     pub max_messages_per_peer: u32,
     pub idle_timeout: Duration,
     pub close_grace: Duration,
+    /// Limit for each send to either side.
+    pub send_timeout: Duration,
+    /// The tunnel ends here however busy it is.
+    pub deadline: Instant,
+}
+
+/// Sends `msg` within `limit`: `Err(Stalled(to))` if the peer does not take it in time,
+/// `Err(Failed(to))` if the connection fails.
+pub(crate) async fn send_bounded<S>(
+    dst: &mut S,
+    msg: Message,
+    to: Side,
+    limit: Duration,
+) -> Result<(), EndReason>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(limit, dst.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(EndReason::Failed(to)),
+        Err(_) => Err(EndReason::Stalled(to)),
+    }
 }
 
 /// Counters for one direction of one tunnel. Atomics (relaxed) only because both directions
@@ -159,16 +213,18 @@ async fn pump(
             Some(Err(e)) => return read_error(from, &e),
             Some(Ok(msg)) => msg,
         };
-        activity.store(elapsed_ms(start), Relaxed);
         match msg {
             Message::Binary(payload) => {
+                // Only data counts as activity: a peer pinging forever is still idle.
+                activity.store(elapsed_ms(start), Relaxed);
                 let n = dir.messages.fetch_add(1, Relaxed) + 1;
                 if n > u64::from(limits.max_messages_per_peer) {
                     return EndReason::TooManyMessages(from);
                 }
                 dir.bytes.fetch_add(payload.len() as u64, Relaxed);
-                if dst.send(Message::Binary(payload)).await.is_err() {
-                    return EndReason::Failed(to);
+                let sent = send_bounded(dst, Message::Binary(payload), to, limits.send_timeout);
+                if let Err(reason) = sent.await {
+                    return reason;
                 }
             }
             Message::Text(_) => return EndReason::NonBinary(from),
@@ -205,11 +261,13 @@ pub(crate) struct TunnelTotals {
 }
 
 /// Relays until one side ends, then closes both. `phone_backlog` holds messages the phone sent
-/// before its desktop arrived; they go out first.
+/// before its desktop arrived; they go out first (each under the send timeout), and
+/// `backlog_budget` is given back once they have.
 pub(crate) async fn relay(
     phone: Ws,
     desktop: Ws,
     phone_backlog: Vec<Bytes>,
+    backlog_budget: Reservation,
     limits: Limits,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     counters: &Counters,
@@ -225,19 +283,33 @@ pub(crate) async fn relay(
     for payload in phone_backlog {
         down.messages.fetch_add(1, Relaxed);
         down.bytes.fetch_add(payload.len() as u64, Relaxed);
-        if desktop_tx.send(Message::Binary(payload)).await.is_err() {
-            reason = Some(EndReason::Failed(Side::Desktop));
+        let sent = send_bounded(
+            &mut desktop_tx,
+            Message::Binary(payload),
+            Side::Desktop,
+            limits.send_timeout,
+        );
+        if let Err(r) = sent.await {
+            reason = Some(r);
             break;
         }
     }
+    drop(backlog_budget);
     let reason = match reason {
         Some(r) => r,
         None => tokio::select! {
             r = pump(Side::Desktop, &mut desktop_rx, &mut phone_tx, &up, &activity, start, limits) => r,
             r = pump(Side::Phone, &mut phone_rx, &mut desktop_tx, &down, &activity, start, limits) => r,
             () = idle_watch(start, &activity, limits.idle_timeout) => EndReason::Idle,
+            () = tokio::time::sleep_until(limits.deadline) => EndReason::Lifetime,
             () = stopped(&mut shutdown) => EndReason::Shutdown,
         },
+    };
+    match reason {
+        EndReason::Idle => counters.idle_closed.fetch_add(1, Relaxed),
+        EndReason::Lifetime => counters.lifetime_closed.fetch_add(1, Relaxed),
+        EndReason::Stalled(_) => counters.send_timeouts.fetch_add(1, Relaxed),
+        _ => 0,
     };
 
     tokio::join!(
@@ -276,6 +348,12 @@ async fn close_half(
 /// Closes a single (unpaired) connection the same way.
 pub(crate) async fn close_one(ws: Ws, frame: CloseFrame, grace: Duration) {
     let (mut tx, mut rx) = ws.split();
-    let limits = Limits { max_messages_per_peer: 0, idle_timeout: grace, close_grace: grace };
+    let limits = Limits {
+        max_messages_per_peer: 0,
+        idle_timeout: grace,
+        close_grace: grace,
+        send_timeout: grace,
+        deadline: Instant::now() + grace,
+    };
     close_half(&mut tx, &mut rx, frame, limits).await;
 }

@@ -3,8 +3,12 @@
 //!
 //! Runs inside tungstenite's synchronous handshake callback, so it only does O(1) table
 //! operations and header formatting; the connection task acts on the returned [`Admission`].
+//!
+//! Ids are checked for exact length (hex ids) or a bounded length (base64url contact ids,
+//! [`MAX_CONTACT_ID_LEN`]) and their character set before anything is decoded or allocated for
+//! them ([`check_shape`]); a malformed id on one of our paths is a 400, an unknown path a 404.
 
-use super::registry::{DesktopReceiver, DesktopSender, Reject, SlotGuard};
+use super::registry::{ContactHold, DesktopReceiver, DesktopSender, Reject, SlotGuard};
 use super::relay::DesktopKind;
 use super::Shared;
 use crate::tunnel::LISTEN_PATH_PREFIX;
@@ -24,6 +28,38 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 /// room for future map keys without letting a desktop park large blobs on a phone.
 const MAX_CLIENT_PAYLOAD_HEX: usize = 1024;
 
+/// Longest contact id (decoded) on `/cable/contact` and `/cable/listen`: 256 bytes, several
+/// times a 32-byte random or hashed credential and room for a push-service token.
+pub const MAX_CONTACT_ID_LEN: usize = 256;
+/// Its unpadded base64url length.
+const MAX_CONTACT_ID_B64: usize = (MAX_CONTACT_ID_LEN * 4).div_ceil(3);
+
+/// Checks the shape of a request path without allocating: `/cable/new/<32 hex>`,
+/// `/cable/connect/<6 hex>/<32 hex>`, `/cable/contact/<base64url>` and `/cable/listen/<base64url>`
+/// (1..=[`MAX_CONTACT_ID_B64`] chars of `A-Z a-z 0-9 - _`). Not under `/cable/<one of those>/`:
+/// [`Reject::BadPath`] (404); under one but malformed: [`Reject::MalformedId`] (400).
+pub(crate) fn check_shape(path: &str) -> Result<(), Reject> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let rest = path.strip_prefix("/cable/").ok_or(Reject::BadPath)?;
+    let (kind, ids) = rest.split_once('/').ok_or(Reject::BadPath)?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let base64url = |s: &str| {
+        (1..=MAX_CONTACT_ID_B64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let ok = match kind {
+        "new" => hex(ids, 32),
+        "connect" => ids.split_once('/').is_some_and(|(r, t)| hex(r, 6) && hex(t, 32)),
+        "contact" | "listen" => base64url(ids),
+        _ => return Err(Reject::BadPath),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Reject::MalformedId)
+    }
+}
+
 /// What an accepted upgrade turns into.
 #[derive(Debug)]
 pub(crate) enum Admission {
@@ -31,8 +67,9 @@ pub(crate) enum Admission {
     Phone { tunnel_id: TunnelId, guard: SlotGuard, desktop: DesktopReceiver },
     /// `/cable/listen`: a phone waiting for a state-assisted desktop.
     Listener { guard: SlotGuard, desktop: DesktopReceiver },
-    /// `/cable/connect` or `/cable/contact`: a desktop that claimed a waiting phone.
-    Desktop { claim: DesktopSender, kind: DesktopKind },
+    /// `/cable/connect` or `/cable/contact`: a desktop that claimed a waiting phone (`hold`:
+    /// a contact tunnel's place under `max_tunnels`).
+    Desktop { claim: DesktopSender, kind: DesktopKind, hold: Option<ContactHold> },
 }
 
 enum Route {
@@ -77,7 +114,6 @@ fn client_payload(req: &Request) -> Result<String, Reject> {
 
 fn refusal(shared: &Shared, reason: Reject) -> ErrorResponse {
     shared.counters.reject(reason);
-    tracing::debug!(status = reason.status(), ?reason, "tunnel upgrade refused");
     let body = format!("{reason:?}\n");
     let length = body.len().to_string();
     let mut resp = ErrorResponse::new(Some(body));
@@ -108,13 +144,19 @@ pub(crate) fn decide(
     mut resp: Response,
     out: &mut Option<Admission>,
 ) -> Result<Response, ErrorResponse> {
-    let route = parse_route(req.uri().path()).map_err(|r| refusal(shared, r))?;
+    check_shape(req.uri().path()).map_err(|r| refusal(shared, r))?;
+    // The shape is right; a decode failure left (e.g. base64 of impossible length) is malformed.
+    let route = parse_route(req.uri().path()).map_err(|_| refusal(shared, Reject::MalformedId))?;
     // Checked before any table lookup, as Google's server does (pitfall §11.2 item 1).
     if !offers_fido_cable(req) {
         return Err(refusal(shared, Reject::MissingSubprotocol));
     }
     add_header(&mut resp, SEC_WEBSOCKET_PROTOCOL.as_str(), SUBPROTOCOL);
     let registry = &shared.registry;
+    let unpaired = matches!(route, Route::Listen(_) | Route::Tunnel(TunnelPath::New { .. }));
+    if unpaired && shared.budget.exhausted() {
+        return Err(refusal(shared, Reject::BufferFull));
+    }
     let admission = match route {
         Route::Tunnel(TunnelPath::New { tunnel_id }) => {
             let routing_id = shared.config.routing_id.unwrap_or_else(|| RoutingId(rand::random()));
@@ -126,17 +168,20 @@ pub(crate) fn decide(
         Route::Tunnel(TunnelPath::Connect { routing_id, tunnel_id }) => {
             let claim =
                 registry.claim_tunnel(tunnel_id, routing_id).map_err(|r| refusal(shared, r))?;
-            Admission::Desktop { claim, kind: DesktopKind::Connect }
+            Admission::Desktop { claim, kind: DesktopKind::Connect, hold: None }
         }
         Route::Tunnel(TunnelPath::Contact { contact_id }) => {
             let client_payload_hex = client_payload(req).map_err(|r| refusal(shared, r))?;
             let signal = header(req, SIGNAL_CONNECTION_HEADER)
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+            // Counted before the claim frees the listener's entry, so it never escapes the cap.
+            let hold = registry.hold_contact_tunnel();
             let claim = registry.claim_contact(&contact_id).map_err(|r| refusal(shared, r))?;
             if signal {
                 add_header(&mut resp, SIGNAL_CONNECTION_HEADER, "true");
             }
-            Admission::Desktop { claim, kind: DesktopKind::Contact { client_payload_hex, signal } }
+            let kind = DesktopKind::Contact { client_payload_hex, signal };
+            Admission::Desktop { claim, kind, hold: Some(hold) }
         }
         Route::Listen(contact_id) => {
             let (guard, desktop) = registry.listen(contact_id).map_err(|r| refusal(shared, r))?;
@@ -167,6 +212,37 @@ mod tests {
             parse_route(&lower),
             Ok(Route::Tunnel(TunnelPath::Connect { routing_id: RoutingId([10, 11, 12]), .. }))
         ));
+    }
+
+    #[test]
+    fn id_shapes_are_exact_or_bounded() {
+        let t = "0A".repeat(16);
+        for ok in [
+            format!("/cable/new/{t}"),
+            format!("/cable/connect/abcDEF/{t}"),
+            "/cable/contact/AQID".to_owned(),
+            format!("/cable/listen/{}", "A".repeat(MAX_CONTACT_ID_B64)),
+            format!("/cable/new/{t}?x=1"),
+        ] {
+            assert_eq!(check_shape(&ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/cable/new/".to_owned(),
+            format!("/cable/new/{t}0"),
+            format!("/cable/new/{}", "zz".repeat(16)),
+            format!("/cable/new/{t}/"),
+            format!("/cable/connect/abcde/{t}"),
+            format!("/cable/connect/abcdef/{t}/x"),
+            "/cable/contact/".to_owned(),
+            "/cable/contact/a+b".to_owned(),
+            "/cable/contact/a/b".to_owned(),
+            format!("/cable/listen/{}", "A".repeat(MAX_CONTACT_ID_B64 + 1)),
+        ] {
+            assert_eq!(check_shape(&bad), Err(Reject::MalformedId), "{bad}");
+        }
+        for unknown in ["/", "/cable", "/cable/new", "/cable/other/x", "/elsewhere"] {
+            assert_eq!(check_shape(unknown), Err(Reject::BadPath), "{unknown}");
+        }
     }
 
     #[test]
