@@ -15,6 +15,6 @@ pub mod hid;
 pub mod phone;
 pub mod policy;
 pub mod store;
+pub mod testkit;
 pub mod tunnel;
-pub mod usb_ceremony;
 pub mod virtual_key;

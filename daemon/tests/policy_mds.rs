@@ -8,9 +8,9 @@
 mod usb_common;
 
 use base64::Engine as _;
-use cablebridged::ceremony::RegisterOptions;
-use cablebridged::ctap::ceremony::{run, UsbCeremonyConfig};
-use cablebridged::desktop::{CeremonyOutcome, CeremonyRequest};
+use cablebridged::ceremony::{
+    run, CeremonyOutcome, CeremonyRequest, RegisterOptions, Transport, UsbTransport,
+};
 use cablebridged::evidence::{Aaguid, AaguidTable, ChainStatus};
 use cablebridged::policy::{evaluate, CeremonyFacts, CheckStatus, SelectedPolicy};
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ async fn usb_registration_chain_against_mds_roots() {
     ];
     for (what, table, chain, attestation) in cases {
         let table = Arc::new(table);
-        let config = UsbCeremonyConfig {
+        let config = UsbTransport {
             devices: vec![address(&key)],
             timeout: Duration::from_secs(20),
             aaguids: table.clone(),
@@ -98,7 +98,7 @@ async fn usb_registration_chain_against_mds_roots() {
         let request = CeremonyRequest::Register(RegisterOptions::new("example.com", "alice"));
         let outcome = tokio::time::timeout(
             Duration::from_secs(30),
-            run(&config, request, None, &CancellationToken::new()),
+            run(Transport::Usb(config), request, None, CancellationToken::new()),
         )
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use cablebridge_protocol::ctap2::{
 use sha2::{Digest, Sha256};
 
 use super::verdict::{AttestationFacts, CeremonyFacts, CeremonyKind, SignatureStatus};
-use crate::ceremony::{AuthenticationResult, RegistrationResult, Transport};
+use crate::ceremony::{AuthenticationResult, RegistrationResult, TransportKind};
 use crate::evidence::{Aaguid, AaguidTable, ChainStatus};
 
 fn flags(flags: AuthDataFlags) -> (bool, bool) {
@@ -49,7 +49,7 @@ impl CeremonyFacts {
             parsed.map(|o| attestation_facts(&o, &result.client_data_json, &result.aaguid, table));
         CeremonyFacts {
             kind: CeremonyKind::Registration,
-            cross_device: result.transport == Transport::Hybrid,
+            cross_device: result.transport == TransportKind::Hybrid,
             aaguid: Some(result.aaguid),
             backup_eligible,
             backed_up,
@@ -65,7 +65,7 @@ impl CeremonyFacts {
             .unwrap_or_default();
         CeremonyFacts {
             kind: CeremonyKind::Authentication,
-            cross_device: result.transport == Transport::Hybrid,
+            cross_device: result.transport == TransportKind::Hybrid,
             aaguid,
             backup_eligible,
             backed_up,
