@@ -12,6 +12,7 @@ pub mod ctap;
 pub mod desktop;
 pub mod evidence;
 pub mod hid;
+pub mod labrun;
 pub mod phone;
 pub mod policy;
 pub mod store;
