@@ -352,10 +352,10 @@ impl LabRun {
             step.transport == TransportName::Hybrid && step.phone == PhoneKind::Virtual;
         let transport = self.transport(i, step, rig.as_deref(), ctx)?;
         let qr = Arc::clone(&ctx.qr);
-        let mut log = EventLog::forwarding(Box::new(move |e: &CeremonyEvent| {
-            if let CeremonyEvent::Qr { url } = e {
-                qr(url);
-            }
+        // The QR code is for a person only when a real phone has to scan it.
+        let mut log = EventLog::forwarding(Box::new(move |e: &CeremonyEvent| match e {
+            CeremonyEvent::Qr { url } if !virtual_phone => qr(url),
+            _ => {}
         }));
         let started = Instant::now();
         let result = match rig {

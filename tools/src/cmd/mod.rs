@@ -16,6 +16,8 @@ pub mod policy_flags;
 pub mod qr;
 pub mod register;
 pub mod reset;
+pub mod run;
+pub mod runs;
 pub mod tunnel_server;
 pub mod usb;
 pub mod virtual_key;
@@ -45,6 +47,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Pin(c) => pin::run(c),
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::Run(a) => run::run(a, &cli.global),
+        Command::Runs(c) => runs::run(c, &cli.global),
     }
 }
 
