@@ -20,7 +20,6 @@ use cablebridged::ceremony::{
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::store::{default_state_dir, LinkStore};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,15 +126,11 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
     let policy = args.policy.load()?;
     let outcome =
         run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global, &policy)?;
-    let CeremonyOutcome::Registered(reg) = outcome else {
+    let CeremonyOutcome::Registered(reg) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with an assertion"));
     };
-    let verification = match reg.verify() {
-        Ok(kind) => json!({"ok": true, "detail": format!("attestation verified ({kind:?})")}),
-        Err(e) => json!({"ok": false, "detail": e.to_string()}),
-    };
-    let mut extra = vec![("verification", verification)];
-    extra.extend(policy.registration_fields(&reg));
+    let mut extra = vec![("verification", outcome.verification(None))];
+    extra.extend(policy.registration_fields(reg));
     Ok(result_report(&reg.to_json(), extra))
 }
 
@@ -152,18 +147,11 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
         global,
         &policy,
     )?;
-    let CeremonyOutcome::Authenticated(auth) = outcome else {
+    let CeremonyOutcome::Authenticated(auth) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with a registration"));
     };
-    let verification = match key {
-        Some(k) => match auth.verify(&k) {
-            Ok(()) => json!({"ok": true, "detail": "signature verified"}),
-            Err(e) => json!({"ok": false, "detail": e.to_string()}),
-        },
-        None => json!({"ok": null, "detail": "pass --public-key to verify the signature"}),
-    };
-    let mut extra = vec![("verification", verification)];
-    extra.extend(policy.authentication_fields(&auth, args.credential_aaguid));
+    let mut extra = vec![("verification", outcome.verification(key.as_ref()))];
+    extra.extend(policy.authentication_fields(auth, args.credential_aaguid));
     Ok(result_report(&auth.to_json(), extra))
 }
 
