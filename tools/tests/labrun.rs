@@ -396,3 +396,78 @@ fn malformed_scenarios_exit_2_naming_the_line() {
     let missing = cablebridge(&["run", dir.path().join("nope.toml").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
 }
+
+/// Ctrl-C while a real-phone step waits for the advert: the ceremony is cancelled at `advert`,
+/// later steps do not start, what ran is stored, exit 1.
+#[test]
+fn ctrl_c_stops_the_run_and_stores_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lab.toml");
+    let adverts = dir.path().join("adverts.sock");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[defaults]
+rp_id = "lab.cablebridge.example"
+timeout = "60s"
+
+[[step]]
+name = "waits for a phone"
+action = "register"
+transport = "hybrid"
+phone = "real"
+advert_source = "unix:{}"
+tunnel_url = "ws://127.0.0.1:9"
+
+[[step]]
+name = "never starts"
+action = "register"
+transport = "usb"
+device = "udp:127.0.0.1:9"
+"#,
+            adverts.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut child = bin()
+        .args(["run", file.to_str().unwrap(), "--repeat", "3"])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("scan this QR code") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended before the QR code");
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("run did not stop within 30 s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("interrupted after 1 of 6 ceremonies (run 1)"), "{rest}");
+
+    let show =
+        cablebridge(&["runs", "show", "1", "--json", "--state-dir", state.to_str().unwrap()]);
+    let show: Value = serde_json::from_slice(&show.stdout).unwrap();
+    let records = show["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{show}");
+    assert_eq!(records[0]["outcome"], "error");
+    assert_eq!(records[0]["failure_stage"], "advert", "{}", records[0]);
+    assert_eq!(records[0]["expectation_met"], false);
+}
