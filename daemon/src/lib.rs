@@ -13,6 +13,7 @@ pub mod desktop;
 pub mod doctor;
 pub mod evidence;
 pub mod hid;
+pub mod labrun;
 pub mod phone;
 pub mod policy;
 pub mod store;

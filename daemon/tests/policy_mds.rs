@@ -8,8 +8,9 @@
 mod usb_common;
 
 use base64::Engine as _;
-use cablebridged::ceremony::RegisterOptions;
-use cablebridged::ceremony::{self, CeremonyOutcome, CeremonyRequest, Transport, UsbTransport};
+use cablebridged::ceremony::{
+    run, CeremonyOutcome, CeremonyRequest, RegisterOptions, Transport, UsbTransport,
+};
 use cablebridged::evidence::{Aaguid, AaguidTable, ChainStatus};
 use cablebridged::policy::{evaluate, CeremonyFacts, CheckStatus, SelectedPolicy};
 use std::path::PathBuf;
@@ -97,7 +98,7 @@ async fn usb_registration_chain_against_mds_roots() {
         let request = CeremonyRequest::Register(RegisterOptions::new("example.com", "alice"));
         let outcome = tokio::time::timeout(
             Duration::from_secs(30),
-            ceremony::run(Transport::Usb(config), request, None, CancellationToken::new()),
+            run(Transport::Usb(config), request, None, CancellationToken::new()),
         )
         .await
         .unwrap()

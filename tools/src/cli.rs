@@ -82,4 +82,12 @@ pub enum Command {
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(cmd::demo::DemoArgs),
+    /// Lab run: run a scenario of register/authenticate steps N times; records, summary
+    /// (p50/p95/max per stage), --report JSON, --junit XML, stored for `runs`. Exit 1 when an
+    /// expectation was not met.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(cmd::run::RunArgs),
+    /// Stored lab runs: list, show ID, compare A B.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Runs(cmd::runs::RunsCommand),
 }

@@ -18,6 +18,8 @@ pub mod qr;
 pub mod qr_input;
 pub mod register;
 pub mod reset;
+pub mod run;
+pub mod runs;
 pub mod tunnel_server;
 pub mod usb;
 pub mod virtual_key;
@@ -49,6 +51,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Credentials(c) => credentials::run(c),
         // Prints its own table and picks its exit code from the checks (see cmd/doctor.rs).
         Command::Doctor(_) => Err(CmdError::usage("doctor is dispatched by main")),
+        Command::Run(a) => run::run(a, &cli.global),
+        Command::Runs(c) => runs::run(c, &cli.global),
     }
 }
 
