@@ -162,6 +162,15 @@ pub struct SessionSummary {
     pub fault_injected: bool,
 }
 
+/// What [`Phone::forget_links`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinksForgotten {
+    /// Contacts the tunnel server confirmed revoked (their desktops now get 410 Gone).
+    pub revoked: u32,
+    /// Contacts forgotten here whose revocation the server did not confirm, with why.
+    pub unconfirmed: Vec<String>,
+}
+
 /// A phone-role endpoint: configuration, persistent state (identity, links) and the backend
 /// that answers CTAP requests.
 pub struct Phone<B: CtapBackend> {
@@ -227,12 +236,6 @@ impl<B: CtapBackend> Phone<B> {
     pub fn state(&mut self) -> &PhoneState {
         self.refresh_state();
         &self.state
-    }
-
-    /// Forgets every link (the tunnel server then answers desktops 410) and saves.
-    pub fn forget_links(&mut self) -> Result<(), PhoneError> {
-        self.state.forget_contacts();
-        self.save()
     }
 
     /// Writes the state file (if any), atomically.

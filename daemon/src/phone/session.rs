@@ -6,25 +6,104 @@
 use super::backend::{BackendCtx, CtapBackend, CtapReply};
 use super::progress::Progress;
 use super::sink::{AdvertSink, Advertiser};
-use super::{FailAt, Phone, PhoneError, SessionSummary};
+use super::{FailAt, LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
+use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
-use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext, OpenedAdvert};
-use cablebridge_protocol::hybrid::keys::{LinkSecret, Psk};
+use cablebridge_protocol::error::Classify;
+use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
 use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridge_protocol::hybrid::session::{PhoneEvent, PhoneHandshaken, PhoneOpen, SessionError};
+use cablebridge_protocol::hybrid::session::{
+    PhoneEvent, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
+};
 use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, TunnelPath};
 use cablebridge_protocol::Stage;
 use rand::rngs::OsRng;
-use rand::RngCore;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Bytes;
 
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: u8 = 0x27;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
 const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
+/// First wait after a listener's connection failed; doubled after each further failure.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts of one listener.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A desktop that reached one of our contacts, handed from its listener to the session loop.
+struct Arrival {
+    conn: TunnelConnection,
+    contact_id: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// One contact's listener task: hold `/cable/listen/<contact>` and hand over each desktop.
+struct Listener<E> {
+    url: String,
+    connect: crate::tunnel::client::ConnectOptions,
+    headers: Vec<(String, String)>,
+    contact_id: Vec<u8>,
+    emit: E,
+    arrivals: mpsc::Sender<Arrival>,
+}
+
+impl<E: Fn(Progress) + Send + Sync + 'static> Listener<E> {
+    /// Runs until the session loop is gone or the server revoked/refused the contact.
+    async fn run(mut self) {
+        self.connect.extra_headers.extend(std::mem::take(&mut self.headers));
+        let short = hex::encode(self.contact_id.get(..4).unwrap_or_default());
+        let mut backoff = BACKOFF_INITIAL;
+        loop {
+            (self.emit)(Progress::Connecting { path: format!("/cable/listen/{short}…") });
+            let failure = match connect(&self.url, &self.connect).await {
+                Ok(mut conn) => {
+                    (self.emit)(Progress::Listening { contact: short.clone() });
+                    match conn.await_client_payload().await {
+                        Ok(payload) => {
+                            backoff = BACKOFF_INITIAL;
+                            let contact_id = self.contact_id.clone();
+                            let arrival = Arrival { conn, contact_id, payload };
+                            if self.arrivals.send(arrival).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        // Listen TTL passed or a newer registration replaced us: register again.
+                        Err(TunnelClientError::Closed) => {
+                            backoff = BACKOFF_INITIAL;
+                            tokio::time::sleep(RELISTEN_PAUSE).await;
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            let status = match &failure {
+                TunnelClientError::HttpStatus { status, .. } => Some(*status),
+                _ => None,
+            };
+            if matches!(status, Some(403 | 410)) {
+                // Revoked, or the server does not accept our credential: retrying cannot help.
+                (self.emit)(Progress::Warning {
+                    message: format!("stopped listening on contact {short}: {failure}"),
+                });
+                return;
+            }
+            (self.emit)(Progress::ListenRetry {
+                contact: short.clone(),
+                after_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                reason: failure.to_string(),
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
 
 /// The tunnel plus the `--drop-after` frame budget.
 struct Outbox {
@@ -65,60 +144,119 @@ impl<B: CtapBackend> Phone<B> {
         summary.routing_id = Some(routing.to_hex());
         self.emit(Progress::TunnelOpen { routing_id: Some(routing.to_hex()) });
 
-        let mut nonce = [0u8; 10];
-        OsRng.fill_bytes(&mut nonce);
-        let plaintext = EidPlaintext::new(nonce, routing, self.config.domain_id);
-        let advert = EidKey::from_qr_secret(&qr.secret).seal(&plaintext);
-        let psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(qr.secret.expose());
-        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
+        let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
+        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
         let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
         if out.exhausted() {
             return self.inject(out, summary, "drop-after: closed before message 2").await;
         }
-        let (hs, msg2) = PhoneHandshaken::respond_qr(&psk, &qr.public_key, &msg1, &mut OsRng)?;
+        let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         let linking = self.config.offer_linking && qr.linking == Some(true);
         self.after_msg1(out, hs, msg2, linking, summary).await
     }
 
-    /// Holds `/cable/listen/<contact>` for the first stored contact and serves desktops that
-    /// arrive with a link this phone issued, until `max_sessions` sessions ran (or forever).
-    /// Failed sessions are reported and counted; the listener carries on.
+    /// Holds `/cable/listen/<contact>` for every stored contact (one listener task per linked
+    /// desktop, each proving the contact's listen secret) and serves desktops that arrive with a
+    /// link this phone issued, one session at a time, until `max_sessions` desktops arrived (or
+    /// forever). One desktop cannot take the service down: a malformed client payload, an unknown
+    /// link or a failed session is reported ([`Progress::SessionFailed`]) and the phone carries
+    /// on; a listener whose connection fails retries with exponential backoff
+    /// ([`Progress::ListenRetry`]). Only Ctrl-C ([`Phone::shutdown_token`]) or every contact being
+    /// revoked/refused by the server ends it early.
     pub async fn serve_links(&mut self, max_sessions: Option<u32>) -> Result<u32, PhoneError> {
-        let Some(contact) = self.state.contacts.first().cloned() else {
+        if self.state.contacts.is_empty() {
             return Err(PhoneError::Identity(
                 "no links stored: run a QR session with --offer-linking first".into(),
             ));
-        };
-        let short = hex::encode(contact.contact_id.get(..4).unwrap_or_default());
+        }
+        let (tx, mut arrivals) = mpsc::channel(self.state.contacts.len());
+        let mut listeners = JoinSet::new();
+        for contact in &self.state.contacts {
+            let listener = Listener {
+                url: listen_url(&self.config.tunnel_base, &contact.contact_id),
+                connect: self.config.connect.clone(),
+                headers: listen_headers(&contact.listen_secret, false),
+                contact_id: contact.contact_id.clone(),
+                emit: self.emitter(),
+                arrivals: tx.clone(),
+            };
+            listeners.spawn(listener.run());
+        }
+        drop(tx);
         let mut served = 0;
         while max_sessions.is_none_or(|m| served < m) {
-            let listen = listen_url(&self.config.tunnel_base, &contact.contact_id);
-            self.emit(Progress::Connecting { path: format!("/cable/listen/{short}…") });
-            let mut conn = connect(&listen, &self.config.connect).await?;
-            self.emit(Progress::Listening { contact: short.clone() });
-            let payload = match conn.await_client_payload().await {
-                Ok(p) => p,
-                // Listen TTL passed or a newer registration replaced us: register again.
-                Err(TunnelClientError::Closed) => {
-                    tokio::time::sleep(RELISTEN_PAUSE).await;
-                    continue;
+            let arrival = tokio::select! {
+                a = arrivals.recv() => a,
+                () = self.shutdown.cancelled() => {
+                    return Err(PhoneError::Cancelled { stage: Stage::Tunnel })
                 }
-                Err(e) => return Err(e.into()),
+            };
+            let Some(arrival) = arrival else {
+                return Err(PhoneError::Identity(
+                    "the tunnel server revoked or refused every stored contact".into(),
+                ));
             };
             served += 1;
-            let payload = ClientPayload::from_cbor(&payload).map_err(PhoneError::ClientPayload)?;
-            let secret = self.state.link_secret(&contact.contact_id, &payload.link_id);
-            let link_id = hex::encode(payload.link_id);
-            self.emit(Progress::DesktopArrived { link_id, known: secret.is_some() });
-            let Some(secret) = secret else {
-                let _ = conn.close().await;
-                continue;
-            };
-            if let Err(e) = self.linked_session(conn, &secret, &payload).await {
-                self.emit(Progress::Closed { reason: format!("linked session failed: {e}") });
+            match self.serve_arrival(arrival).await {
+                Ok(_) => {}
+                Err(e @ PhoneError::Cancelled { .. }) => return Err(e),
+                Err(e) => self.emit(Progress::SessionFailed {
+                    stage: e.stage().as_str().to_owned(),
+                    reason: e.to_string(),
+                }),
             }
         }
+        // Dropping the set aborts the listener tasks, which closes their connections.
+        drop(listeners);
         Ok(served)
+    }
+
+    /// One desktop that reached a contact: check its client payload and link, then run it.
+    async fn serve_arrival(&mut self, arrival: Arrival) -> Result<SessionSummary, PhoneError> {
+        let Arrival { conn, contact_id, payload } = arrival;
+        let payload = match ClientPayload::from_cbor(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(PhoneError::ClientPayload(e));
+            }
+        };
+        let secret = self.state.link_secret(&contact_id, &payload.link_id);
+        let link_id = hex::encode(payload.link_id);
+        self.emit(Progress::DesktopArrived { link_id: link_id.clone(), known: secret.is_some() });
+        let Some(secret) = secret else {
+            let _ = conn.close().await;
+            return Err(PhoneError::UnknownLink { link_id });
+        };
+        self.linked_session(conn, &secret, &payload).await
+    }
+
+    /// Revokes every stored contact on the tunnel server (desktops then get 410 Gone and forget
+    /// the link) and forgets them here. A contact the server could not be asked about is
+    /// forgotten too (its listen secret is gone, so nobody can ever listen on it again; its
+    /// desktops get 404 "not reachable" until they forget the link themselves): such contacts
+    /// are reported in [`LinksForgotten::unconfirmed`].
+    pub async fn forget_links(&mut self) -> Result<LinksForgotten, PhoneError> {
+        let mut report = LinksForgotten::default();
+        for contact in &self.state.contacts {
+            let mut opts = self.config.connect.clone();
+            opts.extra_headers.extend(listen_headers(&contact.listen_secret, true));
+            let url = listen_url(&self.config.tunnel_base, &contact.contact_id);
+            let short = hex::encode(contact.contact_id.get(..4).unwrap_or_default());
+            match connect(&url, &opts).await {
+                Err(e) if e.is_gone() => report.revoked += 1,
+                Err(e) => report.unconfirmed.push(format!("contact {short}: {e}")),
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    report.unconfirmed.push(format!(
+                        "contact {short}: the tunnel server does not support revocation"
+                    ));
+                }
+            }
+        }
+        self.state.forget_contacts();
+        self.save()?;
+        Ok(report)
     }
 
     /// One state-assisted session on a listen connection a desktop just reached.
@@ -128,22 +266,17 @@ impl<B: CtapBackend> Phone<B> {
         secret: &LinkSecret,
         payload: &ClientPayload,
     ) -> Result<SessionSummary, PhoneError> {
-        // Byte 0 zero, bytes 1–13 random, bytes 14–15 a valid domain id: Chrome's desktop checks
-        // the domain even on linked adverts (pitfall §11.2 item 16).
-        let mut block = [0u8; 16];
-        OsRng.fill_bytes(&mut block[1..14]);
-        block[14..16].copy_from_slice(&self.config.domain_id.to_le_bytes());
-        let plaintext = EidPlaintext(block);
-        let advert = EidKey::from_link(secret, &payload.client_nonce).seal(&plaintext);
-        let psk: Psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(secret.expose());
-        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
+        let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
+        let domain = self.config.domain_id;
+        let pairing =
+            PhonePairing::linked(secret, &payload.client_nonce, domain, &identity, &mut OsRng);
+        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
         let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
         let summary = SessionSummary::default();
         if out.exhausted() {
             return self.inject(out, summary, "drop-after: closed before message 2").await;
         }
-        let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
-        let (hs, msg2) = PhoneHandshaken::respond_linked(&psk, &identity, &msg1, &mut OsRng)?;
+        let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         self.after_msg1(out, hs, msg2, false, summary).await
     }
 
