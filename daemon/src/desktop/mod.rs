@@ -16,8 +16,9 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert};
+use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridge_protocol::hybrid::session::DesktopPairing;
 use cablebridge_protocol::hybrid::tunnel::{self as wire, RequestHint, TunnelPath};
 
 use crate::advert::{AdvertItem, AdvertMatcher, AdvertSource, AdvertStream, MatchOutcome};
@@ -164,7 +165,8 @@ pub async fn run(
     );
 
     let mut matcher = AdvertMatcher::new(config.advert_source != AdvertSource::Bluez);
-    matcher.add(0, EidKey::from_qr_secret(&qr.secret), EidMode::Qr);
+    let pairing = DesktopPairing::from_qr(&qr.secret, &identity);
+    matcher.add(0, pairing.clone());
     let (advert, rssi) =
         wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert).await?;
     let host = advert.plaintext.tunnel_host().map_err(|e| {
@@ -190,8 +192,7 @@ pub async fn run(
         ProgressDetail::Text(redact_url(&url)),
     );
 
-    let psk = advert.psk(qr.secret.expose());
-    let start = session::Start::Qr { identity: &identity, psk: &psk };
+    let start = session::Start { pairing, advert: &advert };
     let linking = config
         .link_store
         .as_ref()

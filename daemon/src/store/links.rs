@@ -185,6 +185,7 @@ impl StoredLink {
             "phone_public_key": hex::encode(self.phone_key_bytes()),
             "contact_id": hex::encode(&self.contact_id),
             "link_id": hex::encode(self.link_id),
+            // secret-export: the link store file is where link secrets live (mode 0600).
             "link_secret": hex::encode(self.link_secret.expose()),
             "tunnel_domain": self.tunnel_domain,
             "created": self.created,
@@ -457,6 +458,7 @@ mod tests {
     #[test]
     fn summary_and_debug_never_show_the_secret() {
         let l = link(3, "Pixel");
+        // secret-export: the test looks for the secret in outputs that must not contain it.
         let secret_hex = hex::encode(l.link_secret.expose());
         assert!(!l.summary().to_string().contains(&secret_hex));
         assert!(!format!("{l:?}").contains(&secret_hex));
