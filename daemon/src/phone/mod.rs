@@ -16,7 +16,8 @@
 //! key and serve one request.
 //!
 //! Fault switches ([`Faults`]) make the phone misbehave at a chosen stage so labs and tests can
-//! check that a desktop fails cleanly and names the stage.
+//! check that a desktop fails cleanly and names the stage; they are applied as a policy on the
+//! outgoing frames (`fault`), not inside the protocol loop.
 //!
 //! The session code is generic over what answers CTAP requests ([`backend::CtapBackend`]):
 //! [`VirtualPhone`] is [`Phone`] with the software authenticator ([`backend::SoftwareBackend`]);
@@ -28,6 +29,7 @@
 
 pub mod backend;
 mod error;
+mod fault;
 mod progress;
 mod session;
 pub mod sink;

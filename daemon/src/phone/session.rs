@@ -4,9 +4,10 @@
 //! backend so the virtual phone and the bridge share this one implementation.
 
 use super::backend::{BackendCtx, CtapBackend, CtapReply};
+use super::fault::{FramePolicy, Outgoing, Verdict};
 use super::progress::Progress;
 use super::sink::{AdvertSink, Advertiser};
-use super::{FailAt, LinksForgotten, Phone, PhoneError, SessionSummary};
+use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
 use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
@@ -105,24 +106,37 @@ impl<E: Fn(Progress) + Send + Sync + 'static> Listener<E> {
     }
 }
 
-/// The tunnel plus the `--drop-after` frame budget.
+/// The tunnel behind the lab fault policy on outgoing frames.
 struct Outbox {
     conn: TunnelConnection,
-    sent: u32,
-    drop_after: Option<u32>,
+    policy: FramePolicy,
+}
+
+/// What became of a frame handed to [`Outbox::send`].
+enum Sent {
+    /// On the wire; carry on.
+    Continue,
+    /// On the wire, and a fault switch says the session ends here (which one).
+    FaultClose(String),
 }
 
 impl Outbox {
-    /// `false` once the budget is used up: the tunnel has then been closed.
-    fn exhausted(&self) -> bool {
-        self.drop_after.is_some_and(|n| self.sent >= n)
+    fn new(conn: TunnelConnection, faults: &super::Faults) -> Self {
+        Outbox { conn, policy: FramePolicy::new(faults) }
     }
 
-    /// Sends one frame; returns `false` if the fault budget closed the tunnel after it.
-    async fn send(&mut self, frame: &[u8]) -> Result<bool, PhoneError> {
+    /// Sends one frame as the fault policy decides.
+    async fn send(&mut self, kind: Outgoing, frame: &mut [u8]) -> Result<Sent, PhoneError> {
+        let verdict = self.policy.apply(kind, frame);
         self.conn.send(frame).await?;
-        self.sent += 1;
-        Ok(!self.exhausted())
+        Ok(match verdict {
+            Verdict::Send => Sent::Continue,
+            Verdict::SendThenClose(what) => Sent::FaultClose(what),
+        })
+    }
+
+    fn sent(&self) -> u32 {
+        self.policy.sent()
     }
 }
 
@@ -146,9 +160,9 @@ impl<B: CtapBackend> Phone<B> {
 
         let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
         let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
-        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
-        if out.exhausted() {
-            return self.inject(out, summary, "drop-after: closed before message 2").await;
+        let out = Outbox::new(conn, &self.config.faults);
+        if let Some(what) = out.policy.close_before_first_frame() {
+            return self.inject(out, summary, &what).await;
         }
         let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         let linking = self.config.offer_linking && qr.linking == Some(true);
@@ -271,10 +285,10 @@ impl<B: CtapBackend> Phone<B> {
         let pairing =
             PhonePairing::linked(secret, &payload.client_nonce, domain, &identity, &mut OsRng);
         let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
-        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
+        let out = Outbox::new(conn, &self.config.faults);
         let summary = SessionSummary::default();
-        if out.exhausted() {
-            return self.inject(out, summary, "drop-after: closed before message 2").await;
+        if let Some(what) = out.policy.close_before_first_frame() {
+            return self.inject(out, summary, &what).await;
         }
         let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         self.after_msg1(out, hs, msg2, false, summary).await
@@ -312,43 +326,27 @@ impl<B: CtapBackend> Phone<B> {
         offer_linking: bool,
         mut summary: SessionSummary,
     ) -> Result<SessionSummary, PhoneError> {
-        let fail_at = self.config.faults.fail_at;
-        if fail_at == Some(FailAt::Handshake) {
-            // Flip a bit in the ephemeral key's encoding: not a valid point / wrong transcript.
-            msg2[40] ^= 0x01;
-            msg2[80] ^= 0x01;
-            out.send(&msg2).await?;
-            return self.inject(out, summary, "handshake: corrupt message 2 sent").await;
+        if let Sent::FaultClose(what) = out.send(Outgoing::HandshakeResponse, &mut msg2).await? {
+            return self.inject(out, summary, &what).await;
         }
-        let keep_going = out.send(&msg2).await?;
-        summary.frames_sent = out.sent;
-        if !keep_going {
-            return self.inject(out, summary, "drop-after: closed after message 2").await;
-        }
+        summary.frames_sent = out.sent();
         self.emit(Progress::HandshakeDone);
 
         let get_info = self.get_info().await?;
         let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
-        if fail_at == Some(FailAt::PostHandshake) {
-            if let Some(b) = post.last_mut() {
-                *b ^= 0x80; // breaks the AES-GCM tag
-            }
-            out.send(&post).await?;
-            return self.inject(out, summary, "post-handshake: corrupt message sent").await;
-        }
-        if !out.send(&post).await? {
-            return self.inject(out, summary, "drop-after: closed after post-handshake").await;
+        if let Sent::FaultClose(what) = out.send(Outgoing::PostHandshake, &mut post).await? {
+            return self.inject(out, summary, &what).await;
         }
         self.emit(Progress::PostHandshakeSent);
 
         if offer_linking {
-            let frame = self.linking_update(&mut open)?;
+            let (mut frame, link_id) = self.linking_update(&mut open)?;
             summary.linking_sent = true;
             self.save()?;
-            if !out.send(&frame.0).await? {
-                return self.inject(out, summary, "drop-after: closed after linking").await;
+            if let Sent::FaultClose(what) = out.send(Outgoing::Linking, &mut frame).await? {
+                return self.inject(out, summary, &what).await;
             }
-            self.emit(Progress::LinkingSent { link_id: frame.1 });
+            self.emit(Progress::LinkingSent { link_id });
         }
         self.request_loop(open, out, summary).await
     }
@@ -389,27 +387,24 @@ impl<B: CtapBackend> Phone<B> {
             match open.receive(&frame)? {
                 PhoneEvent::CtapRequest { command, params } => {
                     self.emit(Progress::Request { command });
-                    let CtapReply { status, body } =
-                        if self.config.faults.fail_at == Some(FailAt::Ctap) {
-                            self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
-                            summary.fault_injected = true;
-                            CtapReply::status(OPERATION_DENIED)
-                        } else {
-                            let mut request = Vec::with_capacity(params.len() + 1);
-                            request.push(command);
-                            request.extend_from_slice(&params);
-                            self.ctap(&request, &mut out.conn).await?
-                        };
-                    let sealed = open.respond_ctap(status, &body)?;
+                    let CtapReply { status, body } = if out.policy.denies_ctap() {
+                        self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                        summary.fault_injected = true;
+                        CtapReply::status(OPERATION_DENIED)
+                    } else {
+                        let mut request = Vec::with_capacity(params.len() + 1);
+                        request.push(command);
+                        request.extend_from_slice(&params);
+                        self.ctap(&request, &mut out.conn).await?
+                    };
+                    let mut sealed = open.respond_ctap(status, &body)?;
                     summary.requests += 1;
                     summary.last_status = Some(status);
-                    let keep_going = out.send(&sealed).await?;
-                    summary.frames_sent = out.sent;
+                    let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
+                    summary.frames_sent = out.sent();
                     self.emit(Progress::Responded { status });
-                    if !keep_going {
-                        return self
-                            .inject(out, summary, "drop-after: closed after response")
-                            .await;
+                    if let Sent::FaultClose(what) = sent {
+                        return self.inject(out, summary, &what).await;
                     }
                 }
                 PhoneEvent::UpdateIgnored => {}
@@ -424,7 +419,7 @@ impl<B: CtapBackend> Phone<B> {
                 }
             }
         };
-        summary.frames_sent = out.sent;
+        summary.frames_sent = out.sent();
         let _ = out.conn.close().await;
         self.save()?;
         self.emit(Progress::Closed { reason: reason.into() });
@@ -485,7 +480,7 @@ impl<B: CtapBackend> Phone<B> {
         what: &str,
     ) -> Result<SessionSummary, PhoneError> {
         summary.fault_injected = true;
-        summary.frames_sent = out.sent;
+        summary.frames_sent = out.sent();
         self.emit(Progress::FaultInjected { what: what.into() });
         let _ = out.conn.close().await;
         self.save()?;
