@@ -16,7 +16,7 @@ use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{
-    PhoneEvent, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
+    PhoneFrame, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
 };
 use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, TunnelPath};
 use cablebridge_protocol::Stage;
@@ -375,6 +375,8 @@ impl<B: CtapBackend> Phone<B> {
         mut out: Outbox,
         mut summary: SessionSummary,
     ) -> Result<SessionSummary, PhoneError> {
+        let mut request: Vec<u8> = Vec::new();
+        let mut sealed: Vec<u8> = Vec::new();
         let reason = loop {
             let idle = self.config.idle_timeout;
             let frame = match tokio::time::timeout(idle, out.conn.recv()).await {
@@ -384,31 +386,17 @@ impl<B: CtapBackend> Phone<B> {
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(frame))) => frame,
             };
-            match open.receive(&frame)? {
-                PhoneEvent::CtapRequest { command, params } => {
-                    self.emit(Progress::Request { command });
-                    let CtapReply { status, body } = if out.policy.denies_ctap() {
-                        self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
-                        summary.fault_injected = true;
-                        CtapReply::status(OPERATION_DENIED)
-                    } else {
-                        let mut request = Vec::with_capacity(params.len() + 1);
-                        request.push(command);
-                        request.extend_from_slice(&params);
-                        self.ctap(&request, &mut out.conn).await?
-                    };
-                    let mut sealed = open.respond_ctap(status, &body)?;
-                    summary.requests += 1;
-                    summary.last_status = Some(status);
-                    let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
-                    summary.frames_sent = out.sent();
-                    self.emit(Progress::Responded { status });
-                    if let Sent::FaultClose(what) = sent {
-                        return self.inject(out, summary, &what).await;
-                    }
+            // The request is copied once, from the session's scratch into this reused buffer
+            // (the backend needs `command ‖ params` contiguous); responses are sealed in place.
+            let command = match open.receive_borrowed(&frame)? {
+                PhoneFrame::CtapRequest { command, params } => {
+                    request.clear();
+                    request.push(command);
+                    request.extend_from_slice(params);
+                    command
                 }
-                PhoneEvent::UpdateIgnored => {}
-                PhoneEvent::Shutdown => break "desktop sent shutdown",
+                PhoneFrame::UpdateIgnored => continue,
+                PhoneFrame::Shutdown => break "desktop sent shutdown",
                 // We announce only "ctap"; a JSON request breaks the negotiated features.
                 _ => {
                     return Err(SessionError::UnexpectedFrame {
@@ -417,6 +405,23 @@ impl<B: CtapBackend> Phone<B> {
                     }
                     .into())
                 }
+            };
+            self.emit(Progress::Request { command });
+            let CtapReply { status, body } = if out.policy.denies_ctap() {
+                self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                summary.fault_injected = true;
+                CtapReply::status(OPERATION_DENIED)
+            } else {
+                self.ctap(&request, &mut out.conn).await?
+            };
+            open.respond_ctap_into(status, &body, &mut sealed)?;
+            summary.requests += 1;
+            summary.last_status = Some(status);
+            let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
+            summary.frames_sent = out.sent();
+            self.emit(Progress::Responded { status });
+            if let Sent::FaultClose(what) = sent {
+                return self.inject(out, summary, &what).await;
             }
         };
         summary.frames_sent = out.sent();

@@ -28,7 +28,7 @@ pub use desktop::{
 };
 pub use matcher::{AdvertMatcher, MatchOutcome};
 pub use pairing::{DesktopPairing, PhonePairing};
-pub use phone::{PhoneEvent, PhoneHandshaken, PhoneOpen};
+pub use phone::{PhoneEvent, PhoneFrame, PhoneHandshaken, PhoneOpen};
 
 use crate::error::{Classify, Fault, Stage};
 use crate::hybrid::crypter::CrypterError;
