@@ -54,6 +54,23 @@ if cargo tree -p cablebridge-protocol -e normal,build --prefix none --locked \
 fi
 cargo build -p cablebridge-protocol --locked --quiet
 
+# --- secrets stay in their types outside protocol/ (owner: links; ARCHITECTURE.md invariant 7) --
+step "no .expose() on QR secrets, link secrets or PSKs in daemon/ and tools/"
+# Allowed only on a line marked `secret-export: <why>` (or the line after the marker): the link
+# store file and explicit show-secret lab output.
+exposed=$(find daemon tools -name '*.rs' -print0 | xargs -0 awk '
+  FNR == 1 { prev = "" }
+  /(^|[^_a-z])secret\.expose\(\)|qr\.secret\.expose\(\)|link_secret\.expose\(\)|psk[a-z_]*(\([^)]*\))?\.expose\(\)/ {
+    if ($0 !~ /secret-export:/ && prev !~ /secret-export:/) print FILENAME ":" FNR ": " $0
+  }
+  { prev = $0 }')
+if [ -n "$exposed" ]; then
+  printf '%s\n' "$exposed" >&2
+  echo "QR secrets, link secrets and PSKs stay inside protocol/ types (see ARCHITECTURE.md)" >&2
+  exit 1
+fi
+# --- end secret check ---------------------------------------------------------------------------
+
 step "tests (includes the hw-tests sim tier: mock BlueZ on a private dbus-daemon)"
 # --workspace includes hw-tests (not a default member): the real btleplug scanner and the zbus
 # advertiser run against hw-tests/src/mock_bluez; libdbus is built from source (dbus "vendored").

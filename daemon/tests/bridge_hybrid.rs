@@ -205,7 +205,7 @@ async fn hand_desktop(
             break o;
         }
     };
-    let psk = opened.psk(qr.secret.expose());
+    let psk = opened.psk(&qr.secret);
     let path = opened.plaintext.connect_path(qr.tunnel_id());
     let mut conn =
         connect(&url(&rig.server.base_url(), &path), &ConnectOptions::default()).await.unwrap();

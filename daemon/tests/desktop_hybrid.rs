@@ -1,7 +1,7 @@
 //! Hybrid ceremonies through `cablebridged::ceremony::run` end to end over real loopback sockets:
 //! desktop ↔ our tunnel server ↔ the virtual phone, adverts travelling through the desktop's
 //! Unix datagram advert source. Covers register, authenticate (allowList and discoverable),
-//! linking stored + linked reconnect + 410 Gone, foreign/malformed adverts, advert timeout, and
+//! linking stored + linked reconnect + not reachable / 410 Gone after revocation, foreign/malformed adverts, advert timeout, and
 //! each failure stage — results checked with the ceremony's verify helpers *and* an independent
 //! p256 check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -261,11 +261,18 @@ async fn register_authenticate_link_and_linked_reconnect() {
     assert!(!ev.stages().contains(&"qr_shown"));
     assert!(ev.stages().contains(&"advert"));
 
-    // Nobody listens on the contact id any more: 410 Gone forgets the link.
+    // Nobody listens on the contact id right now: "not reachable", the link is kept.
     let a = AuthenticateOptions::new("example.com");
     let e = alone(linked(), CeremonyRequest::Authenticate(a)).await;
     assert_eq!(e.stage, CeremonyStage::TunnelConnect);
     assert_eq!(e.fault, Fault::Peer);
+    assert!(e.message.contains("not reachable"), "{e}");
+    assert_eq!(rig.store().load().unwrap().len(), 1, "an offline phone is not forgotten");
+    // The phone revokes its links (one per linking QR session above): 410 Gone forgets the link.
+    assert_eq!(timeout(T, phone.forget_links()).await.unwrap().unwrap().revoked, 3);
+    let a = AuthenticateOptions::new("example.com");
+    let e = alone(linked(), CeremonyRequest::Authenticate(a)).await;
+    assert_eq!(e.stage, CeremonyStage::TunnelConnect);
     assert!(e.message.contains("410"), "{e}");
     assert!(rig.store().load().unwrap().is_empty(), "the dead link is forgotten");
     // And an unknown name is a usage error.

@@ -2,7 +2,7 @@
 //! by hand) over our real tunnel server on loopback, with the advert travelling through a real
 //! Unix datagram socket. Proves the phone role byte-for-byte independently of the desktop runner:
 //! register + authenticate (allowList and discoverable) with signatures checked directly with
-//! p256, linking + linked reconnect + 410 after the phone stops listening, and each fault switch.
+//! p256, linking + linked reconnect + 404 while the phone is away and 410 after it revoked the link, and each fault switch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cablebridge_protocol::authenticator::AttestationMode;
@@ -116,7 +116,7 @@ async fn qr_desktop_open(
     qr: &QrPayload,
 ) -> Result<(TunnelConnection, DesktopOpen), Stage> {
     let opened = rig.await_advert(&EidKey::from_qr_secret(&qr.secret), EidMode::Qr).await;
-    let psk = opened.psk(qr.secret.expose());
+    let psk = opened.psk(&qr.secret);
     let path = opened.plaintext.connect_path(qr.tunnel_id());
     let mut conn =
         connect(&url(&rig.server.base_url(), &path), &ConnectOptions::default()).await.unwrap();
@@ -294,7 +294,10 @@ async fn linking_then_linked_reconnect_then_gone() {
     // A new process: load the state file and hold the contact.
     let (progress, mut events) = progress_channel();
     let mut phone = VirtualPhone::with_state_file(config, state_path, progress).unwrap();
-    let listener = tokio::spawn(async move { phone.serve_links(Some(1)).await });
+    let listener = tokio::spawn(async move {
+        let served = phone.serve_links(Some(1)).await;
+        (served, phone)
+    });
     timeout(T, async {
         while !matches!(events.recv().await.unwrap(), Progress::Listening { .. }) {}
     })
@@ -318,7 +321,7 @@ async fn linking_then_linked_reconnect_then_gone() {
     assert!(
         !cablebridge_protocol::hybrid::domain::DomainId(opened.plaintext.domain_id()).is_reserved()
     );
-    let psk = opened.psk(secret.expose());
+    let psk = opened.psk(secret);
     let (hs, msg1) = DesktopHandshake::start_linked(&psk, &link.phone_public_key, &mut OsRng);
     conn.send(&msg1).await.unwrap();
     let hs = hs.read_response(&recv(&mut conn).await.unwrap()).unwrap();
@@ -327,9 +330,15 @@ async fn linking_then_linked_reconnect_then_gone() {
     // The credential was non-resident, so a discoverable request finds nothing: the point is
     // the request went through the linked channel and got a CTAP answer.
     assert_eq!(status, 0x2E, "CTAP2_ERR_NO_CREDENTIALS");
-    assert_eq!(timeout(T, listener).await.unwrap().unwrap().unwrap(), 1);
+    let (served, mut phone) = timeout(T, listener).await.unwrap().unwrap();
+    assert_eq!(served.unwrap(), 1);
 
-    // Nobody listens any more: the server answers 410 and the desktop must forget the link.
+    // Nobody listens right now: 404, "not reachable" (the desktop keeps the link).
+    let err = connect(&url(&rig.server.base_url(), &contact), &opts).await.unwrap_err();
+    assert!(matches!(err, TunnelClientError::HttpStatus { status: 404, .. }), "{err}");
+    // The phone revokes its links: now the server answers 410 and the desktop forgets the link.
+    let done = timeout(T, phone.forget_links()).await.unwrap().unwrap();
+    assert_eq!(done.revoked, 1);
     let err = connect(&url(&rig.server.base_url(), &contact), &opts).await.unwrap_err();
     assert!(matches!(err, TunnelClientError::HttpStatus { status: 410, .. }), "{err}");
     rig.assert_drained().await;

@@ -13,8 +13,11 @@
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::tunnel::{url, RoutingId, TunnelId, TunnelPath, SUBPROTOCOL};
-use cablebridged::ceremony::{ProgressDetail, ProgressEvent, RegisterOptions};
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::ceremony::{
+    self, CeremonyEvent, CeremonyOutcome, CeremonyRequest, HybridTransport, RegisterOptions,
+    Transport,
+};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions};
@@ -357,13 +360,18 @@ async fn register_through(server: &TunnelServerHandle) {
     );
 
     let (qr_tx, mut qr_rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink = move |e: &ProgressEvent| {
-        if let ProgressDetail::Qr { url } = &e.detail {
+    let sink = move |e: &CeremonyEvent| {
+        if let CeremonyEvent::Qr { url } = e {
             let _ = qr_tx.send(url.clone());
         }
     };
     let request = CeremonyRequest::Register(RegisterOptions::new("example.com", "alice"));
-    let desktop_side = desktop::run(&config, request, Some(Arc::new(sink)));
+    let desktop_side = ceremony::run(
+        Transport::Hybrid(HybridTransport::new(config)),
+        request,
+        Some(Arc::new(sink)),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let phone_side = async {
         let url = qr_rx.recv().await.expect("desktop showed no QR");
         let qr = QrPayload::from_url(&url).unwrap();

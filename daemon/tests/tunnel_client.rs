@@ -8,6 +8,7 @@
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::tunnel::{url, TunnelId, TunnelPath};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelClientError};
+use cablebridged::tunnel::listen::{contact_id, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
 use cablebridged::tunnel::server::{TlsFiles, TunnelServer, TunnelServerConfig};
 use std::future::Future;
@@ -62,18 +63,19 @@ async fn redirector(location: impl Fn(&str) -> String + Send + Sync + 'static) -
 async fn redirect_is_followed_with_headers_reattached() {
     bounded(async {
         let s = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+        let secret = ListenSecret::new([9; 32]);
+        let redirected = contact_id(&secret).to_vec();
+        let phone_opts = ConnectOptions { extra_headers: listen_headers(&secret, false), ..opts() };
         let mut listener =
-            connect(&listen_url(&s.base_url(), b"redirected"), &opts()).await.unwrap();
+            connect(&listen_url(&s.base_url(), &redirected), &phone_opts).await.unwrap();
         while s.stats().listening == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The redirector sends the desktop to the real server, same path, as an http:// URL.
         let real = s.local_addr();
         let front = redirector(move |path| format!("http://{real}{path}")).await;
-        let contact = url(
-            &format!("ws://{front}"),
-            &TunnelPath::Contact { contact_id: b"redirected".to_vec() },
-        );
+        let contact =
+            url(&format!("ws://{front}"), &TunnelPath::Contact { contact_id: redirected });
         let o = ConnectOptions {
             client_payload: Some("BEEF".into()),
             signal_connection: true,

@@ -8,6 +8,7 @@
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::tunnel::{url, RoutingId, TunnelId, TunnelPath, SUBPROTOCOL};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError, TunnelConnection};
+use cablebridged::tunnel::listen::{contact_id, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
 use cablebridged::tunnel::server::{Reject, TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use futures_util::{SinkExt, StreamExt};
@@ -307,12 +308,21 @@ async fn idle_tunnel_is_closed() {
     .await;
 }
 
+/// Holds `/cable/listen` for the contact id of listen secret `[seed; 32]` (the phone's
+/// credential; see `cablebridged::tunnel::listen`).
+async fn listen(s: &TunnelServerHandle, seed: u8) -> (Vec<u8>, TunnelConnection) {
+    let secret = ListenSecret::new([seed; 32]);
+    let id = contact_id(&secret).to_vec();
+    let o = ConnectOptions { extra_headers: listen_headers(&secret, false), ..opts() };
+    let conn = connect(&listen_url(&s.base_url(), &id), &o).await.unwrap();
+    (id, conn)
+}
+
 #[tokio::test]
 async fn contact_flow_delivers_payload_and_connect_signal() {
     bounded(async {
         let s = server(TunnelServerConfig::default()).await;
-        let contact_id = b"0123456789abcdef-contact".to_vec();
-        let mut listener = connect(&listen_url(&s.base_url(), &contact_id), &opts()).await.unwrap();
+        let (contact_id, mut listener) = listen(&s, 1).await;
         eventually(&s, |st| st.listening == 1).await;
         let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: contact_id.clone() });
         let payload = vec![0xA3, 0x01, 0x48, 0x00, 0xFF];
@@ -329,9 +339,9 @@ async fn contact_flow_delivers_payload_and_connect_signal() {
         assert_eq!(listener.recv().await.unwrap().unwrap().as_ref(), b"noise msg 1");
         listener.send(b"noise msg 2").await.unwrap();
         assert_eq!(d.recv().await.unwrap().unwrap().as_ref(), b"noise msg 2");
-        // The listener was consumed: the same contact id is now Gone.
+        // The listener was consumed: the phone is not reachable on it now (404, not Gone).
         let again = connect(&contact, &desktop_opts).await.unwrap_err();
-        assert!(again.is_gone(), "{again}");
+        assert_eq!(status(again), 404);
         assert_eq!(s.stats().rejected(Reject::UnknownContact), 1);
     })
     .await;
@@ -343,14 +353,15 @@ async fn contact_without_signal_and_unknown_contact_gone() {
         let s = server(TunnelServerConfig::default()).await;
         let gone = url(&s.base_url(), &TunnelPath::Contact { contact_id: b"nobody".to_vec() });
         let with_payload = ConnectOptions { client_payload: Some("A0".into()), ..opts() };
+        // Nobody listens on it: not reachable (404); only a revoked id is Gone (410).
         let e = connect(&gone, &with_payload).await.unwrap_err();
-        assert!(e.is_gone());
+        assert!(!e.is_gone());
         assert_eq!(e.fault(), Fault::Peer);
-        assert!(e.to_string().contains("410"), "{e}");
+        assert!(e.to_string().contains("404"), "{e}");
 
-        let mut listener = connect(&listen_url(&s.base_url(), b"phone-1"), &opts()).await.unwrap();
+        let (phone_1, mut listener) = listen(&s, 2).await;
         eventually(&s, |st| st.listening == 1).await;
-        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: b"phone-1".to_vec() });
+        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: phone_1 });
         // Missing client payload: 400, and the listener stays registered.
         assert_eq!(status(connect(&contact, &opts()).await.unwrap_err()), 400);
         let mut d = connect(&contact, &with_payload).await.unwrap();
@@ -367,11 +378,11 @@ async fn contact_without_signal_and_unknown_contact_gone() {
 async fn newer_listener_replaces_older() {
     bounded(async {
         let s = server(TunnelServerConfig::default()).await;
-        let mut old = connect(&listen_url(&s.base_url(), b"p"), &opts()).await.unwrap();
+        let (p, mut old) = listen(&s, 3).await;
         eventually(&s, |st| st.listening == 1).await;
-        let mut new = connect(&listen_url(&s.base_url(), b"p"), &opts()).await.unwrap();
+        let (_, mut new) = listen(&s, 3).await;
         assert!(old.recv().await.is_none(), "the replaced listener is closed");
-        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: b"p".to_vec() });
+        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: p });
         let with_payload = ConnectOptions { client_payload: Some("01".into()), ..opts() };
         let _d = connect(&contact, &with_payload).await.unwrap();
         assert_eq!(new.await_client_payload().await.unwrap(), vec![1]);

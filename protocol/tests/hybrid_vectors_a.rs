@@ -112,7 +112,7 @@ fn upstream_adverts() {
         let url =
             tunnel::url(&tunnel::wss_base(&host), &pt.connect_path(TunnelId::derive(&secret)));
         assert_eq!(url, s(c, "connect_url"));
-        assert_eq!(opened.psk(secret.expose()).expose().to_vec(), h(c, "psk"));
+        assert_eq!(opened.psk(&secret).expose().to_vec(), h(c, "psk"));
         assert_eq!(key.seal(&pt).to_vec(), h(c, "advert"));
     }
 }
@@ -160,7 +160,7 @@ fn transcript_qr() {
     assert_eq!(opened.plaintext, pt);
     let url = tunnel::url(&tunnel::wss_base(&host), &pt.connect_path(tunnel_id));
     assert_eq!(url, s(t, "connect_url"));
-    assert_eq!(opened.psk(secret.expose()).expose().to_vec(), h(t, "psk"));
+    assert_eq!(opened.psk(&secret).expose().to_vec(), h(t, "psk"));
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn transcript_linked() {
     assert_eq!(key.seal(&pt).to_vec(), h(t, "advert_service_data"));
     let opened = match_of(key.trial_open(&h(t, "advert_service_data"), EidMode::Linked));
     assert_eq!(opened.plaintext, pt);
-    assert_eq!(opened.psk(link_secret.expose()).expose().to_vec(), h(t, "psk"));
+    assert_eq!(opened.psk(&link_secret).expose().to_vec(), h(t, "psk"));
 }
 
 proptest! {

@@ -1,9 +1,12 @@
 //! State-assisted ceremonies with a linked phone (§6.3, §9.3): contact the phone through
 //! `/cable/contact/<id>` with a fresh client payload, wait for its advert sealed under
 //! `EidKey::from_link(link secret, client nonce)`, and run NKpsk0 against the stored phone key.
-//! HTTP 410 Gone means the contact id is dead: the link is forgotten and the user told so.
+//! HTTP 410 Gone means the contact id is dead (its phone revoked it): the link is forgotten and
+//! the user told so. Any other refusal of the contact (404 "nobody listens on it right now",
+//! 503, …) means the phone is not reachable *now*: the ceremony fails with "phone not reachable"
+//! at `tunnel_connect` (a peer failure, exit code 1) and the link is kept.
 
-use cablebridge_protocol::hybrid::eid::{EidKey, EidMode};
+use cablebridge_protocol::hybrid::session::DesktopPairing;
 use cablebridge_protocol::hybrid::tunnel::{self as wire, ClientPayload, TunnelPath};
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +17,8 @@ use crate::ceremony::{
     cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
     CeremonyStage, Events, ProgressDetail, StageClock,
 };
-use crate::tunnel::client::connect;
+use crate::store::{display_name, LinkLookup};
+use crate::tunnel::client::{connect, TunnelClientError};
 
 /// Runs one ceremony with the linked phone `name` (name or id in the link store).
 pub(crate) async fn run(
@@ -31,15 +35,32 @@ pub(crate) async fn run(
     let store = config.link_store.as_ref().ok_or_else(|| {
         CeremonyError::usage(setup, "--linked needs a state directory holding linked phones")
     })?;
-    let link = store
+    let found = store
         .find(name)
-        .map_err(|e| CeremonyError::classified(setup, "cannot read linked phones", &e))?
-        .ok_or_else(|| {
-            CeremonyError::usage(
+        .map_err(|e| CeremonyError::classified(setup, "cannot read linked phones", &e))?;
+    let link = match found {
+        LinkLookup::Found(link) => link,
+        LinkLookup::NotFound => {
+            return Err(CeremonyError::usage(
                 setup,
-                format!("no linked phone named {name:?} (see `cablebridge links list`)"),
-            )
-        })?;
+                format!(
+                    "no linked phone named {} (see `cablebridge links list`)",
+                    display_name(name)
+                ),
+            ))
+        }
+        LinkLookup::Ambiguous(ids) => {
+            return Err(CeremonyError::usage(
+                setup,
+                format!(
+                    "{} matches several linked phones; name one by id: {}",
+                    display_name(name),
+                    ids.join(", ")
+                ),
+            ))
+        }
+    };
+    let shown = link.display_name();
     let injected = injected(config, &adverts);
     let adverts = cancellable(cancel, setup, open_input(adverts)).await?;
 
@@ -47,11 +68,13 @@ pub(crate) async fn run(
     rand::rngs::OsRng.fill_bytes(&mut client_nonce);
     let payload = ClientPayload { link_id: link.link_id, client_nonce, hint: request.hint() };
     let mut matcher = AdvertMatcher::new(injected);
-    matcher.add(0, EidKey::from_link(&link.link_secret, &client_nonce), EidMode::Linked);
+    let pairing =
+        DesktopPairing::from_link(&link.link_secret, &client_nonce, &link.phone_public_key);
+    matcher.add(0, pairing.clone());
     progress.finish(
         setup,
         CeremonyStage::TunnelConnect,
-        ProgressDetail::Text(format!("contacting linked phone {} (id {})", link.name, link.id())),
+        ProgressDetail::Text(format!("contacting linked phone {shown} (id {})", link.id())),
     );
 
     let tc = CeremonyStage::TunnelConnect;
@@ -71,7 +94,7 @@ pub(crate) async fn run(
     let conn = match connecting.await? {
         Ok(c) => c,
         Err(e) if e.is_gone() => {
-            let forgotten = store.forget(&link.id());
+            let forgotten = store.forget_key(&link.phone_public_key);
             let what = match forgotten {
                 Ok(_) => "the link was forgotten; scan a QR code to link again",
                 Err(_) => {
@@ -81,9 +104,20 @@ pub(crate) async fn run(
             return Err(CeremonyError::new(
                 tc,
                 CeremonyErrorKind::Peer,
+                format!("the tunnel service says linked phone {shown} is gone (HTTP 410); {what}"),
+            ));
+        }
+        Err(TunnelClientError::HttpStatus {
+            status: status @ (404 | 429 | 502 | 503 | 504),
+            ..
+        }) => {
+            return Err(CeremonyError::new(
+                tc,
+                CeremonyErrorKind::Peer,
                 format!(
-                    "the tunnel service says linked phone {:?} is gone (HTTP 410); {what}",
-                    link.name
+                    "linked phone {shown} is not reachable right now (the tunnel service answered \
+                     HTTP {status}: it is not listening); the link is kept, try again when the \
+                     phone is online"
                 ),
             ));
         }
@@ -110,8 +144,7 @@ pub(crate) async fn run(
             tunnel_host: host.to_string(),
         },
     );
-    let psk = advert.psk(link.link_secret.expose());
-    let start = session::Start::Linked { phone: &link.phone_public_key, psk: &psk };
+    let start = session::Start { pairing, advert: &advert };
     // Updates in a linked session cannot be verified (§9.2): no link sink.
     session::drive(conn, start, request, config, None, &mut progress, cancel).await
 }

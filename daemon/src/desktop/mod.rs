@@ -19,8 +19,9 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert};
+use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridge_protocol::hybrid::session::DesktopPairing;
 use cablebridge_protocol::hybrid::tunnel::{self as wire, TunnelPath};
 use tokio_util::sync::CancellationToken;
 
@@ -132,7 +133,8 @@ pub(crate) async fn run_qr(
     progress.show_qr(qr.to_url(), CeremonyStage::Advert);
 
     let mut matcher = AdvertMatcher::new(injected);
-    matcher.add(0, EidKey::from_qr_secret(&qr.secret), EidMode::Qr);
+    let pairing = DesktopPairing::from_qr(&qr.secret, &identity);
+    matcher.add(0, pairing.clone());
     let (advert, rssi) =
         wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert, cancel).await?;
     let host = advert.plaintext.tunnel_host().map_err(|e| {
@@ -163,8 +165,7 @@ pub(crate) async fn run_qr(
         ProgressDetail::Text(redact_url(&url)),
     );
 
-    let psk = advert.psk(qr.secret.expose());
-    let start = session::Start::Qr { identity: &identity, psk: &psk };
+    let start = session::Start { pairing, advert: &advert };
     let linking = config
         .link_store
         .as_ref()

@@ -10,10 +10,9 @@ use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
     Command, Ctap2Error, GetAssertionResponse, GetInfo, MakeCredentialResponse, StatusCode,
 };
-use cablebridge_protocol::hybrid::keys::Psk;
+use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::messages::LinkingInfo;
-use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, SessionError};
-use p256::{PublicKey, SecretKey};
+use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopPairing, SessionError};
 use tokio_util::sync::CancellationToken;
 
 use super::{unix_now, DesktopConfig};
@@ -21,15 +20,14 @@ use crate::ceremony::{
     cancellable, AuthenticationResult, CeremonyError, CeremonyOutcome, CeremonyRequest,
     CeremonyStage, ClientData, ProgressDetail, RegistrationResult, StageClock, TransportKind,
 };
-use crate::store::{LinkStore, StoredLink};
+use crate::store::{display_name, LinkStore, StoredLink};
 use crate::tunnel::client::TunnelConnection;
 
-/// How the handshake starts.
-pub(super) enum Start<'a> {
-    /// QR-initiated (KNpsk0).
-    Qr { identity: &'a SecretKey, psk: &'a Psk },
-    /// State-assisted (NKpsk0).
-    Linked { phone: &'a PublicKey, psk: &'a Psk },
+/// How the handshake starts: the session's pairing and the advert that matched it (the PSK is
+/// derived inside the protocol crate; no secret is handled here).
+pub(super) struct Start<'a> {
+    pub pairing: DesktopPairing,
+    pub advert: &'a OpenedAdvert,
 }
 
 /// Where verified linking info goes (QR sessions with a link store).
@@ -45,7 +43,7 @@ impl LinkSink<'_> {
         match self.store.upsert(link) {
             Ok(()) => progress.note(
                 CeremonyStage::Linking,
-                ProgressDetail::Text(format!("{} (id {id})", info.name)),
+                ProgressDetail::Text(format!("{} (id {id})", display_name(&info.name))),
             ),
             Err(e) => progress.warn(format!("could not store the phone's linking info: {e}")),
         }
@@ -115,14 +113,7 @@ async fn drive_inner(
     let t = config.timeouts;
     // Handshake: message 1 goes out as soon as the socket is open (§6.1).
     let hs = CeremonyStage::Handshake;
-    let (handshake, msg1) = match start {
-        Start::Qr { identity, psk } => {
-            DesktopHandshake::start_qr(psk, identity, &mut rand::rngs::OsRng)
-        }
-        Start::Linked { phone, psk } => {
-            DesktopHandshake::start_linked(psk, phone, &mut rand::rngs::OsRng)
-        }
-    };
+    let (handshake, msg1) = start.pairing.start_handshake(start.advert, &mut rand::rngs::OsRng);
     send(conn, hs, &msg1).await?;
     let msg2 =
         cancellable(cancel, hs, recv(conn, hs, "waiting for Noise message 2", t.handshake)).await?;

@@ -40,6 +40,11 @@ pub enum PhoneError {
     },
     /// A linked desktop's client payload was malformed.
     ClientPayload(TunnelError),
+    /// A linked desktop named a link id this phone did not issue under that contact.
+    UnknownLink {
+        /// The link id (hex; public: it travels in the client payload).
+        link_id: String,
+    },
     /// The tunnel domain id has no host name.
     Domain(DomainError),
     /// The state file could not be read or written.
@@ -72,6 +77,9 @@ impl fmt::Display for PhoneError {
                 write!(f, "desktop closed the tunnel early (stage {stage})")
             }
             PhoneError::ClientPayload(e) => write!(f, "desktop client payload: {e}"),
+            PhoneError::UnknownLink { link_id } => {
+                write!(f, "desktop named link {link_id}, which this phone did not issue")
+            }
             PhoneError::Domain(e) => write!(f, "tunnel domain: {e}"),
             PhoneError::State(e) => e.fmt(f),
             PhoneError::Identity(e) => write!(f, "phone identity: {e}"),
@@ -92,7 +100,8 @@ impl Classify for PhoneError {
             PhoneError::Domain(e) => e.fault(),
             PhoneError::Timeout { .. }
             | PhoneError::DesktopClosed { .. }
-            | PhoneError::ClientPayload(_) => Fault::Peer,
+            | PhoneError::ClientPayload(_)
+            | PhoneError::UnknownLink { .. } => Fault::Peer,
             PhoneError::Sink { .. } | PhoneError::State(_) | PhoneError::Identity(_) => {
                 Fault::Environment
             }
@@ -102,9 +111,10 @@ impl Classify for PhoneError {
     }
     fn stage(&self) -> Stage {
         match self {
-            PhoneError::Tunnel(_) | PhoneError::ClientPayload(_) | PhoneError::Domain(_) => {
-                Stage::Tunnel
-            }
+            PhoneError::Tunnel(_)
+            | PhoneError::ClientPayload(_)
+            | PhoneError::UnknownLink { .. }
+            | PhoneError::Domain(_) => Stage::Tunnel,
             PhoneError::Sink { .. } => Stage::Advert,
             PhoneError::Session(e) => e.stage(),
             PhoneError::Timeout { stage, .. } | PhoneError::DesktopClosed { stage } => *stage,

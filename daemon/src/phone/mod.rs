@@ -16,7 +16,8 @@
 //! key and serve one request.
 //!
 //! Fault switches ([`Faults`]) make the phone misbehave at a chosen stage so labs and tests can
-//! check that a desktop fails cleanly and names the stage.
+//! check that a desktop fails cleanly and names the stage; they are applied as a policy on the
+//! outgoing frames (`fault`), not inside the protocol loop.
 //!
 //! The session code is generic over what answers CTAP requests ([`backend::CtapBackend`]):
 //! [`VirtualPhone`] is [`Phone`] with the software authenticator ([`backend::SoftwareBackend`]);
@@ -28,6 +29,7 @@
 
 pub mod backend;
 mod error;
+mod fault;
 mod progress;
 mod session;
 pub mod sink;
@@ -166,6 +168,15 @@ pub struct SessionSummary {
     pub fault_injected: bool,
 }
 
+/// What [`Phone::forget_links`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinksForgotten {
+    /// Contacts the tunnel server confirmed revoked (their desktops now get 410 Gone).
+    pub revoked: u32,
+    /// Contacts forgotten here whose revocation the server did not confirm, with why.
+    pub unconfirmed: Vec<String>,
+}
+
 /// A phone-role endpoint: configuration, persistent state (identity, links) and the backend
 /// that answers CTAP requests.
 pub struct Phone<B: CtapBackend> {
@@ -231,12 +242,6 @@ impl<B: CtapBackend> Phone<B> {
     pub fn state(&mut self) -> &PhoneState {
         self.refresh_state();
         &self.state
-    }
-
-    /// Forgets every link (the tunnel server then answers desktops 410) and saves.
-    pub fn forget_links(&mut self) -> Result<(), PhoneError> {
-        self.state.forget_contacts();
-        self.save()
     }
 
     /// Writes the state file (if any), atomically.

@@ -74,6 +74,23 @@ pub enum Progress {
         /// Whether it is a link this phone issued.
         known: bool,
     },
+    /// A linked desktop's session failed (malformed client payload, unknown link, failed
+    /// handshake, …); the phone keeps serving the others.
+    SessionFailed {
+        /// The stage that failed (`Stage::as_str`).
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// A listener's connection to the tunnel server failed; it tries again after a pause.
+    ListenRetry {
+        /// The first 4 bytes of the contact id, hex.
+        contact: String,
+        /// The pause before the next attempt, in milliseconds (doubles up to 30 s).
+        after_ms: u64,
+        /// Why the attempt failed.
+        reason: String,
+    },
     /// The session ended.
     Closed {
         /// Why.
@@ -136,6 +153,8 @@ impl Progress {
             Progress::FaultInjected { .. } => "fault_injected",
             Progress::Listening { .. } => "listening",
             Progress::DesktopArrived { .. } => "desktop_arrived",
+            Progress::SessionFailed { .. } => "session_failed",
+            Progress::ListenRetry { .. } => "listen_retry",
             Progress::Closed { .. } => "closed",
             Progress::KeyReady { .. } => "key_ready",
             Progress::KeyWaiting { .. } => "key_waiting",
@@ -162,6 +181,12 @@ impl Progress {
             Progress::Listening { contact } => json!({ "contact": contact }),
             Progress::DesktopArrived { link_id, known } => {
                 json!({ "link_id": link_id, "known": known })
+            }
+            Progress::SessionFailed { stage, reason } => {
+                json!({ "stage": stage, "reason": reason })
+            }
+            Progress::ListenRetry { contact, after_ms, reason } => {
+                json!({ "contact": contact, "after_ms": after_ms, "reason": reason })
             }
             Progress::Closed { reason } => json!({ "reason": reason }),
             Progress::KeyReady { device, aaguid, removed, pin_needed } => json!({
@@ -209,6 +234,14 @@ impl Progress {
             }
             Progress::DesktopArrived { link_id, known: false } => {
                 format!("desktop arrived for unknown link {link_id}; refusing")
+            }
+            Progress::SessionFailed { stage, reason } => {
+                format!("linked session failed at {stage}: {reason}; still serving")
+            }
+            Progress::ListenRetry { contact, after_ms, reason } => {
+                format!(
+                    "listening on contact {contact} failed ({reason}); retrying in {after_ms} ms"
+                )
             }
             Progress::Closed { reason } => format!("session closed: {reason}"),
             Progress::KeyReady { device, aaguid, removed, pin_needed } => format!(

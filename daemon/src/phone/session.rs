@@ -4,46 +4,139 @@
 //! backend so the virtual phone and the bridge share this one implementation.
 
 use super::backend::{BackendCtx, CtapBackend, CtapReply};
+use super::fault::{FramePolicy, Outgoing, Verdict};
 use super::progress::Progress;
 use super::sink::{AdvertSink, Advertiser};
-use super::{FailAt, Phone, PhoneError, SessionSummary};
+use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
+use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
-use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext, OpenedAdvert};
-use cablebridge_protocol::hybrid::keys::{LinkSecret, Psk};
+use cablebridge_protocol::error::Classify;
+use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
 use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridge_protocol::hybrid::session::{PhoneEvent, PhoneHandshaken, PhoneOpen, SessionError};
+use cablebridge_protocol::hybrid::session::{
+    PhoneFrame, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
+};
 use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, TunnelPath};
 use cablebridge_protocol::Stage;
 use rand::rngs::OsRng;
-use rand::RngCore;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Bytes;
 
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: u8 = 0x27;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
 const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
+/// First wait after a listener's connection failed; doubled after each further failure.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts of one listener.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The tunnel plus the `--drop-after` frame budget.
+/// A desktop that reached one of our contacts, handed from its listener to the session loop.
+struct Arrival {
+    conn: TunnelConnection,
+    contact_id: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// One contact's listener task: hold `/cable/listen/<contact>` and hand over each desktop.
+struct Listener<E> {
+    url: String,
+    connect: crate::tunnel::client::ConnectOptions,
+    headers: Vec<(String, String)>,
+    contact_id: Vec<u8>,
+    emit: E,
+    arrivals: mpsc::Sender<Arrival>,
+}
+
+impl<E: Fn(Progress) + Send + Sync + 'static> Listener<E> {
+    /// Runs until the session loop is gone or the server revoked/refused the contact.
+    async fn run(mut self) {
+        self.connect.extra_headers.extend(std::mem::take(&mut self.headers));
+        let short = hex::encode(self.contact_id.get(..4).unwrap_or_default());
+        let mut backoff = BACKOFF_INITIAL;
+        loop {
+            (self.emit)(Progress::Connecting { path: format!("/cable/listen/{short}…") });
+            let failure = match connect(&self.url, &self.connect).await {
+                Ok(mut conn) => {
+                    (self.emit)(Progress::Listening { contact: short.clone() });
+                    match conn.await_client_payload().await {
+                        Ok(payload) => {
+                            backoff = BACKOFF_INITIAL;
+                            let contact_id = self.contact_id.clone();
+                            let arrival = Arrival { conn, contact_id, payload };
+                            if self.arrivals.send(arrival).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        // Listen TTL passed or a newer registration replaced us: register again.
+                        Err(TunnelClientError::Closed) => {
+                            backoff = BACKOFF_INITIAL;
+                            tokio::time::sleep(RELISTEN_PAUSE).await;
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            let status = match &failure {
+                TunnelClientError::HttpStatus { status, .. } => Some(*status),
+                _ => None,
+            };
+            if matches!(status, Some(403 | 410)) {
+                // Revoked, or the server does not accept our credential: retrying cannot help.
+                (self.emit)(Progress::Warning {
+                    message: format!("stopped listening on contact {short}: {failure}"),
+                });
+                return;
+            }
+            (self.emit)(Progress::ListenRetry {
+                contact: short.clone(),
+                after_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                reason: failure.to_string(),
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// The tunnel behind the lab fault policy on outgoing frames.
 struct Outbox {
     conn: TunnelConnection,
-    sent: u32,
-    drop_after: Option<u32>,
+    policy: FramePolicy,
+}
+
+/// What became of a frame handed to [`Outbox::send`].
+enum Sent {
+    /// On the wire; carry on.
+    Continue,
+    /// On the wire, and a fault switch says the session ends here (which one).
+    FaultClose(String),
 }
 
 impl Outbox {
-    /// `false` once the budget is used up: the tunnel has then been closed.
-    fn exhausted(&self) -> bool {
-        self.drop_after.is_some_and(|n| self.sent >= n)
+    fn new(conn: TunnelConnection, faults: &super::Faults) -> Self {
+        Outbox { conn, policy: FramePolicy::new(faults) }
     }
 
-    /// Sends one frame; returns `false` if the fault budget closed the tunnel after it.
-    async fn send(&mut self, frame: &[u8]) -> Result<bool, PhoneError> {
+    /// Sends one frame as the fault policy decides.
+    async fn send(&mut self, kind: Outgoing, frame: &mut [u8]) -> Result<Sent, PhoneError> {
+        let verdict = self.policy.apply(kind, frame);
         self.conn.send(frame).await?;
-        self.sent += 1;
-        Ok(!self.exhausted())
+        Ok(match verdict {
+            Verdict::Send => Sent::Continue,
+            Verdict::SendThenClose(what) => Sent::FaultClose(what),
+        })
+    }
+
+    fn sent(&self) -> u32 {
+        self.policy.sent()
     }
 }
 
@@ -65,60 +158,119 @@ impl<B: CtapBackend> Phone<B> {
         summary.routing_id = Some(routing.to_hex());
         self.emit(Progress::TunnelOpen { routing_id: Some(routing.to_hex()) });
 
-        let mut nonce = [0u8; 10];
-        OsRng.fill_bytes(&mut nonce);
-        let plaintext = EidPlaintext::new(nonce, routing, self.config.domain_id);
-        let advert = EidKey::from_qr_secret(&qr.secret).seal(&plaintext);
-        let psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(qr.secret.expose());
-        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
-        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
-        if out.exhausted() {
-            return self.inject(out, summary, "drop-after: closed before message 2").await;
+        let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
+        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
+        let out = Outbox::new(conn, &self.config.faults);
+        if let Some(what) = out.policy.close_before_first_frame() {
+            return self.inject(out, summary, &what).await;
         }
-        let (hs, msg2) = PhoneHandshaken::respond_qr(&psk, &qr.public_key, &msg1, &mut OsRng)?;
+        let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         let linking = self.config.offer_linking && qr.linking == Some(true);
         self.after_msg1(out, hs, msg2, linking, summary).await
     }
 
-    /// Holds `/cable/listen/<contact>` for the first stored contact and serves desktops that
-    /// arrive with a link this phone issued, until `max_sessions` sessions ran (or forever).
-    /// Failed sessions are reported and counted; the listener carries on.
+    /// Holds `/cable/listen/<contact>` for every stored contact (one listener task per linked
+    /// desktop, each proving the contact's listen secret) and serves desktops that arrive with a
+    /// link this phone issued, one session at a time, until `max_sessions` desktops arrived (or
+    /// forever). One desktop cannot take the service down: a malformed client payload, an unknown
+    /// link or a failed session is reported ([`Progress::SessionFailed`]) and the phone carries
+    /// on; a listener whose connection fails retries with exponential backoff
+    /// ([`Progress::ListenRetry`]). Only Ctrl-C ([`Phone::shutdown_token`]) or every contact being
+    /// revoked/refused by the server ends it early.
     pub async fn serve_links(&mut self, max_sessions: Option<u32>) -> Result<u32, PhoneError> {
-        let Some(contact) = self.state.contacts.first().cloned() else {
+        if self.state.contacts.is_empty() {
             return Err(PhoneError::Identity(
                 "no links stored: run a QR session with --offer-linking first".into(),
             ));
-        };
-        let short = hex::encode(contact.contact_id.get(..4).unwrap_or_default());
+        }
+        let (tx, mut arrivals) = mpsc::channel(self.state.contacts.len());
+        let mut listeners = JoinSet::new();
+        for contact in &self.state.contacts {
+            let listener = Listener {
+                url: listen_url(&self.config.tunnel_base, &contact.contact_id),
+                connect: self.config.connect.clone(),
+                headers: listen_headers(&contact.listen_secret, false),
+                contact_id: contact.contact_id.clone(),
+                emit: self.emitter(),
+                arrivals: tx.clone(),
+            };
+            listeners.spawn(listener.run());
+        }
+        drop(tx);
         let mut served = 0;
         while max_sessions.is_none_or(|m| served < m) {
-            let listen = listen_url(&self.config.tunnel_base, &contact.contact_id);
-            self.emit(Progress::Connecting { path: format!("/cable/listen/{short}…") });
-            let mut conn = connect(&listen, &self.config.connect).await?;
-            self.emit(Progress::Listening { contact: short.clone() });
-            let payload = match conn.await_client_payload().await {
-                Ok(p) => p,
-                // Listen TTL passed or a newer registration replaced us: register again.
-                Err(TunnelClientError::Closed) => {
-                    tokio::time::sleep(RELISTEN_PAUSE).await;
-                    continue;
+            let arrival = tokio::select! {
+                a = arrivals.recv() => a,
+                () = self.shutdown.cancelled() => {
+                    return Err(PhoneError::Cancelled { stage: Stage::Tunnel })
                 }
-                Err(e) => return Err(e.into()),
+            };
+            let Some(arrival) = arrival else {
+                return Err(PhoneError::Identity(
+                    "the tunnel server revoked or refused every stored contact".into(),
+                ));
             };
             served += 1;
-            let payload = ClientPayload::from_cbor(&payload).map_err(PhoneError::ClientPayload)?;
-            let secret = self.state.link_secret(&contact.contact_id, &payload.link_id);
-            let link_id = hex::encode(payload.link_id);
-            self.emit(Progress::DesktopArrived { link_id, known: secret.is_some() });
-            let Some(secret) = secret else {
-                let _ = conn.close().await;
-                continue;
-            };
-            if let Err(e) = self.linked_session(conn, &secret, &payload).await {
-                self.emit(Progress::Closed { reason: format!("linked session failed: {e}") });
+            match self.serve_arrival(arrival).await {
+                Ok(_) => {}
+                Err(e @ PhoneError::Cancelled { .. }) => return Err(e),
+                Err(e) => self.emit(Progress::SessionFailed {
+                    stage: e.stage().as_str().to_owned(),
+                    reason: e.to_string(),
+                }),
             }
         }
+        // Dropping the set aborts the listener tasks, which closes their connections.
+        drop(listeners);
         Ok(served)
+    }
+
+    /// One desktop that reached a contact: check its client payload and link, then run it.
+    async fn serve_arrival(&mut self, arrival: Arrival) -> Result<SessionSummary, PhoneError> {
+        let Arrival { conn, contact_id, payload } = arrival;
+        let payload = match ClientPayload::from_cbor(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(PhoneError::ClientPayload(e));
+            }
+        };
+        let secret = self.state.link_secret(&contact_id, &payload.link_id);
+        let link_id = hex::encode(payload.link_id);
+        self.emit(Progress::DesktopArrived { link_id: link_id.clone(), known: secret.is_some() });
+        let Some(secret) = secret else {
+            let _ = conn.close().await;
+            return Err(PhoneError::UnknownLink { link_id });
+        };
+        self.linked_session(conn, &secret, &payload).await
+    }
+
+    /// Revokes every stored contact on the tunnel server (desktops then get 410 Gone and forget
+    /// the link) and forgets them here. A contact the server could not be asked about is
+    /// forgotten too (its listen secret is gone, so nobody can ever listen on it again; its
+    /// desktops get 404 "not reachable" until they forget the link themselves): such contacts
+    /// are reported in [`LinksForgotten::unconfirmed`].
+    pub async fn forget_links(&mut self) -> Result<LinksForgotten, PhoneError> {
+        let mut report = LinksForgotten::default();
+        for contact in &self.state.contacts {
+            let mut opts = self.config.connect.clone();
+            opts.extra_headers.extend(listen_headers(&contact.listen_secret, true));
+            let url = listen_url(&self.config.tunnel_base, &contact.contact_id);
+            let short = hex::encode(contact.contact_id.get(..4).unwrap_or_default());
+            match connect(&url, &opts).await {
+                Err(e) if e.is_gone() => report.revoked += 1,
+                Err(e) => report.unconfirmed.push(format!("contact {short}: {e}")),
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    report.unconfirmed.push(format!(
+                        "contact {short}: the tunnel server does not support revocation"
+                    ));
+                }
+            }
+        }
+        self.state.forget_contacts();
+        self.save()?;
+        Ok(report)
     }
 
     /// One state-assisted session on a listen connection a desktop just reached.
@@ -128,22 +280,17 @@ impl<B: CtapBackend> Phone<B> {
         secret: &LinkSecret,
         payload: &ClientPayload,
     ) -> Result<SessionSummary, PhoneError> {
-        // Byte 0 zero, bytes 1–13 random, bytes 14–15 a valid domain id: Chrome's desktop checks
-        // the domain even on linked adverts (pitfall §11.2 item 16).
-        let mut block = [0u8; 16];
-        OsRng.fill_bytes(&mut block[1..14]);
-        block[14..16].copy_from_slice(&self.config.domain_id.to_le_bytes());
-        let plaintext = EidPlaintext(block);
-        let advert = EidKey::from_link(secret, &payload.client_nonce).seal(&plaintext);
-        let psk: Psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(secret.expose());
-        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
-        let out = Outbox { conn, sent: 0, drop_after: self.config.faults.drop_after };
-        let summary = SessionSummary::default();
-        if out.exhausted() {
-            return self.inject(out, summary, "drop-after: closed before message 2").await;
-        }
         let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
-        let (hs, msg2) = PhoneHandshaken::respond_linked(&psk, &identity, &msg1, &mut OsRng)?;
+        let domain = self.config.domain_id;
+        let pairing =
+            PhonePairing::linked(secret, &payload.client_nonce, domain, &identity, &mut OsRng);
+        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
+        let out = Outbox::new(conn, &self.config.faults);
+        let summary = SessionSummary::default();
+        if let Some(what) = out.policy.close_before_first_frame() {
+            return self.inject(out, summary, &what).await;
+        }
+        let (hs, msg2) = pairing.respond(&msg1, &mut OsRng)?;
         self.after_msg1(out, hs, msg2, false, summary).await
     }
 
@@ -179,43 +326,27 @@ impl<B: CtapBackend> Phone<B> {
         offer_linking: bool,
         mut summary: SessionSummary,
     ) -> Result<SessionSummary, PhoneError> {
-        let fail_at = self.config.faults.fail_at;
-        if fail_at == Some(FailAt::Handshake) {
-            // Flip a bit in the ephemeral key's encoding: not a valid point / wrong transcript.
-            msg2[40] ^= 0x01;
-            msg2[80] ^= 0x01;
-            out.send(&msg2).await?;
-            return self.inject(out, summary, "handshake: corrupt message 2 sent").await;
+        if let Sent::FaultClose(what) = out.send(Outgoing::HandshakeResponse, &mut msg2).await? {
+            return self.inject(out, summary, &what).await;
         }
-        let keep_going = out.send(&msg2).await?;
-        summary.frames_sent = out.sent;
-        if !keep_going {
-            return self.inject(out, summary, "drop-after: closed after message 2").await;
-        }
+        summary.frames_sent = out.sent();
         self.emit(Progress::HandshakeDone);
 
         let get_info = self.get_info().await?;
         let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
-        if fail_at == Some(FailAt::PostHandshake) {
-            if let Some(b) = post.last_mut() {
-                *b ^= 0x80; // breaks the AES-GCM tag
-            }
-            out.send(&post).await?;
-            return self.inject(out, summary, "post-handshake: corrupt message sent").await;
-        }
-        if !out.send(&post).await? {
-            return self.inject(out, summary, "drop-after: closed after post-handshake").await;
+        if let Sent::FaultClose(what) = out.send(Outgoing::PostHandshake, &mut post).await? {
+            return self.inject(out, summary, &what).await;
         }
         self.emit(Progress::PostHandshakeSent);
 
         if offer_linking {
-            let frame = self.linking_update(&mut open)?;
+            let (mut frame, link_id) = self.linking_update(&mut open)?;
             summary.linking_sent = true;
             self.save()?;
-            if !out.send(&frame.0).await? {
-                return self.inject(out, summary, "drop-after: closed after linking").await;
+            if let Sent::FaultClose(what) = out.send(Outgoing::Linking, &mut frame).await? {
+                return self.inject(out, summary, &what).await;
             }
-            self.emit(Progress::LinkingSent { link_id: frame.1 });
+            self.emit(Progress::LinkingSent { link_id });
         }
         self.request_loop(open, out, summary).await
     }
@@ -244,6 +375,8 @@ impl<B: CtapBackend> Phone<B> {
         mut out: Outbox,
         mut summary: SessionSummary,
     ) -> Result<SessionSummary, PhoneError> {
+        let mut request: Vec<u8> = Vec::new();
+        let mut sealed: Vec<u8> = Vec::new();
         let reason = loop {
             let idle = self.config.idle_timeout;
             let frame = match tokio::time::timeout(idle, out.conn.recv()).await {
@@ -253,34 +386,17 @@ impl<B: CtapBackend> Phone<B> {
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(frame))) => frame,
             };
-            match open.receive(&frame)? {
-                PhoneEvent::CtapRequest { command, params } => {
-                    self.emit(Progress::Request { command });
-                    let CtapReply { status, body } =
-                        if self.config.faults.fail_at == Some(FailAt::Ctap) {
-                            self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
-                            summary.fault_injected = true;
-                            CtapReply::status(OPERATION_DENIED)
-                        } else {
-                            let mut request = Vec::with_capacity(params.len() + 1);
-                            request.push(command);
-                            request.extend_from_slice(&params);
-                            self.ctap(&request, &mut out.conn).await?
-                        };
-                    let sealed = open.respond_ctap(status, &body)?;
-                    summary.requests += 1;
-                    summary.last_status = Some(status);
-                    let keep_going = out.send(&sealed).await?;
-                    summary.frames_sent = out.sent;
-                    self.emit(Progress::Responded { status });
-                    if !keep_going {
-                        return self
-                            .inject(out, summary, "drop-after: closed after response")
-                            .await;
-                    }
+            // The request is copied once, from the session's scratch into this reused buffer
+            // (the backend needs `command ‖ params` contiguous); responses are sealed in place.
+            let command = match open.receive_borrowed(&frame)? {
+                PhoneFrame::CtapRequest { command, params } => {
+                    request.clear();
+                    request.push(command);
+                    request.extend_from_slice(params);
+                    command
                 }
-                PhoneEvent::UpdateIgnored => {}
-                PhoneEvent::Shutdown => break "desktop sent shutdown",
+                PhoneFrame::UpdateIgnored => continue,
+                PhoneFrame::Shutdown => break "desktop sent shutdown",
                 // We announce only "ctap"; a JSON request breaks the negotiated features.
                 _ => {
                     return Err(SessionError::UnexpectedFrame {
@@ -289,9 +405,26 @@ impl<B: CtapBackend> Phone<B> {
                     }
                     .into())
                 }
+            };
+            self.emit(Progress::Request { command });
+            let CtapReply { status, body } = if out.policy.denies_ctap() {
+                self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                summary.fault_injected = true;
+                CtapReply::status(OPERATION_DENIED)
+            } else {
+                self.ctap(&request, &mut out.conn).await?
+            };
+            open.respond_ctap_into(status, &body, &mut sealed)?;
+            summary.requests += 1;
+            summary.last_status = Some(status);
+            let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
+            summary.frames_sent = out.sent();
+            self.emit(Progress::Responded { status });
+            if let Sent::FaultClose(what) = sent {
+                return self.inject(out, summary, &what).await;
             }
         };
-        summary.frames_sent = out.sent;
+        summary.frames_sent = out.sent();
         let _ = out.conn.close().await;
         self.save()?;
         self.emit(Progress::Closed { reason: reason.into() });
@@ -352,7 +485,7 @@ impl<B: CtapBackend> Phone<B> {
         what: &str,
     ) -> Result<SessionSummary, PhoneError> {
         summary.fault_injected = true;
-        summary.frames_sent = out.sent;
+        summary.frames_sent = out.sent();
         self.emit(Progress::FaultInjected { what: what.into() });
         let _ = out.conn.close().await;
         self.save()?;

@@ -9,8 +9,17 @@
 //! and left alone — never silently overwritten.
 //!
 //! Each link has a short `id` (first 8 hex digits of SHA-256 of the phone key) and the phone's
-//! `name`; `links forget` accepts either. [`StoredLink`]'s `Debug` and [`StoredLink::summary`]
-//! never show the link secret.
+//! `name`; `links forget` and `--linked` accept either ([`LinkStore::find`]). **Ids win**: a
+//! query that is some link's id (or a longer prefix of its full 64-digit id) means that link,
+//! whatever other phones chose as their name, so a phone cannot shadow another link by naming
+//! itself after its id. Names are tried only when no id matches: first exactly, then
+//! case-insensitively. More than one match at any step is [`LinkLookup::Ambiguous`] (a usage
+//! error listing longer ids to pick from), never a silent first pick.
+//!
+//! The name is chosen by the phone: [`display_name`] escapes control and invisible formatting
+//! characters and caps its length for terminals; [`StoredLink::summary`] caps it for JSON (where
+//! escaping is JSON's). [`StoredLink`]'s `Debug` and [`StoredLink::summary`] never show the link
+//! secret.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +31,75 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use super::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
+
+/// Longest link name shown, in characters (after escaping); longer ones end in `…`.
+pub const MAX_NAME_SHOWN: usize = 64;
+
+/// Shortest id prefix accepted (the short id's length).
+const SHORT_ID_LEN: usize = 8;
+
+/// Characters that change how a terminal shows the text around them without being "control"
+/// characters: bidi embeddings/overrides/isolates, zero-width joiners and marks, BOM.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A phone-chosen name made safe to print: control and invisible formatting characters (and
+/// `\`) are escaped as Rust escapes (`\n`, `\u{1b}`, `\u{202e}`), and the result is capped at
+/// [`MAX_NAME_SHOWN`] characters (ending in `…` when cut).
+pub fn display_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut shown = 0usize;
+    for c in name.chars() {
+        let piece: String = if c == '\\' {
+            "\\\\".to_owned()
+        } else if c.is_control() || invisible(c) {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        let len = piece.chars().count();
+        if shown + len > MAX_NAME_SHOWN - 1 {
+            out.push('…');
+            return out;
+        }
+        shown += len;
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// `name` cut to [`MAX_NAME_SHOWN`] characters (ending in `…` when cut), not escaped.
+fn capped_name(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME_SHOWN {
+        return name.to_owned();
+    }
+    let mut out: String = name.chars().take(MAX_NAME_SHOWN - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The outcome of looking a link up by id or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkLookup {
+    /// Exactly one link.
+    Found(StoredLink),
+    /// No link has that id or name.
+    NotFound,
+    /// Several links match; the 16-digit ids that tell them apart.
+    Ambiguous(Vec<String>),
+}
+
+impl LinkLookup {
+    /// The found link, if exactly one matched.
+    pub fn found(self) -> Option<StoredLink> {
+        match self {
+            LinkLookup::Found(l) => Some(l),
+            _ => None,
+        }
+    }
+}
 
 /// File name inside the state directory.
 pub const LINKS_FILE: &str = "links.json";
@@ -74,6 +152,17 @@ impl StoredLink {
         hex::encode(&Sha256::digest(self.phone_key_bytes())[..4])
     }
 
+    /// Full id: all 64 hex digits of SHA-256 of the phone key (any prefix of at least 8 digits
+    /// selects the link).
+    pub fn full_id(&self) -> String {
+        hex::encode(Sha256::digest(self.phone_key_bytes()))
+    }
+
+    /// The phone's name, escaped and capped for printing ([`display_name`]).
+    pub fn display_name(&self) -> String {
+        display_name(&self.name)
+    }
+
     /// Non-secret description (for `links list`).
     pub fn summary(&self) -> Value {
         let host = cablebridge_protocol::hybrid::domain::tunnel_domain(self.tunnel_domain)
@@ -81,7 +170,7 @@ impl StoredLink {
             .ok();
         json!({
             "id": self.id(),
-            "name": self.name,
+            "name": capped_name(&self.name),
             "tunnel_domain_id": self.tunnel_domain,
             "tunnel_host": host,
             "link_id": hex::encode(self.link_id),
@@ -96,6 +185,7 @@ impl StoredLink {
             "phone_public_key": hex::encode(self.phone_key_bytes()),
             "contact_id": hex::encode(&self.contact_id),
             "link_id": hex::encode(self.link_id),
+            // secret-export: the link store file is where link secrets live (mode 0600).
             "link_secret": hex::encode(self.link_secret.expose()),
             "tunnel_domain": self.tunnel_domain,
             "created": self.created,
@@ -203,30 +293,56 @@ impl LinkStore {
         self.save(&links)
     }
 
-    /// Finds a link by id, exact name, or unique case-insensitive name.
-    pub fn find(&self, name_or_id: &str) -> Result<Option<StoredLink>, StoreError> {
-        Ok(pick(self.load()?, name_or_id))
+    /// Finds a link by id (or id prefix), else exact name, else case-insensitive name; ids win
+    /// (see the module docs).
+    pub fn find(&self, name_or_id: &str) -> Result<LinkLookup, StoreError> {
+        Ok(pick(&self.load()?, name_or_id))
     }
 
-    /// Removes the link named `name_or_id`; returns it when there was one.
-    pub fn forget(&self, name_or_id: &str) -> Result<Option<StoredLink>, StoreError> {
+    /// Removes the link [`Self::find`] picks for `name_or_id` (nothing on no or several
+    /// matches) and returns the lookup.
+    pub fn forget(&self, name_or_id: &str) -> Result<LinkLookup, StoreError> {
+        let links = self.load()?;
+        let found = pick(&links, name_or_id);
+        if let LinkLookup::Found(l) = &found {
+            self.forget_key(&l.phone_public_key)?;
+        }
+        Ok(found)
+    }
+
+    /// Removes the link of this phone key; returns whether there was one.
+    pub fn forget_key(&self, phone: &PublicKey) -> Result<bool, StoreError> {
         let mut links = self.load()?;
-        let Some(found) = pick(links.clone(), name_or_id) else { return Ok(None) };
-        links.retain(|l| l.phone_public_key != found.phone_public_key);
+        let before = links.len();
+        links.retain(|l| l.phone_public_key != *phone);
+        if links.len() == before {
+            return Ok(false);
+        }
         self.save(&links)?;
-        Ok(Some(found))
+        Ok(true)
     }
 }
 
-fn pick(links: Vec<StoredLink>, name_or_id: &str) -> Option<StoredLink> {
-    if let Some(l) = links.iter().find(|l| l.id() == name_or_id || l.name == name_or_id) {
-        return Some(l.clone());
+fn pick(links: &[StoredLink], query: &str) -> LinkLookup {
+    let one = |matches: Vec<&StoredLink>| match matches.as_slice() {
+        [] => None,
+        [l] => Some(LinkLookup::Found((*l).clone())),
+        many => Some(LinkLookup::Ambiguous(
+            many.iter().map(|l| l.full_id()[..2 * SHORT_ID_LEN].to_owned()).collect(),
+        )),
+    };
+    let q = query.to_ascii_lowercase();
+    let id_like = q.len() >= SHORT_ID_LEN && q.bytes().all(|b| b.is_ascii_hexdigit());
+    let steps: [&dyn Fn(&StoredLink) -> bool; 3] =
+        [&|l| id_like && l.full_id().starts_with(&q), &|l| l.name == query, &|l| {
+            l.name.to_lowercase() == query.to_lowercase()
+        }];
+    for step in steps {
+        if let Some(found) = one(links.iter().filter(|l| step(l)).collect()) {
+            return found;
+        }
     }
-    let mut ci = links.into_iter().filter(|l| l.name.eq_ignore_ascii_case(name_or_id));
-    match (ci.next(), ci.next()) {
-        (Some(l), None) => Some(l),
-        _ => None,
-    }
+    LinkLookup::NotFound
 }
 
 #[cfg(test)]
@@ -270,16 +386,79 @@ mod tests {
         assert_eq!(mode, 0o600);
         // Found by id and by case-insensitive name; forgotten by name.
         let id = links[1].id();
-        assert_eq!(store.find(&id).unwrap().unwrap().name, "iPhone");
-        assert_eq!(store.find("pixel 8").unwrap().unwrap().id(), links[0].id());
-        assert_eq!(store.forget("iPhone").unwrap().unwrap().id(), id);
-        assert!(store.forget("iPhone").unwrap().is_none());
+        assert_eq!(store.find(&id).unwrap().found().unwrap().name, "iPhone");
+        assert_eq!(store.find("pixel 8").unwrap().found().unwrap().id(), links[0].id());
+        assert_eq!(store.forget("iPhone").unwrap().found().unwrap().id(), id);
+        assert_eq!(store.forget("iPhone").unwrap(), LinkLookup::NotFound);
         assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_name_never_shadows_another_links_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LinkStore::in_dir(dir.path());
+        let victim = link(1, "Pixel");
+        // The attacker's phone links first and names itself after the victim's id (and its
+        // uppercase form, and the victim's name).
+        store.upsert(link(2, &victim.id())).unwrap();
+        store.upsert(link(3, &victim.id().to_uppercase())).unwrap();
+        store.upsert(victim.clone()).unwrap();
+        let found = store.find(&victim.id()).unwrap().found().unwrap();
+        assert_eq!(found.phone_public_key, victim.phone_public_key, "ids win");
+        let found = store.find(&victim.id().to_uppercase()).unwrap().found().unwrap();
+        assert_eq!(found.phone_public_key, victim.phone_public_key, "ids are case-blind");
+        assert_eq!(
+            store.forget(&victim.id()).unwrap().found().unwrap().phone_public_key,
+            victim.phone_public_key
+        );
+        assert_eq!(store.load().unwrap().len(), 2, "only the victim was forgotten");
+    }
+
+    #[test]
+    fn several_matches_are_ambiguous_not_a_silent_first_pick() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LinkStore::in_dir(dir.path());
+        store.upsert(link(1, "Pixel")).unwrap();
+        store.upsert(link(2, "pixel")).unwrap();
+        store.upsert(link(3, "Pixel")).unwrap();
+        let LinkLookup::Ambiguous(ids) = store.find("Pixel").unwrap() else {
+            panic!("two links are named Pixel")
+        };
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().all(|i| i.len() == 16));
+        // Exactly one link is named "pixel": the exact match is unique.
+        assert_eq!(store.find("pixel").unwrap().found().unwrap().name, "pixel");
+        assert!(matches!(store.find("PIXEL").unwrap(), LinkLookup::Ambiguous(v) if v.len() == 3));
+        assert!(matches!(store.forget("Pixel").unwrap(), LinkLookup::Ambiguous(_)));
+        assert_eq!(store.load().unwrap().len(), 3, "nothing forgotten on ambiguity");
+        // A longer id prefix picks one.
+        let full = link(3, "Pixel").full_id();
+        assert_eq!(store.find(&full[..16]).unwrap().found().unwrap().id(), full[..8]);
+    }
+
+    #[test]
+    fn names_are_escaped_and_capped_for_printing() {
+        assert_eq!(display_name("Pixel 8"), "Pixel 8");
+        assert_eq!(display_name("a\u{1b}[31mb\nc"), "a\\u{1b}[31mb\\nc");
+        assert_eq!(display_name("evil\u{202e}txt"), "evil\\u{202e}txt");
+        assert_eq!(display_name("back\\slash"), "back\\\\slash");
+        let long = "x".repeat(1000);
+        let shown = display_name(&long);
+        assert_eq!(shown.chars().count(), MAX_NAME_SHOWN);
+        assert!(shown.ends_with('…'));
+        let escapes = "\u{7}".repeat(100);
+        assert!(display_name(&escapes).chars().count() <= MAX_NAME_SHOWN);
+        assert!(!display_name(&escapes).chars().any(|c| c.is_control()));
+        let mut l = link(4, &long);
+        assert_eq!(l.summary()["name"].as_str().unwrap().chars().count(), MAX_NAME_SHOWN);
+        l.name = "ok".into();
+        assert_eq!(l.summary()["name"], "ok");
     }
 
     #[test]
     fn summary_and_debug_never_show_the_secret() {
         let l = link(3, "Pixel");
+        // secret-export: the test looks for the secret in outputs that must not contain it.
         let secret_hex = hex::encode(l.link_secret.expose());
         assert!(!l.summary().to_string().contains(&secret_hex));
         assert!(!format!("{l:?}").contains(&secret_hex));

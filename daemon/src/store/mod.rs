@@ -7,6 +7,8 @@
 pub mod atomic;
 pub mod links;
 
-pub use links::{default_state_dir, LinkStore, StoredLink};
+pub use links::{
+    default_state_dir, display_name, LinkLookup, LinkStore, StoredLink, MAX_NAME_SHOWN,
+};
 
 pub use atomic::{read_optional, write_atomic, StoreError};

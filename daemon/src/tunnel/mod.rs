@@ -8,6 +8,7 @@
 //! [`cablebridge_protocol::hybrid::tunnel`], the one place they are defined.
 
 pub mod client;
+pub mod listen;
 pub mod server;
 
 use cablebridge_protocol::hybrid::tunnel::MAX_MESSAGE_LEN;
@@ -15,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Private phone-side path of our server for state-assisted transactions (see [`server`] docs):
-/// `/cable/listen/<base64url contact id>`. Not part of any specification.
+/// `/cable/listen/<base64url contact id>`, proven with the phone's [`listen::ListenSecret`].
+/// Not part of any specification.
 pub const LISTEN_PATH_PREFIX: &str = "/cable/listen/";
 
 /// URL of our private listen path for `contact_id` (`base` as for

@@ -16,7 +16,9 @@
 
 use crate::error::{Classify, Fault, Stage};
 use crate::hybrid::domain::{self, DomainError};
-use crate::hybrid::keys::{self, EidKeyBytes, KeyPurpose, LinkSecret, Psk, QrSecret};
+use crate::hybrid::keys::{
+    self, EidKeyBytes, KeyPurpose, LinkSecret, PairingSecret, Psk, QrSecret,
+};
 use crate::hybrid::tunnel::{RoutingId, TunnelId, TunnelPath};
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use core::fmt;
@@ -135,8 +137,8 @@ pub struct OpenedAdvert {
 impl OpenedAdvert {
     /// Noise psk0: `Derive(secret, whole 16-byte plaintext, PSK, 32)`; `secret` is the QR secret
     /// or the link secret.
-    pub fn psk(&self, secret: &[u8]) -> Psk {
-        Psk::new(keys::derive_array(secret, &self.plaintext.0, KeyPurpose::Psk))
+    pub fn psk(&self, secret: &impl PairingSecret) -> Psk {
+        Psk::new(keys::derive_array(secret.ikm(), &self.plaintext.0, KeyPurpose::Psk))
     }
 }
 

@@ -52,6 +52,33 @@ pub fn derive_array<const N: usize>(secret: &[u8], salt: &[u8], purpose: KeyPurp
     out
 }
 
+/// A secret a session's EID key and PSK are derived from (§3): the QR secret of a QR-initiated
+/// session or the link secret of a linked one. Sealed: only those two types implement it, so a
+/// PSK can never be derived from an arbitrary byte string by mistake.
+pub trait PairingSecret: sealed::Sealed {
+    /// The secret bytes (the HKDF input keying material).
+    #[doc(hidden)]
+    fn ikm(&self) -> &[u8];
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::QrSecret {}
+    impl Sealed for super::LinkSecret {}
+}
+
+impl PairingSecret for QrSecret {
+    fn ikm(&self) -> &[u8] {
+        self.expose()
+    }
+}
+
+impl PairingSecret for LinkSecret {
+    fn ikm(&self) -> &[u8] {
+        self.expose()
+    }
+}
+
 secret_type!(
     /// The 16-byte QR secret shared through the QR code.
     QrSecret,

@@ -91,7 +91,8 @@ fn decrypt(args: &DecryptArgs, global: &GlobalOpts) -> Result<Report, CmdError> 
         report.field("suffix", hex::encode(&opened.suffix))
     };
     Ok(if global.show_secrets {
-        report.field("psk", hex::encode(opened.psk(secret.expose()).expose()))
+        // secret-export: `--show-secrets` is an explicit request to print the PSK (lab tool).
+        report.field("psk", hex::encode(opened.psk(&secret).expose()))
     } else {
         report
     })

@@ -2,7 +2,7 @@
 //! of `cablebridged::store::links`). Never prints link secrets.
 
 use crate::output::{CmdError, Report};
-use cablebridged::store::{default_state_dir, LinkStore};
+use cablebridged::store::{default_state_dir, LinkLookup, LinkStore};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -12,7 +12,8 @@ use std::path::PathBuf;
 pub enum LinksCommand {
     /// List linked phones (id, name, tunnel host, dates).
     List(StateDirArg),
-    /// Forget a linked phone by name or id.
+    /// Forget a linked phone by id (or a longer prefix of its full id) or name. Ids win over
+    /// names; a name several phones share is refused as ambiguous.
     Forget(ForgetArgs),
 }
 
@@ -28,7 +29,8 @@ pub struct StateDirArg {
 /// Arguments of `links forget`.
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
-    /// The phone's name or id (from `links list`).
+    /// The phone's id or name (from `links list`); an id always means that link, even if
+    /// another phone named itself after it.
     pub name_or_id: String,
     /// State directory.
     #[command(flatten)]
@@ -42,8 +44,9 @@ fn store(arg: &StateDirArg) -> Result<LinkStore, CmdError> {
     Ok(LinkStore::in_dir(&dir))
 }
 
-/// Runs a `links` subcommand.
-pub fn run(cmd: &LinksCommand) -> Result<Report, CmdError> {
+/// Runs a `links` subcommand. Human output shows phone-chosen names escaped and capped
+/// (`store::display_name`); JSON carries them capped and JSON-escaped.
+pub fn run(cmd: &LinksCommand, json: bool) -> Result<Report, CmdError> {
     let env = |e: cablebridged::store::StoreError| CmdError::environment(e.to_string());
     match cmd {
         LinksCommand::List(a) => {
@@ -56,25 +59,34 @@ pub fn run(cmd: &LinksCommand) -> Result<Report, CmdError> {
                     format!(
                         "{}  {}  (linked {}, updated {})\n",
                         l.id(),
-                        l.name,
+                        l.display_name(),
                         l.created,
                         l.updated
                     )
                 })
                 .collect();
             let preamble = if links.is_empty() { "no linked phones\n".to_owned() } else { human };
-            Ok(Report::new()
-                .preamble(preamble)
-                .field("store", store.path().display().to_string())
-                .field("links", summaries))
+            let report = Report::new().preamble(preamble);
+            let report = report.field("store", store.path().display().to_string());
+            // Human mode lists the links in the preamble, names escaped; the raw JSON summaries
+            // (whose names a terminal would interpret) are for --json only.
+            Ok(if json { report.field("links", summaries) } else { report })
         }
         LinksCommand::Forget(a) => {
             let store = store(&a.state)?;
+            let query = cablebridged::store::display_name(&a.name_or_id);
             match store.forget(&a.name_or_id).map_err(env)? {
-                Some(l) => Ok(Report::new().field("forgotten", l.summary())),
-                None => Err(CmdError::usage(format!(
-                    "no linked phone named {:?} (see `cablebridge links list`)",
-                    a.name_or_id
+                LinkLookup::Found(l) if json => Ok(Report::new().field("forgotten", l.summary())),
+                LinkLookup::Found(l) => {
+                    Ok(Report::new()
+                        .field("forgotten", format!("{}  {}", l.id(), l.display_name())))
+                }
+                LinkLookup::NotFound => Err(CmdError::usage(format!(
+                    "no linked phone named {query} (see `cablebridge links list`)"
+                ))),
+                LinkLookup::Ambiguous(ids) => Err(CmdError::usage(format!(
+                    "{query} matches several linked phones; name one by id: {}",
+                    ids.join(", ")
                 ))),
             }
         }

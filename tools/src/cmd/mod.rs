@@ -37,7 +37,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::TunnelDomain(a) => domain::run(a),
         Command::Register(a) => register::register(a, &cli.global),
         Command::Authenticate(a) => register::authenticate(a, &cli.global),
-        Command::Links(c) => links::run(c),
+        Command::Links(c) => links::run(c, cli.global.json),
         Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
         Command::Phone(a) => phone::run(a, cli.global.json),
         Command::Bridge(a) => bridge::run(a, cli.global.json),

@@ -71,7 +71,8 @@ pub struct PhoneArgs {
     /// Stop --serve-links after N sessions.
     #[arg(long)]
     pub max_sessions: Option<u32>,
-    /// Forget every stored link (desktops then get 410 Gone) and exit.
+    /// Revoke every stored link on the tunnel server (desktops then get 410 Gone and forget
+    /// it), forget them here, and exit.
     #[arg(long, requires = "state", conflicts_with_all = ["qr", "qr_file", "serve_links"])]
     pub forget_links: bool,
     /// Lab fault: misbehave at handshake (corrupt message 2), post-handshake (corrupt message)
@@ -183,8 +184,15 @@ pub fn run(args: &PhoneArgs, json: bool) -> Result<Report, CmdError> {
         None => VirtualPhone::new(config, PhoneState::new(&mut rand::rngs::OsRng), None, progress),
     };
     if args.forget_links {
-        phone.forget_links().map_err(phone_error)?;
-        return Ok(Report::new().field("links_forgotten", true));
+        // Revokes each contact on the tunnel server (desktops then get 410 and forget the link).
+        let done = runtime()?.block_on(phone.forget_links()).map_err(phone_error)?;
+        for why in &done.unconfirmed {
+            eprintln!("warning: revocation not confirmed: {why}");
+        }
+        return Ok(Report::new()
+            .field("links_forgotten", true)
+            .field("revoked", done.revoked)
+            .field("revocations_unconfirmed", done.unconfirmed));
     }
     runtime()?.block_on(async move {
         let mut report = Report::new();

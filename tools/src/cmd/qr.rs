@@ -84,8 +84,12 @@ fn describe(report: Report, qr: &QrPayload, show_secret: bool) -> Report {
     let unknown: Vec<Value> =
         qr.unknown_keys.iter().map(|(k, v)| Value::String(format!("{k:?}: {v:?}"))).collect();
     let report = report.field("public_key", hex::encode(qr.public_key_compressed()));
-    let report =
-        if show_secret { report.field("secret", hex::encode(qr.secret.expose())) } else { report };
+    // secret-export: printing the QR secret is what `qr decode`/`--show-secret` are asked for.
+    let secret = show_secret.then(|| hex::encode(qr.secret.expose()));
+    let report = match secret {
+        Some(secret) => report.field("secret", secret),
+        None => report,
+    };
     let report = report
         .field("known_domains", qr.known_domains)
         .field("timestamp", qr.timestamp)

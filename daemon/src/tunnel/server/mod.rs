@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | `/cable/new/<TUNNEL>` | phone (QR) | 101 + `X-caBLE-Routing-ID: <6 uppercase hex>`; 409 if the id is in use |
 //! | `/cable/connect/<ROUTING>/<TUNNEL>` | desktop (QR) | 101, paired; 404 unknown/expired tunnel or other routing id; 409 already paired |
-//! | `/cable/contact/<base64url id>` | desktop (linked) | 101, paired with the listening phone; **410 Gone** if none (the desktop then forgets the link); 400 without a hex `X-caBLE-Client-Payload` |
-//! | `/cable/listen/<base64url id>` | phone (linked) | 101; **private to this server** |
+//! | `/cable/contact/<base64url id>` | desktop (linked) | 101, paired with the listening phone; **404** if no phone listens on it right now (the desktop keeps the link: "phone not reachable"); **410 Gone** only if its phone revoked it (the desktop then forgets the link); 400 without a hex `X-caBLE-Client-Payload` |
+//! | `/cable/listen/<base64url id>` | phone (linked) | 101 with the id's listen secret; 403 without it; 410 if revoked (and as the answer to a revocation); **private to this server** |
 //!
 //! Every path requires `Sec-WebSocket-Protocol: fido.cable` (HTTP 400 without, as Google's
 //! server answers) and the 101 echoes it. Hex is accepted in either case. Over capacity: 503.
@@ -20,7 +20,9 @@
 //!
 //! # The private state-assisted phone path
 //!
-//! A linked phone keeps `/cable/listen/<base64url contact id>` open (subprotocol `fido.cable`),
+//! A linked phone keeps `/cable/listen/<base64url contact id>` open (subprotocol `fido.cable`,
+//! header `X-Cablebridge-Listen-Secret: <hex>` whose one-way derivation is the contact id, see
+//! [`crate::tunnel::listen`]), one connection per linked desktop (each has its own contact id),
 //! re-registering after [`TunnelServerConfig::listen_ttl`] or whenever the socket drops; a newer
 //! registration for the same contact id replaces the older one. When a desktop arrives on
 //! `/cable/contact/<same id>`, the server sends the listening phone exactly **one text message**,
@@ -31,8 +33,11 @@
 //! opens a new listen connection for the next. If the desktop sent
 //! `X-caBLE-Signal-Connection: true`, the 101 echoes it and the desktop's first message is the
 //! unencrypted byte `0x00` ("phone connected", §6.3) — sent immediately, since the phone is by
-//! construction already connected. The contact id is the listener's only credential: phones
-//! should make it long and random.
+//! construction already connected. A desktop knows only the contact id, which is no credential:
+//! it cannot listen in the phone's place. The phone unlinks a desktop by sending the same
+//! request with `X-Cablebridge-Revoke: true`; the server drops any listener on the id, answers
+//! `410 Gone`, and from then on answers 410 to desktops on that id (remembered in memory, the
+//! newest 16 Ki revocations; an id forgotten after a restart falls back to 404, which keeps links).
 //!
 //! # Resource use
 //!

@@ -8,7 +8,7 @@
 
 use super::relay::DesktopArrival;
 use cablebridge_protocol::hybrid::tunnel::{RoutingId, TunnelId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -29,8 +29,14 @@ pub enum Reject {
     AlreadyPaired,
     /// `/cable/new` with a tunnel id already in use (409).
     DuplicateTunnel,
-    /// `/cable/contact` for a contact id with no listening phone (410: the desktop drops the link).
+    /// `/cable/contact` for a contact id with no listening phone right now (404: "not reachable";
+    /// the desktop keeps the link and may try again later).
     UnknownContact,
+    /// `/cable/contact` or `/cable/listen` for a contact id its phone revoked (410 Gone: the
+    /// desktop forgets the link). Also the answer that confirms a revocation.
+    RevokedContact,
+    /// `/cable/listen` without the listen secret of the contact id in the path (403).
+    ListenForbidden,
     /// `/cable/contact` without a hex client payload (400).
     BadClientPayload,
     /// [`super::TunnelServerConfig::max_tunnels`] reached (503).
@@ -55,10 +61,14 @@ impl Reject {
     /// The HTTP status answered instead of 101.
     pub fn status(self) -> u16 {
         match self {
-            Reject::BadPath | Reject::UnknownTunnel | Reject::RoutingMismatch => 404,
+            Reject::BadPath
+            | Reject::UnknownTunnel
+            | Reject::RoutingMismatch
+            | Reject::UnknownContact => 404,
             Reject::MissingSubprotocol | Reject::BadClientPayload | Reject::MalformedId => 400,
             Reject::AlreadyPaired | Reject::DuplicateTunnel => 409,
-            Reject::UnknownContact => 410,
+            Reject::RevokedContact => 410,
+            Reject::ListenForbidden => 403,
             Reject::TooManyFromSource => 429,
             Reject::RequestTooLarge => 431,
             Reject::AtCapacity | Reject::Overloaded | Reject::BufferFull => 503,
@@ -81,7 +91,7 @@ impl Reject {
         self as usize
     }
 
-    const ALL: [Reject; 14] = [
+    const ALL: [Reject; 16] = [
         Reject::BadPath,
         Reject::MissingSubprotocol,
         Reject::UnknownTunnel,
@@ -89,6 +99,8 @@ impl Reject {
         Reject::AlreadyPaired,
         Reject::DuplicateTunnel,
         Reject::UnknownContact,
+        Reject::RevokedContact,
+        Reject::ListenForbidden,
         Reject::BadClientPayload,
         Reject::AtCapacity,
         Reject::MalformedId,
@@ -325,11 +337,18 @@ struct ListenSlot {
 struct Tables {
     tunnels: HashMap<TunnelId, TunnelSlot>,
     listeners: HashMap<Vec<u8>, ListenSlot>,
+    /// Contact ids their phones revoked, oldest first in `revoked_order`; bounded by
+    /// [`MAX_REVOKED`] (forgetting the oldest only turns its 410 into a 404, which keeps links).
+    revoked: HashSet<Vec<u8>>,
+    revoked_order: VecDeque<Vec<u8>>,
     next_generation: u64,
     /// Paired tunnels that came from `/cable/contact`: their listener entry is gone, but they
     /// still count against the cap (see [`ContactHold`]).
     contact_tunnels: usize,
 }
+
+/// Revoked contact ids remembered (in memory, per server process): 16-byte ids, ~1 MiB at most.
+const MAX_REVOKED: usize = 16 * 1024;
 
 /// The shared tables. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
@@ -462,9 +481,13 @@ impl Registry {
     }
 
     /// `/cable/listen`: a phone registers for its contact id, replacing an older registration
-    /// (a reconnecting phone must win over its own half-dead previous socket).
+    /// (a reconnecting phone must win over its own half-dead previous socket). The caller has
+    /// checked the phone's listen secret.
     pub fn listen(&self, contact_id: Vec<u8>) -> Result<(SlotGuard, DesktopReceiver), Reject> {
         let mut t = self.lock();
+        if t.revoked.contains(&contact_id) {
+            return Err(Reject::RevokedContact);
+        }
         if !t.listeners.contains_key(&contact_id) && self.full(&t) {
             return Err(Reject::AtCapacity);
         }
@@ -478,9 +501,29 @@ impl Registry {
         Ok((guard, rx))
     }
 
+    /// `/cable/listen` with the revoke header: the phone unlinks `contact_id` for good (a
+    /// listener on it is dropped; desktops get 410 from now on). The caller has checked the
+    /// phone's listen secret.
+    pub fn revoke(&self, contact_id: Vec<u8>) {
+        let mut t = self.lock();
+        // Dropping the slot's sender wakes its listener, which then closes.
+        t.listeners.remove(&contact_id);
+        if t.revoked.insert(contact_id.clone()) {
+            t.revoked_order.push_back(contact_id);
+            while t.revoked_order.len() > MAX_REVOKED {
+                if let Some(old) = t.revoked_order.pop_front() {
+                    t.revoked.remove(&old);
+                }
+            }
+        }
+    }
+
     /// `/cable/contact`: a desktop claims the phone listening on `contact_id`.
     pub fn claim_contact(&self, contact_id: &[u8]) -> Result<DesktopSender, Reject> {
         let mut t = self.lock();
+        if t.revoked.contains(contact_id) {
+            return Err(Reject::RevokedContact);
+        }
         let slot = t.listeners.remove(contact_id).ok_or(Reject::UnknownContact)?;
         if slot.desktop.is_closed() {
             return Err(Reject::UnknownContact);
@@ -538,6 +581,33 @@ mod tests {
     }
 
     #[test]
+    fn revoked_contact_is_gone_for_desktops_and_listeners() {
+        let reg = Registry::new(10);
+        let (_guard, mut rx) = reg.listen(b"c".to_vec()).unwrap();
+        assert_eq!(reg.claim_contact(b"other").err(), Some(Reject::UnknownContact));
+        reg.revoke(b"c".to_vec());
+        // The listener is woken (its slot is gone) and nobody can listen or contact again.
+        assert!(rx.try_recv().is_err());
+        assert_eq!(reg.claim_contact(b"c").err(), Some(Reject::RevokedContact));
+        assert_eq!(reg.listen(b"c".to_vec()).err(), Some(Reject::RevokedContact));
+        reg.revoke(b"c".to_vec());
+        assert_eq!(reg.lock().revoked_order.len(), 1, "revoking twice stores one entry");
+    }
+
+    #[test]
+    fn revoked_set_is_bounded_and_forgets_the_oldest() {
+        let reg = Registry::new(10);
+        for i in 0..=MAX_REVOKED as u32 {
+            reg.revoke(i.to_be_bytes().to_vec());
+        }
+        let t = reg.lock();
+        assert_eq!((t.revoked.len(), t.revoked_order.len()), (MAX_REVOKED, MAX_REVOKED));
+        assert!(!t.revoked.contains(0u32.to_be_bytes().as_slice()));
+        drop(t);
+        assert_eq!(reg.claim_contact(&0u32.to_be_bytes()).err(), Some(Reject::UnknownContact));
+    }
+
+    #[test]
     fn capacity_counts_tunnels_and_listeners() {
         let reg = Registry::new(2);
         let _a = reg.open_tunnel(T, R).unwrap();
@@ -564,7 +634,9 @@ mod tests {
     fn statuses_match_the_documented_http_answers() {
         assert_eq!(Reject::MissingSubprotocol.status(), 400);
         assert_eq!(Reject::RoutingMismatch.status(), 404);
-        assert_eq!(Reject::UnknownContact.status(), 410);
+        assert_eq!(Reject::UnknownContact.status(), 404, "not listening now is not gone");
+        assert_eq!(Reject::RevokedContact.status(), 410);
+        assert_eq!(Reject::ListenForbidden.status(), 403);
         let c = Counters::default();
         c.reject(Reject::UnknownContact);
         assert_eq!(c.snapshot().rejected(Reject::UnknownContact), 1);

@@ -11,6 +11,7 @@
 use super::registry::{ContactHold, DesktopReceiver, DesktopSender, Reject, SlotGuard};
 use super::relay::DesktopKind;
 use super::Shared;
+use crate::tunnel::listen::{self, LISTEN_SECRET_HEADER, REVOKE_HEADER};
 use crate::tunnel::LISTEN_PATH_PREFIX;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -184,6 +185,18 @@ pub(crate) fn decide(
             Admission::Desktop { claim, kind, hold: Some(hold) }
         }
         Route::Listen(contact_id) => {
+            // The contact id is public (every linked desktop has one): only the phone's listen
+            // secret, whose one-way derivation it is, may hold or revoke it.
+            let proven = header(req, LISTEN_SECRET_HEADER)
+                .is_some_and(|s| listen::secret_matches(&contact_id, s));
+            if !proven {
+                return Err(refusal(shared, Reject::ListenForbidden));
+            }
+            if header(req, REVOKE_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+                registry.revoke(contact_id);
+                tracing::info!("contact id revoked by its phone");
+                return Err(refusal(shared, Reject::RevokedContact));
+            }
             let (guard, desktop) = registry.listen(contact_id).map_err(|r| refusal(shared, r))?;
             Admission::Listener { guard, desktop }
         }

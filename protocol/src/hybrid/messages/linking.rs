@@ -97,9 +97,13 @@ impl LinkingInfo {
         Value::int_map(entries)
     }
 
-    /// Canonical CBOR encoding of the map.
+    /// Canonical CBOR encoding of the map (it holds the link secret: wipe it after use). The
+    /// intermediate tree is wiped here.
     pub fn encode(&self) -> Vec<u8> {
-        self.to_value().to_vec()
+        let mut v = self.to_value();
+        let out = v.to_vec();
+        wipe(&mut v);
+        out
     }
 
     /// Parses the linking map; unknown keys are ignored.
@@ -140,9 +144,13 @@ impl LinkingInfo {
         })
     }
 
-    /// Decodes the linking map from bytes.
+    /// Decodes the linking map from bytes; the decoded tree (which held the link secret) is
+    /// wiped before it is freed.
     pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        Self::from_value(&Value::decode(bytes).map_err(linking_err)?)
+        let mut v = Value::decode(bytes).map_err(linking_err)?;
+        let parsed = Self::from_value(&v);
+        wipe(&mut v);
+        parsed
     }
 }
 
@@ -155,16 +163,16 @@ pub struct Update {
 
 impl Update {
     /// Parses the update CBOR map; key 0 (padding) and unknown keys are ignored.
+    /// The decoded tree (which may hold a link secret) is wiped before it is freed.
     pub fn decode(payload: &[u8]) -> Result<Self, MessageError> {
-        let map = Value::decode(payload).map_err(MessageError::Update)?;
-        if map.as_map().is_none() {
-            return Err(MessageError::Update(CborError::Field {
-                field: "update",
-                problem: "not a map",
-            }));
-        }
-        let linking = map.get(1).map(LinkingInfo::from_value).transpose()?;
-        Ok(Update { linking })
+        let mut map = Value::decode(payload).map_err(MessageError::Update)?;
+        let linking = if map.as_map().is_none() {
+            Err(MessageError::Update(CborError::Field { field: "update", problem: "not a map" }))
+        } else {
+            map.get(1).map(LinkingInfo::from_value).transpose()
+        };
+        wipe(&mut map);
+        Ok(Update { linking: linking? })
     }
 }
 
@@ -236,5 +244,40 @@ mod tests {
         }
         assert!(matches!(LinkingInfo::from_value(&v), Err(MessageError::Linking(_))));
         assert!(matches!(Update::decode(&[0x01]), Err(MessageError::Update(_))));
+    }
+}
+
+/// Zeroizes every byte and text string of a decoded or built CBOR tree that carried a link
+/// secret, so the heap blocks it frees hold no copy of it.
+pub(crate) fn wipe(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::Bytes(b) => b.zeroize(),
+        Value::Text(t) => t.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            wipe(k);
+            wipe(v);
+        }),
+        Value::Unsigned(_) | Value::Negative(_) | Value::Bool(_) | Value::Null => {}
+    }
+}
+
+#[cfg(test)]
+mod wipe_tests {
+    use super::*;
+
+    #[test]
+    fn wipe_clears_nested_strings() {
+        let mut v = Value::int_map([
+            (1, Value::bytes(vec![7u8; 32])),
+            (2, Value::Array(vec![Value::text("secret")])),
+        ]);
+        wipe(&mut v);
+        let Value::Map(entries) = &v else { panic!("still a map") };
+        assert!(matches!(&entries[0].1, Value::Bytes(b) if b.is_empty()));
+        assert!(
+            matches!(&entries[1].1, Value::Array(a) if matches!(&a[0], Value::Text(t) if t.is_empty()))
+        );
     }
 }

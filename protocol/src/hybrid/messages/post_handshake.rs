@@ -81,12 +81,19 @@ impl PostHandshake {
 
     /// Tolerant decode (desktop side).
     pub fn decode(plaintext: &[u8]) -> Result<Self, MessageError> {
-        let map = match Value::decode(plaintext) {
+        let mut map = match Value::decode(plaintext) {
             Ok(v) => v,
             // One CBOR item followed by garbage is the revision-0 padded form (§8.1).
             Err(CborError::TrailingBytes(_)) => return Err(MessageError::Revision0PostHandshake),
             Err(e) => return Err(MessageError::PostHandshake(e)),
         };
+        let decoded = Self::from_map(&map);
+        // Key 2 (legacy linking info) may carry a link secret.
+        super::linking::wipe(&mut map);
+        decoded
+    }
+
+    fn from_map(map: &Value) -> Result<Self, MessageError> {
         let bad = |problem| {
             MessageError::PostHandshake(CborError::Field { field: "post-handshake", problem })
         };

@@ -6,6 +6,7 @@ use crate::hybrid::keys::Psk;
 use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Update};
 use crate::hybrid::noise::{Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
 use p256::{PublicKey, SecretKey};
+use zeroize::{Zeroize, Zeroizing};
 
 /// What a received frame meant to the desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,9 @@ struct Channel {
     handshake_hash: [u8; 32],
     /// `Some` in QR sessions: verifies linking signatures.
     qr_identity: Option<SecretKey>,
-    /// Reused for every received frame.
-    scratch: Vec<u8>,
+    /// Reused for every received frame; wiped after each (updates carry link secrets) and on
+    /// drop.
+    scratch: Zeroizing<Vec<u8>>,
     failed: bool,
 }
 
@@ -49,6 +51,8 @@ impl Channel {
             return Err(SessionError::Failed);
         }
         let result = self.receive_inner(ciphertext, ctap_expected);
+        // Zeroing keeps the allocation: no per-frame allocation, no plaintext left behind.
+        self.scratch.zeroize();
         self.failed = result.is_err();
         result
     }
@@ -163,7 +167,7 @@ impl DesktopHandshake {
                 crypter: est.crypter,
                 handshake_hash: est.handshake_hash,
                 qr_identity: self.qr_identity,
-                scratch: Vec::new(),
+                scratch: Zeroizing::new(Vec::new()),
                 failed: false,
             },
         })
@@ -187,7 +191,10 @@ impl DesktopAwaitingPostHandshake {
     pub fn read_post_handshake(mut self, ciphertext: &[u8]) -> Result<DesktopOpen, SessionError> {
         let ch = &mut self.channel;
         let n = open_into(&mut ch.crypter, &mut ch.scratch, ciphertext)?;
-        let mut post = PostHandshake::decode(&ch.scratch[..n])?;
+        let post = PostHandshake::decode(&ch.scratch[..n]);
+        // Legacy linking info (key 2) may carry a link secret.
+        ch.scratch.zeroize();
+        let mut post = post?;
         if let Some(link) = post.legacy_linking.take() {
             if let Some(qr) = &ch.qr_identity {
                 if link.verify(qr, &ch.handshake_hash).is_ok() {

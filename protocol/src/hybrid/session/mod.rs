@@ -1,8 +1,12 @@
-//! Sans-IO hybrid session state machines over `noise`, `crypter` and `messages` (§1.1, §7–§9),
-//! starting **after** the advert matched: the caller passes in the PSK and static keys.
+//! Sans-IO hybrid session state machines over `eid`, `noise`, `crypter` and `messages` (§1.1,
+//! §5, §7–§9), from the pairing secret to shutdown.
 //!
 //! One type per phase, consumed on transition (STYLE.md principle 3):
 //!
+//! * Pairing ([`pairing`](DesktopPairing)): [`DesktopPairing::from_qr`] / `from_link` → matched
+//!   advert ([`DesktopPairing::offer_advert`], or the multi-session [`AdvertMatcher`]) →
+//!   `start_handshake`; [`PhonePairing::qr`] / `linked` → advert → `respond`. The QR secret, link
+//!   secret and PSK stay inside these types.
 //! * Desktop: [`DesktopHandshake`] → (msg 2) → [`DesktopAwaitingPostHandshake`] → [`DesktopOpen`]
 //!   → (`send_ctap`, once) → [`DesktopAwaitingResponse`] → (`shutdown`) → [`DesktopClosed`].
 //! * Phone: [`PhoneHandshaken::respond_qr`] / `respond_linked` (msg 1) → (`send_post_handshake`) →
@@ -14,13 +18,17 @@
 //! 3-minute wait for late updates after shutdown, §8.4) belong to the driver.
 
 mod desktop;
+pub mod matcher;
+mod pairing;
 mod phone;
 
 pub use desktop::{
     DesktopAwaitingPostHandshake, DesktopAwaitingResponse, DesktopClosed, DesktopEvent,
     DesktopHandshake, DesktopOpen,
 };
-pub use phone::{PhoneEvent, PhoneHandshaken, PhoneOpen};
+pub use matcher::{AdvertMatcher, MatchOutcome};
+pub use pairing::{DesktopPairing, PhonePairing};
+pub use phone::{PhoneEvent, PhoneFrame, PhoneHandshaken, PhoneOpen};
 
 use crate::error::{Classify, Fault, Stage};
 use crate::hybrid::crypter::CrypterError;
@@ -123,12 +131,17 @@ impl From<MessageError> for SessionError {
     }
 }
 
-/// Copies `ciphertext` into the reusable `scratch` buffer and opens it there.
+/// Copies `ciphertext` into the reusable `scratch` buffer and opens it there. Before the buffer
+/// grows its old contents are wiped, so the block the allocator frees (or copies from) holds no
+/// earlier plaintext.
 fn open_into(
     crypter: &mut crate::hybrid::crypter::Crypter,
     scratch: &mut Vec<u8>,
     ciphertext: &[u8],
 ) -> Result<usize, SessionError> {
+    if scratch.capacity() < ciphertext.len() {
+        zeroize::Zeroize::zeroize(scratch);
+    }
     scratch.clear();
     scratch.extend_from_slice(ciphertext);
     Ok(crypter.open_in_place(scratch)?)

@@ -26,6 +26,25 @@ pub enum PhoneEvent {
     Shutdown,
 }
 
+/// [`PhoneEvent`] borrowing its bytes from the session ([`PhoneOpen::receive_borrowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PhoneFrame<'a> {
+    /// A CTAP request: command byte and CBOR parameters.
+    CtapRequest {
+        /// CTAP command.
+        command: u8,
+        /// CBOR parameters.
+        params: &'a [u8],
+    },
+    /// A Digital Credentials JSON request.
+    Json(&'a [u8]),
+    /// A desktop→phone update: valid CBOR, ignored (§8.2).
+    UpdateIgnored,
+    /// The desktop shut the session down; close the connection.
+    Shutdown,
+}
+
 /// Message 2 is ready; the post-handshake message must be sent first.
 #[derive(Debug)]
 pub struct PhoneHandshaken {
@@ -144,10 +163,37 @@ impl PhoneOpen {
 
     /// Seals a CTAP response: `[0x01] ‖ status ‖ body`.
     pub fn respond_ctap(&mut self, status: u8, body: &[u8]) -> Result<Vec<u8>, SessionError> {
-        let mut plain = Vec::with_capacity(body.len() + 2);
-        plain.extend_from_slice(&[FrameType::Ctap as u8, status]);
-        plain.extend_from_slice(body);
-        self.seal_plain(&plain)
+        let mut out = Vec::new();
+        self.respond_ctap_into(status, body, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Self::respond_ctap`] but seals into `out` in place, reusing its capacity: no
+    /// allocation per frame once `out` has grown to the largest response.
+    pub fn respond_ctap_into(
+        &mut self,
+        status: u8,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        out.clear();
+        out.extend_from_slice(&[FrameType::Ctap as u8, status]);
+        out.extend_from_slice(body);
+        let plaintext_len = out.len();
+        out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
+        match self.crypter.seal_in_place(out, plaintext_len) {
+            Ok(n) => {
+                out.truncate(n);
+                Ok(())
+            }
+            Err(e) => {
+                out.clear();
+                Err(e.into())
+            }
+        }
     }
 
     fn seal_plain(&mut self, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
@@ -157,6 +203,39 @@ impl PhoneOpen {
         let mut out = Vec::new();
         self.crypter.seal_plain(plain, &mut out)?;
         Ok(out)
+    }
+
+    /// Like [`Self::receive`] but borrows the request from the session's reusable scratch
+    /// buffer instead of copying it out: no allocation per frame once the scratch has grown to
+    /// the largest request.
+    pub fn receive_borrowed(&mut self, ciphertext: &[u8]) -> Result<PhoneFrame<'_>, SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let n = match open_into(&mut self.crypter, &mut self.scratch, ciphertext) {
+            Ok(n) => n,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        let frame = match Frame::parse(&self.scratch[..n]) {
+            Ok(Frame::Shutdown) => Ok(PhoneFrame::Shutdown),
+            Ok(Frame::Ctap(req)) => {
+                let (&command, params) = req.split_first().unwrap_or((&0, &[]));
+                Ok(PhoneFrame::CtapRequest { command, params })
+            }
+            Ok(Frame::Json(json)) => Ok(PhoneFrame::Json(json)),
+            Ok(Frame::Update(payload)) => crate::cbor::Value::decode(payload)
+                .map(|_| PhoneFrame::UpdateIgnored)
+                .map_err(|e| crate::hybrid::messages::MessageError::Update(e).into()),
+            Err(e) => Err(e.into()),
+        };
+        self.failed = !matches!(
+            frame,
+            Ok(PhoneFrame::CtapRequest { .. } | PhoneFrame::Json(_) | PhoneFrame::UpdateIgnored)
+        );
+        frame
     }
 
     /// Opens the next frame from the desktop. After an error or a shutdown the session is over.
