@@ -21,6 +21,7 @@ use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions};
+use cablebridged::tunnel::listen::{contact_id as contact_id_of, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
 use cablebridged::tunnel::server::{
     Reject, ServerStats, TunnelServer, TunnelServerConfig, TunnelServerHandle,
@@ -264,9 +265,13 @@ async fn run(n: usize) {
     let base = server.base_url();
     let copts = ConnectOptions { timeout: Duration::from_secs(10), ..ConnectOptions::default() };
     for round in 0..CHURN {
-        let contact_id = format!("churn-contact-{round}").into_bytes();
-        let _replaced = connect(&listen_url(&base, &contact_id), &copts).await.unwrap();
-        let mut listener = connect(&listen_url(&base, &contact_id), &copts).await.unwrap();
+        // The phone proves its listen secret; the contact id desktops use is derived from it.
+        let secret = ListenSecret::random(&mut rand::rngs::OsRng);
+        let contact_id = contact_id_of(&secret).to_vec();
+        let lopts =
+            ConnectOptions { extra_headers: listen_headers(&secret, false), ..copts.clone() };
+        let _replaced = connect(&listen_url(&base, &contact_id), &lopts).await.unwrap();
+        let mut listener = connect(&listen_url(&base, &contact_id), &lopts).await.unwrap();
         let contact = url(&base, &TunnelPath::Contact { contact_id: contact_id.clone() });
         let with_payload = ConnectOptions { client_payload: Some("A1".into()), ..copts.clone() };
         // The listener's registration may trail its 101 by a moment.
