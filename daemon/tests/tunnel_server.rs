@@ -462,9 +462,9 @@ async fn raw_status(
 async fn contact_tunnels_count_against_max_tunnels() {
     bounded(async {
         let s = server(TunnelServerConfig { max_tunnels: 1, ..Default::default() }).await;
-        let mut listener = connect(&listen_url(&s.base_url(), b"phone-1"), &opts()).await.unwrap();
+        let (contact_id, mut listener) = listen(&s, 9).await;
         eventually(&s, |st| st.listening == 1).await;
-        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id: b"phone-1".to_vec() });
+        let contact = url(&s.base_url(), &TunnelPath::Contact { contact_id });
         let with_payload = ConnectOptions { client_payload: Some("01".into()), ..opts() };
         let d = connect(&contact, &with_payload).await.unwrap();
         assert_eq!(listener.await_client_payload().await.unwrap(), vec![1]);
