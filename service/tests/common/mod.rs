@@ -186,6 +186,19 @@ pub async fn wait_qr(client: &mut Client, session: u64) -> String {
     }
 }
 
+/// Reads notifications until every session in `ids` has shown its QR.
+pub async fn wait_qrs(client: &mut Client, ids: &[u64]) {
+    let mut pending: Vec<u64> = ids.to_vec();
+    while !pending.is_empty() {
+        let n = tokio::time::timeout(T, client.next_notification()).await.unwrap().unwrap();
+        let p = &n["params"];
+        assert_ne!(p["event"], "error", "a ceremony failed before its QR: {n}");
+        if p["event"] == "qr" {
+            pending.retain(|id| p["session"] != *id);
+        }
+    }
+}
+
 /// Reads notifications of `session` until `result` or `error`; returns all of them.
 pub async fn wait_end(client: &mut Client, session: u64) -> Vec<Value> {
     let mut seen = Vec::new();
