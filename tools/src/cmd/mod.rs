@@ -5,6 +5,7 @@ pub mod advert;
 pub mod bridge;
 pub mod ceremony;
 pub mod credentials;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod domain;
@@ -44,6 +45,9 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Pin(c) => pin::run(c),
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::Status(a) => daemon::status(a),
+        Command::Completions(a) => daemon::completions(a, cli.global.json),
+        Command::Man(a) => daemon::man(a),
     }
 }
 
