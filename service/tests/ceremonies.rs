@@ -215,3 +215,44 @@ fn futures_lite_status(daemon: &Daemon) -> Value {
     std::io::BufReader::new(s).read_line(&mut line).unwrap();
     serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usb_register_and_authenticate_with_a_pin_through_the_daemon() {
+    use cablebridged::virtual_key::{InitialPin, VirtualKey, VirtualKeyConfig};
+    const PIN: &str = "4826-secret-pin";
+    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    config.initial_pin = Some(InitialPin::new(PIN).unwrap());
+    let key = VirtualKey::bind(config).await.unwrap();
+    let device = key.device_address();
+    let daemon = Daemon::start("");
+    let mut c = daemon.client().await;
+
+    // Without the PIN the key cannot verify the user (uv required): the session ends with an
+    // error event and the daemon carries on.
+    let params = json!({"transport": "usb", "device": device, "rp_id": "example.com",
+                        "user_name": "bob", "uv": "required", "user_timeout": "10s"});
+    let id = session_of(&c.call("ceremony.register", params.clone()).await.unwrap());
+    let last = wait_end(&mut c, id).await.pop().unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+
+    let mut with_pin = params;
+    with_pin["pin"] = json!(PIN);
+    let id = session_of(&c.call("ceremony.register", with_pin).await.unwrap());
+    let events = wait_end(&mut c, id).await;
+    let result = events.last().unwrap();
+    assert_eq!(result["event"], "result", "{events:?}");
+    assert_eq!(result["transport"], "usb");
+    assert_eq!(result["verification"]["ok"], true, "{result}");
+    assert!(events.iter().any(|e| e["stage"] == "device_select"), "{events:?}");
+
+    let auth = json!({"transport": "usb", "device": device, "rp_id": "example.com",
+                      "allow_credentials": [result["credential_id"]],
+                      "public_key": result["public_key_cose"], "pin": PIN, "user_timeout": "10s"});
+    let id = session_of(&c.call("ceremony.authenticate", auth).await.unwrap());
+    let last = wait_end(&mut c, id).await.pop().unwrap();
+    assert_eq!(last["verification"], json!({"ok": true, "detail": "signature verified"}), "{last}");
+
+    let (_, log) = daemon.terminate();
+    assert!(log.contains("transport=usb") || log.contains("transport=\"usb\""), "{log}");
+    assert!(!log.contains(PIN), "the PIN leaked into the debug log");
+}
