@@ -14,6 +14,6 @@ pub mod evidence;
 pub mod hid;
 pub mod phone;
 pub mod store;
+pub mod testkit;
 pub mod tunnel;
-pub mod usb_ceremony;
 pub mod virtual_key;

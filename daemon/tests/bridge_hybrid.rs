@@ -18,12 +18,14 @@ use cablebridge_protocol::hybrid::tunnel::{url, RequestHint};
 use cablebridged::advert::AdvertSource;
 use cablebridged::bridge::{self, Bridge, BridgeConfig, KeyBackend};
 use cablebridged::ceremony::{
-    AuthenticateOptions, CeremonyErrorKind, ProgressDetail, ProgressEvent, RegisterOptions,
+    AuthenticateOptions, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest, HybridTransport,
+    RegisterOptions, Transport,
 };
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, Progress};
+use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelConnection};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use cablebridged::virtual_key::{InitialPin, VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
@@ -33,7 +35,6 @@ use sha2::Digest;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UnixDatagram;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -98,19 +99,12 @@ async fn ceremony(
     request: CeremonyRequest,
     bridge: &mut Bridge,
 ) -> Result<CeremonyOutcome, cablebridged::ceremony::CeremonyError> {
-    let (tx, mut qr) = mpsc::unbounded_channel();
-    let sink = move |e: &ProgressEvent| {
-        if let ProgressDetail::Qr { url } = &e.detail {
-            let _ = tx.send(url.clone());
-        }
+    let transport = Transport::Hybrid(HybridTransport::new(rig.desktop()));
+    let mut log = EventLog::new();
+    let phone = |qr| async move {
+        let _ = bridge.run_qr(&qr).await;
     };
-    let config = rig.desktop();
-    let desktop = desktop::run(&config, request, Some(Arc::new(sink)));
-    let phone = async {
-        let url = qr.recv().await.expect("desktop showed no QR");
-        let _ = bridge.run_qr(&QrPayload::from_url(&url).unwrap()).await;
-    };
-    timeout(T, async { tokio::join!(desktop, phone) }).await.unwrap().0
+    timeout(T, with_phone(transport, request, &mut log, phone)).await.unwrap().0
 }
 
 /// Whether `leaf` (DER) is signed by `ca` (DER) with ES256.

@@ -1,4 +1,4 @@
-//! The desktop runner (`cablebridged::desktop::run`) end to end over real loopback sockets:
+//! Hybrid ceremonies through `cablebridged::ceremony::run` end to end over real loopback sockets:
 //! desktop ↔ our tunnel server ↔ the virtual phone, adverts travelling through the desktop's
 //! Unix datagram advert source. Covers register, authenticate (allowList and discoverable),
 //! linking stored + linked reconnect + 410 Gone, foreign/malformed adverts, advert timeout, and
@@ -8,27 +8,29 @@
 
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::ctap2::AttestationType;
+use cablebridge_protocol::error::Fault;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext};
 use cablebridge_protocol::hybrid::keys::QrSecret;
-use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::tunnel::RoutingId;
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
-    AuthenticateOptions, AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage,
-    ProgressDetail, ProgressEvent, ProgressSink, RegisterOptions, RegistrationResult,
+    self, AuthenticateOptions, AuthenticationResult, CeremonyError, CeremonyErrorKind,
+    CeremonyOutcome, CeremonyRequest, CeremonyStage, HybridTransport, LinkedTransport,
+    RegisterOptions, RegistrationResult, Transport,
 };
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{FailAt, PhoneConfig, PhoneState, Progress, VirtualPhone};
 use cablebridged::store::LinkStore;
+use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use p256::ecdsa::signature::Verifier;
 use sha2::Digest;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 /// Upper bound for any one test ceremony.
 const T: Duration = Duration::from_secs(20);
@@ -89,67 +91,39 @@ impl Rig {
     }
 }
 
-/// Collects events and hands out the QR URL.
-struct Events {
-    seen: Arc<Mutex<Vec<ProgressEvent>>>,
-    qr: mpsc::UnboundedReceiver<String>,
-    sink: Arc<dyn ProgressSink>,
-}
-
-fn events() -> Events {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (tx, qr) = mpsc::unbounded_channel();
-    let s2 = Arc::clone(&seen);
-    let sink = move |e: &ProgressEvent| {
-        if let ProgressDetail::Qr { url } = &e.detail {
-            let _ = tx.send(url.clone());
-        }
-        s2.lock().unwrap().push(e.clone());
-    };
-    Events { seen, qr, sink: Arc::new(sink) }
-}
-
-impl Events {
-    fn stages(&self) -> Vec<&'static str> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| !matches!(e.detail, ProgressDetail::Warning(_)))
-            .map(|e| e.stage.as_str())
-            .collect()
-    }
-    fn warnings(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match &e.detail {
-                ProgressDetail::Warning(w) => Some(w.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 /// Runs one QR ceremony with `phone` answering; `before_phone` runs once the QR is shown.
 async fn qr_ceremony(
     config: &DesktopConfig,
     request: CeremonyRequest,
     phone: &mut VirtualPhone,
     before_phone: impl std::future::Future<Output = ()>,
-) -> (Result<CeremonyOutcome, CeremonyError>, Events) {
-    let mut ev = events();
-    let sink = Arc::clone(&ev.sink);
-    let desktop = desktop::run(config, request, Some(sink));
-    let phone_side = async {
-        let url = ev.qr.recv().await.expect("desktop showed no QR");
-        before_phone.await;
-        let qr = QrPayload::from_url(&url).unwrap();
-        let _ = phone.run_qr(&qr).await;
-    };
-    let (result, ()) = timeout(T, async { tokio::join!(desktop, phone_side) }).await.unwrap();
-    (result, ev)
+) -> (Result<CeremonyOutcome, CeremonyError>, EventLog) {
+    let mut log = EventLog::new();
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    let (result, answered) = timeout(
+        T,
+        with_phone(transport, request, &mut log, |qr| async move {
+            before_phone.await;
+            let _ = phone.run_qr(&qr).await;
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(answered.is_some() || result.is_err(), "desktop showed no QR");
+    (result, log)
+}
+
+/// One ceremony with nobody answering.
+async fn alone(transport: Transport, request: CeremonyRequest) -> CeremonyError {
+    failed(
+        timeout(T, ceremony::run(transport, request, None, CancellationToken::new()))
+            .await
+            .unwrap(),
+    )
+}
+
+fn hybrid(config: &DesktopConfig) -> Transport {
+    Transport::Hybrid(HybridTransport::new(config.clone()))
 }
 
 fn register_request() -> (RegisterOptions, CeremonyRequest) {
@@ -260,17 +234,21 @@ async fn register_authenticate_link_and_linked_reconnect() {
     assert!(bad.verify(&reg.public_key).is_err());
 
     // Linked reconnect: no QR, /cable/contact + NKpsk0 with the stored phone key.
-    let mut linked = config.clone();
-    linked.linked = Some("test phone".into());
+    let linked = || Transport::Linked(LinkedTransport::new("test phone", config.clone()));
     let a = AuthenticateOptions::new("example.com");
-    let ev = events();
+    let ev = EventLog::new();
     let (r, served) = timeout(T, async {
         tokio::join!(
             async {
                 // The phone must hold its listen path before the desktop contacts it.
                 listening.notified().await;
-                desktop::run(&linked, CeremonyRequest::Authenticate(a), Some(Arc::clone(&ev.sink)))
-                    .await
+                ceremony::run(
+                    linked(),
+                    CeremonyRequest::Authenticate(a),
+                    ev.sink(),
+                    CancellationToken::new(),
+                )
+                .await
             },
             phone.serve_links(Some(1))
         )
@@ -285,23 +263,15 @@ async fn register_authenticate_link_and_linked_reconnect() {
 
     // Nobody listens on the contact id any more: 410 Gone forgets the link.
     let a = AuthenticateOptions::new("example.com");
-    let e = failed(
-        timeout(T, desktop::run(&linked, CeremonyRequest::Authenticate(a), None)).await.unwrap(),
-    );
+    let e = alone(linked(), CeremonyRequest::Authenticate(a)).await;
     assert_eq!(e.stage, CeremonyStage::TunnelConnect);
-    assert_eq!(e.exit_code(), 1);
+    assert_eq!(e.fault, Fault::Peer);
     assert!(e.message.contains("410"), "{e}");
     assert!(rig.store().load().unwrap().is_empty(), "the dead link is forgotten");
     // And an unknown name is a usage error.
-    let e = failed(
-        desktop::run(
-            &linked,
-            CeremonyRequest::Authenticate(AuthenticateOptions::new("example.com")),
-            None,
-        )
-        .await,
-    );
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Setup, 2));
+    let e = alone(linked(), CeremonyRequest::Authenticate(AuthenticateOptions::new("example.com")))
+        .await;
+    assert_eq!((e.stage, e.fault), (CeremonyStage::Setup, Fault::Caller));
 }
 
 #[tokio::test]
@@ -335,10 +305,9 @@ async fn advert_timeout_names_the_advert_stage() {
     let mut config = rig.desktop();
     config.timeouts.advert = Duration::from_millis(300);
     let (_, req) = register_request();
-    let e = failed(timeout(T, desktop::run(&config, req, None)).await.unwrap());
+    let e = alone(hybrid(&config), req).await;
     assert_eq!(e.stage, CeremonyStage::Advert);
-    assert_eq!(e.kind, CeremonyErrorKind::Timeout);
-    assert_eq!(e.exit_code(), 1);
+    assert_eq!((e.kind, e.fault), (CeremonyErrorKind::Timeout, Fault::Peer));
     assert!(!rig.advert_path().exists(), "advert socket removed");
 }
 
@@ -350,8 +319,8 @@ async fn bluez_source_without_bluez_is_a_precise_environment_error() {
     let mut config = rig.desktop();
     config.advert_source = AdvertSource::Bluez;
     let (_, req) = register_request();
-    let e = failed(timeout(T, desktop::run(&config, req, None)).await.unwrap());
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Advert, 3), "{e}");
+    let e = alone(hybrid(&config), req).await;
+    assert_eq!((e.stage, e.fault), (CeremonyStage::Advert, Fault::Environment), "{e}");
     assert!(e.message.contains("BLE scanning (--advert-source bluez) cannot start"), "{e}");
     assert!(
         e.message.contains("DBUS_SYSTEM_BUS_ADDRESS")
@@ -374,10 +343,10 @@ async fn failing_phone(tweak: impl FnOnce(&mut PhoneConfig)) -> CeremonyError {
 #[tokio::test]
 async fn each_failure_names_its_stage() {
     let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::Handshake)).await;
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Handshake, 1), "{e}");
+    assert_eq!((e.stage, e.fault), (CeremonyStage::Handshake, Fault::Peer), "{e}");
 
     let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::PostHandshake)).await;
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::PostHandshake, 1), "{e}");
+    assert_eq!((e.stage, e.fault), (CeremonyStage::PostHandshake, Fault::Peer), "{e}");
 
     let e = failing_phone(|c| c.faults.fail_at = Some(FailAt::Ctap)).await;
     assert_eq!(e.stage, CeremonyStage::UserResponse, "{e}");
@@ -386,7 +355,7 @@ async fn each_failure_names_its_stage() {
 
     // The tunnel drops right after message 1 arrived at the phone: mid-handshake.
     let e = failing_phone(|c| c.faults.drop_after = Some(0)).await;
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::Handshake, 1), "{e}");
+    assert_eq!((e.stage, e.fault), (CeremonyStage::Handshake, Fault::Peer), "{e}");
 }
 
 #[tokio::test]
@@ -400,12 +369,100 @@ async fn unreachable_tunnel_is_an_environment_error_at_tunnel_connect() {
     let mut phone = rig.phone(|c| c.desktop_timeout = Duration::from_millis(500));
     let (_, req) = register_request();
     let e = failed(qr_ceremony(&config, req, &mut phone, async {}).await.0);
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::TunnelConnect, 3), "{e}");
+    assert_eq!((e.stage, e.fault), (CeremonyStage::TunnelConnect, Fault::Environment), "{e}");
 
     // Plain ws:// to a non-loopback host is refused before connecting (usage).
     config.tunnel_url = Some("ws://192.0.2.1:80".into());
     let mut phone = rig.phone(|c| c.desktop_timeout = Duration::from_millis(500));
     let (_, req) = register_request();
     let e = failed(qr_ceremony(&config, req, &mut phone, async {}).await.0);
-    assert_eq!((e.stage, e.exit_code()), (CeremonyStage::TunnelConnect, 2), "{e}");
+    assert_eq!((e.stage, e.fault), (CeremonyStage::TunnelConnect, Fault::Caller), "{e}");
+}
+
+/// The daemon-facing side of issue 8.1: when a ceremony ends (here: cancelled while waiting for
+/// the advert), its advert source lets go of the feed at once even though the feed's writer
+/// is still there. A FIFO shows it: the writer's next write fails with EPIPE (no reader left),
+/// which a blocking reader thread parked in `read` would have prevented.
+#[tokio::test]
+async fn cancel_at_the_advert_stage_releases_a_live_fifo_feed() {
+    let rig = Rig::new().await;
+    let fifo = rig.dir.path().join("adverts.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut config = rig.desktop();
+    config.advert_source = AdvertSource::Fifo(fifo.clone());
+    let mut log = EventLog::new();
+    let cancel = CancellationToken::new();
+    let run = ceremony::run(hybrid(&config), register_request().1, log.sink(), cancel.clone());
+    let (result, writer) = timeout(T, async {
+        tokio::join!(run, async {
+            log.next_qr().await.expect("a QR");
+            // The relay connects and keeps the feed open.
+            let writer = tokio::net::unix::pipe::OpenOptions::new().open_sender(&fifo).unwrap();
+            use tokio::io::AsyncWriteExt;
+            let mut writer = writer;
+            writer.write_all(b"# relay up\n").await.unwrap();
+            cancel.cancel();
+            writer
+        })
+    })
+    .await
+    .unwrap();
+    let e = failed(result);
+    assert_eq!((e.stage, e.kind), (CeremonyStage::Advert, CeremonyErrorKind::Cancelled));
+    // The source is gone: writing now is a broken pipe (retry briefly: the abort is async).
+    let mut writer = writer;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        use tokio::io::AsyncWriteExt;
+        match writer.write_all(b"# still here\n").await {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            other => panic!("the FIFO still has a reader after the ceremony ended: {other:?}"),
+        }
+    }
+}
+
+/// Cancel while the phone holds the request: the error names `user_response`, and the phone's
+/// session ends because the desktop sent shutdown and closed the tunnel.
+#[tokio::test]
+async fn cancel_while_the_user_decides_names_the_stage() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+    let mut phone = rig.phone(|c| c.presence_delay = Duration::from_secs(30));
+    let cancel = CancellationToken::new();
+    // Cancel the moment the request is with the phone (post_handshake finished).
+    let on_event = cancel.clone();
+    let mut log = EventLog::forwarding(Box::new(move |e| {
+        if let cablebridged::ceremony::CeremonyEvent::Progress(p) = e {
+            if p.stage == CeremonyStage::PostHandshake {
+                on_event.cancel();
+            }
+        }
+    }));
+    let (result, _) = timeout(
+        T,
+        cablebridged::testkit::with_phone_cancel(
+            hybrid(&config),
+            register_request().1,
+            &mut log,
+            cancel,
+            |qr| async move {
+                tokio::select! {
+                    _ = phone.run_qr(&qr) => {}
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let e = failed(result);
+    assert_eq!(
+        (e.stage, e.kind),
+        (CeremonyStage::UserResponse, CeremonyErrorKind::Cancelled),
+        "{e} after {:?}",
+        log.stages()
+    );
 }

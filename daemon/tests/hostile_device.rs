@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cablebridge_protocol::ctaphid::{FrameError, HostError, Waiting};
 use cablebridged::hid::HidError;
-use cablebridged::virtual_key::{Fault, VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use cablebridged::virtual_key::{LabFault, VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
 use tokio::time::{timeout, Instant};
 use vkey_support::*;
 
@@ -23,14 +23,14 @@ const DEADLINE: Duration = Duration::from_millis(700);
 /// HostConfig's 500 ms cancel grace plus scheduling slack on a loaded 2-core CI box.
 const MARGIN: Duration = Duration::from_millis(1000);
 
-async fn key(fault: Fault) -> VirtualKeyHandle {
+async fn key(fault: LabFault) -> VirtualKeyHandle {
     let mut cfg = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.fault = fault;
     VirtualKey::bind(cfg).await.unwrap()
 }
 
 /// Runs one ceremony-sized request against a key with `fault`; returns what the host saw.
-async fn against(fault: Fault) -> (Outcome, Client, VirtualKeyHandle) {
+async fn against(fault: LabFault) -> (Outcome, Client, VirtualKeyHandle) {
     let key = key(fault).await;
     let mut client = Client::open(key.local_addr()).await;
     client.init().await.unwrap();
@@ -47,12 +47,12 @@ async fn against(fault: Fault) -> (Outcome, Client, VirtualKeyHandle) {
 /// The next ceremony works: on the same key after resync (fault off), and on a healthy key.
 async fn next_ceremony_works(mut client: Client, key: VirtualKeyHandle) {
     if !key.is_finished() {
-        key.set_fault(Fault::None);
+        key.set_fault(LabFault::None);
         client.init().await.unwrap();
         assert!(ceremony(&mut client, "next.example").await >= 1);
     }
     key.shutdown().await.unwrap();
-    let healthy = self::key(Fault::None).await;
+    let healthy = self::key(LabFault::None).await;
     let mut fresh = Client::open(healthy.local_addr()).await;
     fresh.init().await.unwrap();
     assert!(ceremony(&mut fresh, "healthy.example").await >= 1);
@@ -69,7 +69,7 @@ fn host_error(out: &Outcome) -> &HostError {
 #[tokio::test]
 async fn device_never_answers() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::NeverAnswer).await;
+        let (out, client, key) = against(LabFault::NeverAnswer).await;
         assert!(matches!(host_error(&out), HostError::Timeout { waiting: Waiting::Response, .. }));
         next_ceremony_works(client, key).await;
     })
@@ -80,7 +80,7 @@ async fn device_never_answers() {
 #[tokio::test]
 async fn keepalive_forever() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::KeepaliveForever).await;
+        let (out, client, key) = against(LabFault::KeepaliveForever).await;
         assert!(matches!(host_error(&out), HostError::Timeout { .. }));
         assert!(out.keepalives.len() >= 5, "{}", out.keepalives.len());
         next_ceremony_works(client, key).await;
@@ -92,7 +92,7 @@ async fn keepalive_forever() {
 #[tokio::test]
 async fn foreign_cid_frames_interleaved_are_ignored() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::ForeignFrames).await;
+        let (out, client, key) = against(LabFault::ForeignFrames).await;
         let (_, resp) = out.result.unwrap();
         check_make_credential(&resp, 1);
         assert!(client.chan.stats().foreign_frames >= 3, "{:?}", client.chan.stats());
@@ -105,7 +105,7 @@ async fn foreign_cid_frames_interleaved_are_ignored() {
 #[tokio::test]
 async fn bad_sequence_number() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::BadSequence).await;
+        let (out, client, key) = against(LabFault::BadSequence).await;
         match host_error(&out) {
             HostError::Frame {
                 source: FrameError::BadSequence { expected: 0, got: 5, .. },
@@ -122,7 +122,7 @@ async fn bad_sequence_number() {
 #[tokio::test]
 async fn truncated_response() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::TruncatedResponse).await;
+        let (out, client, key) = against(LabFault::TruncatedResponse).await;
         match host_error(&out) {
             HostError::Timeout {
                 waiting: Waiting::Continuation { received, expected }, ..
@@ -140,7 +140,7 @@ async fn truncated_response() {
 #[tokio::test]
 async fn oversized_bcnt() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::OversizedBcnt).await;
+        let (out, client, key) = against(LabFault::OversizedBcnt).await;
         match host_error(&out) {
             HostError::Frame { source: FrameError::BcntTooLarge { bcnt: 0xffff, .. }, .. } => {}
             other => panic!("{other:?}"),
@@ -154,7 +154,7 @@ async fn oversized_bcnt() {
 #[tokio::test]
 async fn device_busy() {
     timeout(LIMIT, async {
-        let (out, client, key) = against(Fault::Busy).await;
+        let (out, client, key) = against(LabFault::Busy).await;
         assert!(matches!(host_error(&out), HostError::Busy));
         next_ceremony_works(client, key).await;
     })
@@ -165,7 +165,7 @@ async fn device_busy() {
 #[tokio::test]
 async fn device_vanishes_mid_transaction() {
     timeout(LIMIT, async {
-        let (out, mut client, mut key) = against(Fault::VanishMidTransaction).await;
+        let (out, mut client, mut key) = against(LabFault::VanishMidTransaction).await;
         // Either the host's deadline fired (the socket just went quiet) or the transport saw
         // the ICMP "port unreachable" first; both are typed, neither hangs.
         match &out.result {

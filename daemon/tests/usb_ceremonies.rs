@@ -12,8 +12,8 @@ use cablebridge_protocol::ctap2::{
     AuthenticatorData, CoseAlgorithm, CredentialDescriptor, CredentialParameters,
     GetAssertionRequest, MakeCredentialRequest, RelyingParty, StatusCode, User,
 };
+use cablebridged::ctap::uv::{authenticate, register, UserVerification, Verification};
 use cablebridged::ctap::{CtapError, DeviceProgress, TokenSource};
-use cablebridged::usb_ceremony::{authenticate, register, UserVerification, Verification};
 use rand::rngs::OsRng;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cablebridge_protocol::error::Fault;
 use cablebridged::ceremony::{
-    CeremonyErrorKind, CeremonyStage, ProgressDetail, ProgressEvent, RegisterOptions,
+    CeremonyErrorKind, CeremonyEvent, CeremonyOutcome, CeremonyRequest, CeremonyStage,
+    ProgressDetail, ProgressEvent, RegisterOptions, UsbTransport,
 };
-use cablebridged::ctap::ceremony::{run_with_arrivals, UsbCeremonyConfig};
+use cablebridged::ctap::ceremony::run_with_arrivals;
 use cablebridged::ctap::{KeyArrivals, OpenOptions};
-use cablebridged::desktop::{CeremonyOutcome, CeremonyRequest};
 use cablebridged::hid::{DeviceAddress, HidError, HotplugEvent, SysRoots};
 use futures_util::stream;
 use tokio::sync::mpsc;
@@ -32,8 +33,8 @@ fn no_keys_attached(dir: &Path) -> OpenOptions {
     open
 }
 
-fn config(dir: &Path, timeout_ms: u64) -> UsbCeremonyConfig {
-    UsbCeremonyConfig {
+fn config(dir: &Path, timeout_ms: u64) -> UsbTransport {
+    UsbTransport {
         devices: Vec::new(),
         timeout: Duration::from_millis(timeout_ms),
         pin: None,
@@ -49,8 +50,9 @@ fn register_request() -> CeremonyRequest {
 fn sink(
     log: Arc<Mutex<Vec<ProgressEvent>>>,
     on_insert: impl Fn() + Send + Sync + 'static,
-) -> Arc<dyn cablebridged::ceremony::ProgressSink> {
-    Arc::new(move |e: &ProgressEvent| {
+) -> Arc<dyn cablebridged::ceremony::EventSink> {
+    Arc::new(move |e: &CeremonyEvent| {
+        let CeremonyEvent::Progress(e) = e else { return };
         if e.detail == ProgressDetail::Text(INSERT.to_owned()) {
             on_insert();
         }
@@ -138,8 +140,7 @@ async fn no_key_plugged_in_is_a_typed_timeout_at_device_select() {
     .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(err.stage, CeremonyStage::DeviceSelect);
-    assert_eq!(err.kind, CeremonyErrorKind::Timeout);
-    assert_eq!(err.exit_code(), 1);
+    assert_eq!((err.kind, err.fault), (CeremonyErrorKind::Timeout, Fault::Peer));
     assert!(err.message.contains("no FIDO security key was plugged in within"), "{}", err.message);
 }
 
@@ -163,7 +164,7 @@ async fn ctrl_c_ends_the_wait() {
     .expect("cancel ends the wait long before the 30 s deadline")
     .unwrap_err();
     assert_eq!(err.stage, CeremonyStage::DeviceSelect);
-    assert_eq!(err.exit_code(), 1);
+    assert_eq!(err.kind, CeremonyErrorKind::Cancelled);
     assert!(err.message.contains("(cancelled)"), "{}", err.message);
 }
 
@@ -185,8 +186,7 @@ async fn without_hotplug_no_key_fails_at_once_saying_why() {
     .expect("no waiting when hot-plug is unavailable")
     .unwrap_err();
     assert_eq!(err.stage, CeremonyStage::DeviceSelect);
-    assert_eq!(err.kind, CeremonyErrorKind::Environment);
-    assert_eq!(err.exit_code(), 3);
+    assert_eq!((err.kind, err.fault), (CeremonyErrorKind::Environment, Fault::Environment));
     for part in ["no FIDO security key found", "not waiting", "NETLINK_KOBJECT_UEVENT"] {
         assert!(err.message.contains(part), "{part:?} missing in {}", err.message);
     }

@@ -8,7 +8,7 @@ mod vkey_support;
 use std::time::Duration;
 
 use cablebridge_protocol::ctaphid::{HostError, KeepAliveStatus, Waiting};
-use cablebridged::virtual_key::{Fault, VirtualKey, VirtualKeyConfig};
+use cablebridged::virtual_key::{LabFault, VirtualKey, VirtualKeyConfig};
 use tokio::time::{timeout, Instant};
 use vkey_support::*;
 
@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_millis(600);
 const MARGIN: Duration = Duration::from_millis(900);
 
 async fn with_fault(
-    fault: Fault,
+    fault: LabFault,
 ) -> (Outcome, Duration, Client, cablebridged::virtual_key::VirtualKeyHandle) {
     let mut cfg = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.fault = fault;
@@ -33,7 +33,7 @@ async fn with_fault(
 }
 
 async fn recovers(mut client: Client, key: cablebridged::virtual_key::VirtualKeyHandle) {
-    key.set_fault(Fault::None);
+    key.set_fault(LabFault::None);
     client.init().await.unwrap(); // resync aborts whatever the key was stuck on for us
     assert!(ceremony(&mut client, "after-fault.example").await >= 1);
     key.shutdown().await.unwrap();
@@ -42,7 +42,7 @@ async fn recovers(mut client: Client, key: cablebridged::virtual_key::VirtualKey
 #[tokio::test]
 async fn never_answer_times_out_waiting_for_the_response() {
     timeout(LIMIT, async {
-        let (out, _, client, key) = with_fault(Fault::NeverAnswer).await;
+        let (out, _, client, key) = with_fault(LabFault::NeverAnswer).await;
         match out.result {
             Err(DriveError::Host(HostError::Timeout { waiting: Waiting::Response, .. })) => {}
             other => panic!("{other:?}"),
@@ -57,7 +57,7 @@ async fn never_answer_times_out_waiting_for_the_response() {
 #[tokio::test]
 async fn keepalive_forever_times_out_despite_keepalives() {
     timeout(LIMIT, async {
-        let (out, _, client, key) = with_fault(Fault::KeepaliveForever).await;
+        let (out, _, client, key) = with_fault(LabFault::KeepaliveForever).await;
         assert!(
             matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))),
             "{:?}",
@@ -75,7 +75,7 @@ async fn keepalive_forever_times_out_despite_keepalives() {
 #[tokio::test]
 async fn wrong_cid_answers_are_ignored_as_foreign_and_time_out() {
     timeout(LIMIT, async {
-        let (out, _, client, key) = with_fault(Fault::WrongCid).await;
+        let (out, _, client, key) = with_fault(LabFault::WrongCid).await;
         assert!(
             matches!(out.result, Err(DriveError::Host(HostError::Timeout { .. }))),
             "{:?}",
@@ -91,7 +91,7 @@ async fn wrong_cid_answers_are_ignored_as_foreign_and_time_out() {
 #[tokio::test]
 async fn busy_is_reported_as_busy_at_once() {
     timeout(LIMIT, async {
-        let (out, elapsed, client, key) = with_fault(Fault::Busy).await;
+        let (out, elapsed, client, key) = with_fault(LabFault::Busy).await;
         assert!(matches!(out.result, Err(DriveError::Host(HostError::Busy))), "{:?}", out.result);
         assert!(elapsed < Duration::from_millis(300), "{elapsed:?}");
         recovers(client, key).await;

@@ -11,20 +11,22 @@
 mod common;
 
 use cablebridge_hw_tests::mock_bluez::AdapterSpec;
-use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::advert::AdvertSource;
 use cablebridged::bridge::{self, BridgeConfig, KeyBackend};
-use cablebridged::ceremony::{AuthenticateOptions, ProgressDetail, ProgressEvent, RegisterOptions};
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::ceremony::{
+    AuthenticateOptions, CeremonyOutcome, CeremonyRequest, HybridTransport, RegisterOptions,
+    Transport,
+};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, Progress};
+use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
 use common::{mock_with, serial, STEP};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -71,18 +73,12 @@ async fn bridge_serves_the_virtual_key_over_the_mock_radio() {
                 CeremonyRequest::Authenticate(a)
             }
         };
-        let (tx, mut qr) = mpsc::unbounded_channel();
-        let sink = move |e: &ProgressEvent| {
-            if let ProgressDetail::Qr { url } = &e.detail {
-                let _ = tx.send(url.clone());
-            }
+        let transport = Transport::Hybrid(HybridTransport::new(desktop_config.clone()));
+        let mut log = EventLog::new();
+        let phone = |qr| async move {
+            let _ = bridge.run_qr(&qr).await;
         };
-        let desktop = desktop::run(&desktop_config, request, Some(Arc::new(sink)));
-        let phone = async {
-            let url = qr.recv().await.expect("desktop showed no QR");
-            let _ = bridge.run_qr(&QrPayload::from_url(&url).unwrap()).await;
-        };
-        let outcome = timeout(T, async { tokio::join!(desktop, phone) }).await.unwrap().0;
+        let outcome = timeout(T, with_phone(transport, request, &mut log, phone)).await.unwrap().0;
         match (round, outcome) {
             (0, Ok(CeremonyOutcome::Registered(reg))) => {
                 // Hardware-backed passthrough: the key's own AAGUID and packed attestation.

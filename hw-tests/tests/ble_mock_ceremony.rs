@@ -1,6 +1,6 @@
 //! Sim tier: full hybrid ceremonies over the real radio code paths, through the mock BlueZ.
 //!
-//! The desktop (`cablebridged::desktop::run`, `--advert-source bluez`) scans with btleplug; the
+//! The desktop (`cablebridged::ceremony::run`, `--advert-source bluez`) scans with btleplug; the
 //! virtual phone (`--advert-sink bluez`) registers its advert with the mock's
 //! LEAdvertisingManager1, which loops it back as a Device1 advert on hci0; both then meet on our
 //! tunnel server on loopback. Also: BlueZ vanishing while the desktop waits for the advert, and an
@@ -11,21 +11,25 @@
 mod common;
 
 use cablebridge_hw_tests::mock_bluez::{AdapterSpec, MockBluez};
+use cablebridge_protocol::error::Fault;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
-    AuthenticateOptions, CeremonyError, CeremonyErrorKind, CeremonyStage, ProgressDetail,
-    ProgressEvent, RegisterOptions,
+    self, AuthenticateOptions, CeremonyError, CeremonyErrorKind, CeremonyEvent, CeremonyOutcome,
+    CeremonyRequest, CeremonyStage, EventSink, HybridTransport, ProgressDetail, RegisterOptions,
+    Transport,
 };
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use common::{mock_with, serial, STEP};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 /// Bound for one whole ceremony.
 const T: Duration = Duration::from_secs(20);
@@ -54,23 +58,33 @@ fn bluez_phone(server: &TunnelServerHandle) -> VirtualPhone {
 struct Watch {
     qr: mpsc::UnboundedReceiver<String>,
     advert_accepted: Arc<Mutex<Option<Instant>>>,
-    sink: Arc<dyn cablebridged::ceremony::ProgressSink>,
+    sink: Arc<dyn EventSink>,
 }
 
 fn watch() -> Watch {
     let (tx, qr) = mpsc::unbounded_channel();
     let advert_accepted = Arc::new(Mutex::new(None));
     let accepted = Arc::clone(&advert_accepted);
-    let sink = move |e: &ProgressEvent| match &e.detail {
-        ProgressDetail::Qr { url } => {
+    let sink = move |e: &CeremonyEvent| match e {
+        CeremonyEvent::Qr { url } => {
             let _ = tx.send(url.clone());
         }
-        ProgressDetail::Advert { .. } => {
+        CeremonyEvent::Progress(p) if matches!(p.detail, ProgressDetail::Advert { .. }) => {
             accepted.lock().unwrap().get_or_insert_with(Instant::now);
         }
         _ => {}
     };
     Watch { qr, advert_accepted, sink: Arc::new(sink) }
+}
+
+/// One hybrid ceremony through the engine's entry point, nobody answering by itself.
+async fn run(
+    config: &DesktopConfig,
+    request: CeremonyRequest,
+    sink: Arc<dyn EventSink>,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    ceremony::run(transport, request, Some(sink), CancellationToken::new()).await
 }
 
 /// One QR ceremony: desktop scanning through the mock, phone advertising through it.
@@ -79,14 +93,12 @@ async fn ceremony(
     request: CeremonyRequest,
     phone: &mut VirtualPhone,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    let mut w = watch();
-    let desktop = desktop::run(config, request, Some(Arc::clone(&w.sink)));
-    let phone_side = async {
-        let url = w.qr.recv().await.expect("desktop showed no QR");
-        let qr = QrPayload::from_url(&url).unwrap();
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    let mut log = EventLog::new();
+    let phone_side = |qr| async move {
         let _ = phone.run_qr(&qr).await;
     };
-    timeout(T, async { tokio::join!(desktop, phone_side) }).await.unwrap().0
+    timeout(T, with_phone(transport, request, &mut log, phone_side)).await.unwrap().0
 }
 
 async fn loopback_mock() -> MockBluez {
@@ -139,7 +151,7 @@ async fn bluez_vanishing_while_waiting_for_the_advert_ends_with_exit_3() {
     let config = desktop_config(&server);
     let mut w = watch();
     let o = RegisterOptions::new("example.com", "alice@example.com");
-    let desktop = desktop::run(&config, CeremonyRequest::Register(o), Some(Arc::clone(&w.sink)));
+    let desktop = run(&config, CeremonyRequest::Register(o), Arc::clone(&w.sink));
     let killer = async {
         w.qr.recv().await.expect("desktop showed no QR");
         let at = Instant::now();
@@ -150,8 +162,8 @@ async fn bluez_vanishing_while_waiting_for_the_advert_ends_with_exit_3() {
     let after = vanished_at.elapsed();
     let e = result.expect_err("the ceremony cannot succeed without BlueZ");
     assert_eq!(
-        (e.stage, e.kind, e.exit_code()),
-        (CeremonyStage::Advert, CeremonyErrorKind::Environment, 3),
+        (e.stage, e.kind, e.fault),
+        (CeremonyStage::Advert, CeremonyErrorKind::Environment, Fault::Environment),
         "{e}"
     );
     assert!(e.message.contains("left the system bus"), "{e}");
@@ -183,7 +195,7 @@ async fn foreign_advert_flood_does_not_starve_the_phone() {
     let mut w = watch();
     let accepted = Arc::clone(&w.advert_accepted);
     let o = RegisterOptions::new("example.com", "alice@example.com");
-    let desktop = desktop::run(&config, CeremonyRequest::Register(o), Some(Arc::clone(&w.sink)));
+    let desktop = run(&config, CeremonyRequest::Register(o), Arc::clone(&w.sink));
     let (url_tx, mut url_rx) = mpsc::unbounded_channel();
     let flood = async {
         let url = w.qr.recv().await.expect("desktop showed no QR");

@@ -21,10 +21,10 @@
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
-    AuthenticateOptions, ProgressDetail, ProgressEvent, ProgressSink, RegisterOptions,
+    self, AuthenticateOptions, CeremonyError, CeremonyEvent, CeremonyOutcome, CeremonyRequest,
+    EventSink, HybridTransport, RegisterOptions, Transport, UsbTransport,
 };
-use cablebridged::ctap::ceremony::{run as run_usb, UsbCeremonyConfig};
-use cablebridged::desktop::{run as run_hybrid, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use serde_json::json;
 use std::path::PathBuf;
@@ -37,9 +37,9 @@ fn rp_id() -> String {
 }
 
 /// Prints every stage to stderr, and the QR code in the terminal when one is shown.
-fn console_sink() -> Arc<dyn ProgressSink> {
-    Arc::new(|e: &ProgressEvent| {
-        if let ProgressDetail::Qr { url } = &e.detail {
+fn console_sink() -> Arc<dyn EventSink> {
+    Arc::new(|e: &CeremonyEvent| match e {
+        CeremonyEvent::Qr { url } => {
             match qrcode::QrCode::new(url.as_bytes()) {
                 Ok(code) => eprintln!(
                     "{}",
@@ -49,8 +49,19 @@ fn console_sink() -> Arc<dyn ProgressSink> {
             }
             eprintln!("Scan with the phone's camera: {url}");
         }
-        eprintln!("[{:>6} ms] {} {:?}", e.elapsed_ms, e.stage.as_str(), e.detail);
+        CeremonyEvent::Progress(p) => {
+            eprintln!("[{:>6} ms] {} {:?}", p.elapsed_ms, p.stage.as_str(), p.detail)
+        }
+        other => eprintln!("{}", other.to_json()),
     })
+}
+
+async fn run_hybrid(
+    config: &DesktopConfig,
+    request: CeremonyRequest,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    ceremony::run(transport, request, Some(console_sink()), CancellationToken::new()).await
 }
 
 /// Writes one evidence record and returns its path.
@@ -81,7 +92,7 @@ async fn phone_register_then_authenticate(label: &str) {
     let phone = std::env::var("CABLEBRIDGE_PHONE").unwrap_or_else(|_| label.to_owned());
 
     let reg = RegisterOptions::new(rp_id(), "hw-test-user");
-    let outcome = run_hybrid(&config, CeremonyRequest::Register(reg), Some(console_sink()))
+    let outcome = run_hybrid(&config, CeremonyRequest::Register(reg))
         .await
         .unwrap_or_else(|e| panic!("registration failed at stage {}: {e}", e.stage));
     let CeremonyOutcome::Registered(registered) = outcome else { panic!("expected a credential") };
@@ -90,7 +101,7 @@ async fn phone_register_then_authenticate(label: &str) {
 
     let mut auth = AuthenticateOptions::new(rp_id());
     auth.allow_credentials = vec![registered.credential_id.clone()];
-    let outcome = run_hybrid(&config, CeremonyRequest::Authenticate(auth), Some(console_sink()))
+    let outcome = run_hybrid(&config, CeremonyRequest::Authenticate(auth))
         .await
         .unwrap_or_else(|e| panic!("authentication failed at stage {}: {e}", e.stage));
     let CeremonyOutcome::Authenticated(assertion) = outcome else {
@@ -144,19 +155,22 @@ async fn real_usb_key_register_and_authenticate() {
         Err(_) => Vec::new(),
     };
     let pin = std::env::var("CABLEBRIDGE_PIN").ok().map(|p| Pin::new(&p).expect("valid PIN"));
-    let config = UsbCeremonyConfig {
-        devices,
-        timeout: Duration::from_secs(60),
-        pin,
-        open: Default::default(),
+    let usb = || {
+        Transport::Usb(UsbTransport {
+            devices: devices.clone(),
+            timeout: Duration::from_secs(60),
+            pin: pin.clone(),
+            open: Default::default(),
+        })
     };
     let cancel = CancellationToken::new();
     eprintln!("Touch the key when it blinks (twice: register, then authenticate).");
 
     let reg = RegisterOptions::new(rp_id(), "hw-test-user");
-    let outcome = run_usb(&config, CeremonyRequest::Register(reg), Some(console_sink()), &cancel)
-        .await
-        .unwrap_or_else(|e| panic!("registration failed at stage {}: {e}", e.stage));
+    let outcome =
+        ceremony::run(usb(), CeremonyRequest::Register(reg), Some(console_sink()), cancel.clone())
+            .await
+            .unwrap_or_else(|e| panic!("registration failed at stage {}: {e}", e.stage));
     let CeremonyOutcome::Registered(registered) = outcome else { panic!("expected a credential") };
     let attestation = registered.verify().expect("the key's attestation verifies");
     check_expected_aaguid(&registered.aaguid.to_string());
@@ -164,7 +178,7 @@ async fn real_usb_key_register_and_authenticate() {
     let mut auth = AuthenticateOptions::new(rp_id());
     auth.allow_credentials = vec![registered.credential_id.clone()];
     let outcome =
-        run_usb(&config, CeremonyRequest::Authenticate(auth), Some(console_sink()), &cancel)
+        ceremony::run(usb(), CeremonyRequest::Authenticate(auth), Some(console_sink()), cancel)
             .await
             .unwrap_or_else(|e| panic!("authentication failed at stage {}: {e}", e.stage));
     let CeremonyOutcome::Authenticated(assertion) = outcome else {

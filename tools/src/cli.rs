@@ -3,8 +3,9 @@
 //! and one variant here (plus one arm in `cmd::run`).
 
 use crate::cmd;
+pub use crate::output::GlobalOpts;
 use crate::output::EXIT_CODES_HELP;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// Work with FIDO hybrid (caBLE v2) QR codes, adverts and tunnels.
 #[derive(Debug, Parser)]
@@ -16,17 +17,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options shared by all subcommands (`global = true`: accepted before or after the subcommand).
-#[derive(Debug, Args)]
-pub struct GlobalOpts {
-    /// Print one JSON object on stdout instead of human-readable text (errors too).
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Include secrets (QR secret, PSK) in the output. They are omitted by default.
-    #[arg(long, global = true)]
-    pub show_secrets: bool,
 }
 
 /// Subcommands.

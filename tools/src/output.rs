@@ -1,11 +1,28 @@
 //! The one place that decides how results look (human text or `--json`) and which exit code a
-//! failure maps to. Commands build a [`Report`] or a [`CmdError`]; nothing else prints.
+//! failure maps to. Commands build a [`Report`] or a [`CmdError`]; nothing else prints. The
+//! global output flags ([`GlobalOpts`]) live here too, so `cli.rs` and the command modules both
+//! depend on this module instead of on each other.
 //!
 //! Exit codes (documented in `--help`): 0 ok, 1 ceremony failed / "not ours", 2 usage or input
 //! error (clap's own usage errors included), 3 environment (files, devices, daemon).
 
+use cablebridge_protocol::error::Fault;
+use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind};
+use cablebridged::ctap::CtapError;
+use clap::Args;
 use serde_json::{Map, Value};
 use std::process::ExitCode;
+
+/// Options shared by all subcommands (`global = true`: accepted before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Print one JSON object on stdout instead of human-readable text (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Include secrets (QR secret, PSK) in the output. They are omitted by default.
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+}
 
 /// Exit statuses of the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +41,44 @@ impl Exit {
     /// Numeric code.
     pub fn code(self) -> u8 {
         self as u8
+    }
+}
+
+impl From<&CeremonyError> for Exit {
+    /// The one mapping of a ceremony's failure to an exit status: the authenticator saying no, a
+    /// timeout or a cancel is a failed ceremony (1); otherwise the fault decides: the caller's
+    /// input 2, the environment 3, the peer 1.
+    fn from(e: &CeremonyError) -> Exit {
+        match (e.kind, e.fault) {
+            (
+                CeremonyErrorKind::Authenticator
+                | CeremonyErrorKind::Timeout
+                | CeremonyErrorKind::Cancelled,
+                _,
+            ) => Exit::Ceremony,
+            (_, Fault::Caller) => Exit::Usage,
+            (_, Fault::Environment) => Exit::Environment,
+            _ => Exit::Ceremony,
+        }
+    }
+}
+
+impl From<&CtapError> for Exit {
+    /// A security-key command's failure (`info`, `pin`, `credentials`, ...): the environment 3,
+    /// a missing or wrong PIN 2, everything the key or user did (timeouts, cancel, statuses) 1.
+    fn from(e: &CtapError) -> Exit {
+        use cablebridge_protocol::error::Classify;
+        match (e, e.fault()) {
+            (_, Fault::Environment) => Exit::Environment,
+            (
+                CtapError::Cancelled { .. }
+                | CtapError::Timeout { .. }
+                | CtapError::NoKeyInserted { .. },
+                _,
+            ) => Exit::Ceremony,
+            (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
+            _ => Exit::Ceremony,
+        }
     }
 }
 
@@ -152,6 +207,19 @@ pub fn finish(result: Result<Report, CmdError>, json: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ceremony_errors_map_to_exit_codes() {
+        use cablebridged::ceremony::CeremonyStage;
+        let s = CeremonyStage::UserResponse;
+        let exit = |e: CeremonyError| Exit::from(&e);
+        assert_eq!(exit(CeremonyError::usage(s, "x")), Exit::Usage);
+        assert_eq!(exit(CeremonyError::environment(s, "x")), Exit::Environment);
+        assert_eq!(exit(CeremonyError::peer(s, "x")), Exit::Ceremony);
+        assert_eq!(exit(CeremonyError::cancelled(s)), Exit::Ceremony);
+        let t = CeremonyError::timeout(s, "waiting", std::time::Duration::from_secs(1));
+        assert_eq!(exit(t), Exit::Ceremony);
+    }
 
     #[test]
     fn human_and_json_agree() {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use cablebridge_protocol::ctap2::{
     CoseAlgorithm, CredentialParameters, MakeCredentialRequest, RelyingParty, User,
 };
+use cablebridged::ctap::uv::{register, UserVerification};
 use cablebridged::ctap::{open_client, Call, OpenOptions};
-use cablebridged::usb_ceremony::{register, UserVerification};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -13,4 +13,4 @@ pub mod matcher;
 pub mod source;
 
 pub use matcher::{AdvertMatcher, MatchOutcome, SessionTag};
-pub use source::{parse_advert_line, AdvertItem, AdvertSource, AdvertSourceError, AdvertStream};
+pub use source::{parse_advert_line, AdvertFeed, AdvertItem, AdvertSource, AdvertSourceError};

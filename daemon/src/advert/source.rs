@@ -7,7 +7,17 @@
 //!
 //! * `stdin`: reads until EOF.
 //! * `fifo:PATH`: opens the named pipe (or a regular file, read once: replayed captures); a FIFO
-//!   is reopened when its writer goes away, so a relay may restart.
+//!   stays open when its writer goes away (we hold it read-write), so a relay may restart.
+//!
+//! No source may outlive its ceremony: a relay feed usually stays open after the ceremony ended
+//! (`tail -F log | …`, `ssh host sniffer | …`), so nothing here parks a thread in a blocking
+//! `read`. Pipes, FIFOs and terminals on stdin are read through a non-blocking file description
+//! of our own (reopened through `/proc/self/fd/0`, so the `O_NONBLOCK` flag never leaks to the
+//! process that shares our stdin), a socket on stdin with `MSG_DONTWAIT` reads, and `fifo:` is
+//! opened non-blocking; all of them are polled by the runtime, and dropping the
+//! [`AdvertFeed`] ends the task and closes the descriptor at once. Only regular files (and
+//! devices that cannot be polled, like `/dev/null`) are read with tokio's blocking reader: their
+//! reads always return.
 //! * `unix:PATH`: binds a Unix **datagram** socket; each datagram holds one or more lines.
 //! * `unix-stream:PATH`: binds a Unix **stream** socket and accepts any number of connections,
 //!   each sending lines. (One path cannot be both kinds, hence two spellings.)
@@ -161,16 +171,16 @@ fn shorten(s: &str) -> String {
 
 /// Adverts from an open source. Dropping it stops the source's task and removes socket files.
 #[derive(Debug)]
-pub struct AdvertStream {
+pub struct AdvertFeed {
     rx: mpsc::Receiver<AdvertItem>,
     task: Option<JoinHandle<()>>,
     socket_path: Option<PathBuf>,
 }
 
-impl AdvertStream {
+impl AdvertFeed {
     /// A stream fed by `rx` (for producers outside this module, e.g. tests and the BLE scanner).
     pub fn from_channel(rx: mpsc::Receiver<AdvertItem>) -> Self {
-        AdvertStream { rx, task: None, socket_path: None }
+        AdvertFeed { rx, task: None, socket_path: None }
     }
 
     /// The next item; `None` once the source ended (EOF on stdin or a regular file).
@@ -179,7 +189,7 @@ impl AdvertStream {
     }
 }
 
-impl Drop for AdvertStream {
+impl Drop for AdvertFeed {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
@@ -198,7 +208,7 @@ const MAX_LINE: usize = 4096;
 impl AdvertSource {
     /// Opens the source (binds sockets or starts the BLE scan now, so a relay can connect — or
     /// the radio is known to work — before the QR is shown).
-    pub async fn open(&self) -> Result<AdvertStream, AdvertSourceError> {
+    pub async fn open(&self) -> Result<AdvertFeed, AdvertSourceError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -208,10 +218,22 @@ impl AdvertSource {
             AdvertSource::Bluez => {
                 (super::bluez::open(tx).await.map_err(AdvertSourceError::Ble)?, None)
             }
-            AdvertSource::Stdin => (tokio::spawn(read_lines(tokio::io::stdin(), tx)), None),
+            AdvertSource::Stdin => (tokio::spawn(read_lines(stdin_reader(), tx)), None),
             AdvertSource::Fifo(path) => {
                 let meta = std::fs::metadata(path).map_err(io(path))?;
-                (tokio::spawn(read_fifo(path.clone(), meta.file_type().is_fifo(), tx)), None)
+                let task = if meta.file_type().is_file() {
+                    tokio::spawn(read_file(path.clone(), tx))
+                } else {
+                    // Read-write: opening never waits for a writer, and a relay that exits and
+                    // restarts does not end the feed (we are a writer too, so no EOF).
+                    let rx = tokio::net::unix::pipe::OpenOptions::new()
+                        .read_write(meta.file_type().is_fifo())
+                        .unchecked(true)
+                        .open_receiver(path)
+                        .map_err(io(path))?;
+                    tokio::spawn(read_lines(rx, tx))
+                };
+                (task, None)
             }
             AdvertSource::UnixDatagram(path) => {
                 remove_stale_socket(path).map_err(io(path))?;
@@ -224,7 +246,7 @@ impl AdvertSource {
                 (tokio::spawn(accept_streams(listener, tx)), Some(path.clone()))
             }
         };
-        Ok(AdvertStream { rx, task: Some(task), socket_path })
+        Ok(AdvertFeed { rx, task: Some(task), socket_path })
     }
 }
 
@@ -278,10 +300,11 @@ async fn read_lines_until_eof<R: AsyncRead + Unpin>(
                 if tx.send(warning).await.is_err() {
                     return false;
                 }
-                // Skip the rest of the over-long line.
-                let mut rest = Vec::new();
-                if reader.read_until(b'\n', &mut rest).await.is_err() {
-                    return true;
+                // Skip the rest of the over-long line without keeping it: memory stays at the
+                // reader's buffer however long the line is.
+                match skip_line(&mut reader).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return true,
                 }
             }
             Ok(_) => {
@@ -297,20 +320,116 @@ async fn read_lines_until_eof<R: AsyncRead + Unpin>(
     }
 }
 
-async fn read_fifo(path: PathBuf, is_fifo: bool, tx: mpsc::Sender<AdvertItem>) {
-    loop {
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) => {
-                let msg = format!("cannot open {}: {e}", path.display());
-                let _ = tx.send(AdvertItem::Warning(msg)).await;
-                return;
-            }
-        };
-        if !read_lines_until_eof(file, &tx).await || !is_fifo {
-            return;
+/// A regular file (a replayed capture): read once to its end.
+async fn read_file(path: PathBuf, tx: mpsc::Sender<AdvertItem>) {
+    match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            let _ = read_lines_until_eof(file, &tx).await;
         }
-        // The writer closed the FIFO; opening again waits for the next writer.
+        Err(e) => {
+            let msg = format!("cannot open {}: {e}", path.display());
+            let _ = tx.send(AdvertItem::Warning(msg)).await;
+        }
+    }
+}
+
+/// A boxed reader of advert lines.
+type LineReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Standard input as a reader that never parks a thread in a blocking `read` (see the module
+/// docs): a pipe, FIFO or terminal is reopened non-blocking through `/proc/self/fd/0`; a socket
+/// is read with `MSG_DONTWAIT`; anything else (a regular file, `/dev/null`) is read with tokio's
+/// blocking reader, whose reads always return.
+fn stdin_reader() -> LineReader {
+    use rustix::fs::FileType;
+    let kind = rustix::fs::fstat(std::io::stdin()).map(|st| FileType::from_raw_mode(st.st_mode));
+    match kind {
+        Ok(FileType::Fifo | FileType::CharacterDevice) => {
+            match tokio::net::unix::pipe::OpenOptions::new()
+                .unchecked(true)
+                .open_receiver("/proc/self/fd/0")
+            {
+                Ok(rx) => return Box::new(rx),
+                Err(e) => tracing::debug!(error = %e, "stdin cannot be polled; blocking reads"),
+            }
+        }
+        Ok(FileType::Socket) => match SocketReader::stdin() {
+            Ok(r) => return Box::new(r),
+            Err(e) => tracing::debug!(error = %e, "stdin socket cannot be polled; blocking reads"),
+        },
+        _ => {}
+    }
+    Box::new(tokio::io::stdin())
+}
+
+/// A socket we share with other processes (our stdin), read with `MSG_DONTWAIT` so its
+/// `O_NONBLOCK` flag (shared with whoever else holds it) is left alone.
+struct SocketReader {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl SocketReader {
+    // The one `unsafe` here is tokio's registration of a descriptor with its reactor.
+    #[allow(unsafe_code)]
+    fn stdin() -> std::io::Result<SocketReader> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3)?;
+        // SAFETY: `fd` is an `OwnedFd` we just duplicated: it is open, owned by the AsyncFd
+        // until it is dropped, and an OwnedFd never changes the descriptor it wraps.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
+        };
+        Ok(SocketReader { fd })
+    }
+}
+
+impl AsyncRead for SocketReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            let mut guard = match self.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            let unfilled = buf.initialize_unfilled();
+            let flags = rustix::net::RecvFlags::DONTWAIT;
+            match guard.try_io(|fd| {
+                rustix::net::recv(fd.get_ref(), &mut *unfilled, flags)
+                    .map(|(n, _)| n)
+                    .map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Discards input up to and including the next newline; `Ok(false)` at EOF.
+async fn skip_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> std::io::Result<bool> {
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
     }
 }
 

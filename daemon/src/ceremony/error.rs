@@ -1,10 +1,11 @@
 //! [`CeremonyError`]: the one error a ceremony ends with, whatever layer failed.
 //!
-//! It keeps three things a caller acts on: the [`CeremonyStage`] that was in progress, a kind
-//! that decides the exit code, and one human-readable line that says what failed (the lower
-//! error's own message, which already names the peer, file or host). Lower errors are mapped
-//! through their [`Classify`] fault: peer faults and authenticator statuses make the ceremony fail
-//! (exit 1), the environment (no Bluetooth, DNS, TCP, files) is exit 3, bad input exit 2.
+//! It keeps what a caller acts on: the [`CeremonyStage`] that was in progress, who is at fault
+//! (the protocol's [`Fault`]: peer, caller or environment), a finer [`CeremonyErrorKind`]
+//! (authenticator said no, timeout, cancelled, ...), and one human-readable line that says what
+//! failed (the lower error's own message, which already names the peer, file or host). Lower
+//! errors are mapped through their [`Classify`] fault. The engine decides no exit codes: the CLI
+//! derives its exit status from `fault` and `kind` in one place (`Exit::from`).
 
 use std::fmt;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub enum CeremonyErrorKind {
     Environment,
     /// The options or input are wrong (bad base64url, unknown linked phone, insecure URL).
     Usage,
+    /// The caller cancelled the ceremony (Ctrl-C, a control client's `ceremony.cancel`).
+    Cancelled,
 }
 
 impl CeremonyErrorKind {
@@ -39,6 +42,16 @@ impl CeremonyErrorKind {
             CeremonyErrorKind::Peer => "peer",
             CeremonyErrorKind::Environment => "environment",
             CeremonyErrorKind::Usage => "usage",
+            CeremonyErrorKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Who is at fault for an error of this kind when nothing more precise is known.
+    pub fn default_fault(self) -> Fault {
+        match self {
+            CeremonyErrorKind::Usage | CeremonyErrorKind::Cancelled => Fault::Caller,
+            CeremonyErrorKind::Environment => Fault::Environment,
+            _ => Fault::Peer,
         }
     }
 }
@@ -50,6 +63,8 @@ pub struct CeremonyError {
     pub stage: CeremonyStage,
     /// The class of failure.
     pub kind: CeremonyErrorKind,
+    /// Who is at fault (the protocol's taxonomy).
+    pub fault: Fault,
     /// One line for people (never contains secrets).
     pub message: String,
 }
@@ -57,25 +72,30 @@ pub struct CeremonyError {
 impl CeremonyError {
     /// A new error.
     pub fn new(stage: CeremonyStage, kind: CeremonyErrorKind, message: impl Into<String>) -> Self {
-        CeremonyError { stage, kind, message: message.into() }
+        CeremonyError { stage, kind, fault: kind.default_fault(), message: message.into() }
     }
 
-    /// Bad options or input (exit 2).
+    /// The caller cancelled while `stage` was in progress.
+    pub fn cancelled(stage: CeremonyStage) -> Self {
+        Self::new(stage, CeremonyErrorKind::Cancelled, "cancelled")
+    }
+
+    /// Bad options or input.
     pub fn usage(stage: CeremonyStage, message: impl Into<String>) -> Self {
         Self::new(stage, CeremonyErrorKind::Usage, message)
     }
 
-    /// The environment failed (exit 3).
+    /// The environment failed.
     pub fn environment(stage: CeremonyStage, message: impl Into<String>) -> Self {
         Self::new(stage, CeremonyErrorKind::Environment, message)
     }
 
-    /// The peer misbehaved (exit 1).
+    /// The peer misbehaved.
     pub fn peer(stage: CeremonyStage, message: impl Into<String>) -> Self {
         Self::new(stage, CeremonyErrorKind::Peer, message)
     }
 
-    /// `what` did not happen within `after` (exit 1).
+    /// `what` did not happen within `after`.
     pub fn timeout(stage: CeremonyStage, what: &str, after: Duration) -> Self {
         Self::new(
             stage,
@@ -91,12 +111,13 @@ impl CeremonyError {
         context: &str,
         e: &E,
     ) -> Self {
-        let kind = match e.fault() {
+        let fault = e.fault();
+        let kind = match fault {
             Fault::Environment => CeremonyErrorKind::Environment,
             Fault::Caller => CeremonyErrorKind::Usage,
             _ => CeremonyErrorKind::Peer,
         };
-        Self::new(stage, kind, format!("{context}: {e}"))
+        CeremonyError { stage, kind, fault, message: format!("{context}: {e}") }
     }
 
     /// A CTAP2 error: an error status is the authenticator saying no; anything else is a
@@ -112,24 +133,32 @@ impl CeremonyError {
         }
     }
 
-    /// Process exit code: 1 ceremony failed, 2 usage, 3 environment.
-    pub fn exit_code(&self) -> u8 {
-        match self.kind {
-            CeremonyErrorKind::Usage => 2,
-            CeremonyErrorKind::Environment => 3,
-            _ => 1,
-        }
-    }
-
-    /// `{"event":"error","stage":..,"kind":..,"message":..,"exit_code":..}`.
+    /// `{"event":"error","stage":..,"kind":..,"fault":..,"message":..}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "event": "error",
             "stage": self.stage.as_str(),
             "kind": self.kind.as_str(),
+            "fault": fault_str(self.fault),
             "message": self.message,
-            "exit_code": self.exit_code(),
         })
+    }
+}
+
+fn fault_str(f: Fault) -> &'static str {
+    match f {
+        Fault::Caller => "caller",
+        Fault::Environment => "environment",
+        _ => "peer",
+    }
+}
+
+impl Classify for CeremonyError {
+    fn fault(&self) -> Fault {
+        self.fault
+    }
+    fn stage(&self) -> cablebridge_protocol::error::Stage {
+        self.stage.protocol_stage()
     }
 }
 
@@ -147,19 +176,19 @@ mod tests {
     use cablebridge_protocol::ctap2::StatusCode;
 
     #[test]
-    fn kinds_map_to_exit_codes() {
+    fn kinds_and_faults() {
         let s = CeremonyStage::UserResponse;
         let refused = CeremonyError::ctap2(s, &Ctap2Error::Status(StatusCode::OperationDenied));
-        assert_eq!(refused.kind, CeremonyErrorKind::Authenticator);
-        assert_eq!(refused.exit_code(), 1);
+        assert_eq!((refused.kind, refused.fault), (CeremonyErrorKind::Authenticator, Fault::Peer));
         assert!(refused.message.contains("OPERATION_DENIED"), "{}", refused.message);
         let malformed = CeremonyError::ctap2(s, &Ctap2Error::MissingField("authData"));
         assert_eq!(malformed.kind, CeremonyErrorKind::Peer);
-        assert_eq!(CeremonyError::timeout(s, "waiting", Duration::from_secs(1)).exit_code(), 1);
-        assert_eq!(CeremonyError::usage(s, "x").exit_code(), 2);
-        assert_eq!(CeremonyError::environment(s, "x").exit_code(), 3);
+        assert_eq!(CeremonyError::usage(s, "x").fault, Fault::Caller);
+        assert_eq!(CeremonyError::environment(s, "x").fault, Fault::Environment);
+        assert_eq!(CeremonyError::cancelled(s).kind, CeremonyErrorKind::Cancelled);
         let j = refused.to_json();
         assert_eq!(j["event"], "error");
         assert_eq!(j["stage"], "user_response");
+        assert_eq!(j["fault"], "peer");
     }
 }

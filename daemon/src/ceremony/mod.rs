@@ -1,14 +1,17 @@
 //! The WebAuthn client ("platform") side of a ceremony, independent of the transport: the same
 //! model drives a phone over hybrid and a security key over USB.
 //!
+//! [`run`] is the engine's one entry point for a ceremony on any transport (USB key, hybrid QR,
+//! linked phone); see [`run`'s module](run()) docs for the contract.
+//!
 //! What it is: options as a user gives them ([`RegisterOptions`], [`AuthenticateOptions`]), the
 //! client data (WebAuthn §5.8.1), the mapping of options onto CTAP2 requests given the
 //! authenticator's `getInfo` (CTAP 2.1 §6.1/§6.2), results with the exact JSON fields the CLI
 //! prints and `verify()` helpers, stage-by-stage progress and timings, and the one error type
 //! ([`CeremonyError`]) that every lower error is mapped into, each naming its stage.
 //!
-//! What it is not: a transport. The hybrid runner (`crate::hybrid`) and the USB client own
-//! their IO loops and call into this module to build requests and interpret responses. PIN/UV
+//! What it is not: a transport. The hybrid runner (`crate::desktop`) and the USB client
+//! (`crate::ctap::ceremony`) own their IO loops and call into this module to build requests and interpret responses. PIN/UV
 //! auth params are the USB client's business: hybrid never sends a PIN (the phone verifies the
 //! user itself), so the builders here never set `pinUvAuthParam`.
 
@@ -17,14 +20,23 @@ mod error;
 mod options;
 mod progress;
 mod result;
+mod run;
 
 pub use client_data::{ClientData, ClientDataType};
 pub use error::{CeremonyError, CeremonyErrorKind};
 pub use options::{
     AuthenticateOptions, RegisterOptions, Requirement, UserInfo, DEFAULT_ALGORITHMS,
 };
-pub use progress::{CeremonyStage, Progress, ProgressDetail, ProgressEvent, ProgressSink, Timings};
-pub use result::{AuthenticationResult, RegistrationResult, Transport};
+pub use progress::{
+    CeremonyEvent, CeremonyStage, EventSink, Events, ProgressDetail, ProgressEvent, StageClock,
+    Timings,
+};
+pub use result::{AuthenticationResult, RegistrationResult, TransportKind};
+pub(crate) use run::cancellable;
+pub use run::{
+    run, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
+    Transport, UsbTransport,
+};
 
 /// base64url without padding, as WebAuthn JSON uses it everywhere.
 pub fn b64url(bytes: &[u8]) -> String {

@@ -350,11 +350,12 @@ mod tests {
 
     #[test]
     fn invalid_options_are_usage_errors() {
+        use cablebridge_protocol::error::Fault;
         let mut o = AuthenticateOptions::new("example.com");
         o.challenge = vec![0; 8];
-        assert_eq!(o.validate().unwrap_err().exit_code(), 2);
+        assert_eq!(o.validate().unwrap_err().fault, Fault::Caller);
         let mut r = RegisterOptions::new("https://example.com", "a");
-        assert_eq!(r.validate().unwrap_err().exit_code(), 2);
+        assert_eq!(r.validate().unwrap_err().fault, Fault::Caller);
         r.rp_id = "example.com".into();
         r.user.id = vec![0; 65];
         assert_eq!(r.validate().unwrap_err().stage, CeremonyStage::Setup);

@@ -1,13 +1,17 @@
-//! Ceremony stages, progress events and per-stage timings.
+//! Ceremony stages, the one events type every transport emits, and per-stage timings.
 //!
-//! A [`ProgressEvent`] says "this stage just finished": `elapsed_ms` counts from the start of the
-//! ceremony, `stage_ms` is the time spent in that stage, and [`Timings`] collects the latter for
-//! the result's `timings_ms`. An error names the stage that was *in progress* (the one after the
-//! last finished stage). Stage names are stable snake_case strings: they appear in JSON output and
-//! scripts match on them.
+//! A ceremony streams [`CeremonyEvent`]s: `Qr` (show this `FIDO:/` URL), `Progress` (a
+//! [`ProgressEvent`]: "this stage just finished"; `elapsed_ms` counts from the start of the
+//! ceremony, `stage_ms` is the time spent in that stage), `Warning` (something went wrong without
+//! ending the ceremony), and last `Result` or `Error`. [`CeremonyEvent::to_json`] is the CLI's
+//! `--json` line for each (the daemon's `ceremony.event` notifications carry the same objects).
+//! [`Timings`] collects stage times for the result's `timings_ms`. An error names the stage that
+//! was *in progress* (the one after the last finished stage). Stage names are stable snake_case
+//! strings: they appear in JSON output and scripts match on them.
 //!
-//! Events go to a [`ProgressSink`]: a closure, or a tokio `mpsc` sender for consumers on another
-//! task. Sinks must not block; the ceremony keeps running whatever the sink does.
+//! Events go to an [`EventSink`]: a closure, or a tokio `mpsc` sender for consumers on another
+//! task. Sinks must not block; the ceremony keeps running whatever the sink does. The
+//! [`StageClock`] is the per-ceremony helper that turns "stage finished" into events.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,6 +66,26 @@ impl CeremonyStage {
         }
     }
 
+    /// The protocol layer this stage works in (for [`Classify::stage`]).
+    ///
+    /// [`Classify::stage`]: cablebridge_protocol::error::Classify::stage
+    pub fn protocol_stage(self) -> cablebridge_protocol::error::Stage {
+        use cablebridge_protocol::error::Stage;
+        match self {
+            CeremonyStage::Setup | CeremonyStage::QrShown => Stage::Qr,
+            CeremonyStage::Advert => Stage::Advert,
+            CeremonyStage::TunnelConnect => Stage::Tunnel,
+            CeremonyStage::Handshake => Stage::Handshake,
+            CeremonyStage::PostHandshake => Stage::PostHandshake,
+            CeremonyStage::UserResponse => Stage::Ctap2,
+            CeremonyStage::Linking => Stage::Linking,
+            CeremonyStage::DeviceSelect
+            | CeremonyStage::KeepaliveProcessing
+            | CeremonyStage::UserPresence => Stage::CtapHid,
+            CeremonyStage::Done => Stage::Transport,
+        }
+    }
+
     /// One line for people, said when the stage has finished.
     pub fn finished_text(self) -> &'static str {
         match self {
@@ -93,11 +117,6 @@ impl std::fmt::Display for CeremonyStage {
 pub enum ProgressDetail {
     /// Nothing more to say.
     None,
-    /// The `FIDO:/` URL to show (with [`CeremonyStage::QrShown`]).
-    Qr {
-        /// The URL.
-        url: String,
-    },
     /// A matched advert.
     Advert {
         /// Signal strength when the source knows it.
@@ -109,10 +128,6 @@ pub enum ProgressDetail {
     },
     /// Free text (tunnel URL, keepalive status, link name, ...). Never a secret.
     Text(String),
-    /// Something went wrong without ending the ceremony (a malformed injected advert, an advert
-    /// that is ours but invalid, a linking update that could not be stored). Not a finished
-    /// stage: `stage` is the stage in progress and `stage_ms` is 0.
-    Warning(String),
 }
 
 /// "This stage finished."
@@ -128,24 +143,95 @@ pub struct ProgressEvent {
     pub detail: ProgressDetail,
 }
 
-/// Receives progress events. Must not block.
-pub trait ProgressSink: Send + Sync {
-    /// Called once per finished stage.
-    fn emit(&self, event: &ProgressEvent);
+/// One event of a ceremony, whatever the transport. The order is: any number of `Qr`,
+/// `Progress` and `Warning` events, then exactly one `Result` or `Error` (emitted by
+/// [`crate::ceremony::run`] just before it returns the same value).
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum CeremonyEvent {
+    /// Show this `FIDO:/` URL as a QR code (hybrid); a `qr_shown` progress event follows.
+    Qr {
+        /// The URL. It carries the session's QR secret: show it, never log it.
+        url: String,
+    },
+    /// A stage finished.
+    Progress(ProgressEvent),
+    /// Something went wrong without ending the ceremony (a malformed injected advert, an advert
+    /// that is ours but invalid, a linking update that could not be stored).
+    Warning {
+        /// The stage in progress.
+        stage: CeremonyStage,
+        /// Milliseconds since the ceremony started.
+        elapsed_ms: u64,
+        /// What happened (never a secret).
+        message: String,
+    },
+    /// The ceremony succeeded (boxed: results are large).
+    Result(Box<super::CeremonyOutcome>),
+    /// The ceremony failed.
+    Error(super::CeremonyError),
 }
 
-impl<F: Fn(&ProgressEvent) + Send + Sync> ProgressSink for F {
-    fn emit(&self, event: &ProgressEvent) {
+impl CeremonyEvent {
+    /// The `--json` line of this event: `{"event":"qr","url":..}`,
+    /// `{"event":"progress","stage":..,"elapsed_ms":..,"stage_ms":..[,detail fields]}`,
+    /// `{"event":"warning","stage":..,"elapsed_ms":..,"message":..}`, the result object, or
+    /// `{"event":"error","stage":..,"kind":..,"message":..}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            CeremonyEvent::Qr { url } => json!({"event": "qr", "url": url}),
+            CeremonyEvent::Warning { stage, elapsed_ms, message } => json!({
+                "event": "warning",
+                "stage": stage.as_str(),
+                "elapsed_ms": elapsed_ms,
+                "message": message,
+            }),
+            CeremonyEvent::Progress(event) => {
+                let mut progress = json!({
+                    "event": "progress",
+                    "stage": event.stage.as_str(),
+                    "elapsed_ms": event.elapsed_ms,
+                    "stage_ms": event.stage_ms,
+                });
+                match &event.detail {
+                    ProgressDetail::Advert { rssi, routing_id, tunnel_host } => {
+                        progress["rssi"] = json!(rssi);
+                        progress["routing_id"] = json!(routing_id);
+                        progress["tunnel_host"] = json!(tunnel_host);
+                    }
+                    ProgressDetail::Text(t) => progress["detail"] = json!(t),
+                    ProgressDetail::None => {}
+                }
+                progress
+            }
+            CeremonyEvent::Result(outcome) => outcome.to_json(),
+            CeremonyEvent::Error(e) => e.to_json(),
+        }
+    }
+}
+
+/// Receives ceremony events. Must not block.
+pub trait EventSink: Send + Sync {
+    /// Called once per event, in order.
+    fn emit(&self, event: &CeremonyEvent);
+}
+
+impl<F: Fn(&CeremonyEvent) + Send + Sync> EventSink for F {
+    fn emit(&self, event: &CeremonyEvent) {
         self(event)
     }
 }
 
-impl ProgressSink for tokio::sync::mpsc::UnboundedSender<ProgressEvent> {
-    fn emit(&self, event: &ProgressEvent) {
+impl EventSink for tokio::sync::mpsc::UnboundedSender<CeremonyEvent> {
+    fn emit(&self, event: &CeremonyEvent) {
         // A receiver that went away only means nobody is watching.
         let _ = self.send(event.clone());
     }
 }
+
+/// Where a ceremony's events go: `None` when nobody watches.
+pub type Events = Option<Arc<dyn EventSink>>;
 
 /// Per-stage durations in the order the stages finished (a stage that repeats, like USB
 /// keepalives, accumulates).
@@ -189,28 +275,34 @@ impl Timings {
 /// The clock of one ceremony: turns "stage finished" into events and timings, and remembers which
 /// stage is in progress so errors can name it.
 #[derive(Clone)]
-pub struct Progress {
+pub struct StageClock {
     start: Instant,
     last: Instant,
     current: CeremonyStage,
     timings: Timings,
-    sink: Option<Arc<dyn ProgressSink>>,
+    sink: Events,
 }
 
-impl std::fmt::Debug for Progress {
+impl std::fmt::Debug for StageClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Progress")
+        f.debug_struct("StageClock")
             .field("current", &self.current)
             .field("timings", &self.timings)
             .finish_non_exhaustive()
     }
 }
 
-impl Progress {
+impl StageClock {
     /// Starts the clock now; `first` is the stage in progress at the start.
-    pub fn new(first: CeremonyStage, sink: Option<Arc<dyn ProgressSink>>) -> Self {
+    pub fn new(first: CeremonyStage, sink: Events) -> Self {
         let now = Instant::now();
-        Progress { start: now, last: now, current: first, timings: Timings::default(), sink }
+        StageClock { start: now, last: now, current: first, timings: Timings::default(), sink }
+    }
+
+    fn emit(&self, event: CeremonyEvent) {
+        if let Some(sink) = &self.sink {
+            sink.emit(&event);
+        }
     }
 
     /// Marks `stage` finished, emits the event and moves on to `next`.
@@ -221,31 +313,30 @@ impl Progress {
         self.timings.add(stage, stage_ms);
         self.current = next;
         let event = ProgressEvent { stage, elapsed_ms: millis(now - self.start), stage_ms, detail };
-        if let Some(sink) = &self.sink {
-            sink.emit(&event);
-        }
+        self.emit(CeremonyEvent::Progress(event));
+    }
+
+    /// Emits the QR event for `url`, then finishes [`CeremonyStage::QrShown`] and moves on to
+    /// `next`.
+    pub fn show_qr(&mut self, url: String, next: CeremonyStage) {
+        self.emit(CeremonyEvent::Qr { url });
+        self.finish(CeremonyStage::QrShown, next, ProgressDetail::None);
     }
 
     /// Emits an event for `stage` that happened on the side (linking info stored during the
     /// wait for the user): no timing is recorded and the stage in progress does not change.
     pub fn note(&self, stage: CeremonyStage, detail: ProgressDetail) {
         let event = ProgressEvent { stage, elapsed_ms: self.elapsed_ms(), stage_ms: 0, detail };
-        if let Some(sink) = &self.sink {
-            sink.emit(&event);
-        }
+        self.emit(CeremonyEvent::Progress(event));
     }
 
     /// Reports a non-fatal problem in the stage in progress (no timing recorded).
     pub fn warn(&self, message: impl Into<String>) {
-        let event = ProgressEvent {
+        self.emit(CeremonyEvent::Warning {
             stage: self.current,
             elapsed_ms: self.elapsed_ms(),
-            stage_ms: 0,
-            detail: ProgressDetail::Warning(message.into()),
-        };
-        if let Some(sink) = &self.sink {
-            sink.emit(&event);
-        }
+            message: message.into(),
+        });
     }
 
     /// The stage in progress (the one an error now would name).
@@ -283,8 +374,12 @@ mod tests {
     fn finish_emits_and_records_in_order() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = Arc::clone(&seen);
-        let sink = move |e: &ProgressEvent| s2.lock().unwrap().push(e.stage);
-        let mut p = Progress::new(CeremonyStage::QrShown, Some(Arc::new(sink)));
+        let sink = move |e: &CeremonyEvent| {
+            if let CeremonyEvent::Progress(p) = e {
+                s2.lock().unwrap().push(p.stage)
+            }
+        };
+        let mut p = StageClock::new(CeremonyStage::QrShown, Some(Arc::new(sink)));
         p.finish(CeremonyStage::QrShown, CeremonyStage::Advert, ProgressDetail::None);
         p.finish(CeremonyStage::Advert, CeremonyStage::TunnelConnect, ProgressDetail::None);
         assert_eq!(p.current(), CeremonyStage::TunnelConnect);

@@ -18,19 +18,19 @@ use crate::evidence::aaguid::{Aaguid, AaguidTable};
 
 /// How the authenticator was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub enum TransportKind {
     /// FIDO hybrid (caBLE v2) through a tunnel.
     Hybrid,
     /// USB HID.
     Usb,
 }
 
-impl Transport {
+impl TransportKind {
     /// `"hybrid"` / `"usb"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Transport::Hybrid => "hybrid",
-            Transport::Usb => "usb",
+            TransportKind::Hybrid => "hybrid",
+            TransportKind::Usb => "usb",
         }
     }
 }
@@ -39,7 +39,7 @@ impl Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationResult {
     /// How the authenticator was reached.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// The relying party id the credential is scoped to.
     pub rp_id: String,
     /// The new credential's id.
@@ -66,7 +66,7 @@ pub struct RegistrationResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticationResult {
     /// How the authenticator was reached.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// The relying party id.
     pub rp_id: String,
     /// The credential that signed.
@@ -108,7 +108,7 @@ impl RegistrationResult {
     /// Interprets a makeCredential response. Fails (stage `user_response`) when the response
     /// lacks attested credential data.
     pub fn from_response(
-        transport: Transport,
+        transport: TransportKind,
         rp_id: &str,
         response: MakeCredentialResponse,
         client_data: &ClientData,
@@ -168,7 +168,7 @@ impl AuthenticationResult {
     /// Interprets a getAssertion response. `allow_list` is the request's: CTAP2 lets the
     /// authenticator omit the credential when the list had exactly one entry.
     pub fn from_response(
-        transport: Transport,
+        transport: TransportKind,
         rp_id: &str,
         response: GetAssertionResponse,
         allow_list: &[CredentialDescriptor],

@@ -1,46 +1,31 @@
 //! A whole WebAuthn ceremony on a security key with the shared ceremony model
 //! ([`crate::ceremony`]): options → client data → CTAP2 request (built from the key's getInfo) →
-//! user verification ([`crate::usb_ceremony`]) → [`RegistrationResult`] /
+//! user verification ([`super::uv`]) → [`RegistrationResult`] /
 //! [`AuthenticationResult`] with `transport: "usb"`, the same JSON as hybrid.
 //!
 //! Stages: `setup` → `device_select` (open, or touch-to-select among several keys) →
 //! (with no key attached and no `--device`: "insert your security key", waiting for a hot-plug
 //! event until the deadline) → `user_presence` (the CTAP2 command; keepalives are noted as progress text: "touch your key")
 //! → `done`. Every [`CtapError`] becomes a [`CeremonyError`] naming the stage in progress; a
-//! Ctrl-C (the cancel token) sends CTAPHID_CANCEL and fails with exit 1.
+//! Ctrl-C (the cancel token) sends CTAPHID_CANCEL and fails as
+//! [`CeremonyErrorKind::Cancelled`]. Reached through [`crate::ceremony::run`]
+//! (`Transport::Usb`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use cablebridge_protocol::ctap2::pin::Pin;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::arrival::{select_attached, KeyArrivals};
 use super::error::CtapError;
 use super::hid_channel::{Call, DeviceProgress};
-use super::select::{open_client, select_device, OpenOptions};
+use super::select::{open_client, select_device};
+use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
-    AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage, Progress,
-    ProgressDetail, ProgressSink, RegistrationResult, Requirement, Transport,
+    AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
+    CeremonyStage, Events, ProgressDetail, RegistrationResult, Requirement, StageClock,
+    TransportKind, UsbTransport,
 };
-use crate::desktop::{CeremonyOutcome, CeremonyRequest};
 use crate::evidence::AaguidTable;
-use crate::hid::{DeviceAddress, HidError};
-use crate::usb_ceremony::{authenticate, register, UserVerification};
-
-/// What a USB ceremony needs besides the request.
-#[derive(Debug, Default)]
-pub struct UsbCeremonyConfig {
-    /// Keys to use; empty = every attached hidraw key. Several = touch-to-select.
-    pub devices: Vec<DeviceAddress>,
-    /// Deadline for the whole ceremony, touch included.
-    pub timeout: Duration,
-    /// The PIN, when the user supplied one (secret).
-    pub pin: Option<Pin>,
-    /// Driver and hidraw options.
-    pub open: OpenOptions,
-}
+use crate::hid::HidError;
 
 fn uv(r: Requirement) -> UserVerification {
     match r {
@@ -55,15 +40,15 @@ pub fn ceremony_error(stage: CeremonyStage, e: &CtapError) -> CeremonyError {
     match e {
         CtapError::Cancelled { .. } => CeremonyError::new(
             stage,
-            CeremonyErrorKind::Authenticator,
+            CeremonyErrorKind::Cancelled,
             format!("{e} (CANCEL sent to the key)"),
         ),
         CtapError::Timeout { .. } | CtapError::NoKeyInserted { cancelled: false, .. } => {
             CeremonyError::new(stage, CeremonyErrorKind::Timeout, e.to_string())
         }
-        // Ctrl-C while waiting for a key: exit 1 like a cancelled transaction.
+        // Ctrl-C while waiting for a key: like a cancelled transaction.
         CtapError::NoKeyInserted { cancelled: true, .. } => {
-            CeremonyError::new(stage, CeremonyErrorKind::Authenticator, e.to_string())
+            CeremonyError::new(stage, CeremonyErrorKind::Cancelled, e.to_string())
         }
         CtapError::Status { .. } => {
             CeremonyError::new(stage, CeremonyErrorKind::Authenticator, e.to_string())
@@ -75,10 +60,10 @@ pub fn ceremony_error(stage: CeremonyStage, e: &CtapError) -> CeremonyError {
 /// Runs one register/authenticate ceremony on a security key. Without `config.devices` and with
 /// no key attached, waits for one to be plugged in (kernel hot-plug events; see
 /// [`super::arrival`]).
-pub async fn run(
-    config: &UsbCeremonyConfig,
+pub(crate) async fn run(
+    config: &UsbTransport,
     request: CeremonyRequest,
-    sink: Option<Arc<dyn ProgressSink>>,
+    sink: Events,
     cancel: &CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     run_with_arrivals(config, request, sink, cancel, || {
@@ -87,20 +72,18 @@ pub async fn run(
     .await
 }
 
-/// [`run`] with the source of plugged-in keys chosen by the caller (tests inject events). It
-/// is only called when `config.devices` is empty and no key is attached.
+/// [`crate::ceremony::run`] on a USB key with the source of plugged-in keys chosen by the
+/// caller (tests inject events). It is only called when `config.devices` is empty and no key
+/// is attached.
 pub async fn run_with_arrivals(
-    config: &UsbCeremonyConfig,
+    config: &UsbTransport,
     request: CeremonyRequest,
-    sink: Option<Arc<dyn ProgressSink>>,
+    sink: Events,
     cancel: &CancellationToken,
     arrivals: impl FnOnce() -> Result<KeyArrivals, HidError>,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    let mut progress = Progress::new(CeremonyStage::Setup, sink);
-    match &request {
-        CeremonyRequest::Register(o) => o.validate()?,
-        CeremonyRequest::Authenticate(o) => o.validate()?,
-    }
+    let mut progress = StageClock::new(CeremonyStage::Setup, sink);
+    request.validate()?;
     progress.finish(CeremonyStage::Setup, CeremonyStage::DeviceSelect, ProgressDetail::None);
     let deadline = Instant::now() + config.timeout;
     let noter = progress.clone();
@@ -154,7 +137,7 @@ pub async fn run_with_arrivals(
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
             CeremonyOutcome::Registered(RegistrationResult::from_response(
-                Transport::Usb,
+                TransportKind::Usb,
                 &options.rp_id,
                 response,
                 &client_data,
@@ -183,7 +166,7 @@ pub async fn run_with_arrivals(
                 return Err(CeremonyError::peer(stage, "the key returned no assertion"));
             };
             CeremonyOutcome::Authenticated(AuthenticationResult::from_response(
-                Transport::Usb,
+                TransportKind::Usb,
                 &options.rp_id,
                 first,
                 &allow,
@@ -198,6 +181,7 @@ pub async fn run_with_arrivals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_key_unplugged_mid_ceremony_names_the_stage_and_the_device() {
@@ -218,7 +202,7 @@ mod tests {
         assert_eq!(e.message, "no FIDO security key was plugged in within 1.5 s");
         let cancelled = CtapError::NoKeyInserted { waited, cancelled: true };
         let e = ceremony_error(CeremonyStage::DeviceSelect, &cancelled);
-        assert_eq!(e.exit_code(), 1);
+        assert_eq!(e.kind, CeremonyErrorKind::Cancelled);
         assert!(e.message.ends_with("(cancelled)"), "{}", e.message);
     }
 }

@@ -7,10 +7,12 @@
 //! * [`client`]: [`Ctap2Client`], one method per CTAP2 command (CTAP 2.1 §6);
 //! * [`pin`] (clientPIN, §6.5) and [`cred_mgmt`] (§6.8) extend the client;
 //! * [`select`]: open by address, list keys, touch-to-select (§6.9);
-//! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling).
+//! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling);
+//! * [`uv`]: user-verification policy for makeCredential / getAssertion (PIN/UV token, presence);
+//! * [`ceremony`]: a whole WebAuthn ceremony on a key, run by `crate::ceremony::run`.
 //!
-//! Not here: WebAuthn client data, result JSON, the CLI (see `crate::usb_ceremony` and the
-//! `cablebridge` tool). Errors are one type, [`CtapError`].
+//! Not here: WebAuthn client data and result JSON (`crate::ceremony`), the CLI. Errors are one
+//! type, [`CtapError`].
 
 pub mod arrival;
 pub mod ceremony;
@@ -20,6 +22,7 @@ pub mod error;
 pub mod hid_channel;
 pub mod pin;
 pub mod select;
+pub mod uv;
 
 pub use arrival::{select_attached, wait_for_key, KeyArrivals};
 pub use client::Ctap2Client;

@@ -3,29 +3,31 @@
 //! `EidKey::from_link(link secret, client nonce)`, and run NKpsk0 against the stored phone key.
 //! HTTP 410 Gone means the contact id is dead: the link is forgotten and the user told so.
 
-use std::sync::Arc;
-
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode};
 use cablebridge_protocol::hybrid::tunnel::{self as wire, ClientPayload, TunnelPath};
 use rand::RngCore;
+use tokio_util::sync::CancellationToken;
 
-use super::{
-    open_source, redact_url, session, wait_advert, CeremonyOutcome, CeremonyRequest, DesktopConfig,
-};
+use super::{injected, open_input, redact_url, session, wait_advert, DesktopConfig};
 use crate::advert::AdvertMatcher;
 use crate::ceremony::{
-    CeremonyError, CeremonyErrorKind, CeremonyStage, Progress, ProgressDetail, ProgressSink,
+    cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
+    CeremonyStage, Events, ProgressDetail, StageClock,
 };
 use crate::tunnel::client::connect;
 
-pub(super) async fn run(
+/// Runs one ceremony with the linked phone `name` (name or id in the link store).
+pub(crate) async fn run(
     config: &DesktopConfig,
     name: &str,
+    adverts: AdvertInput,
     request: CeremonyRequest,
-    sink: Option<Arc<dyn ProgressSink>>,
+    sink: Events,
+    cancel: &CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
+    request.validate()?;
     let setup = CeremonyStage::Setup;
-    let mut progress = Progress::new(setup, sink);
+    let mut progress = StageClock::new(setup, sink);
     let store = config.link_store.as_ref().ok_or_else(|| {
         CeremonyError::usage(setup, "--linked needs a state directory holding linked phones")
     })?;
@@ -38,13 +40,13 @@ pub(super) async fn run(
                 format!("no linked phone named {name:?} (see `cablebridge links list`)"),
             )
         })?;
-    let adverts = open_source(config).await?;
+    let injected = injected(config, &adverts);
+    let adverts = cancellable(cancel, setup, open_input(adverts)).await?;
 
     let mut client_nonce = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut client_nonce);
     let payload = ClientPayload { link_id: link.link_id, client_nonce, hint: request.hint() };
-    let mut matcher =
-        AdvertMatcher::new(config.advert_source != crate::advert::AdvertSource::Bluez);
+    let mut matcher = AdvertMatcher::new(injected);
     matcher.add(0, EidKey::from_link(&link.link_secret, &client_nonce), EidMode::Linked);
     progress.finish(
         setup,
@@ -59,7 +61,14 @@ pub(super) async fn run(
     let url = wire::url(&config.tunnel_base(&host), &path);
     let mut opts = config.connect_options();
     opts.client_payload = Some(payload.header_value());
-    let conn = match connect(&url, &opts).await {
+    let connecting = async {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(CeremonyError::cancelled(tc)),
+            r = connect(&url, &opts) => Ok(r),
+        }
+    };
+    let conn = match connecting.await? {
         Ok(c) => c,
         Err(e) if e.is_gone() => {
             let forgotten = store.forget(&link.id());
@@ -82,8 +91,16 @@ pub(super) async fn run(
     };
     progress.finish(tc, CeremonyStage::Advert, ProgressDetail::Text(redact_url(&url)));
 
-    let (advert, rssi) =
-        wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert).await?;
+    let waited =
+        wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert, cancel).await;
+    let (advert, rssi) = match waited {
+        Ok(found) => found,
+        Err(e) => {
+            // The tunnel is open but no handshake ran: a close frame is all the phone gets.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.close()).await;
+            return Err(e);
+        }
+    };
     progress.finish(
         CeremonyStage::Advert,
         CeremonyStage::Handshake,
@@ -96,5 +113,5 @@ pub(super) async fn run(
     let psk = advert.psk(link.link_secret.expose());
     let start = session::Start::Linked { phone: &link.phone_public_key, psk: &psk };
     // Updates in a linked session cannot be verified (§9.2): no link sink.
-    session::drive(conn, start, request, config, None, &mut progress).await
+    session::drive(conn, start, request, config, None, &mut progress, cancel).await
 }

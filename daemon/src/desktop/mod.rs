@@ -2,12 +2,15 @@
 //! wait for the phone's advert, connect the tunnel, run the Noise handshake, send one CTAP request,
 //! wait for the user, shut down, keep linking info the phone sends.
 //!
-//! [`run`] is the whole ceremony; every stage has its own timeout ([`StageTimeouts`]) and a
-//! failure is a [`CeremonyError`] naming the stage in progress. The protocol decisions are the
+//! `run_qr` / `run_linked` are the whole ceremony, reached through the engine's one entry point
+//! [`crate::ceremony::run`] (`Transport::Hybrid` / `Transport::Linked`); every stage has its own
+//! timeout ([`StageTimeouts`]), the cancel token ends any stage at once (sending the hybrid
+//! shutdown message when the tunnel is open), and a failure is a [`CeremonyError`] naming the
+//! stage in progress. The protocol decisions are the
 //! `cablebridge_protocol::hybrid::session` state machines; this module only moves bytes between
 //! them, the advert source and the tunnel, and owns the timers.
 //!
-//! What it is not: the phone role, or BLE scanning (an [`AdvertSource`] delivers adverts, and
+//! What it is not: the phone role, or BLE scanning (an [`AdvertInput`] delivers adverts, and
 //! ends the wait with an environment error when BlueZ fails).
 
 mod linked;
@@ -18,12 +21,13 @@ use std::time::Duration;
 
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert};
 use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridge_protocol::hybrid::tunnel::{self as wire, RequestHint, TunnelPath};
+use cablebridge_protocol::hybrid::tunnel::{self as wire, TunnelPath};
+use tokio_util::sync::CancellationToken;
 
-use crate::advert::{AdvertItem, AdvertMatcher, AdvertSource, AdvertStream, MatchOutcome};
+use crate::advert::{AdvertFeed, AdvertItem, AdvertMatcher, AdvertSource, MatchOutcome};
 use crate::ceremony::{
-    AuthenticateOptions, AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyStage,
-    Progress, ProgressDetail, ProgressSink, RegisterOptions, RegistrationResult,
+    cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
+    CeremonyStage, Events, ProgressDetail, StageClock,
 };
 use crate::evidence::aaguid::AaguidTable;
 use crate::store::LinkStore;
@@ -56,37 +60,11 @@ impl Default for StageTimeouts {
     }
 }
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub enum CeremonyRequest {
-    /// makeCredential.
-    Register(RegisterOptions),
-    /// getAssertion.
-    Authenticate(AuthenticateOptions),
-}
-
-impl CeremonyRequest {
-    fn hint(&self) -> RequestHint {
-        match self {
-            CeremonyRequest::Register(_) => RequestHint::MakeCredential,
-            CeremonyRequest::Authenticate(_) => RequestHint::GetAssertion,
-        }
-    }
-}
-
-/// What came back.
-#[derive(Debug, Clone)]
-pub enum CeremonyOutcome {
-    /// A new credential.
-    Registered(RegistrationResult),
-    /// An assertion.
-    Authenticated(AuthenticationResult),
-}
-
 /// Everything about the desktop's environment.
 #[derive(Debug, Clone)]
 pub struct DesktopConfig {
-    /// Where adverts come from.
+    /// Where adverts come from (opened per ceremony unless the transport brings an open
+    /// [`AdvertInput::Feed`]).
     pub advert_source: AdvertSource,
     /// Tunnel base URL override (`ws://127.0.0.1:port`, `wss://tunnel.example`); `None` ⇒
     /// `wss://<host the advert or link names>`.
@@ -97,8 +75,6 @@ pub struct DesktopConfig {
     pub tls_roots: TlsRoots,
     /// Where linked phones are kept; `None` ⇒ linking is not offered (QR key 4 = false).
     pub link_store: Option<LinkStore>,
-    /// Contact this linked phone (name or id) instead of showing a QR code.
-    pub linked: Option<String>,
     /// Stage limits.
     pub timeouts: StageTimeouts,
     /// AAGUID → model names for results.
@@ -114,7 +90,6 @@ impl DesktopConfig {
             allow_insecure_tunnel: false,
             tls_roots: TlsRoots::Native,
             link_store: None,
-            linked: None,
             timeouts: StageTimeouts::default(),
             aaguids: Arc::new(AaguidTable::built_in()),
         }
@@ -134,21 +109,18 @@ impl DesktopConfig {
     }
 }
 
-/// Runs one hybrid ceremony (QR, or linked when `config.linked` is set).
-pub async fn run(
+/// Runs one QR-initiated hybrid ceremony.
+pub(crate) async fn run_qr(
     config: &DesktopConfig,
+    adverts: AdvertInput,
     request: CeremonyRequest,
-    sink: Option<Arc<dyn ProgressSink>>,
+    sink: Events,
+    cancel: &CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    match &request {
-        CeremonyRequest::Register(o) => o.validate()?,
-        CeremonyRequest::Authenticate(o) => o.validate()?,
-    }
-    if let Some(name) = &config.linked {
-        return linked::run(config, name, request, sink).await;
-    }
-    let mut progress = Progress::new(CeremonyStage::Setup, sink);
-    let adverts = open_source(config).await?;
+    request.validate()?;
+    let mut progress = StageClock::new(CeremonyStage::Setup, sink);
+    let injected = injected(config, &adverts);
+    let adverts = cancellable(cancel, CeremonyStage::Setup, open_input(adverts)).await?;
     let now = unix_now();
     let (identity, qr) = QrPayload::generate(
         &mut rand::rngs::OsRng,
@@ -157,16 +129,12 @@ pub async fn run(
         config.link_store.is_some(),
     );
     progress.finish(CeremonyStage::Setup, CeremonyStage::QrShown, ProgressDetail::None);
-    progress.finish(
-        CeremonyStage::QrShown,
-        CeremonyStage::Advert,
-        ProgressDetail::Qr { url: qr.to_url() },
-    );
+    progress.show_qr(qr.to_url(), CeremonyStage::Advert);
 
-    let mut matcher = AdvertMatcher::new(config.advert_source != AdvertSource::Bluez);
+    let mut matcher = AdvertMatcher::new(injected);
     matcher.add(0, EidKey::from_qr_secret(&qr.secret), EidMode::Qr);
     let (advert, rssi) =
-        wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert).await?;
+        wait_advert(adverts, &mut matcher, &progress, config.timeouts.advert, cancel).await?;
     let host = advert.plaintext.tunnel_host().map_err(|e| {
         CeremonyError::classified(CeremonyStage::Advert, "the advert names no usable tunnel", &e)
     })?;
@@ -183,7 +151,12 @@ pub async fn run(
 
     let path = TunnelPath::Connect { routing_id, tunnel_id: qr.tunnel_id() };
     let url = wire::url(&config.tunnel_base(&host), &path);
-    let conn = connect_tunnel(&url, &config.connect_options()).await?;
+    let conn = cancellable(
+        cancel,
+        CeremonyStage::TunnelConnect,
+        connect_tunnel(&url, &config.connect_options()),
+    )
+    .await?;
     progress.finish(
         CeremonyStage::TunnelConnect,
         CeremonyStage::Handshake,
@@ -196,15 +169,28 @@ pub async fn run(
         .link_store
         .as_ref()
         .map(|store| session::LinkSink { store, tunnel_domain: advert.plaintext.domain_id() });
-    session::drive(conn, start, request, config, linking, &mut progress).await
+    session::drive(conn, start, request, config, linking, &mut progress, cancel).await
 }
 
-async fn open_source(config: &DesktopConfig) -> Result<AdvertStream, CeremonyError> {
-    config
-        .advert_source
-        .open()
-        .await
-        .map_err(|e| CeremonyError::classified(CeremonyStage::Advert, "cannot receive adverts", &e))
+pub(crate) use linked::run as run_linked;
+
+/// Whether adverts are injected text (the matcher then reports foreign-looking adverts) rather
+/// than heard over the air.
+fn injected(config: &DesktopConfig, input: &AdvertInput) -> bool {
+    match input {
+        AdvertInput::Source(s) => *s != AdvertSource::Bluez,
+        AdvertInput::Feed(_) => config.advert_source != AdvertSource::Bluez,
+    }
+}
+
+/// The advert feed of a ceremony: the open one it was given, or its source opened now.
+async fn open_input(input: AdvertInput) -> Result<AdvertFeed, CeremonyError> {
+    match input {
+        AdvertInput::Feed(feed) => Ok(feed),
+        AdvertInput::Source(source) => source.open().await.map_err(|e| {
+            CeremonyError::classified(CeremonyStage::Advert, "cannot receive adverts", &e)
+        }),
+    }
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -232,12 +218,14 @@ async fn connect_tunnel(
     })
 }
 
-/// Feeds adverts to the matcher until the first match, a timeout, or the source's end.
+/// Feeds adverts to the matcher until the first match, a timeout, a cancel, or the source's end.
+/// The feed is dropped (its task ended, its descriptors closed) before this returns.
 async fn wait_advert(
-    mut adverts: AdvertStream,
+    mut adverts: AdvertFeed,
     matcher: &mut AdvertMatcher,
-    progress: &Progress,
+    progress: &StageClock,
     limit: Duration,
+    cancel: &CancellationToken,
 ) -> Result<(OpenedAdvert, Option<i16>), CeremonyError> {
     let stage = progress.current();
     let waiting = async {
@@ -268,7 +256,10 @@ async fn wait_advert(
             }
         }
     };
-    tokio::time::timeout(limit, waiting)
-        .await
-        .map_err(|_| CeremonyError::timeout(stage, "waiting for the phone's advert", limit))?
+    let timed = async {
+        tokio::time::timeout(limit, waiting)
+            .await
+            .map_err(|_| CeremonyError::timeout(stage, "waiting for the phone's advert", limit))?
+    };
+    cancellable(cancel, stage, timed).await
 }

@@ -14,11 +14,12 @@ use cablebridge_protocol::hybrid::keys::Psk;
 use cablebridge_protocol::hybrid::messages::LinkingInfo;
 use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, SessionError};
 use p256::{PublicKey, SecretKey};
+use tokio_util::sync::CancellationToken;
 
-use super::{unix_now, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use super::{unix_now, DesktopConfig};
 use crate::ceremony::{
-    AuthenticationResult, CeremonyError, CeremonyStage, ClientData, Progress, ProgressDetail,
-    RegistrationResult, Transport,
+    cancellable, AuthenticationResult, CeremonyError, CeremonyOutcome, CeremonyRequest,
+    CeremonyStage, ClientData, ProgressDetail, RegistrationResult, StageClock, TransportKind,
 };
 use crate::store::{LinkStore, StoredLink};
 use crate::tunnel::client::TunnelConnection;
@@ -38,7 +39,7 @@ pub(super) struct LinkSink<'a> {
 }
 
 impl LinkSink<'_> {
-    fn store(&self, info: &LinkingInfo, progress: &Progress) {
+    fn store(&self, info: &LinkingInfo, progress: &StageClock) {
         let link = StoredLink::from_linking(info, self.tunnel_domain, unix_now());
         let id = link.id();
         match self.store.upsert(link) {
@@ -81,15 +82,19 @@ async fn send(
     conn.send(bytes).await.map_err(|e| CeremonyError::classified(stage, "tunnel", &e))
 }
 
+/// Runs the session on `conn` to its end and closes the tunnel, whatever happened. A cancel
+/// before the handshake completed closes the tunnel; after it, the phone first gets the
+/// encrypted shutdown message.
 pub(super) async fn drive(
     mut conn: TunnelConnection,
     start: Start<'_>,
     request: CeremonyRequest,
     config: &DesktopConfig,
     linking: Option<LinkSink<'_>>,
-    progress: &mut Progress,
+    progress: &mut StageClock,
+    cancel: &CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    let result = drive_inner(&mut conn, start, request, config, linking, progress).await;
+    let result = drive_inner(&mut conn, start, request, config, linking, progress, cancel).await;
     // Close whatever happened; a failed close changes nothing about the outcome.
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
     if result.is_ok() {
@@ -104,7 +109,8 @@ async fn drive_inner(
     request: CeremonyRequest,
     config: &DesktopConfig,
     linking: Option<LinkSink<'_>>,
-    progress: &mut Progress,
+    progress: &mut StageClock,
+    cancel: &CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     let t = config.timeouts;
     // Handshake: message 1 goes out as soon as the socket is open (§6.1).
@@ -118,13 +124,19 @@ async fn drive_inner(
         }
     };
     send(conn, hs, &msg1).await?;
-    let msg2 = recv(conn, hs, "waiting for Noise message 2", t.handshake).await?;
+    let msg2 =
+        cancellable(cancel, hs, recv(conn, hs, "waiting for Noise message 2", t.handshake)).await?;
     let awaiting = handshake.read_response(&msg2).map_err(|e| session_err(hs, &e))?;
     progress.finish(hs, CeremonyStage::PostHandshake, ProgressDetail::None);
 
     // Post-handshake: cache getInfo, build and send the one request.
     let ph = CeremonyStage::PostHandshake;
-    let post = recv(conn, ph, "waiting for the post-handshake message", t.handshake).await?;
+    let post = cancellable(
+        cancel,
+        ph,
+        recv(conn, ph, "waiting for the post-handshake message", t.handshake),
+    )
+    .await?;
     let open = awaiting.read_post_handshake(&post).map_err(|e| session_err(ph, &e))?;
     let info = match open.get_info() {
         Some(bytes) => Value::decode(bytes)
@@ -144,19 +156,25 @@ async fn drive_inner(
     let deadline = tokio::time::Instant::now() + t.user;
     let (status, body) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let msg = recv(conn, ur, "waiting for the user to respond on the phone", left)
-            .await
-            .map_err(|e| {
-                if left.is_zero() {
-                    CeremonyError::timeout(
-                        ur,
-                        "waiting for the user to respond on the phone",
-                        t.user,
-                    )
-                } else {
-                    e
-                }
-            })?;
+        let received = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            r = recv(conn, ur, "waiting for the user to respond on the phone", left) => Some(r),
+        };
+        let Some(received) = received else {
+            // Tell the phone the desktop is gone (it stops asking the user), then fail.
+            if let Ok((_, ct)) = awaiting.shutdown() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), send(conn, ur, &ct)).await;
+            }
+            return Err(CeremonyError::cancelled(ur));
+        };
+        let msg = received.map_err(|e| {
+            if left.is_zero() {
+                CeremonyError::timeout(ur, "waiting for the user to respond on the phone", t.user)
+            } else {
+                e
+            }
+        })?;
         match awaiting.receive(&msg).map_err(|e| session_err(ur, &e))? {
             DesktopEvent::CtapResponse { status, body } => break (status, body),
             DesktopEvent::LinkingInfo(info) => {
@@ -218,7 +236,7 @@ fn interpret(
     body: &[u8],
     client_data: &ClientData,
     config: &DesktopConfig,
-    progress: &Progress,
+    progress: &StageClock,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     let ur = CeremonyStage::UserResponse;
     let status = StatusCode::from_u8(status);
@@ -232,7 +250,7 @@ fn interpret(
             let resp = MakeCredentialResponse::from_cbor(&value)
                 .map_err(|e| CeremonyError::ctap2(ur, &e))?;
             RegistrationResult::from_response(
-                Transport::Hybrid,
+                TransportKind::Hybrid,
                 &o.rp_id,
                 resp,
                 client_data,
@@ -250,7 +268,7 @@ fn interpret(
                 .map(|id| cablebridge_protocol::ctap2::CredentialDescriptor::public_key(id.clone()))
                 .collect();
             AuthenticationResult::from_response(
-                Transport::Hybrid,
+                TransportKind::Hybrid,
                 &o.rp_id,
                 resp,
                 &allow,

@@ -1,5 +1,6 @@
-//! Fault switches: ways the virtual key can misbehave on purpose, for the hostile-device suite and
-//! for lab rigs that want to see how a client copes.
+//! Lab fault switches ([`LabFault`]): ways the virtual key can misbehave on purpose, for the
+//! hostile-device suite and for lab rigs that want to see how a client copes. (Not to be
+//! confused with the protocol's `Fault` taxonomy of who is to blame for an error.)
 //!
 //! Faults only touch CBOR transactions. INIT, PING, WINK and LOCK keep working, so a client can
 //! always get a channel and then meet the fault where real keys misbehave: in the long answer to
@@ -16,7 +17,7 @@ use cablebridge_protocol::ctaphid::{Cid, Report};
 /// How the key misbehaves on CBOR requests.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Fault {
+pub enum LabFault {
     /// Behave.
     #[default]
     None,
@@ -40,7 +41,7 @@ pub enum Fault {
     VanishMidTransaction,
 }
 
-impl Fault {
+impl LabFault {
     /// The names accepted by `--fault` (the CLI-level faults).
     pub const CLI_NAMES: &'static [&'static str] =
         &["never-answer", "keepalive-forever", "wrong-cid", "busy"];
@@ -48,16 +49,16 @@ impl Fault {
     /// The stable name (also used in logs and `--json` output).
     pub fn name(self) -> &'static str {
         match self {
-            Fault::None => "none",
-            Fault::NeverAnswer => "never-answer",
-            Fault::KeepaliveForever => "keepalive-forever",
-            Fault::WrongCid => "wrong-cid",
-            Fault::Busy => "busy",
-            Fault::BadSequence => "bad-sequence",
-            Fault::TruncatedResponse => "truncated-response",
-            Fault::OversizedBcnt => "oversized-bcnt",
-            Fault::ForeignFrames => "foreign-frames",
-            Fault::VanishMidTransaction => "vanish",
+            LabFault::None => "none",
+            LabFault::NeverAnswer => "never-answer",
+            LabFault::KeepaliveForever => "keepalive-forever",
+            LabFault::WrongCid => "wrong-cid",
+            LabFault::Busy => "busy",
+            LabFault::BadSequence => "bad-sequence",
+            LabFault::TruncatedResponse => "truncated-response",
+            LabFault::OversizedBcnt => "oversized-bcnt",
+            LabFault::ForeignFrames => "foreign-frames",
+            LabFault::VanishMidTransaction => "vanish",
         }
     }
 
@@ -65,14 +66,14 @@ impl Fault {
     /// sends them. Faults that act before a response exists return the reports unchanged.
     pub(crate) fn mangle_response(self, cid: Cid, reports: Vec<Report>) -> Vec<Report> {
         match self {
-            Fault::WrongCid => reports
+            LabFault::WrongCid => reports
                 .into_iter()
                 .map(|mut r| {
                     set_cid(&mut r, other_cid(cid));
                     r
                 })
                 .collect(),
-            Fault::BadSequence => reports
+            LabFault::BadSequence => reports
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut r)| {
@@ -85,8 +86,8 @@ impl Fault {
                     r
                 })
                 .collect(),
-            Fault::TruncatedResponse => reports.into_iter().take(1).collect(),
-            Fault::OversizedBcnt => reports
+            LabFault::TruncatedResponse => reports.into_iter().take(1).collect(),
+            LabFault::OversizedBcnt => reports
                 .into_iter()
                 .take(1)
                 .map(|mut r| {
@@ -97,7 +98,7 @@ impl Fault {
                     r
                 })
                 .collect(),
-            Fault::ForeignFrames => reports
+            LabFault::ForeignFrames => reports
                 .into_iter()
                 .flat_map(|r| {
                     let mut foreign = r.clone();
@@ -126,24 +127,24 @@ fn set_cid(report: &mut Report, cid: Cid) {
     }
 }
 
-impl fmt::Display for Fault {
+impl fmt::Display for LabFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
 /// `--fault` parsing: only the CLI faults (the wire corruptions are for tests).
-impl FromStr for Fault {
+impl FromStr for LabFault {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "never-answer" => Ok(Fault::NeverAnswer),
-            "keepalive-forever" => Ok(Fault::KeepaliveForever),
-            "wrong-cid" => Ok(Fault::WrongCid),
-            "busy" => Ok(Fault::Busy),
+            "never-answer" => Ok(LabFault::NeverAnswer),
+            "keepalive-forever" => Ok(LabFault::KeepaliveForever),
+            "wrong-cid" => Ok(LabFault::WrongCid),
+            "busy" => Ok(LabFault::Busy),
             other => Err(format!(
                 "unknown fault {other:?}; expected one of {}",
-                Fault::CLI_NAMES.join(", ")
+                LabFault::CLI_NAMES.join(", ")
             )),
         }
     }
@@ -160,10 +161,10 @@ mod tests {
 
     #[test]
     fn cli_names_round_trip_and_unknown_is_rejected() {
-        for name in Fault::CLI_NAMES {
-            assert_eq!(name.parse::<Fault>().unwrap().name(), *name);
+        for name in LabFault::CLI_NAMES {
+            assert_eq!(name.parse::<LabFault>().unwrap().name(), *name);
         }
-        assert!("truncated-response".parse::<Fault>().unwrap_err().contains("never-answer"));
+        assert!("truncated-response".parse::<LabFault>().unwrap_err().contains("never-answer"));
     }
 
     #[test]
@@ -171,15 +172,15 @@ mod tests {
         let cid = Cid(0x0102_0304);
         let plain = response(cid);
         assert_eq!(plain.len(), 3);
-        assert_eq!(Fault::None.mangle_response(cid, plain.clone()), plain);
-        let wrong = Fault::WrongCid.mangle_response(cid, plain.clone());
+        assert_eq!(LabFault::None.mangle_response(cid, plain.clone()), plain);
+        let wrong = LabFault::WrongCid.mangle_response(cid, plain.clone());
         assert!(wrong.iter().all(|r| Packet::parse(r).unwrap().cid() != cid));
-        let bad = Fault::BadSequence.mangle_response(cid, plain.clone());
+        let bad = LabFault::BadSequence.mangle_response(cid, plain.clone());
         assert_eq!(bad[1][4], 5);
-        assert_eq!(Fault::TruncatedResponse.mangle_response(cid, plain.clone()).len(), 1);
-        let big = Fault::OversizedBcnt.mangle_response(cid, plain.clone());
+        assert_eq!(LabFault::TruncatedResponse.mangle_response(cid, plain.clone()).len(), 1);
+        let big = LabFault::OversizedBcnt.mangle_response(cid, plain.clone());
         assert_eq!(&big[0][5..7], &[0xff, 0xff]);
-        let foreign = Fault::ForeignFrames.mangle_response(cid, plain.clone());
+        let foreign = LabFault::ForeignFrames.mangle_response(cid, plain.clone());
         assert_eq!(foreign.len(), 6);
         assert_eq!(foreign[1], plain[0]);
         assert_ne!(Packet::parse(&foreign[0]).unwrap().cid(), cid);

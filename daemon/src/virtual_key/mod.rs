@@ -22,7 +22,7 @@
 //! keys do.
 //!
 //! What this is not: a HID gadget (no /dev/uhid), a CTAP1 authenticator, or a fuzzer — the
-//! [`Fault`] switches are a fixed list of documented misbehaviours.
+//! [`LabFault`] switches are a fixed list of documented misbehaviours.
 
 mod error;
 mod fault;
@@ -30,7 +30,11 @@ mod runner;
 mod state_file;
 
 pub use error::VirtualKeyError;
-pub use fault::Fault;
+pub use fault::LabFault;
+/// The old name of [`LabFault`], kept for one merge round (branches written before the rename);
+/// it clashed with the protocol's `Fault` taxonomy. Remove once nothing uses it.
+#[doc(hidden)]
+pub use fault::LabFault as Fault;
 pub use state_file::InitialPin;
 
 use std::net::SocketAddr;
@@ -82,7 +86,7 @@ pub struct VirtualKeyConfig {
     /// PIN to set at start when the state has none.
     pub initial_pin: Option<InitialPin>,
     /// Misbehaviour switch (can be changed at run time with [`VirtualKeyHandle::set_fault`]).
-    pub fault: Fault,
+    pub fault: LabFault,
 }
 
 impl VirtualKeyConfig {
@@ -96,7 +100,7 @@ impl VirtualKeyConfig {
             presence_delay: Duration::ZERO,
             state_file: None,
             initial_pin: None,
-            fault: Fault::None,
+            fault: LabFault::None,
         }
     }
 }
@@ -151,7 +155,7 @@ impl VirtualKey {
 pub struct VirtualKeyHandle {
     local_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    fault: watch::Sender<Fault>,
+    fault: watch::Sender<LabFault>,
     task: Option<JoinHandle<Result<KeyStats, VirtualKeyError>>>,
     /// What the task returned, once awaited (`None` inside: it ended with an error).
     ended: Option<Option<KeyStats>>,
@@ -178,7 +182,7 @@ impl VirtualKeyHandle {
     }
 
     /// Switches the fault behaviour for the next CBOR request.
-    pub fn set_fault(&self, fault: Fault) {
+    pub fn set_fault(&self, fault: LabFault) {
         self.fault.send_replace(fault);
     }
 

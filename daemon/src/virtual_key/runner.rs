@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::state_file::{self, apply_initial_pin};
-use super::{Fault, KeyStats, VirtualKeyConfig, VirtualKeyError, KEEPALIVE_INTERVAL};
+use super::{KeyStats, LabFault, VirtualKeyConfig, VirtualKeyError, KEEPALIVE_INTERVAL};
 
 /// Channels whose host address we remember (the device remembers 16 channels).
 const MAX_PEERS: usize = 32;
@@ -109,7 +109,7 @@ impl Runner {
     pub(super) async fn run(
         mut self,
         mut shutdown: oneshot::Receiver<()>,
-        fault: watch::Receiver<Fault>,
+        fault: watch::Receiver<LabFault>,
     ) -> Result<KeyStats, VirtualKeyError> {
         let mut buf = [0u8; 65];
         loop {
@@ -152,7 +152,7 @@ impl Runner {
         &mut self,
         datagram: &[u8],
         from: SocketAddr,
-        fault: Fault,
+        fault: LabFault,
     ) -> Result<Option<Stop>, VirtualKeyError> {
         self.stats.datagrams_in += 1;
         if datagram.len() != 64 {
@@ -202,7 +202,7 @@ impl Runner {
         Ok(None)
     }
 
-    async fn drain_events(&mut self, fault: Fault) -> Result<Option<Stop>, VirtualKeyError> {
+    async fn drain_events(&mut self, fault: LabFault) -> Result<Option<Stop>, VirtualKeyError> {
         while let Some(event) = self.device.poll_event() {
             match event {
                 DeviceEvent::Request { cid, cmd: Command::Cbor, payload } => {
@@ -230,20 +230,20 @@ impl Runner {
         &mut self,
         cid: Cid,
         request: &[u8],
-        fault: Fault,
+        fault: LabFault,
     ) -> Result<Option<Stop>, VirtualKeyError> {
         self.stats.cbor_requests += 1;
         match fault {
-            Fault::NeverAnswer => return Ok(None),
-            Fault::KeepaliveForever => {
+            LabFault::NeverAnswer => return Ok(None),
+            LabFault::KeepaliveForever => {
                 self.stalling = Some((cid, Instant::now()));
                 return Ok(None);
             }
-            Fault::Busy => {
+            LabFault::Busy => {
                 let _ = self.device.respond_error(cid, ErrorCode::ChannelBusy);
                 return Ok(None);
             }
-            Fault::VanishMidTransaction => {
+            LabFault::VanishMidTransaction => {
                 let _ = self.device.keepalive(cid, KeepAliveStatus::Processing);
                 self.flush().await?;
                 return Ok(Some(Stop::Vanish));
@@ -302,7 +302,9 @@ impl Runner {
         };
         match result {
             // Faults are not applied to deferred answers: a fault switch acts on the request.
-            Ok(response) => self.respond(p.cid, response.as_bytes(), Fault::None).await.map(|_| ()),
+            Ok(response) => {
+                self.respond(p.cid, response.as_bytes(), LabFault::None).await.map(|_| ())
+            }
             Err(e) => {
                 tracing::debug!(cid = %p.cid, "virtual key: {e}");
                 Ok(())
@@ -315,7 +317,7 @@ impl Runner {
         &mut self,
         cid: Cid,
         response: &[u8],
-        fault: Fault,
+        fault: LabFault,
     ) -> Result<Option<Stop>, VirtualKeyError> {
         if self.auth.store().state() != &self.persisted {
             if let Some(path) = self.state_file.clone() {

@@ -1,8 +1,8 @@
 //! `cablebridge advert decrypt`: trial-open BLE service data with a QR session's key (§5) and
 //! print what a desktop would do next (which tunnel to connect to, §6.1).
 
-use crate::cli::GlobalOpts;
 use crate::cmd::{parse_hex_arg, parse_qr_url};
+use crate::output::GlobalOpts;
 use crate::output::{CmdError, Report};
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, TrialOpen};
 use cablebridge_protocol::hybrid::keys::QrSecret;

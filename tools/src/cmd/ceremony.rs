@@ -9,11 +9,11 @@
 use crate::cmd::qr::render_terminal;
 use crate::output::{CmdError, Exit, Report};
 use cablebridged::ceremony::{
-    from_b64url, AuthenticateOptions, CeremonyError, CeremonyStage, ProgressDetail, ProgressEvent,
-    ProgressSink, RegisterOptions, Requirement,
+    from_b64url, AuthenticateOptions, CeremonyError, CeremonyEvent, CeremonyStage, EventSink,
+    ProgressDetail, RegisterOptions, Requirement,
 };
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io::Write;
 use std::time::Duration;
 
@@ -141,14 +141,9 @@ impl CeremonyArgs {
     }
 }
 
-/// A [`CeremonyError`] as a CLI failure: its exit code, message and stage.
+/// A [`CeremonyError`] as a CLI failure: its exit code ([`Exit::from`]), message and stage.
 pub fn ceremony_error(e: CeremonyError) -> CmdError {
-    let exit = match e.exit_code() {
-        2 => Exit::Usage,
-        3 => Exit::Environment,
-        _ => Exit::Ceremony,
-    };
-    CmdError { exit, message: e.to_string(), stage: Some(e.stage.as_str()) }
+    CmdError { exit: Exit::from(&e), message: e.to_string(), stage: Some(e.stage.as_str()) }
 }
 
 /// Prints progress: JSON lines on stdout, or QR + staged lines on stderr.
@@ -159,80 +154,61 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// The JSON lines of one event (a QR event precedes its progress event).
-    pub fn event_lines(event: &ProgressEvent) -> Vec<Value> {
-        if let ProgressDetail::Warning(message) = &event.detail {
-            return vec![json!({
-                "event": "warning",
-                "stage": event.stage.as_str(),
-                "elapsed_ms": event.elapsed_ms,
-                "message": message,
-            })];
+    /// The JSON line of one event; `None` for the terminal `result`/`error` events, which the
+    /// command prints itself (with `verification`, through `output::finish`).
+    pub fn event_line(event: &CeremonyEvent) -> Option<Value> {
+        match event {
+            CeremonyEvent::Result(_) | CeremonyEvent::Error(_) => None,
+            other => Some(other.to_json()),
         }
-        let mut lines = Vec::new();
-        if let ProgressDetail::Qr { url } = &event.detail {
-            lines.push(json!({"event": "qr", "url": url}));
-        }
-        let mut progress = json!({
-            "event": "progress",
-            "stage": event.stage.as_str(),
-            "elapsed_ms": event.elapsed_ms,
-            "stage_ms": event.stage_ms,
-        });
-        match &event.detail {
-            ProgressDetail::Advert { rssi, routing_id, tunnel_host } => {
-                progress["rssi"] = json!(rssi);
-                progress["routing_id"] = json!(routing_id);
-                progress["tunnel_host"] = json!(tunnel_host);
-            }
-            ProgressDetail::Text(t) => progress["detail"] = json!(t),
-            _ => {}
-        }
-        lines.push(progress);
-        lines
     }
 
-    /// The human line (and QR drawing) of one event.
-    pub fn human_text(event: &ProgressEvent) -> String {
-        if let ProgressDetail::Warning(message) = &event.detail {
-            return format!("[{:>6} ms] warning: {message}\n", event.elapsed_ms);
-        }
-        let mut out = String::new();
-        if let ProgressDetail::Qr { url } = &event.detail {
-            if let Ok(drawing) = render_terminal(url) {
-                out.push_str(&drawing);
-                out.push('\n');
+    /// The human text (and QR drawing) of one event.
+    pub fn human_text(event: &CeremonyEvent) -> String {
+        match event {
+            CeremonyEvent::Warning { elapsed_ms, message, .. } => {
+                format!("[{elapsed_ms:>6} ms] warning: {message}\n")
             }
-            out.push_str(&format!("Scan with your phone's camera, or paste: {url}\n"));
-        }
-        let extra = match &event.detail {
-            ProgressDetail::Advert { rssi: Some(r), routing_id, .. } => {
-                format!(" (RSSI {r} dBm, routing id {routing_id})")
+            CeremonyEvent::Qr { url } => {
+                let mut out = String::new();
+                if let Ok(drawing) = render_terminal(url) {
+                    out.push_str(&drawing);
+                    out.push('\n');
+                }
+                out.push_str(&format!("Scan with your phone's camera, or paste: {url}\n"));
+                out
             }
-            ProgressDetail::Advert { rssi: None, routing_id, .. } => {
-                format!(" (routing id {routing_id})")
+            CeremonyEvent::Progress(event) => {
+                let extra = match &event.detail {
+                    ProgressDetail::Advert { rssi: Some(r), routing_id, .. } => {
+                        format!(" (RSSI {r} dBm, routing id {routing_id})")
+                    }
+                    ProgressDetail::Advert { rssi: None, routing_id, .. } => {
+                        format!(" (routing id {routing_id})")
+                    }
+                    ProgressDetail::Text(t) => format!(" ({t})"),
+                    _ => String::new(),
+                };
+                let stage = event.stage;
+                format!(
+                    "[{:>6} ms] {}{extra}\n",
+                    event.elapsed_ms,
+                    if stage == CeremonyStage::Done { "done" } else { stage.finished_text() }
+                )
             }
-            ProgressDetail::Text(t) => format!(" ({t})"),
             _ => String::new(),
-        };
-        let stage = event.stage;
-        out.push_str(&format!(
-            "[{:>6} ms] {}{extra}\n",
-            event.elapsed_ms,
-            if stage == CeremonyStage::Done { "done" } else { stage.finished_text() }
-        ));
-        out
+        }
     }
 }
 
-impl ProgressSink for Renderer {
-    fn emit(&self, event: &ProgressEvent) {
+impl EventSink for Renderer {
+    fn emit(&self, event: &CeremonyEvent) {
         if self.json {
-            let mut out = std::io::stdout().lock();
-            for line in Self::event_lines(event) {
+            if let Some(line) = Self::event_line(event) {
+                let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
+                let _ = out.flush();
             }
-            let _ = out.flush();
         } else {
             let _ = std::io::stderr().write_all(Self::human_text(event).as_bytes());
         }
@@ -277,6 +253,7 @@ pub fn result_report(result: &Value, extra: Vec<(&'static str, Value)>) -> Repor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn durations() {
@@ -289,16 +266,20 @@ mod tests {
 
     #[test]
     fn qr_event_then_progress_line() {
-        let e = ProgressEvent {
+        use cablebridged::ceremony::ProgressEvent;
+        let qr = CeremonyEvent::Qr { url: "FIDO:/123".into() };
+        assert_eq!(Renderer::event_line(&qr), Some(json!({"event": "qr", "url": "FIDO:/123"})));
+        assert!(Renderer::human_text(&qr).contains("FIDO:/123"));
+        let shown = CeremonyEvent::Progress(ProgressEvent {
             stage: CeremonyStage::QrShown,
             elapsed_ms: 3,
             stage_ms: 3,
-            detail: ProgressDetail::Qr { url: "FIDO:/123".into() },
-        };
-        let lines = Renderer::event_lines(&e);
-        assert_eq!(lines[0], json!({"event": "qr", "url": "FIDO:/123"}));
-        assert_eq!(lines[1]["event"], "progress");
-        assert_eq!(lines[1]["stage"], "qr_shown");
-        assert!(Renderer::human_text(&e).contains("FIDO:/123"));
+            detail: ProgressDetail::None,
+        });
+        let line = Renderer::event_line(&shown).unwrap_or_default();
+        assert_eq!(
+            line.to_string(),
+            r#"{"elapsed_ms":3,"event":"progress","stage":"qr_shown","stage_ms":3}"#
+        );
     }
 }

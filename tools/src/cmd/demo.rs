@@ -1,6 +1,6 @@
 //! `cablebridge demo`: a complete cross-device ceremony on one machine with no Bluetooth and no
 //! network. In one process: our tunnel server on `127.0.0.1:0`, the virtual phone, and the
-//! hybrid desktop runner. The advert path is real: the phone writes to a Unix datagram socket
+//! engine's `ceremony::run` (the phone-scans-desktop wiring is `cablebridged::testkit`). The advert path is real: the phone writes to a Unix datagram socket
 //! the desktop's `unix:` advert source listens on (in a private temporary directory). Registers
 //! (packed attestation), then authenticates with the new credential (allowList), verifies both
 //! signatures and prints a summary (plus every JSON record with `--json`).
@@ -9,14 +9,15 @@ use crate::cmd::ceremony::{ceremony_error, Renderer};
 use crate::cmd::tunnel_server::runtime;
 use crate::output::{CmdError, Report};
 use cablebridge_protocol::authenticator::AttestationMode;
-use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
-    AuthenticateOptions, ProgressDetail, ProgressEvent, ProgressSink, RegisterOptions,
+    AuthenticateOptions, CeremonyEvent, CeremonyOutcome, CeremonyRequest, HybridTransport,
+    RegisterOptions, Transport,
 };
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use clap::Args;
 use serde_json::{json, Value};
@@ -24,7 +25,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Every stage of the demo is loopback work: a few seconds is already generous.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,33 +176,24 @@ async fn ceremony(
     phone: &mut VirtualPhone,
     json: bool,
 ) -> Result<CeremonyOutcome, CmdError> {
-    let (qr_tx, mut qr_rx) = mpsc::unbounded_channel::<String>();
-    let sink = move |e: &ProgressEvent| {
-        if let ProgressDetail::Qr { url } = &e.detail {
-            let _ = qr_tx.send(url.clone());
-        }
+    let mut log = EventLog::forwarding(Box::new(move |e: &CeremonyEvent| {
         if json {
-            for line in Renderer::event_lines(e) {
+            if let Some(line) = Renderer::event_line(e) {
                 println!("{line}");
             }
         } else {
             eprint!("{}", Renderer::human_text(e));
         }
-    };
-    let sink: Arc<dyn ProgressSink> = Arc::new(sink);
-    // The phone "scans" the QR the desktop shows, then runs its session; both run concurrently.
-    let phone_side = async {
-        let url =
-            qr_rx.recv().await.ok_or_else(|| CmdError::ceremony("the desktop showed no QR"))?;
-        let qr =
-            QrPayload::from_url(&url).map_err(|e| CmdError::ceremony(format!("phone: {e}")))?;
-        phone.run_qr(&qr).await.map_err(|e| CmdError::ceremony(format!("phone: {e}")))
-    };
+    }));
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
     let (desktop_result, phone_result) =
-        tokio::join!(desktop::run(config, request, Some(sink)), phone_side);
+        with_phone(transport, request, &mut log, |qr| async move { phone.run_qr(&qr).await }).await;
     let outcome = desktop_result.map_err(ceremony_error)?;
-    phone_result?;
-    Ok(outcome)
+    match phone_result {
+        Some(Ok(_)) => Ok(outcome),
+        Some(Err(e)) => Err(CmdError::ceremony(format!("phone: {e}"))),
+        None => Err(CmdError::ceremony("the desktop showed no QR")),
+    }
 }
 
 fn emit_line(json: bool, value: Value, human: &str) {

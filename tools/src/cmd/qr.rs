@@ -1,8 +1,8 @@
 //! `cablebridge qr new` and `cablebridge qr decode`: make a fresh `FIDO:/` QR code (as a desktop
 //! would, §2) or take one apart.
 
-use crate::cli::GlobalOpts;
 use crate::cmd::parse_qr_url;
+use crate::output::GlobalOpts;
 use crate::output::{CmdError, Report};
 use cablebridge_protocol::hybrid::qr::{QrPayload, RequestHint};
 use clap::{Args, Subcommand, ValueEnum};

@@ -1,18 +1,23 @@
 //! `cablebridge register` and `cablebridge authenticate`: one WebAuthn ceremony against a phone
-//! (`--transport hybrid`, the in-process desktop runner of `cablebridged::desktop`) or a security
-//! key (`--transport usb`). Flags shared by both transports live in [`super::ceremony`].
+//! (`--transport hybrid`, QR or `--linked`) or a security key (`--transport usb`), through the
+//! engine's one entry point `cablebridged::ceremony::run`. This module only turns flags into a
+//! `Transport` and a request; Ctrl-C cancels the ceremony in any stage (exit 1, an `error` event
+//! naming the stage). Flags shared by both transports live in [`super::ceremony`].
 
-use crate::cli::GlobalOpts;
 use crate::cmd::ceremony::{
     ceremony_error, parse_duration, result_report, CeremonyArgs, Renderer, RequirementArg,
     TransportArg,
 };
+use crate::output::GlobalOpts;
 use crate::output::{CmdError, Report};
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::CoseKey;
 use cablebridged::advert::AdvertSource;
-use cablebridged::ceremony::from_b64url;
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::ceremony::{
+    self, from_b64url, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
+    Transport,
+};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::store::{default_state_dir, LinkStore};
 use clap::Args;
 use serde_json::json;
@@ -160,9 +165,19 @@ fn run(
     request: CeremonyRequest,
     global: &GlobalOpts,
 ) -> Result<CeremonyOutcome, CmdError> {
-    if c.transport == TransportArg::Usb {
-        return crate::cmd::usb::run_ceremony(c, u, request, global);
-    }
+    let transport = if c.transport == TransportArg::Usb {
+        Transport::Usb(crate::cmd::usb::usb_transport(c, u)?)
+    } else {
+        hybrid_transport(c, h)?
+    };
+    let sink = Arc::new(Renderer { json: global.json });
+    crate::cmd::usb::block_on(|cancel| async move {
+        ceremony::run(transport, request, Some(sink), cancel).await.map_err(ceremony_error)
+    })
+}
+
+/// `Transport::Hybrid`, or `Transport::Linked` with `--linked`, from the flags.
+fn hybrid_transport(c: &CeremonyArgs, h: &HybridArgs) -> Result<Transport, CmdError> {
     let source: AdvertSource = h
         .advert_source
         .parse()
@@ -174,16 +189,12 @@ fn run(
     if !h.no_linking || h.linked.is_some() {
         config.link_store = state_dir.as_deref().map(LinkStore::in_dir);
     }
-    config.linked.clone_from(&h.linked);
     config.timeouts.advert = h.advert_timeout;
     config.timeouts.connect = h.connect_timeout;
     config.timeouts.handshake = h.handshake_timeout;
     config.timeouts.user = c.user_timeout;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::environment(format!("cannot start the async runtime: {e}")))?;
-    let sink = Arc::new(Renderer { json: global.json });
-    runtime.block_on(desktop::run(&config, request, Some(sink))).map_err(ceremony_error)
+    Ok(match &h.linked {
+        Some(link) => Transport::Linked(LinkedTransport::new(link.clone(), config)),
+        None => Transport::Hybrid(HybridTransport::new(config)),
+    })
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use cablebridge_protocol::ctap2::pin::Pin;
-use cablebridge_protocol::error::{Classify, Fault};
+use cablebridge_protocol::error::Classify;
 use cablebridged::ctap::{
     open_client, select_attached, select_device, Call, Ctap2Client, CtapError, DeviceProgress,
     KeyArrivals, OpenOptions,
@@ -45,6 +45,10 @@ pub struct PinArgs {
 }
 
 /// Runs an async command body on a fresh runtime with Ctrl-C wired to `cancel`.
+///
+/// When the body is done the runtime is shut down without waiting for blocking threads: a
+/// thread stuck in a blocking read (a feed that stays open) must never keep the command from
+/// printing its result and exiting.
 pub fn block_on<F, T>(body: impl FnOnce(CancellationToken) -> F) -> Result<T, CmdError>
 where
     F: std::future::Future<Output = Result<T, CmdError>>,
@@ -54,7 +58,7 @@ where
         .enable_all()
         .build()
         .map_err(|e| CmdError::environment(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let cancel = CancellationToken::new();
         let on_ctrl_c = cancel.clone();
         tokio::spawn(async move {
@@ -63,7 +67,9 @@ where
             }
         });
         body(cancel).await
-    })
+    });
+    runtime.shutdown_background();
+    result
 }
 
 /// Prints the key's status to stderr (keepalive: "touch your key"), once per change.
@@ -93,18 +99,7 @@ pub fn deadline(args: &DeviceArgs) -> Instant {
 /// Maps a key error to the CLI's exit codes: environment 3, caller 2, everything the key or
 /// user did (timeouts, cancel, statuses) 1. The stage is attached for `--json`.
 pub fn key_error(e: CtapError) -> CmdError {
-    let exit = match (&e, e.fault()) {
-        (_, Fault::Environment) => Exit::Environment,
-        (
-            CtapError::Cancelled { .. }
-            | CtapError::Timeout { .. }
-            | CtapError::NoKeyInserted { .. },
-            _,
-        ) => Exit::Ceremony,
-        (CtapError::PinRequired { .. } | CtapError::InvalidPin(_), _) => Exit::Usage,
-        _ => Exit::Ceremony,
-    };
-    CmdError { exit, message: e.to_string(), stage: None }.at(e.stage())
+    CmdError { exit: Exit::from(&e), message: e.to_string(), stage: None }.at(e.stage())
 }
 
 fn parse_addresses(args: &DeviceArgs) -> Result<Vec<DeviceAddress>, CmdError> {
@@ -206,13 +201,11 @@ pub struct UsbCeremonyArgs {
     pub pin_stdin: bool,
 }
 
-/// Runs a ceremony on a security key with the shared ceremony model and renderer.
-pub fn run_ceremony(
+/// `Transport::Usb` from the ceremony flags: keys, the ceremony timeout, the PIN.
+pub fn usb_transport(
     c: &crate::cmd::ceremony::CeremonyArgs,
     u: &UsbCeremonyArgs,
-    request: cablebridged::desktop::CeremonyRequest,
-    global: &crate::cli::GlobalOpts,
-) -> Result<cablebridged::desktop::CeremonyOutcome, CmdError> {
+) -> Result<cablebridged::ceremony::UsbTransport, CmdError> {
     let devices = parse_addresses(&DeviceArgs { device: u.device.clone(), timeout: 0 })?;
     // No TTY prompt here: most keys need no PIN, and the error says how to give one.
     let source = PinSource { stdin: u.pin_stdin };
@@ -225,16 +218,10 @@ pub fn run_ceremony(
         .map(|p| Pin::new(&p))
         .transpose()
         .map_err(|e| CmdError::usage(format!("invalid PIN: {e}")))?;
-    let config = cablebridged::ctap::ceremony::UsbCeremonyConfig {
+    Ok(cablebridged::ceremony::UsbTransport {
         devices,
         timeout: c.user_timeout,
         pin,
         open: OpenOptions::default(),
-    };
-    let sink = std::sync::Arc::new(crate::cmd::ceremony::Renderer { json: global.json });
-    block_on(|cancel| async move {
-        cablebridged::ctap::ceremony::run(&config, request, Some(sink), &cancel)
-            .await
-            .map_err(crate::cmd::ceremony::ceremony_error)
     })
 }

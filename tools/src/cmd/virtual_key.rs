@@ -13,7 +13,7 @@ use std::time::Duration;
 use cablebridge_protocol::error::{Classify, Fault as Blame};
 use cablebridged::evidence::aaguid::Aaguid;
 use cablebridged::virtual_key::{
-    Attestation, Fault, InitialPin, VirtualKey, VirtualKeyConfig, VirtualKeyError,
+    Attestation, InitialPin, LabFault, VirtualKey, VirtualKeyConfig, VirtualKeyError,
 };
 use clap::{Args, ValueEnum};
 
@@ -59,8 +59,8 @@ pub struct VirtualKeyArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Misbehave on CBOR requests: never-answer, keepalive-forever, wrong-cid or busy.
-    #[arg(long, value_parser = |s: &str| s.parse::<Fault>())]
-    pub fault: Option<Fault>,
+    #[arg(long, value_parser = |s: &str| s.parse::<LabFault>())]
+    pub fault: Option<LabFault>,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {

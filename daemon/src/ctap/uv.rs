@@ -1,5 +1,6 @@
-//! Register / authenticate on a USB security key: the CTAP2 half of a WebAuthn ceremony, with
-//! user verification done right.
+//! User-verification policy for USB ceremonies: register / authenticate on a security key, the
+//! CTAP2 half of a WebAuthn ceremony, with user verification done right. (Depends only on the
+//! CTAP client below it; the ceremony runner in [`super::ceremony`] calls it.)
 //!
 //! The caller (the shared ceremony model: client data, options, result JSON) builds the
 //! makeCredential / getAssertion request with its clientDataHash; this module decides how to
@@ -22,8 +23,8 @@ use cablebridge_protocol::ctap2::{
 };
 use rand_core::CryptoRngCore;
 
-use crate::ctap::error::{CtapError, Result};
-use crate::ctap::{Call, Ctap2Client, TokenSource};
+use super::error::{CtapError, Result};
+use super::{Call, Ctap2Client, TokenSource};
 use crate::hid::HidTransport;
 
 /// The relying party's user-verification requirement (WebAuthn `userVerification`).

@@ -1,0 +1,236 @@
+//! The one entry point of the engine: [`run`] a WebAuthn ceremony on any [`Transport`].
+//!
+//! ```text
+//! run(transport, request, events, cancel) -> Result<CeremonyOutcome, CeremonyError>
+//! ```
+//!
+//! * `transport` says how to reach the authenticator: a USB key ([`UsbTransport`]), a phone that
+//!   scans our QR code ([`HybridTransport`]), or a linked phone ([`LinkedTransport`]). The hybrid
+//!   transports take their adverts as an [`AdvertInput`]: a source spec opened for this ceremony,
+//!   or an already-open [`AdvertFeed`] (a daemon fanning one BLE scan out to several pending
+//!   sessions hands each its own feed).
+//! * `events` receives the one [`CeremonyEvent`] stream (`qr`, `progress`, `warning`, then
+//!   `result` or `error`), the same for every transport.
+//! * `cancel` ends the ceremony at once, in any stage: a USB key gets CTAPHID_CANCEL, an open
+//!   tunnel gets the hybrid shutdown message (or a close before the handshake), and the error
+//!   names the stage in progress ([`super::CeremonyErrorKind::Cancelled`]).
+//!
+//! Concurrency: `run` owns nothing global. Any number of ceremonies may run at once on one
+//! runtime, each with its own sink and token; everything a ceremony opened (advert sockets and
+//! readers, tunnel, hidraw handle) is closed by the time `run` returns.
+
+use std::time::Duration;
+
+use cablebridge_protocol::hybrid::tunnel::RequestHint;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AuthenticateOptions, AuthenticationResult, CeremonyError, CeremonyEvent, CeremonyStage, Events,
+    RegisterOptions, RegistrationResult,
+};
+use crate::advert::{AdvertFeed, AdvertSource};
+use crate::ctap::OpenOptions;
+use crate::desktop::DesktopConfig;
+use crate::hid::DeviceAddress;
+use cablebridge_protocol::ctap2::pin::Pin;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum CeremonyRequest {
+    /// makeCredential.
+    Register(RegisterOptions),
+    /// getAssertion.
+    Authenticate(AuthenticateOptions),
+}
+
+impl CeremonyRequest {
+    /// The hint a hybrid QR code / client payload carries.
+    pub fn hint(&self) -> RequestHint {
+        match self {
+            CeremonyRequest::Register(_) => RequestHint::MakeCredential,
+            CeremonyRequest::Authenticate(_) => RequestHint::GetAssertion,
+        }
+    }
+
+    /// Checks the options before any IO.
+    pub fn validate(&self) -> Result<(), CeremonyError> {
+        match self {
+            CeremonyRequest::Register(o) => o.validate(),
+            CeremonyRequest::Authenticate(o) => o.validate(),
+        }
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub enum CeremonyOutcome {
+    /// A new credential.
+    Registered(RegistrationResult),
+    /// An assertion.
+    Authenticated(AuthenticationResult),
+}
+
+impl CeremonyOutcome {
+    /// The `{"event":"result",...}` object (without the CLI's `verification`).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            CeremonyOutcome::Registered(r) => r.to_json(),
+            CeremonyOutcome::Authenticated(a) => a.to_json(),
+        }
+    }
+}
+
+/// Where a hybrid ceremony's adverts come from.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AdvertInput {
+    /// Open this source for the ceremony (and close it when the ceremony ends).
+    Source(AdvertSource),
+    /// An already-open feed (e.g. one branch of a shared scan); dropped when the ceremony ends.
+    Feed(AdvertFeed),
+}
+
+impl From<AdvertSource> for AdvertInput {
+    fn from(s: AdvertSource) -> Self {
+        AdvertInput::Source(s)
+    }
+}
+
+impl From<AdvertFeed> for AdvertInput {
+    fn from(f: AdvertFeed) -> Self {
+        AdvertInput::Feed(f)
+    }
+}
+
+/// A security key over USB HID (or UDP-HID).
+#[derive(Debug, Default)]
+pub struct UsbTransport {
+    /// Keys to use; empty = every attached hidraw key (waiting for one to be plugged in when
+    /// there are none). Several = touch-to-select.
+    pub devices: Vec<DeviceAddress>,
+    /// Deadline for the whole ceremony, touch included.
+    pub timeout: Duration,
+    /// The PIN, when the user supplied one (secret).
+    pub pin: Option<Pin>,
+    /// Driver and hidraw options.
+    pub open: OpenOptions,
+}
+
+/// A phone that scans our QR code (QR-initiated hybrid).
+#[derive(Debug)]
+pub struct HybridTransport {
+    /// Tunnel, link store, timeouts, AAGUID names.
+    pub config: DesktopConfig,
+    /// Where adverts come from.
+    pub adverts: AdvertInput,
+}
+
+impl HybridTransport {
+    /// Adverts from `config.advert_source`.
+    pub fn new(config: DesktopConfig) -> Self {
+        let adverts = AdvertInput::Source(config.advert_source.clone());
+        HybridTransport { config, adverts }
+    }
+}
+
+/// A phone linked in an earlier QR ceremony (state-assisted hybrid).
+#[derive(Debug)]
+pub struct LinkedTransport {
+    /// The linked phone's name or id (see the link store).
+    pub link: String,
+    /// Tunnel, link store (required), timeouts, AAGUID names.
+    pub config: DesktopConfig,
+    /// Where adverts come from.
+    pub adverts: AdvertInput,
+}
+
+impl LinkedTransport {
+    /// Adverts from `config.advert_source`.
+    pub fn new(link: impl Into<String>, config: DesktopConfig) -> Self {
+        let adverts = AdvertInput::Source(config.advert_source.clone());
+        LinkedTransport { link: link.into(), config, adverts }
+    }
+}
+
+/// How to reach the authenticator.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A security key.
+    Usb(UsbTransport),
+    /// A phone scanning our QR code.
+    Hybrid(HybridTransport),
+    /// A linked phone.
+    Linked(LinkedTransport),
+}
+
+/// Runs one ceremony; see the module docs. The last event emitted is `Result` or `Error`,
+/// carrying the value returned.
+pub async fn run(
+    transport: Transport,
+    request: CeremonyRequest,
+    events: Events,
+    cancel: CancellationToken,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    let result = match transport {
+        Transport::Usb(usb) => {
+            crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await
+        }
+        Transport::Hybrid(h) => {
+            crate::desktop::run_qr(&h.config, h.adverts, request, events.clone(), &cancel).await
+        }
+        Transport::Linked(l) => {
+            crate::desktop::run_linked(
+                &l.config,
+                &l.link,
+                l.adverts,
+                request,
+                events.clone(),
+                &cancel,
+            )
+            .await
+        }
+    };
+    if let Some(sink) = &events {
+        let last = match &result {
+            Ok(outcome) => CeremonyEvent::Result(Box::new(outcome.clone())),
+            Err(e) => CeremonyEvent::Error(e.clone()),
+        };
+        sink.emit(&last);
+    }
+    result
+}
+
+/// Races `work` against `cancel`: cancelled ⇒ [`CeremonyError::cancelled`] at `stage`.
+pub(crate) async fn cancellable<T>(
+    cancel: &CancellationToken,
+    stage: CeremonyStage,
+    work: impl std::future::Future<Output = Result<T, CeremonyError>>,
+) -> Result<T, CeremonyError> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(CeremonyError::cancelled(stage)),
+        r = work => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ceremony::CeremonyErrorKind;
+
+    #[tokio::test]
+    async fn cancellable_names_the_stage() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let r: Result<(), _> = cancellable(
+            &cancel,
+            CeremonyStage::Advert,
+            std::future::pending::<Result<(), CeremonyError>>(),
+        )
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!((e.stage, e.kind), (CeremonyStage::Advert, CeremonyErrorKind::Cancelled));
+    }
+}
