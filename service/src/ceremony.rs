@@ -1,7 +1,7 @@
 //! `ceremony.register` / `ceremony.authenticate`: request parameters (the CLI's flags in
-//! snake_case) → a [`CeremonySpec`], and [`run`], the ONE place the service calls the engine's
-//! ceremony code. When the engine's single entry point (`ceremony::run(transport, request,
-//! events, cancel)`, issue 9) lands, only [`run`] changes.
+//! snake_case) → a [`CeremonySpec`], and [`run`], the ONE place the service calls the engine:
+//! `cablebridged::ceremony::run(transport, request, events, cancel)`, the same entry point the
+//! CLI's in-process path uses.
 //!
 //! Parameters (docs/api.md has the table): `transport` (`hybrid` | `usb` | `linked`), `rp_id`,
 //! `origin`, `challenge`, `uv`, `user_timeout`; register: `user_name`, `user_id`,
@@ -10,18 +10,16 @@
 //! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`. `detach`
 //! is read by the session layer.
 
-use std::sync::Arc;
 
 use cablebridge_protocol::cbor::Value as Cbor;
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridge_protocol::ctap2::CoseKey;
 use cablebridged::ceremony::{
-    from_b64url, AuthenticateOptions, CeremonyError, CeremonyStage, ProgressSink, RegisterOptions,
-    Requirement,
+    from_b64url, AuthenticateOptions, CeremonyError, CeremonyOutcome, CeremonyRequest, Events,
+    HybridTransport, LinkedTransport, RegisterOptions, Requirement, Transport, UsbTransport,
 };
-use cablebridged::ctap::ceremony::UsbCeremonyConfig;
 use cablebridged::ctap::OpenOptions;
-use cablebridged::desktop::{self, CeremonyOutcome, CeremonyRequest, DesktopConfig};
+use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::store::LinkStore;
 use serde_json::{json, Value};
@@ -49,22 +47,17 @@ impl Kind {
     }
 }
 
-/// How to reach the authenticator, fully resolved.
+/// How to reach the authenticator: the engine's [`Transport`], fully resolved.
 #[derive(Debug)]
-pub enum Route {
-    /// A phone over hybrid (QR, or a linked phone when `config.linked` is set).
-    Hybrid(Box<DesktopConfig>),
-    /// A security key.
-    Usb(UsbCeremonyConfig),
-}
+pub struct Route(pub Transport);
 
 impl Route {
     /// `hybrid`, `linked` or `usb` (for logs and `status`).
     pub fn transport(&self) -> &'static str {
-        match self {
-            Route::Hybrid(c) if c.linked.is_some() => "linked",
-            Route::Hybrid(_) => "hybrid",
-            Route::Usb(_) => "usb",
+        match &self.0 {
+            Transport::Linked(_) => "linked",
+            Transport::Usb(_) => "usb",
+            _ => "hybrid",
         }
     }
 }
@@ -170,11 +163,11 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             d.allow_insecure_tunnel =
                 params.opt_bool("allow_insecure_tunnel")?.unwrap_or(h.allow_insecure_tunnel);
             let no_linking = params.opt_bool("no_linking")?.unwrap_or(!h.linking);
-            d.linked = params.opt_string("linked")?;
-            if transport == "linked" && d.linked.is_none() {
+            let linked = params.opt_string("linked")?;
+            if transport == "linked" && linked.is_none() {
                 return Err(RpcError::param("linked", "transport linked needs the linked phone's name or id"));
             }
-            if !no_linking || d.linked.is_some() {
+            if !no_linking || linked.is_some() {
                 d.link_store = Some(LinkStore::in_dir(&config.state_dir));
             }
             d.timeouts.advert = params.opt_duration("advert_timeout")?.unwrap_or(h.advert_timeout);
@@ -182,7 +175,10 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             d.timeouts.handshake =
                 params.opt_duration("handshake_timeout")?.unwrap_or(h.handshake_timeout);
             d.timeouts.user = user_timeout.unwrap_or(h.user_timeout);
-            Route::Hybrid(Box::new(d))
+            match linked {
+                Some(link) => Route(Transport::Linked(LinkedTransport::new(link, d))),
+                None => Route(Transport::Hybrid(HybridTransport::new(d))),
+            }
         }
         "usb" => {
             let devices = params
@@ -199,12 +195,12 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                 .opt_string("pin")?
                 .map(|p| Pin::new(&p).map_err(|e| RpcError::param("pin", e)))
                 .transpose()?;
-            Route::Usb(UsbCeremonyConfig {
+            Route(Transport::Usb(UsbTransport {
                 devices,
                 timeout: user_timeout.unwrap_or(config.usb_timeout),
                 pin,
                 open: OpenOptions::default(),
-            })
+            }))
         }
         other => return Err(RpcError::param("transport", format!("{other:?} is not hybrid, usb or linked"))),
     };
@@ -228,33 +224,14 @@ fn setup_field(e: &CeremonyError) -> &'static str {
 }
 
 /// Runs one ceremony on the engine until it ends or `cancel` fires. This adapter is the only
-/// call into the engine's ceremony code.
+/// call into the engine's ceremony code; `events` receives the engine's one event stream.
 pub async fn run(
-    route: &Route,
+    route: Route,
     request: CeremonyRequest,
-    sink: Arc<dyn ProgressSink>,
-    cancel: &CancellationToken,
+    events: Events,
+    cancel: CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    match route {
-        Route::Usb(config) => cablebridged::ctap::ceremony::run(config, request, Some(sink), cancel).await,
-        Route::Hybrid(config) => {
-            // The hybrid runner takes no cancel token yet (issue 9): dropping its future closes
-            // the tunnel and the advert source, which is what a cancel must do.
-            tokio::select! {
-                r = desktop::run(config, request, Some(sink)) => r,
-                () = cancel.cancelled() => Err(cancelled_error()),
-            }
-        }
-    }
-}
-
-/// The error a cancelled session ends with.
-pub fn cancelled_error() -> CeremonyError {
-    CeremonyError::new(
-        CeremonyStage::Setup,
-        cablebridged::ceremony::CeremonyErrorKind::Authenticator,
-        "cancelled",
-    )
+    cablebridged::ceremony::run(route.0, request, events, cancel).await
 }
 
 /// The final `result` object for an outcome, with the CLI's `verification`.

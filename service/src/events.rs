@@ -2,51 +2,33 @@
 //! prints per event (`qr`, `progress`, `warning`, then `result` or `error`), so a client of the
 //! daemon and a script reading the CLI see the same shapes.
 //!
-//! The CLI's renderer lives in the `cablebridge` binary (tools/src/cmd/ceremony.rs,
-//! tools/src/output.rs), which a library cannot import; this module follows it field for field.
-//! Once the engine serialises its one events type itself (issue 9), both sides should call that.
+//! `qr`, `progress` and `warning` lines are the engine's own serialisation
+//! (`CeremonyEvent::to_json`), as in the CLI. The last line is assembled by the CLI's binary
+//! (tools/src/cmd/ceremony.rs `result_report`, tools/src/output.rs `finish` and
+//! `Exit::from(&CeremonyError)`), which a library cannot import; this module follows it field
+//! for field.
 
-use cablebridged::ceremony::{CeremonyError, ProgressDetail, ProgressEvent};
+use cablebridge_protocol::error::Fault;
+use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind, CeremonyEvent};
 use serde_json::{json, Value};
 
-/// The JSON lines of one progress event (a QR event precedes its progress event).
-pub fn event_lines(event: &ProgressEvent) -> Vec<Value> {
-    if let ProgressDetail::Warning(message) = &event.detail {
-        return vec![json!({
-            "event": "warning",
-            "stage": event.stage.as_str(),
-            "elapsed_ms": event.elapsed_ms,
-            "message": message,
-        })];
+/// The line of a `qr`, `progress` or `warning` event (the engine's serialisation, which the CLI
+/// prints too); `None` for `result`/`error`, which the service builds itself like the CLI does.
+pub fn event_line(event: &CeremonyEvent) -> Option<Value> {
+    match event {
+        CeremonyEvent::Result(_) | CeremonyEvent::Error(_) => None,
+        other => Some(other.to_json()),
     }
-    let mut lines = Vec::new();
-    if let ProgressDetail::Qr { url } = &event.detail {
-        lines.push(json!({"event": "qr", "url": url}));
-    }
-    let mut progress = json!({
-        "event": "progress",
-        "stage": event.stage.as_str(),
-        "elapsed_ms": event.elapsed_ms,
-        "stage_ms": event.stage_ms,
-    });
-    match &event.detail {
-        ProgressDetail::Advert { rssi, routing_id, tunnel_host } => {
-            progress["rssi"] = json!(rssi);
-            progress["routing_id"] = json!(routing_id);
-            progress["tunnel_host"] = json!(tunnel_host);
-        }
-        ProgressDetail::Text(t) => progress["detail"] = json!(t),
-        _ => {}
-    }
-    lines.push(progress);
-    lines
 }
 
-/// The CLI's exit code for a ceremony error (0 never; 1 ceremony, 2 usage, 3 environment).
+/// The CLI's exit code for a ceremony error (tools' `Exit::from(&CeremonyError)`): the
+/// authenticator saying no, a timeout or a cancel is 1; otherwise the fault decides: the
+/// caller's input 2, the environment 3, the peer 1.
 pub fn exit_code(e: &CeremonyError) -> u8 {
-    match e.exit_code() {
-        2 => 2,
-        3 => 3,
+    match (e.kind, e.fault) {
+        (CeremonyErrorKind::Authenticator | CeremonyErrorKind::Timeout | CeremonyErrorKind::Cancelled, _) => 1,
+        (_, Fault::Caller) => 2,
+        (_, Fault::Environment) => 3,
         _ => 1,
     }
 }
@@ -111,25 +93,21 @@ pub fn with_session(session: u64, object: &Value) -> Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use cablebridged::ceremony::{CeremonyErrorKind, CeremonyStage};
+    use cablebridged::ceremony::CeremonyStage;
 
     #[test]
-    fn qr_then_progress_and_error_shape() {
-        let e = ProgressEvent {
-            stage: CeremonyStage::QrShown,
-            elapsed_ms: 3,
-            stage_ms: 3,
-            detail: ProgressDetail::Qr { url: "FIDO:/123".into() },
-        };
-        let lines = event_lines(&e);
-        assert_eq!(lines[0], json!({"event": "qr", "url": "FIDO:/123"}));
-        assert_eq!(lines[1]["stage"], "qr_shown");
+    fn qr_line_and_error_shape() {
+        let e = CeremonyEvent::Qr { url: "FIDO:/123".into() };
+        assert_eq!(event_line(&e), Some(json!({"event": "qr", "url": "FIDO:/123"})));
         let err = CeremonyError::new(CeremonyStage::Advert, CeremonyErrorKind::Timeout, "late");
+        assert_eq!(event_line(&CeremonyEvent::Error(err.clone())), None);
         let o = error_object(&err);
         assert_eq!((o["event"].as_str(), o["exit_code"].as_u64()), (Some("error"), Some(1)));
         assert_eq!(o["stage"], "advert");
         let p = with_session(7, &o);
         assert_eq!(p["session"], 7);
         assert_eq!(p["stage"], "advert");
+        let cancelled = error_object(&CeremonyError::cancelled(CeremonyStage::Advert));
+        assert_eq!(cancelled["exit_code"], 1);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind, CeremonyStage, ProgressEvent};
+use cablebridged::ceremony::{CeremonyErrorKind, CeremonyEvent, CeremonyStage};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -228,19 +228,20 @@ impl Registry {
         let CeremonySpec { request, route, public_key, .. } = spec;
         let this = Arc::clone(&self);
         let s = Arc::clone(&session);
-        let sink = move |e: &ProgressEvent| {
-            if !matches!(e.detail, cablebridged::ceremony::ProgressDetail::Warning(_)) {
+        let sink = move |e: &CeremonyEvent| {
+            if let CeremonyEvent::Progress(p) = e {
                 if let Ok(mut stage) = s.last_stage.lock() {
-                    *stage = e.stage;
+                    *stage = p.stage;
                 }
+                // Stage names only: a qr event carries the QR secret and stays out of the logs.
+                tracing::debug!(session = s.id, transport = s.transport, stage = p.stage.as_str(), "progress");
             }
-            // Stage names only: a qr event carries the QR secret and stays out of the logs.
-            tracing::debug!(session = s.id, transport = s.transport, stage = e.stage.as_str(), "progress");
-            for object in events::event_lines(e) {
+            if let Some(object) = events::event_line(e) {
                 this.publish(&s, &object);
             }
         };
-        let outcome = ceremony::run(&route, request, Arc::new(sink), &session.cancel).await;
+        let outcome =
+            ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await;
         let last = match &outcome {
             Ok(o) => {
                 Counters::bump(&self.counters.sessions_succeeded);
@@ -248,13 +249,11 @@ impl Registry {
                 ceremony::result_json(o, public_key.as_ref())
             }
             Err(e) => {
-                let e = if session.cancel.is_cancelled() {
+                if e.kind == CeremonyErrorKind::Cancelled || session.cancel.is_cancelled() {
                     Counters::bump(&self.counters.sessions_cancelled);
-                    cancelled(session.stage(), e)
                 } else {
                     Counters::bump(&self.counters.sessions_failed);
-                    e.clone()
-                };
+                }
                 tracing::info!(
                     session = session.id,
                     transport = session.transport,
@@ -262,7 +261,7 @@ impl Registry {
                     error = %e,
                     "ceremony failed"
                 );
-                events::error_object(&e)
+                events::error_object(e)
             }
         };
         self.publish(&session, &last);
@@ -321,13 +320,4 @@ impl Registry {
         };
         let _ = tokio::time::timeout(limit, wait).await;
     }
-}
-
-/// A cancelled session's error: the engine's own when it says so, else "cancelled" at the
-/// stage the session had reached.
-fn cancelled(stage: CeremonyStage, engine: &CeremonyError) -> CeremonyError {
-    if engine.message != "cancelled" && engine.message.contains("cancel") {
-        return engine.clone();
-    }
-    CeremonyError::new(stage, CeremonyErrorKind::Authenticator, "cancelled")
 }
