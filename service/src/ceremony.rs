@@ -10,7 +10,6 @@
 //! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`. `detach`
 //! is read by the session layer.
 
-
 use cablebridge_protocol::cbor::Value as Cbor;
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridge_protocol::ctap2::CoseKey;
@@ -83,7 +82,10 @@ fn requirement(p: &mut Params, field: &str) -> Result<Option<Requirement>, RpcEr
         Some("required") => Ok(Some(Requirement::Required)),
         Some("preferred") => Ok(Some(Requirement::Preferred)),
         Some("discouraged") => Ok(Some(Requirement::Discouraged)),
-        Some(other) => Err(RpcError::param(field, format!("{other:?} is not required, preferred or discouraged"))),
+        Some(other) => Err(RpcError::param(
+            field,
+            format!("{other:?} is not required, preferred or discouraged"),
+        )),
     }
 }
 
@@ -150,8 +152,10 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
     let route = match transport.as_str() {
         "hybrid" | "linked" => {
             let h = &config.hybrid;
-            let spec = params.opt_string("advert_source")?.unwrap_or_else(|| h.advert_source.clone());
-            let source = check_advert_source(&spec).map_err(|m| RpcError::param("advert_source", m))?;
+            let spec =
+                params.opt_string("advert_source")?.unwrap_or_else(|| h.advert_source.clone());
+            let source =
+                check_advert_source(&spec).map_err(|m| RpcError::param("advert_source", m))?;
             let mut d = DesktopConfig::new(source);
             d.tunnel_url = match params.opt_string("tunnel_url")? {
                 Some(u) => {
@@ -165,13 +169,17 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             let no_linking = params.opt_bool("no_linking")?.unwrap_or(!h.linking);
             let linked = params.opt_string("linked")?;
             if transport == "linked" && linked.is_none() {
-                return Err(RpcError::param("linked", "transport linked needs the linked phone's name or id"));
+                return Err(RpcError::param(
+                    "linked",
+                    "transport linked needs the linked phone's name or id",
+                ));
             }
             if !no_linking || linked.is_some() {
                 d.link_store = Some(LinkStore::in_dir(&config.state_dir));
             }
             d.timeouts.advert = params.opt_duration("advert_timeout")?.unwrap_or(h.advert_timeout);
-            d.timeouts.connect = params.opt_duration("connect_timeout")?.unwrap_or(h.connect_timeout);
+            d.timeouts.connect =
+                params.opt_duration("connect_timeout")?.unwrap_or(h.connect_timeout);
             d.timeouts.handshake =
                 params.opt_duration("handshake_timeout")?.unwrap_or(h.handshake_timeout);
             d.timeouts.user = user_timeout.unwrap_or(h.user_timeout);
@@ -186,7 +194,8 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                 .iter()
                 .enumerate()
                 .map(|(i, d)| {
-                    d.parse::<DeviceAddress>().map_err(|e| RpcError::param(&format!("device[{i}]"), e))
+                    d.parse::<DeviceAddress>()
+                        .map_err(|e| RpcError::param(&format!("device[{i}]"), e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             // The PIN travels in the request like `--pin-stdin`'s line; it goes straight into the
@@ -202,7 +211,12 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                 open: OpenOptions::default(),
             }))
         }
-        other => return Err(RpcError::param("transport", format!("{other:?} is not hybrid, usb or linked"))),
+        other => {
+            return Err(RpcError::param(
+                "transport",
+                format!("{other:?} is not hybrid, usb or linked"),
+            ))
+        }
     };
     Ok(CeremonySpec { kind, request, route, public_key, detach })
 }
@@ -239,7 +253,9 @@ pub fn result_json(outcome: &CeremonyOutcome, public_key: Option<&CoseKey>) -> V
     match outcome {
         CeremonyOutcome::Registered(reg) => {
             let verification = match reg.verify() {
-                Ok(kind) => json!({"ok": true, "detail": format!("attestation verified ({kind:?})")}),
+                Ok(kind) => {
+                    json!({"ok": true, "detail": format!("attestation verified ({kind:?})")})
+                }
                 Err(e) => json!({"ok": false, "detail": e.to_string()}),
             };
             crate::events::result_object(&reg.to_json(), verification)

@@ -63,7 +63,12 @@ impl Client {
             .await
             .map_err(|source| ClientError::Unreachable { path: path.to_owned(), source })?;
         let (read, writer) = stream.into_split();
-        Ok(Client { reader: BufReader::new(read), writer, next_id: 1, notifications: VecDeque::new() })
+        Ok(Client {
+            reader: BufReader::new(read),
+            writer,
+            next_id: 1,
+            notifications: VecDeque::new(),
+        })
     }
 
     /// Sends one raw line (tests use it for malformed input).

@@ -298,13 +298,21 @@ impl Config {
         }
         if let Some(n) = k.max_line_bytes {
             if !(256..=16 * 1024 * 1024).contains(&n) {
-                return Err(invalid("control", "max_line_bytes", format!("{n} is not in 256..=16777216")));
+                return Err(invalid(
+                    "control",
+                    "max_line_bytes",
+                    format!("{n} is not in 256..=16777216"),
+                ));
             }
             ctl.max_line_bytes = n;
         }
         if let Some(n) = k.rate_limit_per_second {
             if n == 0 {
-                return Err(invalid("control", "rate_limit_per_second", "must be at least 1".into()));
+                return Err(invalid(
+                    "control",
+                    "rate_limit_per_second",
+                    "must be at least 1".into(),
+                ));
             }
             ctl.rate_limit_per_second = n;
         }
@@ -339,7 +347,8 @@ impl Config {
         }
         hy.allow_insecure_tunnel = h.allow_insecure_tunnel.unwrap_or(hy.allow_insecure_tunnel);
         hy.linking = h.linking.unwrap_or(hy.linking);
-        hy.advert_timeout = duration("hybrid", "advert_timeout", h.advert_timeout, hy.advert_timeout)?;
+        hy.advert_timeout =
+            duration("hybrid", "advert_timeout", h.advert_timeout, hy.advert_timeout)?;
         hy.connect_timeout =
             duration("hybrid", "connect_timeout", h.connect_timeout, hy.connect_timeout)?;
         hy.handshake_timeout =
@@ -352,7 +361,11 @@ impl Config {
         // this build: turning it on is an error rather than a silently ignored switch.
         if let Some(front) = &file.uhid.front {
             if front != "uhid" {
-                return Err(invalid("uhid", "front", format!("{front:?} is not a front end (use \"uhid\")")));
+                return Err(invalid(
+                    "uhid",
+                    "front",
+                    format!("{front:?} is not a front end (use \"uhid\")"),
+                ));
             }
         }
         if file.uhid.enabled == Some(true) {
@@ -380,9 +393,13 @@ pub fn check_tunnel_url(url: &str) -> Result<(), String> {
 
 /// The CLI's `--advert-source` syntax, minus `stdin` (a daemon has no terminal).
 pub fn check_advert_source(spec: &str) -> Result<AdvertSource, String> {
-    let source: AdvertSource = spec.parse().map_err(|e: cablebridged::advert::AdvertSourceError| e.to_string())?;
+    let source: AdvertSource =
+        spec.parse().map_err(|e: cablebridged::advert::AdvertSourceError| e.to_string())?;
     if source == AdvertSource::Stdin {
-        return Err("stdin is not an advert source for the daemon (use fifo:, unix: or unix-stream:)".into());
+        return Err(
+            "stdin is not an advert source for the daemon (use fifo:, unix: or unix-stream:)"
+                .into(),
+        );
     }
     Ok(source)
 }

@@ -45,7 +45,11 @@ pub fn info_json(info: &GetInfo) -> Vec<(&'static str, Value)> {
 }
 
 fn device_error(e: &CtapError) -> RpcError {
-    RpcError { code: code::ENVIRONMENT, message: e.to_string(), data: Some(json!({"stage": "device_select"})) }
+    RpcError {
+        code: code::ENVIRONMENT,
+        message: e.to_string(),
+        data: Some(json!({"stage": "device_select"})),
+    }
 }
 
 /// Attached hidraw keys plus `extra` addresses, each probed for getInfo within `probe`.

@@ -26,7 +26,12 @@ pub fn event_line(event: &CeremonyEvent) -> Option<Value> {
 /// caller's input 2, the environment 3, the peer 1.
 pub fn exit_code(e: &CeremonyError) -> u8 {
     match (e.kind, e.fault) {
-        (CeremonyErrorKind::Authenticator | CeremonyErrorKind::Timeout | CeremonyErrorKind::Cancelled, _) => 1,
+        (
+            CeremonyErrorKind::Authenticator
+            | CeremonyErrorKind::Timeout
+            | CeremonyErrorKind::Cancelled,
+            _,
+        ) => 1,
         (_, Fault::Caller) => 2,
         (_, Fault::Environment) => 3,
         _ => 1,

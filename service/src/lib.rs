@@ -55,14 +55,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let listening = match systemd::adopted_listener().map_err(DaemonError::Adopt)? {
         Some(std_listener) => {
             std_listener.set_nonblocking(true).map_err(DaemonError::Adopt)?;
-            Listening::Adopted(tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Adopt)?)
+            Listening::Adopted(
+                tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Adopt)?,
+            )
         }
         None => server::bind(&config.socket, &config.socket_group)?,
     };
     let (listener, bound, where_) = match &listening {
         Listening::Adopted(l) => {
-            let path = l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string()));
-            (l, None, format!("{} (socket activation)", path.unwrap_or_else(|| "systemd socket".into())))
+            let path =
+                l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string()));
+            (
+                l,
+                None,
+                format!("{} (socket activation)", path.unwrap_or_else(|| "systemd socket".into())),
+            )
         }
         Listening::Bound(l, path) => (l, Some(path.clone()), path.display().to_string()),
     };

@@ -45,17 +45,23 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!("{}: ok (socket {}, state dir {})", path.display(), config.socket.display(), config.state_dir.display());
+        println!(
+            "{}: ok (socket {}, state dir {})",
+            path.display(),
+            config.socket.display(),
+            config.state_dir.display()
+        );
         return ExitCode::SUCCESS;
     }
     cablebridge_service::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cablebridged: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cablebridged: cannot start the async runtime: {e}");
+                return ExitCode::from(3);
+            }
+        };
     match runtime.block_on(cablebridge_service::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

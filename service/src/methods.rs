@@ -71,7 +71,8 @@ pub async fn dispatch(
         "links.list" => {
             p.finish()?;
             let store = LinkStore::in_dir(&daemon.config.state_dir);
-            let links = store.load().map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))?;
+            let links =
+                store.load().map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))?;
             let summaries: Vec<Value> = links.iter().map(|l| l.summary()).collect();
             plain(json!({"store": store.path().display().to_string(), "links": summaries}))
         }
@@ -79,7 +80,10 @@ pub async fn dispatch(
             let name = p.string("name_or_id")?;
             p.finish()?;
             let store = LinkStore::in_dir(&daemon.config.state_dir);
-            match store.forget(&name).map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))? {
+            match store
+                .forget(&name)
+                .map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))?
+            {
                 Some(l) => plain(json!({"forgotten": l.summary()})),
                 None => Err(RpcError {
                     code: code::REFUSED,
@@ -89,8 +93,11 @@ pub async fn dispatch(
             }
         }
         "ceremony.register" | "ceremony.authenticate" => {
-            let kind =
-                if request.method == "ceremony.register" { Kind::Register } else { Kind::Authenticate };
+            let kind = if request.method == "ceremony.register" {
+                Kind::Register
+            } else {
+                Kind::Authenticate
+            };
             let spec = ceremony::parse(kind, &mut p, &daemon.config)?;
             p.finish()?;
             let (session, rx) = daemon.registry.start(spec, conn)?;
@@ -112,7 +119,10 @@ pub async fn dispatch(
             let id = p.opt_u64("session")?;
             p.finish()?;
             match id {
-                None => Ok((json!({"subscribed": "all"}), Some(Stream(daemon.registry.subscribe_all())))),
+                None => Ok((
+                    json!({"subscribed": "all"}),
+                    Some(Stream(daemon.registry.subscribe_all())),
+                )),
                 Some(id) => match daemon.registry.get(id) {
                     Some(s) => Ok((json!({"subscribed": id}), Some(Stream(s.subscribe())))),
                     None => Err(no_such_session(id)),
@@ -135,7 +145,9 @@ fn addresses(p: &mut Params, field: &str) -> Result<Vec<DeviceAddress>, RpcError
     p.strings(field)?
         .iter()
         .enumerate()
-        .map(|(i, d)| d.parse::<DeviceAddress>().map_err(|e| RpcError::param(&format!("{field}[{i}]"), e)))
+        .map(|(i, d)| {
+            d.parse::<DeviceAddress>().map_err(|e| RpcError::param(&format!("{field}[{i}]"), e))
+        })
         .collect()
 }
 

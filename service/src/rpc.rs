@@ -93,20 +93,29 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Value, RpcError)> {
         (Value::Null, RpcError::new(code::PARSE_ERROR, format!("parse error: {e}")))
     })?;
     let Value::Object(mut obj) = value else {
-        let what = if value.is_array() { "batch requests are not supported" } else { "not an object" };
-        return Err((Value::Null, RpcError::new(code::INVALID_REQUEST, format!("invalid request: {what}"))));
+        let what =
+            if value.is_array() { "batch requests are not supported" } else { "not an object" };
+        return Err((
+            Value::Null,
+            RpcError::new(code::INVALID_REQUEST, format!("invalid request: {what}")),
+        ));
     };
     let id = obj.remove("id");
     if let Some(id) = &id {
         if !(id.is_string() || id.is_number() || id.is_null()) {
             return Err((
                 Value::Null,
-                RpcError::new(code::INVALID_REQUEST, "invalid request: id must be a string, number or null"),
+                RpcError::new(
+                    code::INVALID_REQUEST,
+                    "invalid request: id must be a string, number or null",
+                ),
             ));
         }
     }
     let reply_id = id.clone().unwrap_or(Value::Null);
-    let invalid = |m: &str| (reply_id.clone(), RpcError::new(code::INVALID_REQUEST, format!("invalid request: {m}")));
+    let invalid = |m: &str| {
+        (reply_id.clone(), RpcError::new(code::INVALID_REQUEST, format!("invalid request: {m}")))
+    };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("jsonrpc must be \"2.0\""));
     }
@@ -118,7 +127,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Value, RpcError)> {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(p)) => p,
         Some(_) => {
-            return Err((reply_id, RpcError::param("params", "must be an object (named parameters)")))
+            return Err((
+                reply_id,
+                RpcError::param("params", "must be an object (named parameters)"),
+            ))
         }
     };
     Ok(Request { id, method, params })
@@ -168,7 +180,9 @@ impl Params {
         match self.take(field) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(RpcError::param(field, format!("expected a string, got {}", kind(&other)))),
+            Some(other) => {
+                Err(RpcError::param(field, format!("expected a string, got {}", kind(&other))))
+            }
         }
     }
 
@@ -177,7 +191,9 @@ impl Params {
         match self.take(field) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => Err(RpcError::param(field, format!("expected a boolean, got {}", kind(&other)))),
+            Some(other) => {
+                Err(RpcError::param(field, format!("expected a boolean, got {}", kind(&other))))
+            }
         }
     }
 
@@ -185,10 +201,9 @@ impl Params {
     pub fn opt_u64(&mut self, field: &str) -> Result<Option<u64>, RpcError> {
         match self.take(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| RpcError::param(field, format!("expected a non-negative integer, got {}", kind(&v)))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                RpcError::param(field, format!("expected a non-negative integer, got {}", kind(&v)))
+            }),
         }
     }
 
@@ -207,10 +222,16 @@ impl Params {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(RpcError::param(&format!("{field}[{i}]"), format!("expected a string, got {}", kind(&other)))),
+                    other => Err(RpcError::param(
+                        &format!("{field}[{i}]"),
+                        format!("expected a string, got {}", kind(&other)),
+                    )),
                 })
                 .collect(),
-            Some(other) => Err(RpcError::param(field, format!("expected a list of strings, got {}", kind(&other)))),
+            Some(other) => Err(RpcError::param(
+                field,
+                format!("expected a list of strings, got {}", kind(&other)),
+            )),
         }
     }
 
@@ -218,11 +239,15 @@ impl Params {
     pub fn opt_duration(&mut self, field: &str) -> Result<Option<Duration>, RpcError> {
         match self.take(field) {
             None => Ok(None),
-            Some(Value::String(s)) => crate::config::parse_duration(&s).map(Some).map_err(|m| RpcError::param(field, m)),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(Duration::from_secs(n)))
-                .ok_or_else(|| RpcError::param(field, format!("expected a duration like \"30s\", got {}", kind(&v)))),
+            Some(Value::String(s)) => {
+                crate::config::parse_duration(&s).map(Some).map_err(|m| RpcError::param(field, m))
+            }
+            Some(v) => v.as_u64().map(|n| Some(Duration::from_secs(n))).ok_or_else(|| {
+                RpcError::param(
+                    field,
+                    format!("expected a duration like \"30s\", got {}", kind(&v)),
+                )
+            }),
         }
     }
 
@@ -255,11 +280,16 @@ mod tests {
     fn parse_errors_have_the_right_codes() {
         assert_eq!(parse_request(b"{nope").unwrap_err().1.code, code::PARSE_ERROR);
         assert_eq!(parse_request(b"[]").unwrap_err().1.code, code::INVALID_REQUEST);
-        assert_eq!(parse_request(b"{\"jsonrpc\":\"1.0\",\"method\":\"x\",\"id\":4}").unwrap_err(), (
-            json!(4),
-            RpcError::new(code::INVALID_REQUEST, "invalid request: jsonrpc must be \"2.0\"")
-        ));
-        let (id, e) = parse_request(b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"id\":\"a\",\"params\":[1]}").unwrap_err();
+        assert_eq!(
+            parse_request(b"{\"jsonrpc\":\"1.0\",\"method\":\"x\",\"id\":4}").unwrap_err(),
+            (
+                json!(4),
+                RpcError::new(code::INVALID_REQUEST, "invalid request: jsonrpc must be \"2.0\"")
+            )
+        );
+        let (id, e) =
+            parse_request(b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"id\":\"a\",\"params\":[1]}")
+                .unwrap_err();
         assert_eq!((id, e.code), (json!("a"), code::INVALID_PARAMS));
         let r = parse_request(b"{\"jsonrpc\":\"2.0\",\"method\":\"status\"}").unwrap();
         assert_eq!((r.id, r.method.as_str()), (None, "status"));
@@ -275,7 +305,8 @@ mod tests {
         let mut p = Params::new(map);
         let _ = p.opt_u64("rp_id").unwrap();
         assert_eq!(p.finish().unwrap_err().data, Some(json!({"field": "extra"})));
-        let mut p = Params::new(json!({"t": "2m", "u": 3, "l": ["a", 1]}).as_object().unwrap().clone());
+        let mut p =
+            Params::new(json!({"t": "2m", "u": 3, "l": ["a", 1]}).as_object().unwrap().clone());
         assert_eq!(p.opt_duration("t").unwrap(), Some(Duration::from_secs(120)));
         assert_eq!(p.opt_duration("u").unwrap(), Some(Duration::from_secs(3)));
         assert_eq!(p.strings("l").unwrap_err().data, Some(json!({"field": "l[1]"})));

@@ -185,7 +185,11 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, shutdown: Cancellat
     let Some(cred) = peer(&stream) else {
         Counters::bump(&counters.connections_refused);
         tracing::warn!(conn, "refused a connection: no peer credentials");
-        return refuse(stream, RpcError::new(code::ACCESS_DENIED, "access denied: no peer credentials")).await;
+        return refuse(
+            stream,
+            RpcError::new(code::ACCESS_DENIED, "access denied: no peer credentials"),
+        )
+        .await;
     };
     match access::check(&cred, &daemon.config.control, &SystemGroups) {
         Verdict::Refused(why) => {
@@ -234,7 +238,10 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, shutdown: Cancellat
             Ok(LineRead::Eof) | Err(_) => break,
             Ok(LineRead::TooLong) => {
                 Counters::bump(&counters.request_errors);
-                let e = RpcError::new(code::INVALID_REQUEST, format!("request line longer than {max} bytes"));
+                let e = RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!("request line longer than {max} bytes"),
+                );
                 let _ = out.send(line_of(&rpc::error_response(&Value::Null, &e))).await;
                 tracing::warn!(conn, max, "closing a connection that sent an oversized line");
                 break;
@@ -299,7 +306,11 @@ fn line_of(v: &Value) -> String {
 }
 
 /// Forwards a session's (or every session's) events as `ceremony.event` notifications.
-async fn forward(mut rx: broadcast::Receiver<Arc<Value>>, out: mpsc::Sender<String>, closed: CancellationToken) {
+async fn forward(
+    mut rx: broadcast::Receiver<Arc<Value>>,
+    out: mpsc::Sender<String>,
+    closed: CancellationToken,
+) {
     loop {
         let next = tokio::select! {
             () = closed.cancelled() => return,
@@ -377,7 +388,12 @@ struct TokenBucket {
 
 impl TokenBucket {
     fn new(rate: u32, burst: u32) -> Self {
-        TokenBucket { tokens: f64::from(burst), rate: f64::from(rate), burst: f64::from(burst), last: Instant::now() }
+        TokenBucket {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self) -> bool {

@@ -184,7 +184,10 @@ impl Registry {
             if map.len() >= self.max_sessions {
                 return Err(RpcError::new(
                     code::TOO_MANY_SESSIONS,
-                    format!("{} ceremonies are running already ([control] max_sessions)", map.len()),
+                    format!(
+                        "{} ceremonies are running already ([control] max_sessions)",
+                        map.len()
+                    ),
                 ));
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +237,12 @@ impl Registry {
                     *stage = p.stage;
                 }
                 // Stage names only: a qr event carries the QR secret and stays out of the logs.
-                tracing::debug!(session = s.id, transport = s.transport, stage = p.stage.as_str(), "progress");
+                tracing::debug!(
+                    session = s.id,
+                    transport = s.transport,
+                    stage = p.stage.as_str(),
+                    "progress"
+                );
             }
             if let Some(object) = events::event_line(e) {
                 this.publish(&s, &object);
@@ -245,7 +253,12 @@ impl Registry {
         let last = match &outcome {
             Ok(o) => {
                 Counters::bump(&self.counters.sessions_succeeded);
-                tracing::info!(session = session.id, transport = session.transport, stage = "done", "ceremony succeeded");
+                tracing::info!(
+                    session = session.id,
+                    transport = session.transport,
+                    stage = "done",
+                    "ceremony succeeded"
+                );
                 ceremony::result_json(o, public_key.as_ref())
             }
             Err(e) => {

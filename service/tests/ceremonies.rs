@@ -38,7 +38,10 @@ async fn register_link_authenticate_and_links_through_the_daemon() {
     let (_, events) = tokio::join!(phone.run_qr(&qr), wait_end(&mut c, id));
     let result = events.last().unwrap().clone();
     assert_eq!(result["event"], "result", "{events:?}");
-    assert_eq!((result["ceremony"].as_str(), result["transport"].as_str()), (Some("register"), Some("hybrid")));
+    assert_eq!(
+        (result["ceremony"].as_str(), result["transport"].as_str()),
+        (Some("register"), Some("hybrid"))
+    );
     assert_eq!(result["verification"]["ok"], true, "{result}");
     for e in &events[..events.len() - 1] {
         assert!(["progress", "warning"].contains(&e["event"].as_str().unwrap()), "{e}");
@@ -136,8 +139,16 @@ async fn cancel_ends_one_session_and_leaves_the_other() {
     let daemon = Daemon::start("");
     let mut c = daemon.client().await;
     let tunnel = "ws://127.0.0.1:9"; // never reached: nobody answers the QR
-    let a = session_of(&c.call("ceremony.register", hybrid_register(tunnel, &daemon.path("a.sock"))).await.unwrap());
-    let b = session_of(&c.call("ceremony.register", hybrid_register(tunnel, &daemon.path("b.sock"))).await.unwrap());
+    let a = session_of(
+        &c.call("ceremony.register", hybrid_register(tunnel, &daemon.path("a.sock")))
+            .await
+            .unwrap(),
+    );
+    let b = session_of(
+        &c.call("ceremony.register", hybrid_register(tunnel, &daemon.path("b.sock")))
+            .await
+            .unwrap(),
+    );
     wait_qr(&mut c, a).await;
     let cancelled = c.call("ceremony.cancel", json!({"session": a})).await.unwrap();
     assert_eq!(cancelled, json!({"session": a, "cancelled": true}));

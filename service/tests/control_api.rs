@@ -40,15 +40,20 @@ async fn version_status_and_every_error_shape() {
     // Unknown method, bad params naming the field, unknown params.
     let (code, msg, _) = rpc_code(c.call("no.such.method", json!({})).await.unwrap_err());
     assert_eq!(code, -32601, "{msg}");
-    let (code, msg, data) = rpc_code(c.call("ceremony.register", json!({"user_name": "a"})).await.unwrap_err());
+    let (code, msg, data) =
+        rpc_code(c.call("ceremony.register", json!({"user_name": "a"})).await.unwrap_err());
     assert_eq!((code, data), (-32602, Some(json!({"field": "rp_id"}))), "{msg}");
-    let (code, _, data) =
-        rpc_code(c.call("ceremony.register", json!({"rp_id": 5, "user_name": "a"})).await.unwrap_err());
+    let (code, _, data) = rpc_code(
+        c.call("ceremony.register", json!({"rp_id": 5, "user_name": "a"})).await.unwrap_err(),
+    );
     assert_eq!((code, data), (-32602, Some(json!({"field": "rp_id"}))));
     let (code, _, data) = rpc_code(
-        c.call("ceremony.authenticate", json!({"rp_id": "example.com", "transport": "carrier-pigeon"}))
-            .await
-            .unwrap_err(),
+        c.call(
+            "ceremony.authenticate",
+            json!({"rp_id": "example.com", "transport": "carrier-pigeon"}),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!((code, data), (-32602, Some(json!({"field": "transport"}))));
     let (code, _, data) = rpc_code(
@@ -58,14 +63,18 @@ async fn version_status_and_every_error_shape() {
     );
     assert_eq!((code, data), (-32602, Some(json!({"field": "advert_source"}))));
     let (code, _, data) = rpc_code(
-        c.call("ceremony.authenticate", json!({"rp_id": "example.com", "allow_credentials": ["!!"]}))
-            .await
-            .unwrap_err(),
+        c.call(
+            "ceremony.authenticate",
+            json!({"rp_id": "example.com", "allow_credentials": ["!!"]}),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!((code, data), (-32602, Some(json!({"field": "allow_credentials[0]"}))));
     let (code, _, data) = rpc_code(c.call("status", json!({"verbose": true})).await.unwrap_err());
     assert_eq!((code, data), (-32602, Some(json!({"field": "verbose"}))));
-    let (code, _, _) = rpc_code(c.call("ceremony.cancel", json!({"session": 999})).await.unwrap_err());
+    let (code, _, _) =
+        rpc_code(c.call("ceremony.cancel", json!({"session": 999})).await.unwrap_err());
     assert_eq!(code, -32002);
 
     // Raw lines: malformed JSON, a batch, a notification (no answer), then a normal call.
@@ -149,14 +158,16 @@ async fn config_errors_name_the_line_and_exit_2() {
     };
     assert!(run(&[], &[]).contains("socket /file.sock"));
     assert!(run(&[("CABLEBRIDGED_SOCKET", "/env.sock")], &[]).contains("socket /env.sock"));
-    assert!(run(&[("CABLEBRIDGED_SOCKET", "/env.sock")], &["--socket", "/flag.sock"]).contains("socket /flag.sock"));
+    assert!(run(&[("CABLEBRIDGED_SOCKET", "/env.sock")], &["--socket", "/flag.sock"])
+        .contains("socket /flag.sock"));
 }
 
 #[tokio::test]
 async fn a_peer_outside_the_allow_list_is_refused_and_logged() {
     // Tests run as root; root is allowed by default, so this configuration turns that off and
     // allows nobody else.
-    let daemon = Daemon::start("[control]\nallow_root = false\nallowed_groups = []\nallowed_uids = []\n");
+    let daemon =
+        Daemon::start("[control]\nallow_root = false\nallowed_groups = []\nallowed_uids = []\n");
     let stream = tokio::net::UnixStream::connect(&daemon.socket).await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -167,7 +178,10 @@ async fn a_peer_outside_the_allow_list_is_refused_and_logged() {
     // Nothing is served on that connection: it is closed.
     let _ = write.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n").await;
     assert_eq!(timeout(T, lines.next_line()).await.unwrap().ok().flatten(), None);
-    common::eventually("the refusal is logged", || daemon.log_text().contains("refused a control connection")).await;
+    common::eventually("the refusal is logged", || {
+        daemon.log_text().contains("refused a control connection")
+    })
+    .await;
     let log = daemon.log_text();
     assert!(log.contains("uid=0"), "{log}");
 }
@@ -192,7 +206,8 @@ async fn the_rate_limit_answers_minus_32005_and_keeps_the_connection() {
 
 #[tokio::test]
 async fn devices_list_and_device_info_reach_a_virtual_key() {
-    let key = VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key =
+        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
     let address = key.device_address();
     let daemon = Daemon::start("");
     let mut c = daemon.client().await;
@@ -215,11 +230,14 @@ async fn devices_list_and_device_info_reach_a_virtual_key() {
     assert!(info["options"].is_object() && info["algorithms"].is_array(), "{info}");
     assert_eq!(info["ctaphid"]["protocol_version"], 2);
 
-    let (code, _, data) = rpc_code(c.call("device.info", json!({"device": "usb:nope"})).await.unwrap_err());
+    let (code, _, data) =
+        rpc_code(c.call("device.info", json!({"device": "usb:nope"})).await.unwrap_err());
     assert_eq!((code, data), (-32602, Some(json!({"field": "device"}))));
     // A key that does not answer: an environment error, not a hang or a crash.
     let (code, _, _) = rpc_code(
-        c.call("device.info", json!({"device": "udp:127.0.0.1:9", "timeout": "300ms"})).await.unwrap_err(),
+        c.call("device.info", json!({"device": "udp:127.0.0.1:9", "timeout": "300ms"}))
+            .await
+            .unwrap_err(),
     );
     assert_eq!(code, -32004);
     assert_eq!(c.call("version", json!({})).await.unwrap()["api_version"], 1);

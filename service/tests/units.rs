@@ -14,8 +14,5 @@ fn units_verify_and_expose_at_most_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("security exposure") || stdout.contains("checks skipped"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("security exposure") || stdout.contains("checks skipped"), "{stdout}");
 }

@@ -13,7 +13,8 @@ fn cli() -> Command {
 #[test]
 fn status_without_a_daemon_exits_3_and_says_how_to_start_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cli().arg("status").arg("--socket").arg(dir.path().join("none.sock")).output().unwrap();
+    let out =
+        cli().arg("status").arg("--socket").arg(dir.path().join("none.sock")).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no cablebridged daemon reachable"), "{err}");
@@ -24,9 +25,11 @@ fn status_without_a_daemon_exits_3_and_says_how_to_start_it() {
 fn status_prints_the_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
-    let mut config = cablebridge_service::Config::default();
-    config.socket = socket.clone();
-    config.state_dir = dir.path().join("state");
+    let config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.path().join("state"),
+        ..Default::default()
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.spawn(cablebridge_service::run(config));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -65,11 +65,26 @@ pub fn status(args: &StatusArgs) -> Result<Report, CmdError> {
     for s in &sessions {
         human.push_str(&format!(
             "  session {}: {} over {}, stage {}\n",
-            s["session"], str_of(&s["ceremony"]), str_of(&s["transport"]), str_of(&s["stage"])
+            s["session"],
+            str_of(&s["ceremony"]),
+            str_of(&s["transport"]),
+            str_of(&s["stage"])
         ));
     }
     let mut report = Report::new().preamble(human);
-    for key in ["api_version", "version", "pid", "uptime_ms", "socket", "state_dir", "connections", "sessions", "devices", "ble", "counters"] {
+    for key in [
+        "api_version",
+        "version",
+        "pid",
+        "uptime_ms",
+        "socket",
+        "state_dir",
+        "connections",
+        "sessions",
+        "devices",
+        "ble",
+        "counters",
+    ] {
         if let Some(v) = status.get(key) {
             report = report.field(key, v.clone());
         }
@@ -103,7 +118,9 @@ pub fn man(args: &ManArgs) -> Result<Report, CmdError> {
     let mut write = |name: String, command: clap::Command| -> Result<(), CmdError> {
         let path = args.dir.join(format!("{name}.1"));
         let mut buf = Vec::new();
-        clap_mangen::Man::new(command.display_name(name.clone())).render(&mut buf).map_err(|e| io(&path, e))?;
+        clap_mangen::Man::new(command.display_name(name.clone()))
+            .render(&mut buf)
+            .map_err(|e| io(&path, e))?;
         std::fs::write(&path, buf).map_err(|e| io(&path, e))?;
         pages.push(Value::String(path.display().to_string()));
         Ok(())
