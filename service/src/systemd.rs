@@ -41,13 +41,18 @@ pub fn watchdog() {
 }
 
 /// How often to ping the watchdog (half of `WATCHDOG_USEC`), when the unit set `WatchdogSec=`.
+///
+/// Follows sd_watchdog_enabled(3): `WATCHDOG_PID`, when set, must be our pid; when unset the
+/// watchdog applies to us. (`sd_notify::watchdog_enabled` insists on `WATCHDOG_PID`, which
+/// would turn the watchdog off under supervisors that set only `WATCHDOG_USEC`.)
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
     }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 fn notify(states: &[NotifyState<'_>]) {

@@ -54,8 +54,21 @@ async fn register_link_authenticate_and_links_through_the_daemon() {
     let credential = result["credential_id"].as_str().unwrap().to_owned();
     let public_key = result["public_key_cose"].as_str().unwrap().to_owned();
 
-    // The link is in the daemon's state dir.
+    // The link is in the daemon's state dir (its secret is read from the file for the log check
+    // below; the API never returns it).
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(daemon.path("state/links.json")).unwrap())
+            .unwrap();
+    let link_secret = stored.to_string();
+    let link_secret = link_secret
+        .split("\"link_secret\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(link_secret.len(), 64);
     let links = c.call("links.list", json!({})).await.unwrap();
+    assert!(!links.to_string().contains(&link_secret), "links.list never returns secrets");
     let list = links["links"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{links}");
     assert_eq!(list[0]["name"], "Test Phone");
@@ -95,6 +108,7 @@ async fn register_link_authenticate_and_links_through_the_daemon() {
     assert!(!log.contains(digits), "the QR URL leaked into the log");
     let secret = hex::encode(qr.secret.expose());
     assert!(!log.to_lowercase().contains(&secret), "the QR secret leaked into the log");
+    assert!(!log.to_lowercase().contains(&link_secret), "the link secret leaked into the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,4 +280,31 @@ async fn usb_register_and_authenticate_with_a_pin_through_the_daemon() {
     let (_, log) = daemon.terminate();
     assert!(log.contains("transport=usb") || log.contains("transport=\"usb\""), "{log}");
     assert!(!log.contains(PIN), "the PIN leaked into the debug log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_asking_for_the_same_key_are_serialised_not_broken() {
+    use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    // The "user" takes a moment to touch, so the two ceremonies overlap on the key.
+    config.presence_delay = std::time::Duration::from_millis(300);
+    let key = VirtualKey::bind(config).await.unwrap();
+    let device = key.device_address();
+    let daemon = Daemon::start("");
+    let mut runs = Vec::new();
+    for user in ["carol", "dave"] {
+        let mut c = daemon.client().await;
+        let device = device.clone();
+        runs.push(tokio::spawn(async move {
+            let params = json!({"transport": "usb", "device": device, "rp_id": "example.com",
+                                "user_name": user, "user_timeout": "20s"});
+            let id = session_of(&c.call("ceremony.register", params).await.unwrap());
+            wait_end(&mut c, id).await.pop().unwrap()
+        }));
+    }
+    for r in runs {
+        let last = timeout(T, r).await.unwrap().unwrap();
+        assert_eq!(last["event"], "result", "{last}");
+        assert_eq!(last["verification"]["ok"], true, "{last}");
+    }
 }

@@ -287,3 +287,18 @@ async fn socket_activation_adopts_the_passed_fd() {
     // daemon left it alone.
     assert!(socket.exists(), "an adopted socket is not removed by the daemon");
 }
+
+#[tokio::test]
+async fn sd_notify_status_lines_and_watchdog_pings() {
+    // READY=1 was checked by Daemon::start; with WATCHDOG_USEC set the main loop pings every
+    // half period, and a ceremony changes the STATUS= line.
+    let daemon = Daemon::start_with("", &[("WATCHDOG_USEC", "200000")]);
+    daemon.notified(|l| l == "WATCHDOG=1");
+    let mut c = daemon.client().await;
+    let params = common::hybrid_register("ws://127.0.0.1:9", &daemon.path("adverts.sock"));
+    c.call("ceremony.register", params).await.unwrap();
+    let status = daemon.notified(|l| l == "STATUS=1 ceremonies running");
+    assert!(status.contains("STATUS="), "{status}");
+    let (st, _) = daemon.terminate();
+    assert!(st.success());
+}

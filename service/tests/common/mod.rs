@@ -24,6 +24,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// Our end of NOTIFY_SOCKET (READY=1 was read from it already).
+    pub notify: std::os::unix::net::UnixDatagram,
 }
 
 impl Daemon {
@@ -71,7 +73,19 @@ impl Daemon {
                 break;
             }
         }
-        Daemon { child, dir, socket, log }
+        Daemon { child, dir, socket, log, notify }
+    }
+
+    /// Reads sd_notify datagrams until one has a line satisfying `want` (bounded by `T`).
+    pub fn notified(&self, want: impl Fn(&str) -> bool) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.notify.recv(&mut buf).expect("no more sd_notify messages");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.lines().any(&want) {
+                return text;
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {
