@@ -466,3 +466,49 @@ async fn cancel_while_the_user_decides_names_the_stage() {
         log.stages()
     );
 }
+
+/// The daemon's shape (issue 10): the ceremony gets an already-open `AdvertFeed` (here fed by
+/// the test from its own socket, as a shared scan would fan adverts out) instead of a source
+/// spec to open, and drops it when it ends.
+#[tokio::test]
+async fn an_already_open_feed_drives_a_ceremony() {
+    use cablebridged::advert::{parse_advert_line, AdvertFeed};
+    use cablebridged::ceremony::AdvertInput;
+    let rig = Rig::new().await;
+    let sock = tokio::net::UnixDatagram::bind(rig.advert_path()).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let closed = tx.clone();
+    let forward = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = sock.recv(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            for line in text.lines() {
+                if let Ok(Some(item)) = parse_advert_line(line) {
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let transport = Transport::Hybrid(HybridTransport {
+        config: rig.desktop(),
+        adverts: AdvertInput::Feed(AdvertFeed::from_channel(rx)),
+    });
+    let mut phone = rig.phone(|_| {});
+    let mut log = EventLog::new();
+    let (r, _) = timeout(
+        T,
+        with_phone(transport, register_request().1, &mut log, |qr| async move {
+            let _ = phone.run_qr(&qr).await;
+        }),
+    )
+    .await
+    .unwrap();
+    registered(r).verify().unwrap();
+    let last = log.events().pop().map(|e| e.to_json());
+    let last = last.expect("events");
+    assert_eq!((&last["event"], &last["verification"]["ok"]), (&"result".into(), &true.into()));
+    assert!(closed.is_closed(), "the ceremony dropped its feed when it ended");
+    forward.abort();
+}

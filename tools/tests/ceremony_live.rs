@@ -4,8 +4,8 @@
 //! Every test runs the built binary against our tunnel server and the virtual phone (both in
 //! this test process, on loopback). The phone's advert sink is a Unix datagram socket the test
 //! owns; a relay task forwards each advert into the binary's advert source (stdin, a FIFO, a Unix
-//! datagram socket or a Unix stream socket) and keeps writing comment lines to it, so the feed is
-//! live and open when the ceremony ends. Exit latencies are printed (`--nocapture` shows them);
+//! datagram socket or a Unix stream socket) and keeps it open (and silent once the phone stopped
+//! advertising) when the ceremony ends. Exit latencies are printed (`--nocapture` shows them);
 //! the assertions only use generous bounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -121,24 +121,20 @@ async fn open_out(feed: Feed, path: &Path, stdin: Option<tokio::process::ChildSt
     }
 }
 
-/// Forwards the phone's adverts into the feed and keeps it busy with comment lines; never closes
-/// it (the task is aborted by the test after the binary exited).
+/// Forwards the phone's adverts into the feed and never closes it (the task is aborted by the
+/// test after the binary exited). After the phone stops advertising the feed is open and
+/// silent, like a `tail -F` relay between two log lines: the case where a reader blocked in
+/// `read` would keep the process alive (a feed that keeps talking would unblock it by luck).
 fn relay(phone_in: UnixDatagram, mut out: Out) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 1024];
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let _ = out.send(b"# relay up\n").await;
         loop {
-            let line = tokio::select! {
-                r = phone_in.recv(&mut buf) => {
-                    let Ok(n) = r else { return };
-                    let mut line = buf[..n].to_vec();
-                    if !line.ends_with(b"\n") {
-                        line.push(b'\n');
-                    }
-                    line
-                }
-                _ = tick.tick() => b"# relay still here\n".to_vec(),
-            };
+            let Ok(n) = phone_in.recv(&mut buf).await else { return };
+            let mut line = buf[..n].to_vec();
+            if !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
             // The binary may be gone already (EPIPE); keep the feed open regardless.
             let _ = out.send(&line).await;
         }

@@ -33,6 +33,7 @@ use crate::ctap::OpenOptions;
 use crate::desktop::DesktopConfig;
 use crate::hid::DeviceAddress;
 use cablebridge_protocol::ctap2::pin::Pin;
+use cablebridge_protocol::ctap2::CoseKey;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -71,11 +72,35 @@ pub enum CeremonyOutcome {
 }
 
 impl CeremonyOutcome {
-    /// The `{"event":"result",...}` object (without the CLI's `verification`).
+    /// The `{"event":"result",...}` object the CLI prints, `verification` included (see
+    /// [`Self::verification`]; no public key for an assertion).
     pub fn to_json(&self) -> serde_json::Value {
-        match self {
+        let mut json = match self {
             CeremonyOutcome::Registered(r) => r.to_json(),
             CeremonyOutcome::Authenticated(a) => a.to_json(),
+        };
+        json["verification"] = self.verification(None);
+        json
+    }
+
+    /// `{"ok":..,"detail":..}`: the attestation of a registration verified, or the assertion's
+    /// signature verified against `public_key` (`"ok": null` without one).
+    pub fn verification(&self, public_key: Option<&CoseKey>) -> serde_json::Value {
+        use serde_json::json;
+        match (self, public_key) {
+            (CeremonyOutcome::Registered(reg), _) => match reg.verify() {
+                Ok(kind) => {
+                    json!({"ok": true, "detail": format!("attestation verified ({kind:?})")})
+                }
+                Err(e) => json!({"ok": false, "detail": e.to_string()}),
+            },
+            (CeremonyOutcome::Authenticated(auth), Some(k)) => match auth.verify(k) {
+                Ok(()) => json!({"ok": true, "detail": "signature verified"}),
+                Err(e) => json!({"ok": false, "detail": e.to_string()}),
+            },
+            (CeremonyOutcome::Authenticated(_), None) => {
+                json!({"ok": null, "detail": "pass --public-key to verify the signature"})
+            }
         }
     }
 }

@@ -20,7 +20,6 @@ use cablebridged::ceremony::{
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::store::{default_state_dir, LinkStore};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,14 +114,10 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.resident_key,
     )?;
     let outcome = run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global)?;
-    let CeremonyOutcome::Registered(reg) = outcome else {
+    let CeremonyOutcome::Registered(reg) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with an assertion"));
     };
-    let verification = match reg.verify() {
-        Ok(kind) => json!({"ok": true, "detail": format!("attestation verified ({kind:?})")}),
-        Err(e) => json!({"ok": false, "detail": e.to_string()}),
-    };
-    Ok(result_report(&reg.to_json(), vec![("verification", verification)]))
+    Ok(result_report(&reg.to_json(), vec![("verification", outcome.verification(None))]))
 }
 
 /// Runs `authenticate`.
@@ -136,16 +131,10 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
         CeremonyRequest::Authenticate(options),
         global,
     )?;
-    let CeremonyOutcome::Authenticated(auth) = outcome else {
+    let CeremonyOutcome::Authenticated(auth) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with a registration"));
     };
-    let verification = match key {
-        Some(k) => match auth.verify(&k) {
-            Ok(()) => json!({"ok": true, "detail": "signature verified"}),
-            Err(e) => json!({"ok": false, "detail": e.to_string()}),
-        },
-        None => json!({"ok": null, "detail": "pass --public-key to verify the signature"}),
-    };
+    let verification = outcome.verification(key.as_ref());
     Ok(result_report(&auth.to_json(), vec![("verification", verification)]))
 }
 
