@@ -21,7 +21,7 @@ use cablebridged::ctap::OpenOptions;
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::store::LinkStore;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{check_advert_source, check_tunnel_url, Config};
@@ -248,27 +248,12 @@ pub async fn run(
     cablebridged::ceremony::run(route.0, request, events, cancel).await
 }
 
-/// The final `result` object for an outcome, with the CLI's `verification`.
+/// The final `result` object for an outcome, with the CLI's `verification` (the engine's
+/// `CeremonyOutcome::verification`, checked against `public_key` for an assertion).
 pub fn result_json(outcome: &CeremonyOutcome, public_key: Option<&CoseKey>) -> Value {
-    match outcome {
-        CeremonyOutcome::Registered(reg) => {
-            let verification = match reg.verify() {
-                Ok(kind) => {
-                    json!({"ok": true, "detail": format!("attestation verified ({kind:?})")})
-                }
-                Err(e) => json!({"ok": false, "detail": e.to_string()}),
-            };
-            crate::events::result_object(&reg.to_json(), verification)
-        }
-        CeremonyOutcome::Authenticated(auth) => {
-            let verification = match public_key {
-                Some(k) => match auth.verify(k) {
-                    Ok(()) => json!({"ok": true, "detail": "signature verified"}),
-                    Err(e) => json!({"ok": false, "detail": e.to_string()}),
-                },
-                None => json!({"ok": null, "detail": "pass --public-key to verify the signature"}),
-            };
-            crate::events::result_object(&auth.to_json(), verification)
-        }
-    }
+    let result = match outcome {
+        CeremonyOutcome::Registered(reg) => reg.to_json(),
+        CeremonyOutcome::Authenticated(auth) => auth.to_json(),
+    };
+    crate::events::result_object(&result, outcome.verification(public_key))
 }

@@ -1,15 +1,21 @@
 //! systemd integration: socket activation (adopt the listening socket passed with
 //! `LISTEN_FDS`/`LISTEN_PID`, through the `listenfd` crate, which checks `LISTEN_PID` and the
 //! socket type), readiness and status (`READY=1`, `STATUS=…`, `STOPPING=1`) and the watchdog
-//! (`WATCHDOG=1` every half `WATCHDOG_USEC`), through the `sd-notify` crate. Outside systemd
-//! (no `NOTIFY_SOCKET`) every notification is a no-op.
+//! (`WATCHDOG=1` every half `WATCHDOG_USEC`). Outside systemd (no `NOTIFY_SOCKET`) every
+//! notification is a no-op.
+//!
+//! Hand-written on purpose (ARCHITECTURE.md): the notification sender is ~20 lines over std's
+//! `UnixDatagram`, set non-blocking. The `sd-notify` crate sends with a blocking socket, and
+//! STATUS= lines go out from the runtime's worker threads whenever a session starts or ends: a
+//! manager that stops reading (a full socket buffer) would then stall every ceremony. A
+//! notification that cannot be sent at once is dropped and logged instead.
 //!
 //! Readiness is sent only after the socket is bound or adopted, so `Type=notify` units and
 //! `systemctl start` return when clients can connect.
 
 use std::time::Duration;
 
-use sd_notify::NotifyState;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// The socket systemd passed us, if any (the first of `LISTEN_FDS`).
 pub fn adopted_listener() -> std::io::Result<Option<std::os::unix::net::UnixListener>> {
@@ -22,22 +28,22 @@ pub fn adopted_listener() -> std::io::Result<Option<std::os::unix::net::UnixList
 
 /// `READY=1` with a status line.
 pub fn ready(status: &str) {
-    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+    notify(&format!("READY=1\nSTATUS={status}\n"));
 }
 
 /// A `STATUS=` line (`systemctl status` shows it).
 pub fn status(status: &str) {
-    notify(&[NotifyState::Status(status)]);
+    notify(&format!("STATUS={status}\n"));
 }
 
 /// `STOPPING=1`.
 pub fn stopping() {
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    notify("STOPPING=1\nSTATUS=stopping\n");
 }
 
 /// `WATCHDOG=1`.
 pub fn watchdog() {
-    notify(&[NotifyState::Watchdog]);
+    notify("WATCHDOG=1\n");
 }
 
 /// How often to ping the watchdog (half of `WATCHDOG_USEC`), when the unit set `WatchdogSec=`.
@@ -55,8 +61,24 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
-fn notify(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, states) {
-        tracing::warn!(error = %e, "sd_notify failed");
+/// Sends one datagram to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace)
+/// without ever blocking.
+fn notify(message: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = (|| -> std::io::Result<()> {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?
+            }
+            None => SocketAddr::from_pathname(&target)?,
+        };
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        socket.send_to_addr(message.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify message dropped");
     }
 }

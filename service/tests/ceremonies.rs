@@ -136,7 +136,10 @@ async fn twenty_concurrent_hybrid_ceremonies_all_succeed() {
     }
     let mut ok = 0;
     for t in tasks {
-        let last = timeout(T * 3, t).await.unwrap().unwrap();
+        let last = match timeout(T * 3, t).await {
+            Ok(Ok(last)) => last,
+            other => panic!("{other:?}\ndaemon log:\n{}", daemon.log_text()),
+        };
         assert_eq!(last["event"], "result", "{last}");
         assert_eq!(last["verification"]["ok"], true, "{last}");
         ok += 1;

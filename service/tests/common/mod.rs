@@ -24,7 +24,9 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub log: Arc<Mutex<String>>,
-    /// Our end of NOTIFY_SOCKET (READY=1 was read from it already).
+    /// Our end of NOTIFY_SOCKET (READY=1 was read from it already). It stays open and mostly
+    /// unread, like a stalled service manager: the daemon must never block on it (with a
+    /// blocking sender the 20-ceremony test hung once the socket buffer filled with STATUS=).
     pub notify: std::os::unix::net::UnixDatagram,
 }
 
