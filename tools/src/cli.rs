@@ -90,4 +90,12 @@ pub enum Command {
     /// Stored lab runs: list, show ID, compare A B.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Runs(cmd::runs::RunsCommand),
+    /// Show the running cablebridged service: sessions, counters, devices (exit 3 when no
+    /// daemon answers on the control socket).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status(cmd::daemon::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::daemon::CompletionsArgs),
+    /// Write man pages (cablebridge.1 and one per subcommand) into a directory.
+    Man(cmd::daemon::ManArgs),
 }

@@ -5,6 +5,7 @@ pub mod advert;
 pub mod bridge;
 pub mod ceremony;
 pub mod credentials;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod doctor;
@@ -53,6 +54,9 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Doctor(_) => Err(CmdError::usage("doctor is dispatched by main")),
         Command::Run(a) => run::run(a, &cli.global),
         Command::Runs(c) => runs::run(c, &cli.global),
+        Command::Status(a) => daemon::status(a),
+        Command::Completions(a) => daemon::completions(a, cli.global.json),
+        Command::Man(a) => daemon::man(a),
     }
 }
 

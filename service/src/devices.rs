@@ -1,0 +1,130 @@
+//! `devices.list` and `device.info` through the engine's USB code (`cablebridged::hid` sysfs
+//! enumeration, `cablebridged::ctap::open_client`): the same objects `cablebridge devices
+//! --json` and `cablebridge info --json` print. Works for hidraw keys and `udp:` virtual keys.
+
+use std::time::Duration;
+
+use cablebridge_protocol::ctap2::GetInfo;
+use cablebridged::ctap::{open_client, Call, CtapError, DeviceProgress, OpenOptions};
+use cablebridged::evidence::aaguid::{Aaguid, AaguidTable};
+use cablebridged::hid::{enumerate, DeviceAddress, HidrawOptions};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::rpc::{code, RpcError};
+
+/// getInfo as JSON (names as in the spec, snake_case), as `cablebridge info` prints it.
+pub fn info_json(info: &GetInfo) -> Vec<(&'static str, Value)> {
+    let aaguid = Aaguid(info.aaguid);
+    let options: Map<String, Value> =
+        info.options.iter().map(|(k, v)| (k.clone(), Value::Bool(*v))).collect();
+    let algorithms: Vec<Value> = info
+        .algorithms
+        .iter()
+        .map(|a| json!({"type": a.cred_type, "alg": a.alg.to_i64(), "name": a.alg.name()}))
+        .collect();
+    vec![
+        ("versions", json!(info.versions)),
+        ("extensions", json!(info.extensions)),
+        ("aaguid", json!(hex::encode(info.aaguid))),
+        ("model", json!(AaguidTable::built_in().describe(&aaguid))),
+        ("options", Value::Object(options)),
+        ("max_msg_size", json!(info.max_msg_size)),
+        ("pin_uv_auth_protocols", json!(info.pin_uv_auth_protocols)),
+        ("max_credential_count_in_list", json!(info.max_credential_count_in_list)),
+        ("max_credential_id_length", json!(info.max_credential_id_length)),
+        ("transports", json!(info.transports)),
+        ("algorithms", Value::Array(algorithms)),
+        ("min_pin_length", json!(info.min_pin_length)),
+        ("force_pin_change", json!(info.force_pin_change)),
+        ("firmware_version", json!(info.firmware_version)),
+        ("remaining_discoverable_credentials", json!(info.remaining_discoverable_credentials)),
+        ("uv_modality", json!(info.uv_modality)),
+    ]
+}
+
+fn device_error(e: &CtapError) -> RpcError {
+    RpcError {
+        code: code::ENVIRONMENT,
+        message: e.to_string(),
+        data: Some(json!({"stage": "device_select"})),
+    }
+}
+
+/// Attached hidraw keys plus `extra` addresses, each probed for getInfo within `probe`.
+pub async fn list(extra: Vec<DeviceAddress>, probe: Duration, cancel: &CancellationToken) -> Value {
+    let found = enumerate(&HidrawOptions::default().roots);
+    let table = AaguidTable::built_in();
+    let mut entries: Vec<(DeviceAddress, Value)> = found
+        .devices
+        .iter()
+        .map(|d| {
+            let entry = json!({
+                "path": d.path.display().to_string(),
+                "vendor_id": d.vendor_id.map(|v| format!("{v:04x}")),
+                "product_id": d.product_id.map(|v| format!("{v:04x}")),
+                "manufacturer": d.manufacturer,
+                "product": d.product.clone().or_else(|| d.hid_name.clone()),
+                "serial": d.serial,
+            });
+            (DeviceAddress::Hidraw(d.path.clone()), entry)
+        })
+        .collect();
+    for address in extra {
+        let entry = json!({"path": address.to_string(), "transport": "udp-hid"});
+        entries.push((address, entry));
+    }
+    let mut devices = Vec::new();
+    for (address, mut entry) in entries {
+        let mut ignore = |_: DeviceProgress| {};
+        let mut call = Call { deadline: Instant::now() + probe, cancel, progress: &mut ignore };
+        match open_client(&address, &OpenOptions::default(), &mut call).await {
+            Ok(client) => {
+                let aaguid = Aaguid(client.info().aaguid);
+                entry["aaguid"] = json!(hex::encode(aaguid.0));
+                entry["model"] = json!(table.describe(&aaguid));
+                entry["versions"] = json!(client.info().versions);
+            }
+            Err(e) => entry["problem"] = json!(e.to_string()),
+        }
+        devices.push(entry);
+    }
+    for skipped in &found.skipped {
+        devices.push(json!({"path": skipped.name, "problem": skipped.reason}));
+    }
+    json!({"devices": devices})
+}
+
+/// Number of attached hidraw FIDO keys (sysfs only, no IO to the keys).
+pub fn attached_count() -> usize {
+    enumerate(&HidrawOptions::default().roots).devices.len()
+}
+
+/// The key's getInfo and CTAPHID INIT data, as `cablebridge info --json`.
+pub async fn info(
+    address: &DeviceAddress,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Value, RpcError> {
+    let mut ignore = |_: DeviceProgress| {};
+    let mut call = Call { deadline: Instant::now() + timeout, cancel, progress: &mut ignore };
+    let client = open_client(address, &OpenOptions::default(), &mut call)
+        .await
+        .map_err(|e| device_error(&e))?;
+    let hid = *client.device().info();
+    let mut out = Map::new();
+    out.insert("device".into(), json!(client.path()));
+    out.insert(
+        "ctaphid".into(),
+        json!({
+            "protocol_version": hid.protocol_version,
+            "device_version": format!("{}.{}.{}", hid.major, hid.minor, hid.build),
+            "capabilities": hid.capabilities.0,
+        }),
+    );
+    for (name, value) in info_json(client.info()) {
+        out.insert(name.into(), value);
+    }
+    Ok(Value::Object(out))
+}

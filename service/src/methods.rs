@@ -1,0 +1,176 @@
+//! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
+//! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
+//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`.
+//!
+//! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
+//! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cablebridged::hid::DeviceAddress;
+use cablebridged::store::{display_name, LinkLookup, LinkStore};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::ceremony::{self, Kind};
+use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
+use crate::server::Daemon;
+
+/// Every method this build answers.
+pub const METHODS: [&str; 10] = [
+    "version",
+    "status",
+    "devices.list",
+    "device.info",
+    "links.list",
+    "links.forget",
+    "ceremony.register",
+    "ceremony.authenticate",
+    "ceremony.cancel",
+    "events.subscribe",
+];
+
+/// Notifications to forward to the caller once the result is sent.
+#[derive(Debug)]
+pub struct Stream(pub broadcast::Receiver<Arc<Value>>);
+
+/// Runs one request for connection `conn` (whose closing cancels `conn_closed`).
+pub async fn dispatch(
+    daemon: &Arc<Daemon>,
+    conn: u64,
+    conn_closed: &CancellationToken,
+    request: Request,
+) -> Result<(Value, Option<Stream>), RpcError> {
+    let mut p = Params::new(request.params);
+    let plain = |v: Value| Ok((v, None));
+    match request.method.as_str() {
+        "version" => {
+            p.finish()?;
+            plain(version())
+        }
+        "status" => {
+            p.finish()?;
+            plain(daemon.status())
+        }
+        "devices.list" => {
+            let extra = addresses(&mut p, "devices")?;
+            let probe = p.opt_duration("probe_timeout")?.unwrap_or(Duration::from_millis(1500));
+            p.finish()?;
+            plain(crate::devices::list(extra, probe, conn_closed).await)
+        }
+        "device.info" => {
+            let device = p.string("device")?;
+            let address =
+                device.parse::<DeviceAddress>().map_err(|e| RpcError::param("device", e))?;
+            let timeout = p.opt_duration("timeout")?.unwrap_or(Duration::from_secs(5));
+            p.finish()?;
+            plain(crate::devices::info(&address, timeout, conn_closed).await?)
+        }
+        "links.list" => {
+            p.finish()?;
+            let store = LinkStore::in_dir(&daemon.config.state_dir);
+            let links =
+                store.load().map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))?;
+            let summaries: Vec<Value> = links.iter().map(|l| l.summary()).collect();
+            plain(json!({"store": store.path().display().to_string(), "links": summaries}))
+        }
+        "links.forget" => {
+            let name = p.string("name_or_id")?;
+            p.finish()?;
+            let store = LinkStore::in_dir(&daemon.config.state_dir);
+            match store
+                .forget(&name)
+                .map_err(|e| RpcError::new(code::ENVIRONMENT, e.to_string()))?
+            {
+                LinkLookup::Found(l) => plain(json!({"forgotten": l.summary()})),
+                LinkLookup::NotFound => Err(RpcError {
+                    code: code::REFUSED,
+                    message: format!(
+                        "no linked phone named {} (see links.list)",
+                        display_name(&name)
+                    ),
+                    data: Some(json!({"field": "name_or_id"})),
+                }),
+                LinkLookup::Ambiguous(ids) => Err(RpcError {
+                    code: code::REFUSED,
+                    message: format!(
+                        "{} matches several linked phones; name one by id: {}",
+                        display_name(&name),
+                        ids.join(", ")
+                    ),
+                    data: Some(json!({"field": "name_or_id", "candidates": ids})),
+                }),
+            }
+        }
+        "ceremony.register" | "ceremony.authenticate" => {
+            let kind = if request.method == "ceremony.register" {
+                Kind::Register
+            } else {
+                Kind::Authenticate
+            };
+            let spec = ceremony::parse(kind, &mut p, &daemon.config)?;
+            p.finish()?;
+            let (session, rx) = daemon.registry.start(spec, conn)?;
+            Ok((
+                json!({"session": session.id, "transport": session.transport, "detached": session.detached}),
+                Some(Stream(rx)),
+            ))
+        }
+        "ceremony.cancel" => {
+            let id = p.u64("session")?;
+            p.finish()?;
+            if daemon.registry.cancel(id) {
+                plain(json!({"session": id, "cancelled": true}))
+            } else {
+                Err(no_such_session(id))
+            }
+        }
+        "events.subscribe" => {
+            let id = p.opt_u64("session")?;
+            p.finish()?;
+            match id {
+                None => Ok((
+                    json!({"subscribed": "all"}),
+                    Some(Stream(daemon.registry.subscribe_all())),
+                )),
+                Some(id) => match daemon.registry.get(id) {
+                    Some(s) => Ok((json!({"subscribed": id}), Some(Stream(s.subscribe())))),
+                    None => Err(no_such_session(id)),
+                },
+            }
+        }
+        other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
+    }
+}
+
+fn no_such_session(id: u64) -> RpcError {
+    RpcError {
+        code: code::NO_SUCH_SESSION,
+        message: format!("no running session {id}"),
+        data: Some(json!({"field": "session"})),
+    }
+}
+
+fn addresses(p: &mut Params, field: &str) -> Result<Vec<DeviceAddress>, RpcError> {
+    p.strings(field)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.parse::<DeviceAddress>().map_err(|e| RpcError::param(&format!("{field}[{i}]"), e))
+        })
+        .collect()
+}
+
+/// `version`'s result.
+pub fn version() -> Value {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    json!({
+        "api_version": API_VERSION,
+        "daemon": "cablebridged",
+        "version": env!("CARGO_PKG_VERSION"),
+        "build": format!("{} ({profile}, {}-{})", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH, std::env::consts::OS),
+        "methods": METHODS,
+    })
+}

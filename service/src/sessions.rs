@@ -1,0 +1,336 @@
+//! The session registry: one tokio task per ceremony, each with its own [`CancellationToken`]
+//! and its own events channel, so one session failing, hanging or being cancelled never touches
+//! another. A session removes itself from the registry when its task ends, whatever the reason.
+//!
+//! Events are `ceremony.event` notification params (`{"session": id, ...the CLI's object}`),
+//! published on the session's broadcast channel and on the daemon-wide one (`events.subscribe`
+//! without a session). A slow subscriber lags on its own receiver (it is told how many events it
+//! missed); the ceremony never waits for anyone.
+//!
+//! Ownership: a session belongs to the connection that started it. When that connection closes
+//! the session is cancelled, unless it was started with `detach: true`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cablebridged::ceremony::{CeremonyErrorKind, CeremonyEvent, CeremonyStage};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::ceremony::{self, CeremonySpec, Kind};
+use crate::events;
+use crate::rpc::{code, RpcError};
+
+/// Events buffered per subscriber before it lags (a ceremony emits about a dozen).
+const EVENTS_CAPACITY: usize = 256;
+
+/// Daemon-wide counters (`status`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Ceremonies started.
+    pub sessions_started: AtomicU64,
+    /// Ended with a result.
+    pub sessions_succeeded: AtomicU64,
+    /// Ended with an error (cancelled ones excluded).
+    pub sessions_failed: AtomicU64,
+    /// Cancelled (by `ceremony.cancel`, a disconnect or shutdown).
+    pub sessions_cancelled: AtomicU64,
+    /// Control connections accepted (access check passed).
+    pub connections_accepted: AtomicU64,
+    /// Control connections refused by the access check or the connection limit.
+    pub connections_refused: AtomicU64,
+    /// Requests handled.
+    pub requests: AtomicU64,
+    /// Requests answered with an error.
+    pub request_errors: AtomicU64,
+    /// Requests refused by the rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "sessions_started": g(&self.sessions_started),
+            "sessions_succeeded": g(&self.sessions_succeeded),
+            "sessions_failed": g(&self.sessions_failed),
+            "sessions_cancelled": g(&self.sessions_cancelled),
+            "connections_accepted": g(&self.connections_accepted),
+            "connections_refused": g(&self.connections_refused),
+            "requests": g(&self.requests),
+            "request_errors": g(&self.request_errors),
+            "rate_limited": g(&self.rate_limited),
+        })
+    }
+}
+
+/// One running ceremony.
+#[derive(Debug)]
+pub struct Session {
+    /// Session id (unique for the daemon's lifetime).
+    pub id: u64,
+    /// Register or authenticate.
+    pub kind: Kind,
+    /// `hybrid`, `linked` or `usb`.
+    pub transport: &'static str,
+    /// The connection that started it.
+    pub owner: u64,
+    /// Survives its connection.
+    pub detached: bool,
+    /// Cancels this session only.
+    pub cancel: CancellationToken,
+    events: broadcast::Sender<Arc<Value>>,
+    started: Instant,
+    last_stage: Mutex<CeremonyStage>,
+}
+
+impl Session {
+    /// A receiver for this session's events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Value>> {
+        self.events.subscribe()
+    }
+
+    fn stage(&self) -> CeremonyStage {
+        self.last_stage.lock().map(|s| *s).unwrap_or(CeremonyStage::Setup)
+    }
+
+    fn summary(&self) -> Value {
+        json!({
+            "session": self.id,
+            "ceremony": self.kind.as_str(),
+            "transport": self.transport,
+            "stage": self.stage().as_str(),
+            "detached": self.detached,
+            "elapsed_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// All running sessions.
+#[derive(Debug)]
+pub struct Registry {
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    next_id: AtomicU64,
+    all: broadcast::Sender<Arc<Value>>,
+    emptied: Notify,
+    max_sessions: usize,
+    /// Counters for `status`.
+    pub counters: Counters,
+}
+
+impl Registry {
+    /// An empty registry allowing `max_sessions` at once.
+    pub fn new(max_sessions: usize) -> Self {
+        Registry {
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            all: broadcast::channel(EVENTS_CAPACITY).0,
+            emptied: Notify::new(),
+            max_sessions,
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Session>>> {
+        // A poisoned lock means a panic elsewhere while holding it; the map itself is intact.
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver for every session's events from now on.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Value>> {
+        self.all.subscribe()
+    }
+
+    /// The session, while it runs.
+    pub fn get(&self, id: u64) -> Option<Arc<Session>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Running sessions (for `status`).
+    pub fn summaries(&self) -> Vec<Value> {
+        let mut list: Vec<Value> = self.lock().values().map(|s| s.summary()).collect();
+        list.sort_by_key(|v| v["session"].as_u64());
+        list
+    }
+
+    /// Number of running sessions.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts `spec` on behalf of connection `owner`. The returned receiver is subscribed
+    /// before the task starts, so it sees every event.
+    pub fn start(
+        self: &Arc<Self>,
+        spec: CeremonySpec,
+        owner: u64,
+    ) -> Result<(Arc<Session>, broadcast::Receiver<Arc<Value>>), RpcError> {
+        let session = {
+            let mut map = self.lock();
+            if map.len() >= self.max_sessions {
+                return Err(RpcError::new(
+                    code::TOO_MANY_SESSIONS,
+                    format!(
+                        "{} ceremonies are running already ([control] max_sessions)",
+                        map.len()
+                    ),
+                ));
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let session = Arc::new(Session {
+                id,
+                kind: spec.kind,
+                transport: spec.route.transport(),
+                owner,
+                detached: spec.detach,
+                cancel: CancellationToken::new(),
+                events: broadcast::channel(EVENTS_CAPACITY).0,
+                started: Instant::now(),
+                last_stage: Mutex::new(CeremonyStage::Setup),
+            });
+            map.insert(id, Arc::clone(&session));
+            session
+        };
+        let rx = session.subscribe();
+        Counters::bump(&self.counters.sessions_started);
+        tracing::info!(
+            session = session.id,
+            transport = session.transport,
+            ceremony = session.kind.as_str(),
+            owner,
+            detached = session.detached,
+            "ceremony started"
+        );
+        tokio::spawn(Arc::clone(self).drive(Arc::clone(&session), spec));
+        self.report_status();
+        Ok((session, rx))
+    }
+
+    fn publish(&self, session: &Session, object: &Value) {
+        let params = Arc::new(events::with_session(session.id, object));
+        // No receivers is fine: nobody is watching.
+        let _ = session.events.send(Arc::clone(&params));
+        let _ = self.all.send(params);
+    }
+
+    async fn drive(self: Arc<Self>, session: Arc<Session>, spec: CeremonySpec) {
+        let CeremonySpec { request, route, public_key, .. } = spec;
+        let this = Arc::clone(&self);
+        let s = Arc::clone(&session);
+        let sink = move |e: &CeremonyEvent| {
+            if let CeremonyEvent::Progress(p) = e {
+                if let Ok(mut stage) = s.last_stage.lock() {
+                    *stage = p.stage;
+                }
+                // Stage names only: a qr event carries the QR secret and stays out of the logs.
+                tracing::debug!(
+                    session = s.id,
+                    transport = s.transport,
+                    stage = p.stage.as_str(),
+                    "progress"
+                );
+            }
+            if let Some(object) = events::event_line(e) {
+                this.publish(&s, &object);
+            }
+        };
+        let outcome =
+            ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await;
+        let last = match &outcome {
+            Ok(o) => {
+                Counters::bump(&self.counters.sessions_succeeded);
+                tracing::info!(
+                    session = session.id,
+                    transport = session.transport,
+                    stage = "done",
+                    "ceremony succeeded"
+                );
+                ceremony::result_json(o, public_key.as_ref())
+            }
+            Err(e) => {
+                if e.kind == CeremonyErrorKind::Cancelled || session.cancel.is_cancelled() {
+                    Counters::bump(&self.counters.sessions_cancelled);
+                } else {
+                    Counters::bump(&self.counters.sessions_failed);
+                }
+                tracing::info!(
+                    session = session.id,
+                    transport = session.transport,
+                    stage = e.stage.as_str(),
+                    error = %e,
+                    "ceremony failed"
+                );
+                events::error_object(e)
+            }
+        };
+        self.publish(&session, &last);
+        let now_empty = {
+            let mut map = self.lock();
+            map.remove(&session.id);
+            map.is_empty()
+        };
+        if now_empty {
+            self.emptied.notify_waiters();
+        }
+        self.report_status();
+    }
+
+    /// `STATUS=` for `systemctl status`.
+    fn report_status(&self) {
+        crate::systemd::status(&format!("{} ceremonies running", self.len()));
+    }
+
+    /// Cancels one session; `false` when it is not running.
+    pub fn cancel(&self, id: u64) -> bool {
+        match self.get(id) {
+            Some(s) => {
+                tracing::info!(session = id, transport = s.transport, "ceremony cancel requested");
+                s.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connection `owner` closed: cancels its sessions that were not detached.
+    pub fn connection_closed(&self, owner: u64) {
+        let mine: Vec<Arc<Session>> =
+            self.lock().values().filter(|s| s.owner == owner && !s.detached).cloned().collect();
+        for s in mine {
+            tracing::info!(session = s.id, transport = s.transport, "client went away; cancelling");
+            s.cancel.cancel();
+        }
+    }
+
+    /// Cancels everything and waits (bounded by `limit`) for the tasks to finish.
+    pub async fn shutdown(&self, limit: std::time::Duration) {
+        let all: Vec<Arc<Session>> = self.lock().values().cloned().collect();
+        for s in &all {
+            s.cancel.cancel();
+        }
+        let wait = async {
+            loop {
+                let notified = self.emptied.notified();
+                if self.is_empty() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}

@@ -1,0 +1,67 @@
+//! `cablebridge status` against a real daemon (the service library running in this process on a
+//! temporary socket) and without one (exit 3), `completions` and `man`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cablebridge"));
+    c.env_remove("CABLEBRIDGE_SOCKET");
+    c
+}
+
+#[test]
+fn status_without_a_daemon_exits_3_and_says_how_to_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        cli().arg("status").arg("--socket").arg(dir.path().join("none.sock")).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no cablebridged daemon reachable"), "{err}");
+    assert!(err.contains("systemctl enable --now cablebridged.socket"), "{err}");
+}
+
+#[test]
+fn status_prints_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.path().join("state"),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.spawn(cablebridge_service::run(config));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = cli().args(["status", "--json", "--socket"]).arg(&socket).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pid"], std::process::id());
+    assert_eq!(v["api_version"], 1);
+    assert_eq!(v["sessions"], serde_json::json!([]));
+    // The same through CABLEBRIDGE_SOCKET, human-readable.
+    let out = cli().arg("status").env("CABLEBRIDGE_SOCKET", &socket).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 ceremonies running"), "{text}");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("register") && script.contains("tunnel-server"), "{shell}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli().arg("man").arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let top = std::fs::read_to_string(dir.path().join("cablebridge.1")).unwrap();
+    assert!(top.starts_with(".ie") && top.contains(".TH cablebridge 1"), "{top}");
+    let reg = std::fs::read_to_string(dir.path().join("cablebridge-register.1")).unwrap();
+    assert!(reg.contains("rp\\-id"), "{reg}");
+}
