@@ -92,4 +92,8 @@ pub enum Command {
     /// verify it: register, then authenticate with the new credential.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(cmd::demo::DemoArgs),
+    /// Measure the hot paths against same-run baselines: eid, crypter, handshake, ctaphid,
+    /// tunnel, or all. Median and p10/p90 per measurement; --json prints one object per
+    /// measurement with unit-suffixed fields (median_ns, allocs_per_frame, ...).
+    Bench(cmd::bench::BenchArgs),
 }

@@ -2,6 +2,7 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod bench;
 pub mod bridge;
 pub mod ceremony;
 pub mod credentials;
@@ -48,6 +49,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Credentials(c) => credentials::run(c),
         // Prints its own table and picks its exit code from the checks (see cmd/doctor.rs).
         Command::Doctor(_) => Err(CmdError::usage("doctor is dispatched by main")),
+        // Prints one line per measurement as it goes (see cmd/bench.rs).
+        Command::Bench(_) => Err(CmdError::usage("bench is dispatched by main")),
     }
 }
 
