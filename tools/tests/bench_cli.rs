@@ -34,7 +34,18 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 /// Field names are a unit suffix, a parameter, or a documented dimensionless ratio/count.
 fn named_with_unit(name: &str) -> bool {
-    const UNITS: &[&str] = &["_ns", "_us", "_ms", "_per_s", "_kib_per_pair", "_per_frame", "_per_message", "_per_advert", "_per_pair", "_bytes"];
+    const UNITS: &[&str] = &[
+        "_ns",
+        "_us",
+        "_ms",
+        "_per_s",
+        "_kib_per_pair",
+        "_per_frame",
+        "_per_message",
+        "_per_advert",
+        "_per_pair",
+        "_bytes",
+    ];
     const PARAMS: &[&str] = &["bytes", "pending", "pairs", "pairs_wanted", "reports"];
     UNITS.iter().any(|u| name.ends_with(u))
         || PARAMS.contains(&name)
@@ -53,7 +64,9 @@ fn crypter_quick_json_has_one_object_per_size_with_units_and_zero_allocs() {
     for o in &objects {
         let map = o.as_object().unwrap();
         assert_eq!(map["bench"], "crypter");
-        for key in ["median_ns", "p10_ns", "p90_ns", "baseline_median_ns", "throughput_ratio", "mib_per_s"] {
+        for key in
+            ["median_ns", "p10_ns", "p90_ns", "baseline_median_ns", "throughput_ratio", "mib_per_s"]
+        {
             assert!(map[key].as_f64().unwrap() > 0.0, "{key} in {o}");
         }
         for (name, value) in map {

@@ -127,7 +127,10 @@ pub fn eid(opts: &Options<'_>) -> Vec<Measurement> {
         let mut n = 0;
         for _ in 0..rounds {
             for a in &matching {
-                n += u64::from(matches!(key.trial_open(black_box(a), EidMode::Qr), TrialOpen::Match(_)));
+                n += u64::from(matches!(
+                    key.trial_open(black_box(a), EidMode::Qr),
+                    TrialOpen::Match(_)
+                ));
             }
         }
         n
@@ -246,7 +249,12 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
             );
             d += t.elapsed();
             let t = Instant::now();
-            let r = respond(ResponderKeys::Qr { desktop_identity: &desktop_pub }, &psk, &msg1, &mut rng);
+            let r = respond(
+                ResponderKeys::Qr { desktop_identity: &desktop_pub },
+                &psk,
+                &msg1,
+                &mut rng,
+            );
             p += t.elapsed();
             let Ok((_, msg2)) = r else { continue };
             let t = Instant::now();
@@ -282,7 +290,8 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
         let ck = [3u8; 32];
         for _ in 0..hkdf_rounds {
             let mut okm = [0u8; 64];
-            let _ = hkdf::Hkdf::<Sha256>::new(Some(&ck), black_box(&[5u8; 32])).expand(&[], &mut okm);
+            let _ =
+                hkdf::Hkdf::<Sha256>::new(Some(&ck), black_box(&[5u8; 32])).expand(&[], &mut okm);
             black_box(okm);
         }
         hkdf_rounds
@@ -302,7 +311,9 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
                 .stats("us", &s)
                 .field("primitives_sum_us", sum_us)
                 .field("ratio_to_primitives", s.median / sum_us)
-                .note("primitives: 1 P-256 keygen + 2 ECDH (parse+multiply) + 6 HKDF; goal <= 1.2x"),
+                .note(
+                    "primitives: 1 P-256 keygen + 2 ECDH (parse+multiply) + 6 HKDF; goal <= 1.2x",
+                ),
         );
     }
     out.push(

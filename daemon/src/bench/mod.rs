@@ -218,11 +218,8 @@ impl Stats {
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
         let rank = |p: f64| samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-        let median = if n % 2 == 1 {
-            samples[n / 2]
-        } else {
-            (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-        };
+        let median =
+            if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
         Stats {
             median,
             p10: rank(0.10),
@@ -287,7 +284,8 @@ mod tests {
 
     #[test]
     fn json_keeps_field_names_and_numbers() {
-        let m = Measurement::new("crypter", "x").field("bytes", 1024.0).field("median_ns", 12.345678);
+        let m =
+            Measurement::new("crypter", "x").field("bytes", 1024.0).field("median_ns", 12.345678);
         let j = m.to_json();
         assert_eq!(j["bytes"], 1024);
         assert_eq!(j["median_ns"].as_f64(), Some(12.346));

@@ -83,17 +83,18 @@ async fn load(pairs: usize, wanted: usize) -> Result<Vec<Measurement>, String> {
             p.routing_id().ok_or("tunnel bench: the server sent no routing id".to_string())?;
         targets.push(url(&base, &TunnelPath::Connect { routing_id, tunnel_id: tunnel_id(*i) }));
     }
-    let mut desktops: Vec<(usize, TunnelConnection)> = stream::iter(targets.into_iter().enumerate())
-        .map(|(i, target)| {
-            let copts = copts.clone();
-            async move { connect(&target, &copts).await.map(|c| (i, c)) }
-        })
-        .buffer_unordered(128)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tunnel bench: desktop connect: {e}"))?;
+    let mut desktops: Vec<(usize, TunnelConnection)> =
+        stream::iter(targets.into_iter().enumerate())
+            .map(|(i, target)| {
+                let copts = copts.clone();
+                async move { connect(&target, &copts).await.map(|c| (i, c)) }
+            })
+            .buffer_unordered(128)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tunnel bench: desktop connect: {e}"))?;
     desktops.sort_by_key(|(i, _)| *i);
     let setup = started.elapsed();
     // Let the server's connection tasks settle before reading RSS.

@@ -36,7 +36,11 @@ pub fn main(args: &BenchArgs, json: bool) -> ExitCode {
     };
     let opts = Options { quick: args.quick, allocs: Some(&crate::alloc_count::Counter) };
     if !json {
-        println!("# cablebridge bench ({}), {}", if args.quick { "quick" } else { "full" }, bench::cpu_summary());
+        println!(
+            "# cablebridge bench ({}), {}",
+            if args.quick { "quick" } else { "full" },
+            bench::cpu_summary()
+        );
     }
     let mut stdout = std::io::stdout();
     for name in names {
