@@ -1,7 +1,7 @@
 //! In-memory benches: EID matching, the session crypter, the Noise handshake, CTAPHID framing.
 //! Each takes its baseline in the same run (see the module docs of `bench`).
 
-use super::{ns, time_per_op, Measurement, Options, Stats};
+use super::{ns, time_interleaved, time_per_op, Measurement, Options, Stats};
 use crate::advert::matcher::{AdvertMatcher, MatchOutcome};
 use aes::cipher::{BlockDecrypt, KeyInit};
 use aes_gcm::aead::AeadInPlace;
@@ -68,17 +68,17 @@ pub fn eid(opts: &Options<'_>) -> Vec<Measurement> {
             })
             .collect();
         let pairs = (n_adverts * pending) as u64;
-        let fast = time_per_op(opts.reps(), || {
+        let n_base = (n_adverts / 32).max(1);
+        let base_pairs = (n_base * pending) as u64;
+        let mut fast_run = || {
             for a in &foreign {
                 if !matches!(matcher.offer(black_box(a)), MatchOutcome::NotOurs) {
                     return 0; // a random advert matched: astronomically unlikely
                 }
             }
             pairs
-        });
-        let n_base = (n_adverts / 32).max(1);
-        let base_pairs = (n_base * pending) as u64;
-        let naive = time_per_op(opts.reps(), || {
+        };
+        let mut naive_run = || {
             let mut hits = 0u64;
             for a in &foreign[..n_base] {
                 for k in &key_bytes {
@@ -87,7 +87,11 @@ pub fn eid(opts: &Options<'_>) -> Vec<Measurement> {
             }
             black_box(hits);
             base_pairs
-        });
+        };
+        let (stats, ratios) = time_interleaved(opts.reps(), &mut [&mut fast_run, &mut naive_run]);
+        let (fast, naive) = (stats[0], stats[1]);
+        // time_interleaved's ratio is first/other = fast/naive time: the fraction of the baseline.
+        let ratio = ratios[1];
         let allocs = opts.count_allocs(|| {
             for a in &foreign[..foreign.len().min(64)] {
                 black_box(matcher.offer(a));
@@ -98,7 +102,7 @@ pub fn eid(opts: &Options<'_>) -> Vec<Measurement> {
                 .field("pending", pending as f64)
                 .stats("ns", &fast)
                 .field("baseline_median_ns", naive.median)
-                .field("ratio_to_baseline", fast.median / naive.median)
+                .field("ratio_to_baseline", ratio)
                 .field("per_advert_ns", fast.median * pending as f64)
                 .opt_field(
                     "allocs_per_advert",
@@ -172,7 +176,7 @@ pub fn crypter(opts: &Options<'_>) -> Vec<Measurement> {
                 Err(_) => false,
             }
         };
-        let ours = time_per_op(opts.reps(), || {
+        let mut ours_run = || {
             // Fresh counters per repetition stay far below the 2^24 frame limit.
             desktop = Crypter::new(&key, &key);
             phone = Crypter::new(&key, &key);
@@ -181,34 +185,45 @@ pub fn crypter(opts: &Options<'_>) -> Vec<Measurement> {
                 ok += u64::from(round(&mut desktop, &mut phone, black_box(&mut buf)));
             }
             ok
-        });
-        let allocs = opts.count_allocs(|| {
-            for _ in 0..64 {
-                black_box(round(&mut desktop, &mut phone, &mut buf));
-            }
-        });
-        let bare = |len: usize| {
-            let cipher = Aes256Gcm::new((&key).into());
+        };
+        // Bare aes-gcm on `len` bytes; `two`: seal with one cipher instance and open with another
+        // (the crypter's shape: each side holds its own key state), else one instance for both.
+        let bare = |len: usize, two: bool| {
+            let seal = Aes256Gcm::new((&key).into());
+            let open = Aes256Gcm::new((&key).into());
             let mut body = vec![0x42u8; len];
-            time_per_op(opts.reps(), || {
+            move || {
+                let opener = if two { &open } else { &seal };
                 let mut ok = 0;
                 for seq in 0..frames {
                     let mut nonce = [0u8; 12];
                     nonce[8..].copy_from_slice(&seq.to_be_bytes());
                     let nonce = aes_gcm::Nonce::from(nonce);
-                    if let Ok(tag) = cipher.encrypt_in_place_detached(&nonce, &[], &mut body) {
+                    if let Ok(tag) = seal.encrypt_in_place_detached(&nonce, &[], &mut body) {
                         ok += u64::from(
-                            cipher.decrypt_in_place_detached(&nonce, &[], &mut body, &tag).is_ok(),
+                            opener.decrypt_in_place_detached(&nonce, &[], &mut body, &tag).is_ok(),
                         );
                     }
                     black_box(&mut body);
                 }
                 ok
-            })
+            }
         };
-        let base = bare(bytes);
         let padded = sealed_len(bytes) - 16;
-        let base_padded = bare(padded);
+        let (mut base_run, mut padded_run, mut two_run) =
+            (bare(bytes, false), bare(padded, false), bare(padded, true));
+        let (stats, ratios) = time_interleaved(
+            opts.reps(),
+            &mut [&mut ours_run, &mut base_run, &mut padded_run, &mut two_run],
+        );
+        let (ours, base, base_padded, base_two) = (stats[0], stats[1], stats[2], stats[3]);
+        // ratios[i] = ours / variant time per repetition; throughput ratio = its reciprocal.
+        let tput = |i: usize| if ratios[i] > 0.0 { 1.0 / ratios[i] } else { 0.0 };
+        let allocs = opts.count_allocs(|| {
+            for _ in 0..64 {
+                black_box(round(&mut desktop, &mut phone, &mut buf));
+            }
+        });
         out.push(
             Measurement::new("crypter", format!("seal+open {bytes} B in place"))
                 .field("bytes", bytes as f64)
@@ -216,9 +231,11 @@ pub fn crypter(opts: &Options<'_>) -> Vec<Measurement> {
                 .stats("ns", &ours)
                 .field("mib_per_s", bytes as f64 / ours.median * 1e9 / (1024.0 * 1024.0))
                 .field("baseline_median_ns", base.median)
-                .field("throughput_ratio", base.median / ours.median)
+                .field("throughput_ratio", tput(1))
                 .field("baseline_padded_median_ns", base_padded.median)
-                .field("throughput_ratio_padded", base_padded.median / ours.median)
+                .field("throughput_ratio_padded", tput(2))
+                .field("baseline_two_ciphers_median_ns", base_two.median)
+                .field("throughput_ratio_two_ciphers", tput(3))
                 .opt_field("allocs_per_frame", allocs.map(|a| a as f64 / 64.0))
                 .note(
                     "baseline: bare aes-gcm encrypt/decrypt_in_place_detached, cached key; \

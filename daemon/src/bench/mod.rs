@@ -243,6 +243,31 @@ pub(crate) fn time_per_op(reps: usize, mut f: impl FnMut() -> u64) -> Stats {
     Stats::of(samples)
 }
 
+/// Like [`time_per_op`] for several variants, interleaved repetition by repetition (A B C A B C
+/// ...) so that load from other processes hits every variant alike; also returns, per variant,
+/// the median over repetitions of `variant[0] / variant[i]` time per op (a same-moment ratio).
+pub(crate) fn time_interleaved(
+    reps: usize,
+    variants: &mut [&mut dyn FnMut() -> u64],
+) -> (Vec<Stats>, Vec<f64>) {
+    let mut samples = vec![Vec::with_capacity(reps); variants.len()];
+    for _ in 0..reps {
+        for (i, f) in variants.iter_mut().enumerate() {
+            let t = Instant::now();
+            let ops = f();
+            samples[i].push(ns(t.elapsed()) / ops.max(1) as f64);
+        }
+    }
+    let ratios = samples
+        .iter()
+        .map(|s| {
+            let r = s.iter().zip(&samples[0]).map(|(x, first)| first / x).collect::<Vec<f64>>();
+            Stats::of(r).median
+        })
+        .collect();
+    (samples.into_iter().map(Stats::of).collect(), ratios)
+}
+
 /// Nanoseconds of a duration as a float.
 pub(crate) fn ns(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
