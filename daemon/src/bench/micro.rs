@@ -253,8 +253,15 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
     let psk = Psk::new([7; 32]);
     let desktop_key = SecretKey::random(&mut rng);
     let desktop_pub = desktop_key.public_key();
-    let rounds = if opts.quick { 4 } else { 20 };
+    let peer_bytes = SecretKey::random(&mut rng).public_key().to_sec1_bytes();
+    let rounds: u32 = if opts.quick { 4 } else { 20 };
+    let hkdf_rounds = rounds * 64;
+    // Per repetition, interleaved: handshakes, then each primitive (so load hits all alike).
     let (mut desktop, mut phone) = (Vec::new(), Vec::new());
+    let (mut keygen, mut ecdh, mut hkdf, mut sha) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut d_ratio, mut p_ratio, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+    let per = |d: Duration, n: u32| ns(d) / f64::from(n);
     for _ in 0..opts.reps() {
         let (mut d, mut p) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds {
@@ -278,32 +285,20 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
             black_box(init.read_response(&msg2).is_ok());
             d += t.elapsed();
         }
-        desktop.push(ns(d) / 1e3 / rounds as f64);
-        phone.push(ns(p) / 1e3 / rounds as f64);
-    }
-    let (desktop, phone) = (Stats::of(desktop), Stats::of(phone));
-
-    // The primitives, each as the handshake performs it.
-    let peer = SecretKey::random(&mut rng).public_key();
-    let peer_bytes = peer.to_sec1_bytes();
-    let prim_rounds = rounds * 2;
-    let keygen = time_per_op(opts.reps(), || {
-        for _ in 0..prim_rounds {
+        let t = Instant::now();
+        for _ in 0..rounds {
             black_box(SecretKey::random(&mut rng).public_key());
         }
-        prim_rounds
-    });
-    let ecdh = time_per_op(opts.reps(), || {
-        for _ in 0..prim_rounds {
+        let kg = per(t.elapsed(), rounds);
+        let t = Instant::now();
+        for _ in 0..rounds {
             if let Ok(p) = PublicKey::from_sec1_bytes(black_box(&peer_bytes)) {
                 let s = p256::ecdh::diffie_hellman(desktop_key.to_nonzero_scalar(), p.as_affine());
                 black_box(s.raw_secret_bytes());
             }
         }
-        prim_rounds
-    });
-    let hkdf_rounds = prim_rounds * 64;
-    let hkdf = time_per_op(opts.reps(), || {
+        let dh = per(t.elapsed(), rounds);
+        let t = Instant::now();
         let ck = [3u8; 32];
         for _ in 0..hkdf_rounds {
             let mut okm = [0u8; 64];
@@ -311,23 +306,32 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
                 hkdf::Hkdf::<Sha256>::new(Some(&ck), black_box(&[5u8; 32])).expand(&[], &mut okm);
             black_box(okm);
         }
-        hkdf_rounds
-    });
-    let sha = time_per_op(opts.reps(), || {
+        let kdf = per(t.elapsed(), hkdf_rounds);
+        let t = Instant::now();
         for _ in 0..hkdf_rounds {
             black_box(Sha256::new().chain_update([1u8; 32]).chain_update([2u8; 65]).finalize());
         }
-        hkdf_rounds
-    });
-    // Per side: 1 key generation, 2 ECDH, 6 HKDF (+ ~7 SHA-256 transcript hashes, listed apart).
-    let sum_us = (keygen.median + 2.0 * ecdh.median + 6.0 * hkdf.median) / 1e3;
+        sha.push(per(t.elapsed(), hkdf_rounds));
+        // Per side: 1 key generation, 2 ECDH, 6 HKDF (+ ~7 SHA-256 transcript hashes, listed apart).
+        let sum = kg + 2.0 * dh + 6.0 * kdf;
+        let (dn, pn) = (per(d, rounds), per(p, rounds));
+        d_ratio.push(dn / sum);
+        p_ratio.push(pn / sum);
+        sums.push(sum / 1e3);
+        desktop.push(dn / 1e3);
+        phone.push(pn / 1e3);
+        keygen.push(kg / 1e3);
+        ecdh.push(dh / 1e3);
+        hkdf.push(kdf);
+    }
+    let sum_us = Stats::of(sums).median;
     let mut out = Vec::new();
-    for (side, s) in [("desktop", desktop), ("phone", phone)] {
+    for (side, s, r) in [("desktop", desktop, d_ratio), ("phone", phone, p_ratio)] {
         out.push(
             Measurement::new("handshake", format!("KNpsk0 {side} side"))
-                .stats("us", &s)
+                .stats("us", &Stats::of(s))
                 .field("primitives_sum_us", sum_us)
-                .field("ratio_to_primitives", s.median / sum_us)
+                .field("ratio_to_primitives", Stats::of(r).median)
                 .note(
                     "primitives: 1 P-256 keygen + 2 ECDH (parse+multiply) + 6 HKDF; goal <= 1.2x",
                 ),
@@ -335,10 +339,10 @@ pub fn handshake(opts: &Options<'_>) -> Vec<Measurement> {
     }
     out.push(
         Measurement::new("handshake", "primitives (medians)")
-            .field("keygen_us", keygen.median / 1e3)
-            .field("ecdh_us", ecdh.median / 1e3)
-            .field("hkdf_ns", hkdf.median)
-            .field("sha256_ns", sha.median),
+            .field("keygen_us", Stats::of(keygen).median)
+            .field("ecdh_us", Stats::of(ecdh).median)
+            .field("hkdf_ns", Stats::of(hkdf).median)
+            .field("sha256_ns", Stats::of(sha).median),
     );
     out
 }
