@@ -78,6 +78,13 @@ step "tests (includes the hw-tests sim tier: mock BlueZ on a private dbus-daemon
 env -u CB_SOAK cargo test --workspace --all-targets --locked
 env -u CB_SOAK cargo test --workspace --doc --locked
 
+step "benches still run (cablebridge bench all --quick; numbers printed, never asserted)"
+# The debug binary the tests just built: a --release build of the whole tree costs far more than
+# the ~3 minutes of compile this step may add to CI. Debug numbers are meaningless for crypto
+# (generic AES-GCM code is monomorphised unoptimised into our crates); this step only keeps the
+# benches from rotting. Real numbers: docs/performance.md (`cargo run --release ...`).
+timeout 300 cargo run -p cablebridge --locked --quiet -- bench all --quick
+
 if [ "${CB_SOAK:-0}" = 1 ]; then
   # Manual long mode: every proptest runs 100x its CI case count (protocol::proptest_cases!,
   # read at compile time), and the tunnel load test opens 20,000 tunnels (bounded by the

@@ -5,6 +5,7 @@
 //! the run loops that feed them bytes and timers (see ARCHITECTURE.md).
 
 pub mod advert;
+pub mod bench;
 pub mod ble;
 pub mod bridge;
 pub mod ceremony;

@@ -98,4 +98,8 @@ pub enum Command {
     Completions(cmd::daemon::CompletionsArgs),
     /// Write man pages (cablebridge.1 and one per subcommand) into a directory.
     Man(cmd::daemon::ManArgs),
+    /// Measure the hot paths against same-run baselines: eid, crypter, handshake, ctaphid,
+    /// tunnel, or all. Median and p10/p90 per measurement; --json prints one object per
+    /// measurement with unit-suffixed fields (median_ns, allocs_per_frame, ...).
+    Bench(cmd::bench::BenchArgs),
 }

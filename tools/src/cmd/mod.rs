@@ -2,6 +2,7 @@
 //! [`Report`] or a [`CmdError`]; printing and exit codes belong to `output`.
 
 pub mod advert;
+pub mod bench;
 pub mod bridge;
 pub mod ceremony;
 pub mod credentials;
@@ -57,6 +58,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Status(a) => daemon::status(a),
         Command::Completions(a) => daemon::completions(a, cli.global.json),
         Command::Man(a) => daemon::man(a),
+        // Prints one line per measurement as it goes (see cmd/bench.rs).
+        Command::Bench(_) => Err(CmdError::usage("bench is dispatched by main")),
     }
 }
 

@@ -1,0 +1,119 @@
+//! `cablebridge bench` as CI runs it: the built binary, `--quick --json`, bounded in time. Checks
+//! the shape of the output (one JSON object per line, unit-suffixed numeric fields, parameters),
+//! never the timings; allocation counts are asserted (the in-place crypter path allocates nothing).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bench {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Field names are a unit suffix, a parameter, or a documented dimensionless ratio/count.
+fn named_with_unit(name: &str) -> bool {
+    const UNITS: &[&str] = &[
+        "_ns",
+        "_us",
+        "_ms",
+        "_per_s",
+        "_kib_per_pair",
+        "_per_frame",
+        "_per_message",
+        "_per_advert",
+        "_per_pair",
+        "_bytes",
+    ];
+    const PARAMS: &[&str] = &["bytes", "pending", "pairs", "pairs_wanted", "reports"];
+    UNITS.iter().any(|u| name.ends_with(u))
+        || PARAMS.contains(&name)
+        || name.starts_with("ratio")
+        || name.starts_with("throughput_ratio")
+}
+
+#[test]
+fn crypter_quick_json_has_one_object_per_size_with_units_and_zero_allocs() {
+    let (code, stdout, stderr) = run(&["bench", "crypter", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let sizes: Vec<u64> = objects.iter().map(|o| o["bytes"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [64, 1024, 16384]);
+    for o in &objects {
+        let map = o.as_object().unwrap();
+        assert_eq!(map["bench"], "crypter");
+        for key in
+            ["median_ns", "p10_ns", "p90_ns", "baseline_median_ns", "throughput_ratio", "mib_per_s"]
+        {
+            assert!(map[key].as_f64().unwrap() > 0.0, "{key} in {o}");
+        }
+        for (name, value) in map {
+            if matches!(name.as_str(), "bench" | "what" | "note") {
+                assert!(value.is_string());
+                continue;
+            }
+            assert!(value.is_number(), "{name} is not a number in {o}");
+            assert!(named_with_unit(name), "field {name} carries no unit");
+        }
+        assert!(map["p10_ns"].as_f64() <= map["p90_ns"].as_f64());
+        // The in-place path allocates nothing per frame (counted by the binary's allocator).
+        assert_eq!(map["allocs_per_frame"].as_f64(), Some(0.0), "{o}");
+    }
+}
+
+#[test]
+fn unknown_bench_is_a_usage_error_and_unimplemented_ones_say_so() {
+    let (code, _, stderr) = run(&["bench", "nosuch"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown bench `nosuch`"), "{stderr}");
+    let (code, _, stderr) = run(&["bench", "idle"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not implemented yet"), "{stderr}");
+}
+
+#[test]
+fn eid_and_ctaphid_quick_report_their_parameters() {
+    let (code, stdout, stderr) = run(&["bench", "eid", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let pending: Vec<u64> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|o| o["what"].as_str().unwrap().starts_with("foreign"))
+        .map(|o| {
+            assert!(o["ratio_to_baseline"].as_f64().unwrap() > 0.0);
+            assert_eq!(o["allocs_per_advert"].as_f64(), Some(0.0), "{o}");
+            o["pending"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(pending, [1, 16, 64, 1000]);
+
+    let (code, stdout, stderr) = run(&["bench", "ctaphid", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    for line in stdout.lines() {
+        let o: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(o["bytes"].as_u64().unwrap() >= 64);
+        assert!(o["allocs_per_message"].as_f64().is_some(), "{o}");
+    }
+}
