@@ -24,7 +24,7 @@ use cablebridged::ceremony::{
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, Progress};
+use cablebridged::phone::{phone_sink, PhoneConfig, PhoneEvent};
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelConnection};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
@@ -71,7 +71,7 @@ impl Rig {
         c
     }
 
-    async fn bridge(&self) -> (Bridge, Arc<Mutex<Vec<Progress>>>) {
+    async fn bridge(&self) -> (Bridge, Arc<Mutex<Vec<PhoneEvent>>>) {
         let mut c = PhoneConfig::new(self.server.base_url());
         c.sink = AdvertSinkSpec::Unix(self.advert_path());
         c.advert_interval = Duration::from_millis(20);
@@ -84,13 +84,13 @@ impl Rig {
                 .unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = Arc::clone(&seen);
-        let progress = Arc::new(move |_: u64, p: &Progress| s2.lock().unwrap().push(p.clone()));
+        let progress = phone_sink(move |_: u64, p: &PhoneEvent| s2.lock().unwrap().push(p.clone()));
         (bridge::bridge(c, backend, progress), seen)
     }
 }
 
-fn names(seen: &Mutex<Vec<Progress>>) -> Vec<&'static str> {
-    seen.lock().unwrap().iter().map(Progress::name).collect()
+fn names(seen: &Mutex<Vec<PhoneEvent>>) -> Vec<&'static str> {
+    seen.lock().unwrap().iter().map(PhoneEvent::name).collect()
 }
 
 /// One QR ceremony: the desktop runner against the bridge.
@@ -173,11 +173,11 @@ async fn a_pin_protected_key_answers_puat_required_to_the_desktop() {
     assert_eq!(err.kind, CeremonyErrorKind::Authenticator, "{err:?}");
     assert!(err.message.contains("0x36") || err.message.to_lowercase().contains("puat"), "{err:?}");
     let seen = seen.lock().unwrap();
-    assert!(matches!(&seen[0], Progress::KeyReady { pin_needed: true, .. }), "{:?}", seen[0]);
+    assert!(matches!(&seen[0], PhoneEvent::KeyReady { pin_needed: true, .. }), "{:?}", seen[0]);
     let warnings: Vec<_> = seen
         .iter()
         .filter_map(|p| match p {
-            Progress::Warning { message } => Some(message.clone()),
+            PhoneEvent::Warning { message } => Some(message.clone()),
             _ => None,
         })
         .collect();
@@ -185,7 +185,7 @@ async fn a_pin_protected_key_answers_puat_required_to_the_desktop() {
         warnings.iter().any(|w| w.contains("requires a PIN, which cannot be entered over hybrid")),
         "{warnings:?}"
     );
-    assert!(seen.iter().any(|p| matches!(p, Progress::Responded { status: 0x36 })));
+    assert!(seen.iter().any(|p| matches!(p, PhoneEvent::Responded { status: 0x36 })));
 }
 
 /// Reads adverts from `sock` until one opens under the QR's key, then runs the handshake by
@@ -277,7 +277,7 @@ async fn wire_get_info_is_filtered_and_pin_requests_are_refused() {
     assert_eq!(status, StatusCode::InvalidCommand.to_u8());
 
     let refused =
-        seen.lock().unwrap().iter().filter(|p| matches!(p, Progress::Refused { .. })).count();
+        seen.lock().unwrap().iter().filter(|p| matches!(p, PhoneEvent::Refused { .. })).count();
     assert_eq!(refused, 3);
     // Only the getInfo at open reached the key.
     assert_eq!(rig.key.shutdown().await.unwrap().cbor_requests, 1);
@@ -311,14 +311,14 @@ async fn silent_assertions_are_refused_and_the_rp_id_is_shown() {
     {
         let seen = seen.lock().unwrap();
         let refused = seen.iter().find_map(|p| match p {
-            Progress::Refused { status, reason, rp_id, .. } => Some((*status, reason, rp_id)),
+            PhoneEvent::Refused { status, reason, rp_id, .. } => Some((*status, reason, rp_id)),
             _ => None,
         });
         let (status, reason, rp_id) = refused.expect("a refused event");
         assert_eq!(status, StatusCode::UnsupportedOption);
         assert!(reason.contains("up: false"), "{reason}");
         assert_eq!(rp_id.as_deref(), Some("probe.example"));
-        assert!(!seen.iter().any(|p| matches!(p, Progress::Forwarding { .. })), "{seen:?}");
+        assert!(!seen.iter().any(|p| matches!(p, PhoneEvent::Forwarding { .. })), "{seen:?}");
         // Human and JSON progress both name the relying party.
         let refusal = seen.iter().find(|p| p.name() == "refused").unwrap();
         assert!(refusal.to_human(1).contains("probe.example"), "{}", refusal.to_human(1));
@@ -332,7 +332,7 @@ async fn silent_assertions_are_refused_and_the_rp_id_is_shown() {
     let forwarding = forwarding.expect("forwarding event");
     assert!(matches!(
         &forwarding,
-        Progress::Forwarding { command, rp_id: Some(rp) }
+        PhoneEvent::Forwarding { command, rp_id: Some(rp) }
             if command == "authenticatorGetAssertion" && rp == "probe.example"
     ));
     let json = forwarding.to_json(1);

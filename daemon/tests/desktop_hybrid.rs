@@ -20,7 +20,7 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{FailAt, PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{phone_sink, FailAt, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
 use cablebridged::store::LinkStore;
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
@@ -82,12 +82,12 @@ impl Rig {
         c.offer_linking = true;
         c.name = "Test Phone".into();
         tweak(&mut c);
-        let progress = move |_: u64, p: &Progress| {
-            if matches!(p, Progress::Listening { .. }) {
+        let progress = phone_sink(move |_: u64, p: &PhoneEvent| {
+            if matches!(p, PhoneEvent::Listening { .. }) {
                 listening.notify_one();
             }
-        };
-        VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(progress))
+        });
+        VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, progress)
     }
 }
 

@@ -21,7 +21,7 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{phone_sink, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
 use cablebridged::store::LinkStore;
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError};
 use cablebridged::tunnel::listen::{listen_headers, ListenSecret};
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound for any one step.
 const T: Duration = Duration::from_secs(20);
 
-type Seen = Arc<Mutex<Vec<Progress>>>;
+type Seen = Arc<Mutex<Vec<PhoneEvent>>>;
 
 struct Rig {
     server: TunnelServerHandle,
@@ -88,21 +88,20 @@ impl Rig {
         c.name = "Test Phone".into();
         let seen: Seen = Arc::default();
         let s2 = Arc::clone(&seen);
-        let progress = move |_: u64, p: &Progress| s2.lock().unwrap().push(p.clone());
-        let phone =
-            VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(progress));
+        let progress = phone_sink(move |_: u64, p: &PhoneEvent| s2.lock().unwrap().push(p.clone()));
+        let phone = VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, progress);
         (phone, seen)
     }
 }
 
-fn count(seen: &Seen, what: impl Fn(&Progress) -> bool) -> usize {
+fn count(seen: &Seen, what: impl Fn(&PhoneEvent) -> bool) -> usize {
     seen.lock().unwrap().iter().filter(|p| what(p)).count()
 }
 
 /// Waits until the phone has held its listen paths `n` times in all.
 async fn listening(seen: &Seen, n: usize) {
     timeout(T, async {
-        while count(seen, |p| matches!(p, Progress::Listening { .. })) < n {
+        while count(seen, |p| matches!(p, PhoneEvent::Listening { .. })) < n {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -275,7 +274,7 @@ async fn bad_desktops_are_reported_and_the_service_keeps_serving() {
         .unwrap()
         .iter()
         .filter_map(|p| match p {
-            Progress::SessionFailed { stage, reason } => Some((stage.clone(), reason.clone())),
+            PhoneEvent::SessionFailed { stage, reason } => Some((stage.clone(), reason.clone())),
             _ => None,
         })
         .collect();
@@ -298,7 +297,7 @@ async fn listener_retries_with_backoff_until_the_tunnel_server_is_back() {
     let desktop = async {
         // Connection refused, twice: the listener reports and backs off instead of failing.
         timeout(T, async {
-            while count(&seen, |p| matches!(p, Progress::ListenRetry { .. })) < 2 {
+            while count(&seen, |p| matches!(p, PhoneEvent::ListenRetry { .. })) < 2 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -309,7 +308,7 @@ async fn listener_retries_with_backoff_until_the_tunnel_server_is_back() {
             .unwrap()
             .iter()
             .filter_map(|p| match p {
-                Progress::ListenRetry { after_ms, .. } => Some(*after_ms),
+                PhoneEvent::ListenRetry { after_ms, .. } => Some(*after_ms),
                 _ => None,
             })
             .collect();

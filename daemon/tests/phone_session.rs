@@ -19,15 +19,15 @@ use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, DesktopOpen};
 use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, RequestHint, TunnelPath};
 use cablebridge_protocol::Stage;
+use cablebridged::ceremony::Events;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{FailAt, PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{phone_sink, FailAt, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError, TunnelConnection};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use p256::ecdsa::signature::Verifier;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::Digest;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
@@ -93,13 +93,13 @@ impl Rig {
     }
 }
 
-fn progress_channel() -> (cablebridged::phone::ProgressFn, mpsc::UnboundedReceiver<Progress>) {
+fn progress_channel() -> (Events, mpsc::UnboundedReceiver<PhoneEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Arc::new(move |_ms, p: &Progress| drop(tx.send(p.clone()))), rx)
+    (phone_sink(move |_ms, p: &PhoneEvent| drop(tx.send(p.clone()))), rx)
 }
 
-fn quiet() -> cablebridged::phone::ProgressFn {
-    Arc::new(|_, _| {})
+fn quiet() -> Events {
+    None
 }
 
 async fn recv(conn: &mut TunnelConnection) -> Option<Vec<u8>> {
@@ -299,7 +299,7 @@ async fn linking_then_linked_reconnect_then_gone() {
         (served, phone)
     });
     timeout(T, async {
-        while !matches!(events.recv().await.unwrap(), Progress::Listening { .. }) {}
+        while !matches!(events.recv().await.unwrap(), PhoneEvent::Listening { .. }) {}
     })
     .await
     .unwrap();

@@ -19,7 +19,7 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions};
 use cablebridged::tunnel::listen::{contact_id as contact_id_of, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
@@ -356,13 +356,8 @@ async fn register_through(server: &TunnelServerHandle) {
     phone_config.sink = AdvertSinkSpec::Unix(adverts);
     phone_config.advert_interval = Duration::from_millis(20);
     phone_config.desktop_timeout = Duration::from_secs(5);
-    let progress = |_: u64, _: &Progress| {};
-    let mut phone = VirtualPhone::new(
-        phone_config,
-        PhoneState::new(&mut rand::rngs::OsRng),
-        None,
-        Arc::new(progress),
-    );
+    let mut phone =
+        VirtualPhone::new(phone_config, PhoneState::new(&mut rand::rngs::OsRng), None, None);
 
     let (qr_tx, mut qr_rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = move |e: &CeremonyEvent| {

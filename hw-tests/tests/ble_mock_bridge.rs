@@ -20,12 +20,11 @@ use cablebridged::ceremony::{
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, Progress};
+use cablebridged::phone::PhoneConfig;
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
 use common::{mock_with, serial, STEP};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +61,7 @@ async fn bridge_serves_the_virtual_key_over_the_mock_radio() {
             KeyBackend::open(&address, &BridgeConfig::default(), &CancellationToken::new())
                 .await
                 .unwrap();
-        let progress = Arc::new(|_: u64, _: &Progress| {});
-        let mut bridge = bridge::bridge(pc, backend, progress);
+        let mut bridge = bridge::bridge(pc, backend, None);
 
         let request = match &credential {
             None => CeremonyRequest::Register(RegisterOptions::new("example.com", "alice")),

@@ -51,7 +51,7 @@ fn bluez_phone(server: &TunnelServerHandle) -> VirtualPhone {
     c.desktop_timeout = Duration::from_secs(10);
     c.idle_timeout = Duration::from_secs(10);
     let state = PhoneState::new(&mut rand::rngs::OsRng);
-    VirtualPhone::new(c, state, None, Arc::new(|_: u64, _: &_| {}))
+    VirtualPhone::new(c, state, None, None)
 }
 
 /// Progress of one desktop run: the QR URL as it is shown, and when the advert was accepted.

@@ -2,14 +2,18 @@
 //! warm-up, 500 CTAP requests are opened by `PhoneOpen::receive_borrowed` (the session's reusable
 //! scratch) and answered by `PhoneOpen::respond_ctap_into` (a reused output buffer), with the
 //! desktop's side sealing and opening in place, under a counting global allocator. (The
-//! crypter-only version of this proof is `crypter_alloc.rs`.)
+//! crypter-only version of this proof is `crypter_alloc.rs`.) The desktop side of the same
+//! session seals its CTAP request with `DesktopOpen::send_ctap_into` into a reused buffer,
+//! without allocating.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
 use cablebridge_protocol::hybrid::crypter::sealed_len;
 use cablebridge_protocol::hybrid::keys::{KeyPurpose, Psk, QrSecret};
 use cablebridge_protocol::hybrid::messages::PostHandshake;
 use cablebridge_protocol::hybrid::noise::{Initiator, InitiatorKeys};
-use cablebridge_protocol::hybrid::session::{PhoneFrame, PhoneHandshaken};
+use cablebridge_protocol::hybrid::session::{
+    DesktopEvent, DesktopHandshake, PhoneFrame, PhoneHandshaken,
+};
 use p256::SecretKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -44,8 +48,13 @@ static GLOBAL: Counting = Counting;
 
 const MAX_BODY: usize = 4096;
 
+/// The counter is process-wide: the tests take turns so one's allocations never land in the
+/// other's window.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn established_phone_session_allocates_nothing_per_frame() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let identity = SecretKey::random(&mut rng);
     let secret = QrSecret::random(&mut rng);
@@ -93,4 +102,48 @@ fn established_phone_session_allocates_nothing_per_frame() {
     exchange(MAX_BODY, false);
     let total: usize = (0..500).map(|i| exchange((i * 977) % MAX_BODY, true)).sum();
     assert_eq!(total, 0);
+}
+
+#[test]
+fn desktop_request_is_sealed_into_a_reused_buffer_without_allocating() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let identity = SecretKey::random(&mut rng);
+    let secret = QrSecret::random(&mut rng);
+    let psk = Psk::new(cablebridge_protocol::hybrid::keys::derive_array(
+        secret.expose(),
+        &[0u8; 16],
+        KeyPurpose::Psk,
+    ));
+    // The desktop's request buffer, grown once to the largest request (one per connection).
+    let mut out: Vec<u8> = Vec::with_capacity(sealed_len(MAX_BODY + 2));
+    let params = vec![0xa0u8; MAX_BODY];
+    let mut response = Vec::with_capacity(sealed_len(MAX_BODY + 2));
+    for (round, len) in [MAX_BODY, 0, 1, 31, 977, MAX_BODY - 1].into_iter().enumerate() {
+        let (desktop, msg1) = DesktopHandshake::start_qr(&psk, &identity, &mut rng);
+        let (phone, msg2) =
+            PhoneHandshaken::respond_qr(&psk, &identity.public_key(), &msg1, &mut rng).unwrap();
+        let desktop = desktop.read_response(&msg2).unwrap();
+        let (mut phone, post) =
+            phone.send_post_handshake(&PostHandshake::ctap(vec![0xa0])).unwrap();
+        let open = desktop.read_post_handshake(&post).unwrap();
+
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let mut awaiting = open.send_ctap_into(0x02, &params[..len], &mut out).unwrap();
+        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(during, 0, "round {round}: allocations sealing a {len}-byte request");
+
+        // The phone reads exactly the request the desktop meant, and its answer comes back.
+        match phone.receive_borrowed(&out).unwrap() {
+            PhoneFrame::CtapRequest { command: 2, params: got } => {
+                assert_eq!(got, &params[..len])
+            }
+            other => panic!("{other:?}"),
+        }
+        phone.respond_ctap_into(0, &params[..len], &mut response).unwrap();
+        match awaiting.receive(&response).unwrap() {
+            DesktopEvent::CtapResponse { status: 0, body } => assert_eq!(body, &params[..len]),
+            other => panic!("{other:?}"),
+        }
+    }
 }

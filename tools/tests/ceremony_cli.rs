@@ -9,7 +9,6 @@ use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use serde_json::Value;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -54,12 +53,7 @@ async fn register_json_lines_with_virtual_phone_then_links() {
         cfg.advert_interval = Duration::from_millis(20);
         cfg.offer_linking = true;
         cfg.name = "CLI Phone".into();
-        let mut phone = VirtualPhone::new(
-            cfg,
-            PhoneState::new(&mut rand::rngs::OsRng),
-            None,
-            Arc::new(|_, _| {}),
-        );
+        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
         let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 events.push(serde_json::from_str(&line).unwrap());

@@ -16,7 +16,6 @@ use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServe
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UnixDatagram;
@@ -59,7 +58,7 @@ impl Rig {
         c.presence_delay = presence_delay;
         c.desktop_timeout = Duration::from_secs(10);
         c.idle_timeout = Duration::from_secs(10);
-        VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(|_, _| {}))
+        VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, None)
     }
 
     /// `cablebridge register --json --advert-source <spec>` against this rig.

@@ -10,7 +10,6 @@ use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use serde_json::Value;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -210,12 +209,7 @@ async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
         cfg.sink = AdvertSinkSpec::Unix(sock.clone());
         cfg.advert_interval = Duration::from_millis(20);
         cfg.backup_eligible = true;
-        let mut phone = VirtualPhone::new(
-            cfg,
-            PhoneState::new(&mut rand::rngs::OsRng),
-            None,
-            Arc::new(|_, _| {}),
-        );
+        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
         let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 events.push(serde_json::from_str(&line).unwrap());

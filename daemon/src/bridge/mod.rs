@@ -38,10 +38,11 @@
 pub mod policy;
 pub mod qr_image;
 
+use crate::ceremony::{CeremonyEvent, Events};
 use crate::ctap::{Call, CtapError, CtapHidDevice, DeviceProgress, OpenOptions};
 use crate::hid::{DeviceAddress, HidDevice};
 use crate::phone::backend::{BackendCtx, CtapBackend, CtapReply};
-use crate::phone::{Phone, PhoneConfig, PhoneError, PhoneState, Progress, ProgressFn};
+use crate::phone::{Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneState};
 use cablebridge_protocol::ctap2::{self, GetInfo, StatusCode};
 use cablebridge_protocol::ctaphid::{Capabilities, Command as HidCommand};
 use cablebridge_protocol::Stage;
@@ -141,8 +142,8 @@ impl KeyBackend {
     }
 
     /// The `key_ready` progress event describing this key.
-    pub fn ready_event(&self) -> Progress {
-        Progress::KeyReady {
+    pub fn ready_event(&self) -> PhoneEvent {
+        PhoneEvent::KeyReady {
             device: self.path().to_owned(),
             aaguid: hex::encode(self.key_info.aaguid),
             removed: policy::removed_options(&self.key_info),
@@ -166,7 +167,7 @@ impl KeyBackend {
         let mut progress = |p: DeviceProgress| {
             if p == DeviceProgress::TouchNeeded && !told {
                 told = true;
-                emit(Progress::KeyWaiting { what: what.clone() });
+                emit(PhoneEvent::KeyWaiting { what: what.clone() });
             }
         };
         let timeout = self.request_timeout;
@@ -178,13 +179,13 @@ impl KeyBackend {
         match self.dev.transact(HidCommand::Cbor, request, &mut call).await {
             Ok(answer) => {
                 let Some((&status, body)) = answer.split_first() else {
-                    emit(Progress::Warning {
+                    emit(PhoneEvent::Warning {
                         message: format!("the key answered {} with nothing", command.name()),
                     });
                     return Ok(CtapReply::status(StatusCode::OtherError.to_u8()));
                 };
                 if pin_status(StatusCode::from_u8(status)) {
-                    emit(Progress::Warning {
+                    emit(PhoneEvent::Warning {
                         message: format!(
                             "the key refused {} with {}: this key requires a PIN, which cannot \
                              be entered over hybrid",
@@ -196,7 +197,7 @@ impl KeyBackend {
                 Ok(CtapReply { status, body: body.to_vec() })
             }
             Err(CtapError::Timeout { .. }) => {
-                emit(Progress::Warning {
+                emit(PhoneEvent::Warning {
                     message: format!(
                         "the key was not touched within {} s; answering USER_ACTION_TIMEOUT",
                         timeout.as_secs()
@@ -238,7 +239,7 @@ impl CtapBackend for KeyBackend {
             Err(refusal) => {
                 let byte = request.first().copied().unwrap_or_default();
                 tracing::warn!(command = byte, reason = %refusal.reason, "request refused");
-                (ctx.emit)(Progress::Refused {
+                (ctx.emit)(PhoneEvent::Refused {
                     command: ctap2::Command::from_u8(byte),
                     status: refusal.status,
                     reason: refusal.reason,
@@ -248,14 +249,14 @@ impl CtapBackend for KeyBackend {
             }
         };
         let command = checked.command;
-        (ctx.emit)(Progress::Forwarding {
+        (ctx.emit)(PhoneEvent::Forwarding {
             command: command.name().to_owned(),
             rp_id: checked.rp_id.clone(),
         });
         if command == ctap2::Command::MakeCredential
             && policy::needs_pin_for_make_credential(&self.key_info)
         {
-            (ctx.emit)(Progress::Warning {
+            (ctx.emit)(PhoneEvent::Warning {
                 message: "this key requires a PIN, which cannot be entered over hybrid; \
                           forwarding anyway, the key will most likely refuse"
                     .to_owned(),
@@ -267,9 +268,11 @@ impl CtapBackend for KeyBackend {
 
 /// Builds the bridge: the phone role over `backend`. Linking is never offered (the bridge has
 /// no persistent identity), and the key's `key_ready` event is emitted at once.
-pub fn bridge(mut config: PhoneConfig, backend: KeyBackend, progress: ProgressFn) -> Bridge {
+pub fn bridge(mut config: PhoneConfig, backend: KeyBackend, events: Events) -> Bridge {
     config.offer_linking = false;
-    progress(0, &backend.ready_event());
+    if let Some(sink) = &events {
+        sink.emit(&CeremonyEvent::Phone { elapsed_ms: 0, event: backend.ready_event() });
+    }
     let state = PhoneState::new(&mut rand::rngs::OsRng);
-    Phone::with_backend(config, state, None, backend, progress)
+    Phone::with_backend(config, state, None, backend, events)
 }

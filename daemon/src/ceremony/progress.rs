@@ -5,6 +5,8 @@
 //! ceremony, `stage_ms` is the time spent in that stage), `Warning` (something went wrong without
 //! ending the ceremony), and last `Result` or `Error`. [`CeremonyEvent::to_json`] is the CLI's
 //! `--json` line for each (the daemon's `ceremony.event` notifications carry the same objects).
+//! The phone side (virtual phone, bridge) emits `Phone` events through the same [`EventSink`],
+//! so one sink type subscribes to every kind of session.
 //! [`Timings`] collects stage times for the result's `timings_ms`. An error names the stage that
 //! was *in progress* (the one after the last finished stage). Stage names are stable snake_case
 //! strings: they appear in JSON output and scripts match on them.
@@ -13,6 +15,7 @@
 //! task. Sinks must not block; the ceremony keeps running whatever the sink does. The
 //! [`StageClock`] is the per-ceremony helper that turns "stage finished" into events.
 
+use crate::phone::PhoneEvent;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -170,13 +173,21 @@ pub enum CeremonyEvent {
     Result(Box<super::CeremonyOutcome>),
     /// The ceremony failed.
     Error(super::CeremonyError),
+    /// A step of a phone-side session (virtual phone, USB-key bridge); its `--json` line is the
+    /// phone's own ([`PhoneEvent::to_json`]), unchanged.
+    Phone {
+        /// Milliseconds since the phone started.
+        elapsed_ms: u64,
+        /// What happened.
+        event: PhoneEvent,
+    },
 }
 
 impl CeremonyEvent {
     /// The `--json` line of this event: `{"event":"qr","url":..}`,
     /// `{"event":"progress","stage":..,"elapsed_ms":..,"stage_ms":..[,detail fields]}`,
     /// `{"event":"warning","stage":..,"elapsed_ms":..,"message":..}`, the result object, or
-    /// `{"event":"error","stage":..,"kind":..,"message":..}`.
+    /// `{"event":"error","stage":..,"kind":..,"message":..}`; a phone event's own line.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
@@ -207,6 +218,7 @@ impl CeremonyEvent {
             }
             CeremonyEvent::Result(outcome) => outcome.to_json(),
             CeremonyEvent::Error(e) => e.to_json(),
+            CeremonyEvent::Phone { elapsed_ms, event } => event.to_json(*elapsed_ms),
         }
     }
 }

@@ -224,12 +224,7 @@ impl LabRun {
         config.presence_delay = Duration::from_millis(settings.presence_delay_ms.unwrap_or(50));
         config.desktop_timeout = Duration::from_secs(30);
         config.idle_timeout = Duration::from_secs(30);
-        let phone = VirtualPhone::new(
-            config,
-            PhoneState::new(&mut rand::rngs::OsRng),
-            None,
-            Arc::new(|_, _| {}),
-        );
+        let phone = VirtualPhone::new(config, PhoneState::new(&mut rand::rngs::OsRng), None, None);
         Ok(VirtualRig { server, phone, advert_path, dir })
     }
 

@@ -12,7 +12,7 @@
 //! What it is not: a CTAP transport abstraction for the desktop side (see `crate::ctap`).
 
 use super::error::PhoneError;
-use super::progress::Progress;
+use super::progress::PhoneEvent;
 use cablebridge_protocol::authenticator::{
     Authenticator, CredentialStore, Ctx, MemoryStore, PersistentState, PresenceOutcome,
     PresencePolicy, Step,
@@ -44,7 +44,7 @@ impl CtapReply {
 /// What a backend gets while answering one request.
 pub struct BackendCtx<'a> {
     /// Emits a progress event (timestamped by the session).
-    pub emit: &'a (dyn Fn(Progress) + Send + Sync),
+    pub emit: &'a (dyn Fn(PhoneEvent) + Send + Sync),
     /// Fires when the answer is no longer wanted (desktop left, Ctrl-C): stop waiting for the
     /// user and cancel the authenticator's operation.
     pub cancel: &'a CancellationToken,
@@ -110,7 +110,7 @@ impl SoftwareBackend {
             Step::Done(response) => response,
             Step::Pending(op) => {
                 let delay = self.presence_delay;
-                (ctx.emit)(Progress::PresenceRequested {
+                (ctx.emit)(PhoneEvent::PresenceRequested {
                     rp_id: op.request().rp_id.clone(),
                     delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 });

@@ -36,9 +36,10 @@ pub mod sink;
 pub mod state;
 
 pub use error::PhoneError;
-pub use progress::{Progress, ProgressFn};
+pub use progress::{phone_sink, PhoneEvent};
 pub use state::{Contact, PhoneState};
 
+use crate::ceremony::Events;
 use crate::tunnel::client::ConnectOptions;
 use backend::{CtapBackend, SoftwareBackend};
 use cablebridge_protocol::authenticator::{
@@ -184,7 +185,7 @@ pub struct Phone<B: CtapBackend> {
     state: PhoneState,
     state_path: Option<PathBuf>,
     backend: B,
-    progress: ProgressFn,
+    events: Events,
     started: Instant,
     shutdown: CancellationToken,
 }
@@ -209,14 +210,14 @@ impl<B: CtapBackend> Phone<B> {
         state: PhoneState,
         state_path: Option<PathBuf>,
         backend: B,
-        progress: ProgressFn,
+        events: Events,
     ) -> Self {
         Phone {
             config,
             state,
             state_path,
             backend,
-            progress,
+            events,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
         }
@@ -259,9 +260,9 @@ impl<B: CtapBackend> Phone<B> {
         }
     }
 
-    fn emit(&self, event: Progress) {
+    fn emit(&self, event: PhoneEvent) {
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        (self.progress)(elapsed, &event);
+        progress::emit_to(&self.events, elapsed, event);
     }
 }
 
@@ -271,7 +272,7 @@ impl VirtualPhone {
         config: PhoneConfig,
         state: PhoneState,
         state_path: Option<PathBuf>,
-        progress: ProgressFn,
+        events: Events,
     ) -> Self {
         let auth_config = Config {
             aaguid: config.aaguid,
@@ -283,16 +284,16 @@ impl VirtualPhone {
         let authenticator =
             Authenticator::new(auth_config, store, &mut rand::rngs::OsRng, Instant::now());
         let backend = SoftwareBackend::new(authenticator, config.presence_delay);
-        Phone::with_backend(config, state, state_path, backend, progress)
+        Phone::with_backend(config, state, state_path, backend, events)
     }
 
     /// Loads (or creates) the state at `path` and builds the phone.
     pub fn with_state_file(
         config: PhoneConfig,
         path: PathBuf,
-        progress: ProgressFn,
+        events: Events,
     ) -> Result<Self, PhoneError> {
         let state = PhoneState::load_or_new(&path, &mut rand::rngs::OsRng)?;
-        Ok(Self::new(config, state, Some(path), progress))
+        Ok(Self::new(config, state, Some(path), events))
     }
 }

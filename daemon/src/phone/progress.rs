@@ -1,18 +1,40 @@
-//! Progress events of the virtual phone, for humans (stderr lines) and machines (JSON lines with
-//! an `event` field). Nothing secret goes in here: no keys, no link secrets, no full contact ids.
+//! Events of the phone side (virtual phone and USB-key bridge), for humans (stderr lines) and
+//! machines (JSON lines with an `event` field). Nothing secret goes in here: no keys, no link
+//! secrets, no full contact ids.
+//!
+//! They travel through the same [`EventSink`](crate::ceremony::EventSink) as ceremony events, wrapped in
+//! [`CeremonyEvent::Phone`] with the milliseconds since the phone started, so one sink type
+//! subscribes to desktop ceremonies and phone sessions alike. [`phone_sink`] adapts a closure
+//! that only cares about phone events.
 
+use crate::ceremony::{CeremonyEvent, Events};
 use crate::tunnel::client::redact_url;
 use cablebridge_protocol::ctap2::{Command, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Receives `(elapsed milliseconds since the phone started, event)`.
-pub type ProgressFn = Arc<dyn Fn(u64, &Progress) + Send + Sync>;
+/// An [`Events`] sink that calls `f(elapsed_ms, event)` for each [`CeremonyEvent::Phone`] and
+/// ignores every other event.
+pub fn phone_sink(f: impl Fn(u64, &PhoneEvent) + Send + Sync + 'static) -> Events {
+    let sink = move |event: &CeremonyEvent| {
+        if let CeremonyEvent::Phone { elapsed_ms, event } = event {
+            f(*elapsed_ms, event)
+        }
+    };
+    Some(Arc::new(sink))
+}
 
-/// One step of a phone session.
+/// Sends `event` to `events` (if anyone watches) as a [`CeremonyEvent::Phone`].
+pub(crate) fn emit_to(events: &Events, elapsed_ms: u64, event: PhoneEvent) {
+    if let Some(sink) = events {
+        sink.emit(&CeremonyEvent::Phone { elapsed_ms, event });
+    }
+}
+
+/// One step of a phone (or bridge) session.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
+pub enum PhoneEvent {
     /// Opening the tunnel (`/cable/new`, `/cable/listen`).
     Connecting {
         /// The path opened. Rendered (JSON, human) without its ids, which let someone occupy
@@ -137,70 +159,70 @@ pub enum Progress {
     },
 }
 
-impl Progress {
+impl PhoneEvent {
     /// The `event` name.
     pub fn name(&self) -> &'static str {
         match self {
-            Progress::Connecting { .. } => "connecting",
-            Progress::TunnelOpen { .. } => "tunnel_open",
-            Progress::Advertising { .. } => "advertising",
-            Progress::HandshakeDone => "handshake_done",
-            Progress::PostHandshakeSent => "post_handshake_sent",
-            Progress::LinkingSent { .. } => "linking_sent",
-            Progress::Request { .. } => "request",
-            Progress::PresenceRequested { .. } => "presence_requested",
-            Progress::Responded { .. } => "responded",
-            Progress::FaultInjected { .. } => "fault_injected",
-            Progress::Listening { .. } => "listening",
-            Progress::DesktopArrived { .. } => "desktop_arrived",
-            Progress::SessionFailed { .. } => "session_failed",
-            Progress::ListenRetry { .. } => "listen_retry",
-            Progress::Closed { .. } => "closed",
-            Progress::KeyReady { .. } => "key_ready",
-            Progress::KeyWaiting { .. } => "key_waiting",
-            Progress::Refused { .. } => "refused",
-            Progress::Forwarding { .. } => "forwarding",
-            Progress::Warning { .. } => "warning",
+            PhoneEvent::Connecting { .. } => "connecting",
+            PhoneEvent::TunnelOpen { .. } => "tunnel_open",
+            PhoneEvent::Advertising { .. } => "advertising",
+            PhoneEvent::HandshakeDone => "handshake_done",
+            PhoneEvent::PostHandshakeSent => "post_handshake_sent",
+            PhoneEvent::LinkingSent { .. } => "linking_sent",
+            PhoneEvent::Request { .. } => "request",
+            PhoneEvent::PresenceRequested { .. } => "presence_requested",
+            PhoneEvent::Responded { .. } => "responded",
+            PhoneEvent::FaultInjected { .. } => "fault_injected",
+            PhoneEvent::Listening { .. } => "listening",
+            PhoneEvent::DesktopArrived { .. } => "desktop_arrived",
+            PhoneEvent::SessionFailed { .. } => "session_failed",
+            PhoneEvent::ListenRetry { .. } => "listen_retry",
+            PhoneEvent::Closed { .. } => "closed",
+            PhoneEvent::KeyReady { .. } => "key_ready",
+            PhoneEvent::KeyWaiting { .. } => "key_waiting",
+            PhoneEvent::Refused { .. } => "refused",
+            PhoneEvent::Forwarding { .. } => "forwarding",
+            PhoneEvent::Warning { .. } => "warning",
         }
     }
 
     /// One JSON object: `{"event": name, "elapsed_ms": n, ...fields}`.
     pub fn to_json(&self, elapsed_ms: u64) -> Value {
         let mut v = match self {
-            Progress::Connecting { path } => json!({ "path": redact_url(path) }),
-            Progress::TunnelOpen { routing_id } => json!({ "routing_id": routing_id }),
-            Progress::Advertising { sink, advert } => json!({ "sink": sink, "advert": advert }),
-            Progress::HandshakeDone | Progress::PostHandshakeSent => json!({}),
-            Progress::LinkingSent { link_id } => json!({ "link_id": link_id }),
-            Progress::Request { command } => json!({ "command": command }),
-            Progress::PresenceRequested { rp_id, delay_ms } => {
+            PhoneEvent::Connecting { path } => json!({ "path": redact_url(path) }),
+            PhoneEvent::TunnelOpen { routing_id } => json!({ "routing_id": routing_id }),
+            PhoneEvent::Advertising { sink, advert } => json!({ "sink": sink, "advert": advert }),
+            PhoneEvent::HandshakeDone | PhoneEvent::PostHandshakeSent => json!({}),
+            PhoneEvent::LinkingSent { link_id } => json!({ "link_id": link_id }),
+            PhoneEvent::Request { command } => json!({ "command": command }),
+            PhoneEvent::PresenceRequested { rp_id, delay_ms } => {
                 json!({ "rp_id": rp_id, "delay_ms": delay_ms })
             }
-            Progress::Responded { status } => json!({ "status": status }),
-            Progress::FaultInjected { what } => json!({ "what": what }),
-            Progress::Listening { contact } => json!({ "contact": contact }),
-            Progress::DesktopArrived { link_id, known } => {
+            PhoneEvent::Responded { status } => json!({ "status": status }),
+            PhoneEvent::FaultInjected { what } => json!({ "what": what }),
+            PhoneEvent::Listening { contact } => json!({ "contact": contact }),
+            PhoneEvent::DesktopArrived { link_id, known } => {
                 json!({ "link_id": link_id, "known": known })
             }
-            Progress::SessionFailed { stage, reason } => {
+            PhoneEvent::SessionFailed { stage, reason } => {
                 json!({ "stage": stage, "reason": reason })
             }
-            Progress::ListenRetry { contact, after_ms, reason } => {
+            PhoneEvent::ListenRetry { contact, after_ms, reason } => {
                 json!({ "contact": contact, "after_ms": after_ms, "reason": reason })
             }
-            Progress::Closed { reason } => json!({ "reason": reason }),
-            Progress::KeyReady { device, aaguid, removed, pin_needed } => json!({
+            PhoneEvent::Closed { reason } => json!({ "reason": reason }),
+            PhoneEvent::KeyReady { device, aaguid, removed, pin_needed } => json!({
                 "device": device, "aaguid": aaguid, "removed": removed, "pin_needed": pin_needed,
             }),
-            Progress::KeyWaiting { what } => json!({ "what": what }),
-            Progress::Refused { command, status, reason, rp_id } => {
+            PhoneEvent::KeyWaiting { what } => json!({ "what": what }),
+            PhoneEvent::Refused { command, status, reason, rp_id } => {
                 let (command, status) = (command.to_u8(), status.to_u8());
                 json!({ "command": command, "status": status, "reason": reason, "rp_id": rp_id })
             }
-            Progress::Forwarding { command, rp_id } => {
+            PhoneEvent::Forwarding { command, rp_id } => {
                 json!({ "command": command, "rp_id": rp_id })
             }
-            Progress::Warning { message } => json!({ "message": message }),
+            PhoneEvent::Warning { message } => json!({ "message": message }),
         };
         if let Value::Object(map) = &mut v {
             map.insert("event".into(), self.name().into());
@@ -212,57 +234,59 @@ impl Progress {
     /// One human line.
     pub fn to_human(&self, elapsed_ms: u64) -> String {
         let what = match self {
-            Progress::Connecting { path } => format!("connecting to tunnel {}", redact_url(path)),
-            Progress::TunnelOpen { routing_id: Some(r) } => format!("tunnel open, routing id {r}"),
-            Progress::TunnelOpen { routing_id: None } => "tunnel open".to_owned(),
-            Progress::Advertising { sink, advert } => format!("advertising {advert} on {sink}"),
-            Progress::HandshakeDone => "handshake done, advertising stopped".to_owned(),
-            Progress::PostHandshakeSent => "post-handshake message (getInfo) sent".to_owned(),
-            Progress::LinkingSent { link_id } => format!("linking info sent (link id {link_id})"),
-            Progress::Request { command } => format!("CTAP request {command:#04x}"),
-            Progress::PresenceRequested { rp_id, delay_ms } => format!(
+            PhoneEvent::Connecting { path } => format!("connecting to tunnel {}", redact_url(path)),
+            PhoneEvent::TunnelOpen { routing_id: Some(r) } => {
+                format!("tunnel open, routing id {r}")
+            }
+            PhoneEvent::TunnelOpen { routing_id: None } => "tunnel open".to_owned(),
+            PhoneEvent::Advertising { sink, advert } => format!("advertising {advert} on {sink}"),
+            PhoneEvent::HandshakeDone => "handshake done, advertising stopped".to_owned(),
+            PhoneEvent::PostHandshakeSent => "post-handshake message (getInfo) sent".to_owned(),
+            PhoneEvent::LinkingSent { link_id } => format!("linking info sent (link id {link_id})"),
+            PhoneEvent::Request { command } => format!("CTAP request {command:#04x}"),
+            PhoneEvent::PresenceRequested { rp_id, delay_ms } => format!(
                 "user presence for {} (approving in {delay_ms} ms)",
                 rp_id.as_deref().unwrap_or("?")
             ),
-            Progress::Responded { status } => format!("CTAP response status {status:#04x}"),
-            Progress::FaultInjected { what } => format!("fault injected: {what}"),
-            Progress::Listening { contact } => {
+            PhoneEvent::Responded { status } => format!("CTAP response status {status:#04x}"),
+            PhoneEvent::FaultInjected { what } => format!("fault injected: {what}"),
+            PhoneEvent::Listening { contact } => {
                 format!("listening for desktops on contact {contact}…")
             }
-            Progress::DesktopArrived { link_id, known: true } => {
+            PhoneEvent::DesktopArrived { link_id, known: true } => {
                 format!("desktop arrived for link {link_id}")
             }
-            Progress::DesktopArrived { link_id, known: false } => {
+            PhoneEvent::DesktopArrived { link_id, known: false } => {
                 format!("desktop arrived for unknown link {link_id}; refusing")
             }
-            Progress::SessionFailed { stage, reason } => {
+            PhoneEvent::SessionFailed { stage, reason } => {
                 format!("linked session failed at {stage}: {reason}; still serving")
             }
-            Progress::ListenRetry { contact, after_ms, reason } => {
+            PhoneEvent::ListenRetry { contact, after_ms, reason } => {
                 format!(
                     "listening on contact {contact} failed ({reason}); retrying in {after_ms} ms"
                 )
             }
-            Progress::Closed { reason } => format!("session closed: {reason}"),
-            Progress::KeyReady { device, aaguid, removed, pin_needed } => format!(
+            PhoneEvent::Closed { reason } => format!("session closed: {reason}"),
+            PhoneEvent::KeyReady { device, aaguid, removed, pin_needed } => format!(
                 "key {device} ready (AAGUID {aaguid}; withheld from the desktop: {}){}",
                 if removed.is_empty() { "nothing".to_owned() } else { removed.join(", ") },
                 if *pin_needed { "; WARNING: it has a PIN, registrations will fail" } else { "" }
             ),
-            Progress::KeyWaiting { what } => what.clone(),
-            Progress::Refused { command, status, reason, rp_id } => format!(
+            PhoneEvent::KeyWaiting { what } => what.clone(),
+            PhoneEvent::Refused { command, status, reason, rp_id } => format!(
                 "refused CTAP request {:#04x}{} with status {:#04x}: {reason}",
                 command.to_u8(),
                 rp_id.as_deref().map(|rp| format!(" for {rp}")).unwrap_or_default(),
                 status.to_u8()
             ),
-            Progress::Forwarding { command, rp_id: Some(rp) } => {
+            PhoneEvent::Forwarding { command, rp_id: Some(rp) } => {
                 format!("{command} for relying party {rp}: forwarding to the key")
             }
-            Progress::Forwarding { command, rp_id: None } => {
+            PhoneEvent::Forwarding { command, rp_id: None } => {
                 format!("{command}: forwarding to the key")
             }
-            Progress::Warning { message } => format!("warning: {message}"),
+            PhoneEvent::Warning { message } => format!("warning: {message}"),
         };
         format!("[{elapsed_ms:>6} ms] phone: {what}")
     }
@@ -274,14 +298,38 @@ mod tests {
 
     #[test]
     fn json_has_event_and_elapsed() {
-        let v = Progress::Responded { status: 0x27 }.to_json(12);
+        let v = PhoneEvent::Responded { status: 0x27 }.to_json(12);
         assert_eq!(v, json!({"event": "responded", "elapsed_ms": 12, "status": 0x27}));
-        assert!(Progress::HandshakeDone.to_human(5).contains("handshake done"));
+        assert!(PhoneEvent::HandshakeDone.to_human(5).contains("handshake done"));
+    }
+
+    #[test]
+    fn phone_events_share_the_ceremony_sink_and_json() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = std::sync::Arc::clone(&seen);
+        let events = phone_sink(move |ms, p| {
+            if let Ok(mut seen) = s2.lock() {
+                seen.push((ms, p.clone()));
+            }
+        });
+        emit_to(&events, 7, PhoneEvent::HandshakeDone);
+        // A ceremony event on the same sink is not a phone event: the adapter skips it.
+        if let Some(sink) = &events {
+            sink.emit(&CeremonyEvent::Qr { url: "FIDO:/1".into() });
+        }
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(seen, vec![(7, PhoneEvent::HandshakeDone)]);
+        // The wire line of the wrapped event is the phone's own line, unchanged.
+        let wrapped =
+            CeremonyEvent::Phone { elapsed_ms: 12, event: PhoneEvent::Responded { status: 0x27 } };
+        assert_eq!(wrapped.to_json(), PhoneEvent::Responded { status: 0x27 }.to_json(12));
+        emit_to(&None, 1, PhoneEvent::HandshakeDone);
     }
 
     #[test]
     fn tunnel_paths_are_shown_without_ids() {
-        let p = Progress::Connecting { path: "/cable/new/00112233445566778899AABBCCDDEEFF".into() };
+        let p =
+            PhoneEvent::Connecting { path: "/cable/new/00112233445566778899AABBCCDDEEFF".into() };
         assert_eq!(p.to_json(1)["path"], "/cable/new/…");
         let human = p.to_human(1);
         assert!(human.ends_with("connecting to tunnel /cable/new/…"), "{human}");

@@ -5,7 +5,7 @@
 
 use super::backend::{BackendCtx, CtapBackend, CtapReply};
 use super::fault::{FramePolicy, Outgoing, Verdict};
-use super::progress::Progress;
+use super::progress::PhoneEvent;
 use super::sink::{AdvertSink, Advertiser};
 use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
@@ -52,17 +52,17 @@ struct Listener<E> {
     arrivals: mpsc::Sender<Arrival>,
 }
 
-impl<E: Fn(Progress) + Send + Sync + 'static> Listener<E> {
+impl<E: Fn(PhoneEvent) + Send + Sync + 'static> Listener<E> {
     /// Runs until the session loop is gone or the server revoked/refused the contact.
     async fn run(mut self) {
         self.connect.extra_headers.extend(std::mem::take(&mut self.headers));
         let short = hex::encode(self.contact_id.get(..4).unwrap_or_default());
         let mut backoff = BACKOFF_INITIAL;
         loop {
-            (self.emit)(Progress::Connecting { path: format!("/cable/listen/{short}…") });
+            (self.emit)(PhoneEvent::Connecting { path: format!("/cable/listen/{short}…") });
             let failure = match connect(&self.url, &self.connect).await {
                 Ok(mut conn) => {
-                    (self.emit)(Progress::Listening { contact: short.clone() });
+                    (self.emit)(PhoneEvent::Listening { contact: short.clone() });
                     match conn.await_client_payload().await {
                         Ok(payload) => {
                             backoff = BACKOFF_INITIAL;
@@ -90,12 +90,12 @@ impl<E: Fn(Progress) + Send + Sync + 'static> Listener<E> {
             };
             if matches!(status, Some(403 | 410)) {
                 // Revoked, or the server does not accept our credential: retrying cannot help.
-                (self.emit)(Progress::Warning {
+                (self.emit)(PhoneEvent::Warning {
                     message: format!("stopped listening on contact {short}: {failure}"),
                 });
                 return;
             }
-            (self.emit)(Progress::ListenRetry {
+            (self.emit)(PhoneEvent::ListenRetry {
                 contact: short.clone(),
                 after_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                 reason: failure.to_string(),
@@ -146,17 +146,17 @@ impl<B: CtapBackend> Phone<B> {
     pub async fn run_qr(&mut self, qr: &QrPayload) -> Result<SessionSummary, PhoneError> {
         let mut summary = SessionSummary::default();
         if self.config.faults.never_connect {
-            self.emit(Progress::FaultInjected { what: "never-connect".into() });
+            self.emit(PhoneEvent::FaultInjected { what: "never-connect".into() });
             tokio::time::sleep(self.config.desktop_timeout).await;
             summary.fault_injected = true;
             return Ok(summary);
         }
         let path = TunnelPath::New { tunnel_id: qr.tunnel_id() };
-        self.emit(Progress::Connecting { path: path.to_path() });
+        self.emit(PhoneEvent::Connecting { path: path.to_path() });
         let mut conn = connect(&url(&self.config.tunnel_base, &path), &self.config.connect).await?;
         let routing = conn.routing_id().ok_or(TunnelClientError::MissingRoutingId)?;
         summary.routing_id = Some(routing.to_hex());
-        self.emit(Progress::TunnelOpen { routing_id: Some(routing.to_hex()) });
+        self.emit(PhoneEvent::TunnelOpen { routing_id: Some(routing.to_hex()) });
 
         let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
         let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
@@ -173,9 +173,9 @@ impl<B: CtapBackend> Phone<B> {
     /// desktop, each proving the contact's listen secret) and serves desktops that arrive with a
     /// link this phone issued, one session at a time, until `max_sessions` desktops arrived (or
     /// forever). One desktop cannot take the service down: a malformed client payload, an unknown
-    /// link or a failed session is reported ([`Progress::SessionFailed`]) and the phone carries
+    /// link or a failed session is reported ([`PhoneEvent::SessionFailed`]) and the phone carries
     /// on; a listener whose connection fails retries with exponential backoff
-    /// ([`Progress::ListenRetry`]). Only Ctrl-C ([`Phone::shutdown_token`]) or every contact being
+    /// ([`PhoneEvent::ListenRetry`]). Only Ctrl-C ([`Phone::shutdown_token`]) or every contact being
     /// revoked/refused by the server ends it early.
     pub async fn serve_links(&mut self, max_sessions: Option<u32>) -> Result<u32, PhoneError> {
         if self.state.contacts.is_empty() {
@@ -214,7 +214,7 @@ impl<B: CtapBackend> Phone<B> {
             match self.serve_arrival(arrival).await {
                 Ok(_) => {}
                 Err(e @ PhoneError::Cancelled { .. }) => return Err(e),
-                Err(e) => self.emit(Progress::SessionFailed {
+                Err(e) => self.emit(PhoneEvent::SessionFailed {
                     stage: e.stage().as_str().to_owned(),
                     reason: e.to_string(),
                 }),
@@ -237,7 +237,7 @@ impl<B: CtapBackend> Phone<B> {
         };
         let secret = self.state.link_secret(&contact_id, &payload.link_id);
         let link_id = hex::encode(payload.link_id);
-        self.emit(Progress::DesktopArrived { link_id: link_id.clone(), known: secret.is_some() });
+        self.emit(PhoneEvent::DesktopArrived { link_id: link_id.clone(), known: secret.is_some() });
         let Some(secret) = secret else {
             let _ = conn.close().await;
             return Err(PhoneError::UnknownLink { link_id });
@@ -305,7 +305,7 @@ impl<B: CtapBackend> Phone<B> {
             .await
             .map_err(|source| PhoneError::Sink { sink: spec.to_string(), source })?;
         let advertiser = Advertiser::start(sink, advert.to_vec(), self.config.advert_interval);
-        self.emit(Progress::Advertising { sink: spec.to_string(), advert: hex::encode(advert) });
+        self.emit(PhoneEvent::Advertising { sink: spec.to_string(), advert: hex::encode(advert) });
         let waited = tokio::time::timeout(self.config.desktop_timeout, conn.recv()).await;
         advertiser.stop().await;
         let stage = Stage::Handshake;
@@ -330,14 +330,14 @@ impl<B: CtapBackend> Phone<B> {
             return self.inject(out, summary, &what).await;
         }
         summary.frames_sent = out.sent();
-        self.emit(Progress::HandshakeDone);
+        self.emit(PhoneEvent::HandshakeDone);
 
         let get_info = self.get_info().await?;
         let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
         if let Sent::FaultClose(what) = out.send(Outgoing::PostHandshake, &mut post).await? {
             return self.inject(out, summary, &what).await;
         }
-        self.emit(Progress::PostHandshakeSent);
+        self.emit(PhoneEvent::PostHandshakeSent);
 
         if offer_linking {
             let (mut frame, link_id) = self.linking_update(&mut open)?;
@@ -346,7 +346,7 @@ impl<B: CtapBackend> Phone<B> {
             if let Sent::FaultClose(what) = out.send(Outgoing::Linking, &mut frame).await? {
                 return self.inject(out, summary, &what).await;
             }
-            self.emit(Progress::LinkingSent { link_id });
+            self.emit(PhoneEvent::LinkingSent { link_id });
         }
         self.request_loop(open, out, summary).await
     }
@@ -406,9 +406,9 @@ impl<B: CtapBackend> Phone<B> {
                     .into())
                 }
             };
-            self.emit(Progress::Request { command });
+            self.emit(PhoneEvent::Request { command });
             let CtapReply { status, body } = if out.policy.denies_ctap() {
-                self.emit(Progress::FaultInjected { what: "ctap: denied".into() });
+                self.emit(PhoneEvent::FaultInjected { what: "ctap: denied".into() });
                 summary.fault_injected = true;
                 CtapReply::status(OPERATION_DENIED)
             } else {
@@ -419,7 +419,7 @@ impl<B: CtapBackend> Phone<B> {
             summary.last_status = Some(status);
             let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
             summary.frames_sent = out.sent();
-            self.emit(Progress::Responded { status });
+            self.emit(PhoneEvent::Responded { status });
             if let Sent::FaultClose(what) = sent {
                 return self.inject(out, summary, &what).await;
             }
@@ -427,17 +427,17 @@ impl<B: CtapBackend> Phone<B> {
         summary.frames_sent = out.sent();
         let _ = out.conn.close().await;
         self.save()?;
-        self.emit(Progress::Closed { reason: reason.into() });
+        self.emit(PhoneEvent::Closed { reason: reason.into() });
         Ok(summary)
     }
 
     /// A progress emitter the backend can hold while `self.backend` is borrowed mutably.
-    fn emitter(&self) -> impl Fn(Progress) + Send + Sync + 'static {
-        let progress = self.progress.clone();
+    fn emitter(&self) -> impl Fn(PhoneEvent) + Send + Sync + 'static {
+        let events = self.events.clone();
         let started = self.started;
-        move |event: Progress| {
+        move |event: PhoneEvent| {
             let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            progress(elapsed, &event);
+            super::progress::emit_to(&events, elapsed, event);
         }
     }
 
@@ -486,7 +486,7 @@ impl<B: CtapBackend> Phone<B> {
     ) -> Result<SessionSummary, PhoneError> {
         summary.fault_injected = true;
         summary.frames_sent = out.sent();
-        self.emit(Progress::FaultInjected { what: what.into() });
+        self.emit(PhoneEvent::FaultInjected { what: what.into() });
         let _ = out.conn.close().await;
         self.save()?;
         Ok(summary)

@@ -8,7 +8,7 @@
 //! and exits 1. The getInfo the desktop sees omits the key's PIN machinery: PIN/UV auth is never
 //! run over hybrid (see the module docs of `cablebridged::bridge`).
 
-use crate::cmd::phone::{stderr_progress, PhoneSideArgs};
+use crate::cmd::phone::{stderr_events, PhoneSideArgs};
 use crate::cmd::qr_input::read_qr;
 use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
@@ -91,7 +91,7 @@ pub fn run(args: &BridgeArgs, json: bool) -> Result<Report, CmdError> {
         request_timeout: Duration::from_secs(args.touch_timeout_secs),
         ..BridgeConfig::default()
     };
-    let progress = stderr_progress(json);
+    let progress = stderr_events(json);
     runtime()?.block_on(async move {
         let cancel = CancellationToken::new();
         let opened = tokio::select! {

@@ -169,6 +169,9 @@ impl Renderer {
             CeremonyEvent::Warning { elapsed_ms, message, .. } => {
                 format!("[{elapsed_ms:>6} ms] warning: {message}\n")
             }
+            CeremonyEvent::Phone { elapsed_ms, event } => {
+                format!("{}\n", event.to_human(*elapsed_ms))
+            }
             CeremonyEvent::Qr { url } => {
                 let mut out = String::new();
                 if let Ok(drawing) = render_terminal(url) {

@@ -16,14 +16,13 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Every stage of the demo is loopback work: a few seconds is already generous.
@@ -115,11 +114,8 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     phone_config.presence_delay = Duration::from_millis(args.user_presence_delay_ms);
     phone_config.desktop_timeout = STAGE_TIMEOUT;
     phone_config.idle_timeout = STAGE_TIMEOUT;
-    let phone_progress = Arc::new(move |ms: u64, p: &Progress| {
-        if !json {
-            let _ = writeln!(std::io::stderr(), "{}", p.to_human(ms));
-        }
-    });
+    // Human phone lines on stderr; with --json only the desktop ceremony's lines are printed.
+    let phone_progress = if json { None } else { crate::cmd::phone::stderr_events(false) };
     let mut phone = VirtualPhone::new(
         phone_config,
         PhoneState::new(&mut rand::rngs::OsRng),

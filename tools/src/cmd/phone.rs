@@ -11,10 +11,9 @@ use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::error::{Classify, Fault};
+use cablebridged::ceremony::{CeremonyEvent, Events};
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{
-    FailAt, PhoneConfig, PhoneError, PhoneState, Progress, ProgressFn, VirtualPhone,
-};
+use cablebridged::phone::{FailAt, PhoneConfig, PhoneError, PhoneState, VirtualPhone};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -142,12 +141,18 @@ impl PhoneSideArgs {
     }
 }
 
-/// Progress on stderr: JSON lines or human lines.
-pub fn stderr_progress(json: bool) -> ProgressFn {
-    Arc::new(move |ms, p: &Progress| {
-        let line = if json { p.to_json(ms).to_string() } else { p.to_human(ms) };
-        let _ = writeln!(std::io::stderr(), "{line}");
-    })
+/// Events on stderr: JSON lines ([`CeremonyEvent::to_json`]) or human lines (the same renderer
+/// as ceremonies). The phone and the bridge only emit [`CeremonyEvent::Phone`].
+pub fn stderr_events(json: bool) -> Events {
+    let sink = move |e: &CeremonyEvent| {
+        let mut err = std::io::stderr().lock();
+        let _ = if json {
+            writeln!(err, "{}", e.to_json())
+        } else {
+            write!(err, "{}", crate::cmd::ceremony::Renderer::human_text(e))
+        };
+    };
+    Some(Arc::new(sink))
 }
 
 impl PhoneArgs {
@@ -176,7 +181,7 @@ pub fn run(args: &PhoneArgs, json: bool) -> Result<Report, CmdError> {
     init_tracing("warn");
     let qr = crate::cmd::qr_input::read_qr(args.qr.as_deref(), args.qr_file.as_deref())?;
     let config = args.config()?;
-    let progress = stderr_progress(json);
+    let progress = stderr_events(json);
     let mut phone = match &args.state {
         Some(path) => {
             VirtualPhone::with_state_file(config, path.clone(), progress).map_err(phone_error)?

@@ -234,26 +234,45 @@ impl DesktopOpen {
         self.channel.receive(ciphertext, false)
     }
 
-    /// Seals the connection's one CTAP request (§8.3): `[0x01] ‖ command ‖ params`.
+    /// Seals the connection's one CTAP request (§8.3): `[0x01] ‖ command ‖ params`. One
+    /// allocation (the returned frame); [`DesktopOpen::send_ctap_into`] reuses a buffer instead.
     pub fn send_ctap(
-        mut self,
+        self,
         command: u8,
         cbor_params: &[u8],
     ) -> Result<(DesktopAwaitingResponse, Vec<u8>), SessionError> {
+        let mut out = Vec::new();
+        let next = self.send_ctap_into(command, cbor_params, &mut out)?;
+        Ok((next, out))
+    }
+
+    /// [`DesktopOpen::send_ctap`] into `out`: the frame is built and sealed in place there
+    /// (`out` is cleared first and holds exactly the sealed frame afterwards), so a buffer with
+    /// enough capacity costs no allocation.
+    pub fn send_ctap_into(
+        mut self,
+        command: u8,
+        cbor_params: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<DesktopAwaitingResponse, SessionError> {
         if command == CTAP_GET_INFO {
             return Err(SessionError::GetInfoIsLocal);
         }
         if !self.post.supports_ctap() {
             return Err(SessionError::CtapNotSupported);
         }
-        let mut payload = Vec::with_capacity(cbor_params.len() + 1);
-        payload.push(command);
-        payload.extend_from_slice(cbor_params);
-        let ct = self.channel.seal(FrameType::Ctap, &payload)?;
-        Ok((
-            DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false },
-            ct,
-        ))
+        if self.channel.failed {
+            return Err(SessionError::Failed);
+        }
+        let plaintext_len = cbor_params.len() + 2;
+        out.clear();
+        out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
+        out[0] = FrameType::Ctap as u8;
+        out[1] = command;
+        out[2..plaintext_len].copy_from_slice(cbor_params);
+        let n = self.channel.crypter.seal_in_place(out, plaintext_len)?;
+        out.truncate(n);
+        Ok(DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false })
     }
 
     /// Seals `[0x00]` and closes the sending side.
