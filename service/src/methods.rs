@@ -1,6 +1,6 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
-//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`.
+//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -8,7 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
+use cablebridged::doctor::{self, DoctorOptions, ResolveOverride};
 use cablebridged::hid::DeviceAddress;
+use cablebridged::policy::SelectedPolicy;
 use cablebridged::store::{display_name, LinkLookup, LinkStore};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -19,7 +23,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 10] = [
+pub const METHODS: [&str; 11] = [
     "version",
     "status",
     "devices.list",
@@ -30,6 +34,7 @@ pub const METHODS: [&str; 10] = [
     "ceremony.authenticate",
     "ceremony.cancel",
     "events.subscribe",
+    "doctor.run",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -141,8 +146,80 @@ pub async fn dispatch(
                 },
             }
         }
+        "doctor.run" => {
+            let opts = doctor_options(&mut p, daemon)?;
+            p.finish()?;
+            // Spawned: a resolver thread stuck in getaddrinfo or a slow scan must not hold the
+            // connection task; every step inside is bounded by step_timeout / the scan window.
+            let report = tokio::spawn(async move { doctor::run(&opts).await })
+                .await
+                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("doctor: {e}")))?;
+            plain(report.to_json())
+        }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
     }
+}
+
+/// `doctor.run`'s params, the CLI's `doctor` flags in snake_case; bad files name the field.
+fn doctor_options(p: &mut Params, daemon: &Daemon) -> Result<DoctorOptions, RpcError> {
+    let mut opts =
+        DoctorOptions { control_socket: daemon.config.socket.clone(), ..DoctorOptions::default() };
+    if let Some(n) = p.opt_u64("scan_seconds")? {
+        opts.scan_window = Duration::from_secs(n);
+    }
+    if let Some(t) = p.opt_duration("step_timeout")? {
+        if t.is_zero() {
+            return Err(RpcError::param("step_timeout", "must be more than zero"));
+        }
+        opts.step_timeout = t;
+    }
+    opts.extra_tunnel_hosts = p.strings("tunnel_host")?;
+    opts.resolve = p
+        .strings("resolve")?
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.parse::<ResolveOverride>().map_err(|e| RpcError::param(&format!("resolve[{i}]"), e))
+        })
+        .collect::<Result<_, _>>()?;
+    let probed: Vec<String> = doctor::network::hosts(&opts).into_iter().map(|(h, _)| h).collect();
+    if let Some((i, r)) = opts.resolve.iter().enumerate().find(|(_, r)| !probed.contains(&r.host)) {
+        return Err(RpcError::param(
+            &format!("resolve[{i}]"),
+            format!("names {}, which is not probed (add it to tunnel_host)", r.host),
+        ));
+    }
+    if let Some(path) = p.opt_string("ca_file")? {
+        opts.tls_roots = Some(
+            DoctorOptions::load_ca_file(Path::new(&path))
+                .map_err(|e| RpcError::param("ca_file", e))?,
+        );
+    }
+    let profile = p.opt_string("profile")?;
+    let registered = p.opt_string("registered")?;
+    match p.opt_string("policy")? {
+        Some(path) => {
+            opts.policy = Some(
+                SelectedPolicy::load(Path::new(&path), profile.as_deref())
+                    .map_err(|e| RpcError::param("policy", e))?,
+            );
+            if let Some(path) = registered {
+                opts.registered = Some(
+                    doctor::policy::read_registered(Path::new(&path))
+                        .map_err(|e| RpcError::param("registered", e))?,
+                );
+            }
+        }
+        None => {
+            if profile.is_some() {
+                return Err(RpcError::param("profile", "requires policy"));
+            }
+            if registered.is_some() {
+                return Err(RpcError::param("registered", "requires policy"));
+            }
+        }
+    }
+    Ok(opts)
 }
 
 fn no_such_session(id: u64) -> RpcError {
