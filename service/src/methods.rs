@@ -1,6 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
-//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`.
+//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
+//! `runs.show`, `runs.compare`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -12,6 +13,7 @@ use std::path::Path;
 
 use cablebridged::doctor::{self, DoctorOptions, ResolveOverride};
 use cablebridged::hid::DeviceAddress;
+use cablebridged::labrun::{LabRunError, RunStore};
 use cablebridged::policy::SelectedPolicy;
 use cablebridged::store::{display_name, LinkLookup, LinkStore};
 use serde_json::{json, Value};
@@ -23,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 11] = [
+pub const METHODS: [&str; 14] = [
     "version",
     "status",
     "devices.list",
@@ -35,6 +37,9 @@ pub const METHODS: [&str; 11] = [
     "ceremony.cancel",
     "events.subscribe",
     "doctor.run",
+    "runs.list",
+    "runs.show",
+    "runs.compare",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -156,6 +161,42 @@ pub async fn dispatch(
                 .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("doctor: {e}")))?;
             plain(report.to_json())
         }
+        "runs.list" => {
+            p.finish()?;
+            plain(
+                runs(daemon, |store| {
+                    let runs = store.list().map_err(|e| lab_error(e, "params"))?;
+                    Ok(json!({"runs": to_value(&runs)?}))
+                })
+                .await?,
+            )
+        }
+        "runs.show" => {
+            let id = run_id(&mut p, "id")?;
+            p.finish()?;
+            plain(
+                runs(daemon, move |store| {
+                    let (run, records) = store.get(id).map_err(|e| lab_error(e, "id"))?;
+                    Ok(json!({"run": to_value(&run)?, "records": to_value(&records)?}))
+                })
+                .await?,
+            )
+        }
+        "runs.compare" => {
+            let a = run_id(&mut p, "a")?;
+            let b = run_id(&mut p, "b")?;
+            p.finish()?;
+            plain(
+                runs(daemon, move |store| {
+                    // Each id on its own first, so a missing run names its parameter.
+                    store.get(a).map_err(|e| lab_error(e, "a"))?;
+                    store.get(b).map_err(|e| lab_error(e, "b"))?;
+                    let c = store.compare(a, b).map_err(|e| lab_error(e, "params"))?;
+                    Ok(json!({"comparison": to_value(&c)?}))
+                })
+                .await?,
+            )
+        }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
     }
 }
@@ -220,6 +261,39 @@ fn doctor_options(p: &mut Params, daemon: &Daemon) -> Result<DoctorOptions, RpcE
         }
     }
     Ok(opts)
+}
+
+/// Runs `f` on the lab-run store in the daemon's state dir, off the async threads (SQLite).
+async fn runs(
+    daemon: &Daemon,
+    f: impl FnOnce(&RunStore) -> Result<Value, RpcError> + Send + 'static,
+) -> Result<Value, RpcError> {
+    let dir = daemon.config.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = RunStore::open_in(&dir).map_err(|e| lab_error(e, "params"))?;
+        f(&store)
+    })
+    .await
+    .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("runs: {e}")))?
+}
+
+fn run_id(p: &mut Params, field: &str) -> Result<i64, RpcError> {
+    i64::try_from(p.u64(field)?).map_err(|_| RpcError::param(field, "too large"))
+}
+
+fn to_value(v: &impl serde::Serialize) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
+}
+
+/// A store error: no such run is refused naming `field`; a broken store is the environment.
+fn lab_error(e: LabRunError, field: &str) -> RpcError {
+    match e {
+        LabRunError::NotFound(m) => {
+            RpcError { code: code::REFUSED, message: m, data: Some(json!({"field": field})) }
+        }
+        LabRunError::Usage(m) => RpcError::param(field, m),
+        other => RpcError::new(code::ENVIRONMENT, other.to_string()),
+    }
 }
 
 fn no_such_session(id: u64) -> RpcError {
