@@ -7,8 +7,9 @@
 //! `origin`, `challenge`, `uv`, `user_timeout`; register: `user_name`, `user_id`,
 //! `display_name`, `resident_key`; authenticate: `allow_credentials`, `public_key`; hybrid:
 //! `advert_source`, `tunnel_url`, `allow_insecure_tunnel`, `no_linking`, `linked`,
-//! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`. `detach`
-//! is read by the session layer.
+//! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`; evidence:
+//! `policy`, `profile`, `mds` (loaded by the engine's [`Judge::load`], as the CLI's flags are),
+//! authenticate: `credential_aaguid`. `detach` is read by the session layer.
 
 use cablebridge_protocol::cbor::Value as Cbor;
 use cablebridge_protocol::ctap2::pin::Pin;
@@ -19,9 +20,13 @@ use cablebridged::ceremony::{
 };
 use cablebridged::ctap::OpenOptions;
 use cablebridged::desktop::DesktopConfig;
+use cablebridged::evidence::Aaguid;
 use cablebridged::hid::DeviceAddress;
+use cablebridged::policy::{Judge, JudgeLoadError};
 use cablebridged::store::LinkStore;
 use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{check_advert_source, check_tunnel_url, Config};
@@ -74,6 +79,34 @@ pub struct CeremonySpec {
     pub public_key: Option<CoseKey>,
     /// Keep running when the requesting connection closes.
     pub detach: bool,
+    /// The AAGUID table and policy the result is judged with (`policy`, `profile`, `mds`).
+    pub judge: Judge,
+    /// `credential_aaguid` of `authenticate`: the credential's model (assertions carry none).
+    pub credential_aaguid: Option<Aaguid>,
+}
+
+/// `policy`, `profile`, `mds` → the engine's [`Judge`]; a bad file is -32602 naming its field.
+fn judge(params: &mut Params) -> Result<Judge, RpcError> {
+    let policy = params.opt_string("policy")?;
+    let profile = params.opt_string("profile")?;
+    let mds = params.opt_string("mds")?;
+    if profile.is_some() && policy.is_none() {
+        return Err(RpcError::param("profile", "requires policy"));
+    }
+    Judge::load(policy.as_deref().map(Path::new), profile.as_deref(), mds.as_deref().map(Path::new))
+        .map_err(|e| {
+            let field = match &e {
+                JudgeLoadError::Policy(cablebridged::policy::PolicyError::UnknownProfile {
+                    ..
+                })
+                | JudgeLoadError::Policy(cablebridged::policy::PolicyError::AmbiguousProfile {
+                    ..
+                }) => "profile",
+                JudgeLoadError::Policy(_) => "policy",
+                _ => "mds",
+            };
+            RpcError::param(field, e)
+        })
 }
 
 fn requirement(p: &mut Params, field: &str) -> Result<Option<Requirement>, RpcError> {
@@ -102,6 +135,8 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
     let uv = requirement(params, "uv")?.unwrap_or(Requirement::Preferred);
     let user_timeout = params.opt_duration("user_timeout")?;
     let detach = params.opt_bool("detach")?.unwrap_or(false);
+    let judge = judge(params)?;
+    let mut credential_aaguid = None;
 
     let mut public_key = None;
     let request = match kind {
@@ -139,6 +174,10 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                     .map_err(|e| RpcError::param("public_key", format!("not a COSE key: {e}")))?;
                 public_key = Some(key);
             }
+            credential_aaguid = params
+                .opt_string("credential_aaguid")?
+                .map(|a| a.parse::<Aaguid>().map_err(|e| RpcError::param("credential_aaguid", e)))
+                .transpose()?;
             o.origin = origin;
             o.uv = uv;
             if let Some(c) = challenge {
@@ -183,6 +222,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             d.timeouts.handshake =
                 params.opt_duration("handshake_timeout")?.unwrap_or(h.handshake_timeout);
             d.timeouts.user = user_timeout.unwrap_or(h.user_timeout);
+            d.aaguids = Arc::clone(&judge.table);
             match linked {
                 Some(link) => Route(Transport::Linked(LinkedTransport::new(link, d))),
                 None => Route(Transport::Hybrid(HybridTransport::new(d))),
@@ -209,7 +249,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                 timeout: user_timeout.unwrap_or(config.usb_timeout),
                 pin,
                 open: OpenOptions::default(),
-                aaguids: Default::default(),
+                aaguids: Arc::clone(&judge.table),
             }))
         }
         other => {
@@ -219,7 +259,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             ))
         }
     };
-    Ok(CeremonySpec { kind, request, route, public_key, detach })
+    Ok(CeremonySpec { kind, request, route, public_key, detach, judge, credential_aaguid })
 }
 
 /// The parameter an options check complains about (its messages name the CLI flag).
@@ -250,11 +290,25 @@ pub async fn run(
 }
 
 /// The final `result` object for an outcome, with the CLI's `verification` (the engine's
-/// `CeremonyOutcome::verification`, checked against `public_key` for an assertion).
-pub fn result_json(outcome: &CeremonyOutcome, public_key: Option<&CoseKey>) -> Value {
-    let result = match outcome {
-        CeremonyOutcome::Registered(reg) => reg.to_json(),
-        CeremonyOutcome::Authenticated(auth) => auth.to_json(),
+/// `CeremonyOutcome::verification`, checked against `public_key` for an assertion) and the
+/// judge's `attestation_chain` / `policy` fields (as the CLI adds them).
+pub fn result_json(
+    outcome: &CeremonyOutcome,
+    public_key: Option<&CoseKey>,
+    judge: &Judge,
+    credential_aaguid: Option<Aaguid>,
+) -> Value {
+    let (result, extra) = match outcome {
+        CeremonyOutcome::Registered(reg) => (reg.to_json(), judge.registration_fields(reg)),
+        CeremonyOutcome::Authenticated(auth) => {
+            (auth.to_json(), judge.authentication_fields(auth, credential_aaguid))
+        }
     };
-    crate::events::result_object(&result, outcome.verification(public_key))
+    let mut object = crate::events::result_object(&result, outcome.verification(public_key));
+    if let Value::Object(fields) = &mut object {
+        for (k, v) in extra {
+            fields.insert(k.to_owned(), v);
+        }
+    }
+    object
 }

@@ -1,6 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
-//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`.
+//! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
+//! `runs.show`, `runs.compare`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -8,7 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
+use cablebridged::doctor::{self, DoctorOptions, ResolveOverride};
 use cablebridged::hid::DeviceAddress;
+use cablebridged::labrun::{LabRunError, RunStore};
+use cablebridged::policy::SelectedPolicy;
 use cablebridged::store::{display_name, LinkLookup, LinkStore};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -19,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 10] = [
+pub const METHODS: [&str; 14] = [
     "version",
     "status",
     "devices.list",
@@ -30,6 +36,10 @@ pub const METHODS: [&str; 10] = [
     "ceremony.authenticate",
     "ceremony.cancel",
     "events.subscribe",
+    "doctor.run",
+    "runs.list",
+    "runs.show",
+    "runs.compare",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -141,7 +151,148 @@ pub async fn dispatch(
                 },
             }
         }
+        "doctor.run" => {
+            let opts = doctor_options(&mut p, daemon)?;
+            p.finish()?;
+            // Spawned: a resolver thread stuck in getaddrinfo or a slow scan must not hold the
+            // connection task; every step inside is bounded by step_timeout / the scan window.
+            let report = tokio::spawn(async move { doctor::run(&opts).await })
+                .await
+                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("doctor: {e}")))?;
+            plain(report.to_json())
+        }
+        "runs.list" => {
+            p.finish()?;
+            plain(
+                runs(daemon, |store| {
+                    let runs = store.list().map_err(|e| lab_error(e, "params"))?;
+                    Ok(json!({"runs": to_value(&runs)?}))
+                })
+                .await?,
+            )
+        }
+        "runs.show" => {
+            let id = run_id(&mut p, "id")?;
+            p.finish()?;
+            plain(
+                runs(daemon, move |store| {
+                    let (run, records) = store.get(id).map_err(|e| lab_error(e, "id"))?;
+                    Ok(json!({"run": to_value(&run)?, "records": to_value(&records)?}))
+                })
+                .await?,
+            )
+        }
+        "runs.compare" => {
+            let a = run_id(&mut p, "a")?;
+            let b = run_id(&mut p, "b")?;
+            p.finish()?;
+            plain(
+                runs(daemon, move |store| {
+                    // Each id on its own first, so a missing run names its parameter.
+                    store.get(a).map_err(|e| lab_error(e, "a"))?;
+                    store.get(b).map_err(|e| lab_error(e, "b"))?;
+                    let c = store.compare(a, b).map_err(|e| lab_error(e, "params"))?;
+                    Ok(json!({"comparison": to_value(&c)?}))
+                })
+                .await?,
+            )
+        }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
+    }
+}
+
+/// `doctor.run`'s params, the CLI's `doctor` flags in snake_case; bad files name the field.
+fn doctor_options(p: &mut Params, daemon: &Daemon) -> Result<DoctorOptions, RpcError> {
+    let mut opts =
+        DoctorOptions { control_socket: daemon.config.socket.clone(), ..DoctorOptions::default() };
+    if let Some(n) = p.opt_u64("scan_seconds")? {
+        opts.scan_window = Duration::from_secs(n);
+    }
+    if let Some(t) = p.opt_duration("step_timeout")? {
+        if t.is_zero() {
+            return Err(RpcError::param("step_timeout", "must be more than zero"));
+        }
+        opts.step_timeout = t;
+    }
+    opts.extra_tunnel_hosts = p.strings("tunnel_host")?;
+    opts.resolve = p
+        .strings("resolve")?
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.parse::<ResolveOverride>().map_err(|e| RpcError::param(&format!("resolve[{i}]"), e))
+        })
+        .collect::<Result<_, _>>()?;
+    let probed: Vec<String> = doctor::network::hosts(&opts).into_iter().map(|(h, _)| h).collect();
+    if let Some((i, r)) = opts.resolve.iter().enumerate().find(|(_, r)| !probed.contains(&r.host)) {
+        return Err(RpcError::param(
+            &format!("resolve[{i}]"),
+            format!("names {}, which is not probed (add it to tunnel_host)", r.host),
+        ));
+    }
+    if let Some(path) = p.opt_string("ca_file")? {
+        opts.tls_roots = Some(
+            DoctorOptions::load_ca_file(Path::new(&path))
+                .map_err(|e| RpcError::param("ca_file", e))?,
+        );
+    }
+    let profile = p.opt_string("profile")?;
+    let registered = p.opt_string("registered")?;
+    match p.opt_string("policy")? {
+        Some(path) => {
+            opts.policy = Some(
+                SelectedPolicy::load(Path::new(&path), profile.as_deref())
+                    .map_err(|e| RpcError::param("policy", e))?,
+            );
+            if let Some(path) = registered {
+                opts.registered = Some(
+                    doctor::policy::read_registered(Path::new(&path))
+                        .map_err(|e| RpcError::param("registered", e))?,
+                );
+            }
+        }
+        None => {
+            if profile.is_some() {
+                return Err(RpcError::param("profile", "requires policy"));
+            }
+            if registered.is_some() {
+                return Err(RpcError::param("registered", "requires policy"));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// Runs `f` on the lab-run store in the daemon's state dir, off the async threads (SQLite).
+async fn runs(
+    daemon: &Daemon,
+    f: impl FnOnce(&RunStore) -> Result<Value, RpcError> + Send + 'static,
+) -> Result<Value, RpcError> {
+    let dir = daemon.config.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = RunStore::open_in(&dir).map_err(|e| lab_error(e, "params"))?;
+        f(&store)
+    })
+    .await
+    .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("runs: {e}")))?
+}
+
+fn run_id(p: &mut Params, field: &str) -> Result<i64, RpcError> {
+    i64::try_from(p.u64(field)?).map_err(|_| RpcError::param(field, "too large"))
+}
+
+fn to_value(v: &impl serde::Serialize) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
+}
+
+/// A store error: no such run is refused naming `field`; a broken store is the environment.
+fn lab_error(e: LabRunError, field: &str) -> RpcError {
+    match e {
+        LabRunError::NotFound(m) => {
+            RpcError { code: code::REFUSED, message: m, data: Some(json!({"field": field})) }
+        }
+        LabRunError::Usage(m) => RpcError::param(field, m),
+        other => RpcError::new(code::ENVIRONMENT, other.to_string()),
     }
 }
 

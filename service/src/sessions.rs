@@ -228,7 +228,7 @@ impl Registry {
     }
 
     async fn drive(self: Arc<Self>, session: Arc<Session>, spec: CeremonySpec) {
-        let CeremonySpec { request, route, public_key, .. } = spec;
+        let CeremonySpec { request, route, public_key, judge, credential_aaguid, .. } = spec;
         let this = Arc::clone(&self);
         let s = Arc::clone(&session);
         let sink = move |e: &CeremonyEvent| {
@@ -259,7 +259,7 @@ impl Registry {
                     stage = "done",
                     "ceremony succeeded"
                 );
-                ceremony::result_json(o, public_key.as_ref())
+                ceremony::result_json(o, public_key.as_ref(), &judge, credential_aaguid)
             }
             Err(e) => {
                 if e.kind == CeremonyErrorKind::Cancelled || session.cancel.is_cancelled() {

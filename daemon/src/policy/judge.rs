@@ -2,11 +2,12 @@
 //! extended by `--mds`) and the selected policy profile, turned into the extra fields a result
 //! event carries (`attestation_chain`, `policy`). The CLI, the daemon and lab runs share it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::model::SelectedPolicy;
+use super::model::{PolicyError, SelectedPolicy};
 use super::verdict::{evaluate, CeremonyFacts};
 use crate::ceremony::{AuthenticationResult, RegistrationResult};
 use crate::evidence::{Aaguid, AaguidTable};
@@ -22,7 +23,84 @@ pub struct Judge {
     pub report_chain: bool,
 }
 
+/// Why [`Judge::load`] failed: the MDS blob or the policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgeLoadError {
+    /// The MDS blob could not be read.
+    MdsRead {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        problem: String,
+        /// Missing (a usage error) rather than unreadable (environment).
+        not_found: bool,
+    },
+    /// The MDS blob is not one.
+    MdsMalformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The policy file (or the profile choice).
+    Policy(PolicyError),
+}
+
+impl std::fmt::Display for JudgeLoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JudgeLoadError::MdsRead { path, problem, .. } => {
+                write!(f, "cannot read {}: {problem}", path.display())
+            }
+            JudgeLoadError::MdsMalformed { path, problem } => {
+                write!(f, "{}: {problem}", path.display())
+            }
+            JudgeLoadError::Policy(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for JudgeLoadError {}
+
+impl JudgeLoadError {
+    /// The environment's fault (an unreadable existing file), not the caller's.
+    pub fn is_environment(&self) -> bool {
+        match self {
+            JudgeLoadError::MdsRead { not_found, .. } => !not_found,
+            JudgeLoadError::MdsMalformed { .. } => false,
+            JudgeLoadError::Policy(e) => e.is_environment(),
+        }
+    }
+}
+
 impl Judge {
+    /// Loads the metadata (`--mds`: extends the built-in AAGUID table, turns on
+    /// `attestation_chain`) and the policy (`--policy`, `--profile`), before any ceremony starts
+    /// so bad files fail fast. The CLI's flags and the daemon's ceremony params both come here.
+    pub fn load(
+        policy: Option<&Path>,
+        profile: Option<&str>,
+        mds: Option<&Path>,
+    ) -> Result<Judge, JudgeLoadError> {
+        let mut table = AaguidTable::built_in();
+        if let Some(path) = mds {
+            let blob = std::fs::read(path).map_err(|e| JudgeLoadError::MdsRead {
+                path: path.to_owned(),
+                problem: e.to_string(),
+                not_found: e.kind() == std::io::ErrorKind::NotFound,
+            })?;
+            table.extend_from_mds(&blob).map_err(|e| JudgeLoadError::MdsMalformed {
+                path: path.to_owned(),
+                problem: e.to_string(),
+            })?;
+        }
+        let policy = policy
+            .map(|p| SelectedPolicy::load(p, profile))
+            .transpose()
+            .map_err(JudgeLoadError::Policy)?;
+        Ok(Judge { table: Arc::new(table), policy, report_chain: mds.is_some() })
+    }
+
     /// Extra result fields of a registration: `attestation_chain` (with `report_chain`) and
     /// `policy` (with a policy).
     pub fn registration_fields(&self, reg: &RegistrationResult) -> Vec<(&'static str, Value)> {

@@ -18,7 +18,7 @@ pub mod model;
 mod parse;
 pub mod verdict;
 
-pub use judge::Judge;
+pub use judge::{Judge, JudgeLoadError};
 pub use model::{
     AttestationEnforcement, EnforcementType, Fido2Policy, KeyRestrictions, PasskeyProfile,
     PasskeyTypes, PolicyError, SelectedPolicy, DEFAULT_PROFILE_ID,

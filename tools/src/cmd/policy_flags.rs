@@ -7,11 +7,10 @@
 //! the verdict predicts what Entra ID would do with it; scripts read `.policy.verdict`.
 
 use crate::output::{CmdError, Exit};
-use cablebridged::evidence::{Aaguid, AaguidTable};
-use cablebridged::policy::{Judge, PolicyError, SelectedPolicy};
+use cablebridged::evidence::Aaguid;
+use cablebridged::policy::{Judge, JudgeLoadError, PolicyError};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The policy and metadata flags.
 #[derive(Debug, Clone, Default, Args)]
@@ -45,27 +44,17 @@ fn policy_error(e: PolicyError) -> CmdError {
 impl PolicyArgs {
     /// Loads the metadata and the policy (before any ceremony starts, so bad files fail fast).
     pub fn load(&self) -> Result<PolicyContext, CmdError> {
-        let mut table = AaguidTable::built_in();
-        if let Some(path) = &self.mds {
-            let blob = std::fs::read(path).map_err(|e| {
-                let message = format!("--mds: cannot read {}: {e}", path.display());
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    CmdError::usage(message)
-                } else {
-                    CmdError::environment(message)
-                }
-            })?;
-            table
-                .extend_from_mds(&blob)
-                .map_err(|e| CmdError::usage(format!("--mds {}: {e}", path.display())))?;
-        }
-        let policy = self
-            .policy
-            .as_deref()
-            .map(|p| SelectedPolicy::load(p, self.profile.as_deref()))
-            .transpose()
-            .map_err(policy_error)?;
-        Ok(Judge { table: Arc::new(table), policy, report_chain: self.mds.is_some() })
+        Judge::load(self.policy.as_deref(), self.profile.as_deref(), self.mds.as_deref()).map_err(
+            |e| match e {
+                JudgeLoadError::Policy(e) => policy_error(e),
+                e @ JudgeLoadError::MdsRead { .. } => CmdError {
+                    exit: if e.is_environment() { Exit::Environment } else { Exit::Usage },
+                    message: format!("--mds: {e}"),
+                    stage: None,
+                },
+                e => CmdError::usage(format!("--mds {e}")),
+            },
+        )
     }
 }
 
