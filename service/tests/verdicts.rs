@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_service::client::ClientError;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use common::{hybrid_register, wait_end, wait_qr, Daemon};
 use serde_json::{json, Value};
@@ -40,8 +39,7 @@ fn authenticator_phone(tunnel: &str, adverts: &std::path::Path) -> VirtualPhone 
     c.desktop_timeout = Duration::from_secs(10);
     c.idle_timeout = Duration::from_secs(10);
     c.aaguid = AUTHENTICATOR_ANDROID.parse::<cablebridged::evidence::Aaguid>().unwrap().0;
-    let progress = move |_: u64, _: &Progress| {};
-    VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(progress))
+    VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cablebridge_service::client::Client;
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, Progress, VirtualPhone};
+use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use serde_json::{json, Value};
 
 /// Upper bound for anything a test waits for.
@@ -172,8 +172,7 @@ pub fn phone(tunnel: &str, adverts: &Path) -> VirtualPhone {
     c.idle_timeout = Duration::from_secs(10);
     c.offer_linking = true;
     c.name = "Test Phone".into();
-    let progress = move |_: u64, _: &Progress| {};
-    VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, Arc::new(progress))
+    VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, None)
 }
 
 /// Params of a hybrid register against our tunnel server with adverts on `adverts`.
