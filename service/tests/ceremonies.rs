@@ -197,8 +197,17 @@ async fn a_client_disconnecting_mid_ceremony_frees_everything_unless_detached() 
         c.call("status", json!({})).await.unwrap();
     }
     let mut watcher = daemon.client().await;
-    let status = watcher.call("status", json!({})).await.unwrap();
-    assert_eq!(status["connections"], 1);
+    // The first connection's close is noticed by the daemon asynchronously: wait (bounded) until
+    // only the watcher is counted.
+    let mut connections = json!(null);
+    for _ in 0..200 {
+        connections = watcher.call("status", json!({})).await.unwrap()["connections"].clone();
+        if connections == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(connections, 1);
     let baseline = daemon.fd_count();
 
     let mut c = daemon.client().await;
