@@ -8,7 +8,7 @@
 
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
-    AttestationType, CoseAlgorithm, CredentialParameters, GetInfo, MakeCredentialRequest,
+    AttestationType, Command, CoseAlgorithm, CredentialParameters, GetInfo, MakeCredentialRequest,
     RelyingParty, StatusCode, User,
 };
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, TrialOpen};
@@ -185,7 +185,9 @@ async fn a_pin_protected_key_answers_puat_required_to_the_desktop() {
         warnings.iter().any(|w| w.contains("requires a PIN, which cannot be entered over hybrid")),
         "{warnings:?}"
     );
-    assert!(seen.iter().any(|p| matches!(p, PhoneEvent::Responded { status: 0x36 })));
+    assert!(seen
+        .iter()
+        .any(|p| matches!(p, PhoneEvent::Responded { status: StatusCode::PuatRequired })));
 }
 
 /// Reads adverts from `sock` until one opens under the QR's key, then runs the handshake by
@@ -219,7 +221,11 @@ async fn hand_desktop(
 
 /// One bridge session carrying one request (the hybrid desktop sends one per connection, §8.3):
 /// returns the getInfo the desktop received, the status, and the bridge back.
-async fn one_request(rig: &Rig, mut bridge: Bridge, request: &[u8]) -> (GetInfo, u8, Bridge) {
+async fn one_request(
+    rig: &Rig,
+    mut bridge: Bridge,
+    request: &[u8],
+) -> (GetInfo, StatusCode, Bridge) {
     let sock = UnixDatagram::bind(rig.advert_path()).unwrap();
     let (sk, qr) = QrPayload::generate(&mut OsRng, 1_700_000_000, RequestHint::GetAssertion, false);
     let phone_qr = qr.clone();
@@ -227,7 +233,7 @@ async fn one_request(rig: &Rig, mut bridge: Bridge, request: &[u8]) -> (GetInfo,
     let (mut conn, open) = hand_desktop(rig, &sock, &sk, &qr).await;
     let info = GetInfo::from_cbor(&Value::decode(open.get_info().unwrap()).unwrap()).unwrap();
     let (command, params) = request.split_first().unwrap();
-    let (mut waiting, ct) = open.send_ctap(*command, params).unwrap();
+    let (mut waiting, ct) = open.send_ctap(Command::from_u8(*command), params).unwrap();
     conn.send(&ct).await.unwrap();
     let status = loop {
         let frame = timeout(T, conn.recv()).await.unwrap().unwrap().unwrap();
@@ -259,7 +265,7 @@ async fn wire_get_info_is_filtered_and_pin_requests_are_refused() {
     let mut req = vec![0x02];
     req.extend(with_pin.to_vec());
     let (info, status, bridge) = one_request(&rig, bridge, &req).await;
-    assert_eq!(status, StatusCode::PinAuthInvalid.to_u8());
+    assert_eq!(status, StatusCode::PinAuthInvalid);
 
     // The getInfo on the wire: the key's AAGUID, no PIN machinery, "hybrid" added.
     assert_eq!(info.aaguid, KEY_AAGUID);
@@ -272,9 +278,9 @@ async fn wire_get_info_is_filtered_and_pin_requests_are_refused() {
     // clientPIN getRetries and reset: not forwarded.
     let (_, status, bridge) =
         one_request(&rig, bridge, &[0x06, 0xa2, 0x01, 0x02, 0x02, 0x01]).await;
-    assert_eq!(status, StatusCode::InvalidCommand.to_u8());
+    assert_eq!(status, StatusCode::InvalidCommand);
     let (_, status, _bridge) = one_request(&rig, bridge, &[0x07]).await;
-    assert_eq!(status, StatusCode::InvalidCommand.to_u8());
+    assert_eq!(status, StatusCode::InvalidCommand);
 
     let refused =
         seen.lock().unwrap().iter().filter(|p| matches!(p, PhoneEvent::Refused { .. })).count();
@@ -307,7 +313,7 @@ async fn silent_assertions_are_refused_and_the_rp_id_is_shown() {
 
     // up: false never reaches the key: no touch, no answer about the credential id.
     let (_, status, bridge) = one_request(&rig, bridge, &get_assertion(false)).await;
-    assert_eq!(status, StatusCode::UnsupportedOption.to_u8());
+    assert_eq!(status, StatusCode::UnsupportedOption);
     {
         let seen = seen.lock().unwrap();
         let refused = seen.iter().find_map(|p| match p {
@@ -327,7 +333,7 @@ async fn silent_assertions_are_refused_and_the_rp_id_is_shown() {
 
     // up: true is forwarded, announced with its RP id first (the key answers NO_CREDENTIALS).
     let (_, status, _bridge) = one_request(&rig, bridge, &get_assertion(true)).await;
-    assert_eq!(status, StatusCode::NoCredentials.to_u8());
+    assert_eq!(status, StatusCode::NoCredentials);
     let forwarding = seen.lock().unwrap().iter().find(|p| p.name() == "forwarding").cloned();
     let forwarding = forwarding.expect("forwarding event");
     assert!(matches!(
@@ -366,7 +372,7 @@ async fn desktop_leaving_mid_touch_cancels_the_key() {
         pin_uv_auth_protocol: None,
         enterprise_attestation: None,
     };
-    let (_waiting, ct) = open.send_ctap(0x01, &req.to_cbor().to_vec()).unwrap();
+    let (_waiting, ct) = open.send_ctap(Command::MakeCredential, &req.to_cbor().to_vec()).unwrap();
     conn.send(&ct).await.unwrap();
     // Wait until the key asks for a touch, then leave.
     timeout(T, async {

@@ -8,8 +8,9 @@
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
-    AuthenticatorData, CredentialDescriptor, CredentialParameters, GetAssertionRequest,
-    GetAssertionResponse, MakeCredentialRequest, MakeCredentialResponse, RelyingParty, User,
+    AuthenticatorData, Command, CredentialDescriptor, CredentialParameters, GetAssertionRequest,
+    GetAssertionResponse, MakeCredentialRequest, MakeCredentialResponse, RelyingParty, StatusCode,
+    User,
 };
 use cablebridge_protocol::error::Classify;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert, TrialOpen};
@@ -134,9 +135,9 @@ async fn qr_desktop_open(
 async fn request(
     mut conn: TunnelConnection,
     open: DesktopOpen,
-    command: u8,
+    command: Command,
     params: &Value,
-) -> Option<(u8, Vec<u8>)> {
+) -> Option<(StatusCode, Vec<u8>)> {
     let (mut waiting, ct) = open.send_ctap(command, &params.to_vec()).unwrap();
     conn.send(&ct).await.unwrap();
     let reply = loop {
@@ -231,8 +232,10 @@ async fn register_then_authenticate_allowlist_and_discoverable() {
     let (conn, open) = qr_desktop_open(&rig, &sk, &qr).await.unwrap();
     assert!(open.get_info().is_some());
     let (status, body) =
-        request(conn, open, 0x01, &make_credential(cdh("mc"), true)).await.unwrap();
-    assert_eq!(status, 0);
+        request(conn, open, Command::MakeCredential, &make_credential(cdh("mc"), true))
+            .await
+            .unwrap();
+    assert_eq!(status, StatusCode::Ok);
     let (summary, mut phone) = timeout(T, task).await.unwrap().unwrap();
     let summary = summary.unwrap();
     assert_eq!((summary.requests, summary.last_status), (1, Some(0)));
@@ -251,8 +254,10 @@ async fn register_then_authenticate_allowlist_and_discoverable() {
         let task = tokio::spawn(async move { (phone.run_qr(&phone_qr).await, phone) });
         let (conn, open) = qr_desktop_open(&rig, &sk, &qr).await.unwrap();
         let (status, body) =
-            request(conn, open, 0x02, &get_assertion(cdh("ga"), allow.clone())).await.unwrap();
-        assert_eq!(status, 0);
+            request(conn, open, Command::GetAssertion, &get_assertion(cdh("ga"), allow.clone()))
+                .await
+                .unwrap();
+        assert_eq!(status, StatusCode::Ok);
         let ga = GetAssertionResponse::from_cbor(&Value::decode(&body).unwrap()).unwrap();
         assert!(es256_ok(&cred_key, &ga.auth_data, &cdh("ga"), &ga.signature));
         assert!(!es256_ok(&cred_key, &ga.auth_data, &cdh("other"), &ga.signature));
@@ -286,8 +291,11 @@ async fn linking_then_linked_reconnect_then_gone() {
         DesktopEvent::LinkingInfo(l) => l,
         other => panic!("expected linking info, got {other:?}"),
     };
-    let (status, _) = request(conn, open, 0x01, &make_credential(cdh("mc"), false)).await.unwrap();
-    assert_eq!(status, 0);
+    let (status, _) =
+        request(conn, open, Command::MakeCredential, &make_credential(cdh("mc"), false))
+            .await
+            .unwrap();
+    assert_eq!(status, StatusCode::Ok);
     let (summary, _phone) = timeout(T, task).await.unwrap().unwrap();
     assert!(summary.unwrap().linking_sent);
 
@@ -326,10 +334,11 @@ async fn linking_then_linked_reconnect_then_gone() {
     conn.send(&msg1).await.unwrap();
     let hs = hs.read_response(&recv(&mut conn).await.unwrap()).unwrap();
     let open = hs.read_post_handshake(&recv(&mut conn).await.unwrap()).unwrap();
-    let (status, _) = request(conn, open, 0x02, &get_assertion(cdh("ga"), None)).await.unwrap();
+    let (status, _) =
+        request(conn, open, Command::GetAssertion, &get_assertion(cdh("ga"), None)).await.unwrap();
     // The credential was non-resident, so a discoverable request finds nothing: the point is
     // the request went through the linked channel and got a CTAP answer.
-    assert_eq!(status, 0x2E, "CTAP2_ERR_NO_CREDENTIALS");
+    assert_eq!(status, StatusCode::NoCredentials, "CTAP2_ERR_NO_CREDENTIALS");
     let (served, mut phone) = timeout(T, listener).await.unwrap().unwrap();
     assert_eq!(served.unwrap(), 1);
 
@@ -346,7 +355,7 @@ async fn linking_then_linked_reconnect_then_gone() {
 
 async fn faulty_session(
     configure: impl FnOnce(&mut PhoneConfig),
-) -> (Result<(u8, Vec<u8>), Stage>, bool) {
+) -> (Result<(StatusCode, Vec<u8>), Stage>, bool) {
     let rig = rig().await;
     let mut config = rig.phone_config();
     configure(&mut config);
@@ -355,9 +364,11 @@ async fn faulty_session(
     let phone_qr = qr.clone();
     let task = tokio::spawn(async move { phone.run_qr(&phone_qr).await });
     let result = match qr_desktop_open(&rig, &sk, &qr).await {
-        Ok((conn, open)) => request(conn, open, 0x01, &make_credential(cdh("x"), false))
-            .await
-            .ok_or(Stage::Transport),
+        Ok((conn, open)) => {
+            request(conn, open, Command::MakeCredential, &make_credential(cdh("x"), false))
+                .await
+                .ok_or(Stage::Transport)
+        }
         Err(stage) => Err(stage),
     };
     let summary = timeout(T, task).await.unwrap().unwrap().unwrap();
@@ -388,6 +399,6 @@ async fn corrupt_post_handshake_fails_there() {
 #[tokio::test]
 async fn ctap_fault_answers_operation_denied() {
     let (r, injected) = faulty_session(|c| c.faults.fail_at = Some(FailAt::Ctap)).await;
-    assert_eq!(r.unwrap(), (0x27, Vec::new()));
+    assert_eq!(r.unwrap(), (StatusCode::OperationDenied, Vec::new()));
     assert!(injected);
 }

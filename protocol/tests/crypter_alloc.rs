@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
 use cablebridge_protocol::hybrid::crypter::{sealed_len, Crypter};
+use cablebridge_protocol::hybrid::messages::FrameType;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -59,7 +60,7 @@ fn data_phase_frames_do_not_allocate() {
         buf[..len].fill(len as u8);
         let n = desktop.seal_in_place(&mut buf, len).unwrap();
         opened += phone.open_in_place(&mut buf[..n]).unwrap();
-        desktop.seal_frame(1, &payload[..len], &mut frame).unwrap();
+        desktop.seal_frame(FrameType::Ctap, &payload[..len], &mut frame).unwrap();
         opened += phone.open_in_place(&mut frame).unwrap();
     }
     let after = ALLOCATIONS.load(Ordering::SeqCst);

@@ -4,6 +4,7 @@
 //! linked advert → NKpsk0 → CTAP). Foreign and mismatched adverts are not taken for ours.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
+use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::eid::TrialOpen;
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{LinkingInfo, PostHandshake};
@@ -71,12 +72,15 @@ fn qr_then_linked_session_from_advert_to_ctap() {
     };
 
     // CTAP over the QR session.
-    let (mut desktop, req) = desktop.send_ctap(0x01, &[0xa0]).unwrap();
-    assert_eq!(phone.receive(&req), Ok(PhoneEvent::CtapRequest { command: 1, params: vec![0xa0] }));
-    let resp = phone.respond_ctap(0, &[0xa1, 0x01, 0x02]).unwrap();
+    let (mut desktop, req) = desktop.send_ctap(Command::MakeCredential, &[0xa0]).unwrap();
+    assert_eq!(
+        phone.receive(&req),
+        Ok(PhoneEvent::CtapRequest { command: Command::MakeCredential, params: vec![0xa0] })
+    );
+    let resp = phone.respond_ctap(StatusCode::Ok, &[0xa1, 0x01, 0x02]).unwrap();
     assert_eq!(
         desktop.receive(&resp),
-        Ok(DesktopEvent::CtapResponse { status: 0, body: vec![0xa1, 0x01, 0x02] })
+        Ok(DesktopEvent::CtapResponse { status: StatusCode::Ok, body: vec![0xa1, 0x01, 0x02] })
     );
 
     // Linked session: the desktop sends a fresh client nonce; the phone advertises under the link.
@@ -100,12 +104,15 @@ fn qr_then_linked_session_from_advert_to_ctap() {
     let (mut phone, post) =
         phone.send_post_handshake(&PostHandshake::ctap(GET_INFO.to_vec())).unwrap();
     let desktop = desktop.read_post_handshake(&post).unwrap();
-    let (mut desktop, req) = desktop.send_ctap(0x02, &[0xa0]).unwrap();
-    assert_eq!(phone.receive(&req), Ok(PhoneEvent::CtapRequest { command: 2, params: vec![0xa0] }));
-    let resp = phone.respond_ctap(0x2e, &[]).unwrap();
+    let (mut desktop, req) = desktop.send_ctap(Command::GetAssertion, &[0xa0]).unwrap();
+    assert_eq!(
+        phone.receive(&req),
+        Ok(PhoneEvent::CtapRequest { command: Command::GetAssertion, params: vec![0xa0] })
+    );
+    let resp = phone.respond_ctap(StatusCode::NoCredentials, &[]).unwrap();
     assert_eq!(
         desktop.receive(&resp),
-        Ok(DesktopEvent::CtapResponse { status: 0x2e, body: vec![] })
+        Ok(DesktopEvent::CtapResponse { status: StatusCode::NoCredentials, body: vec![] })
     );
 }
 

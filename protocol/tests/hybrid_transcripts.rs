@@ -3,8 +3,10 @@
 //! reproduced from BOTH sides with the given scalars, plus the upstream post-handshake plaintexts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
+use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::crypter::Crypter;
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, Psk};
+use cablebridge_protocol::hybrid::messages::FrameType;
 use cablebridge_protocol::hybrid::noise::{
     respond_with_ephemeral, Established, Initiator, InitiatorKeys, ResponderKeys,
 };
@@ -48,11 +50,11 @@ fn assert_keys(v: &Json, section: &str, desktop: &mut Crypter, phone: &mut Crypt
     let mut reference_desktop = Crypter::new(&k1, &k2);
     let mut reference_phone = Crypter::new(&k2, &k1);
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    desktop.seal_frame(1, b"key check", &mut a).unwrap();
-    reference_desktop.seal_frame(1, b"key check", &mut b).unwrap();
+    desktop.seal_frame(FrameType::Ctap, b"key check", &mut a).unwrap();
+    reference_desktop.seal_frame(FrameType::Ctap, b"key check", &mut b).unwrap();
     assert_eq!(a, b, "{section}: desktop write key = k1");
-    phone.seal_frame(1, b"key check", &mut a).unwrap();
-    reference_phone.seal_frame(1, b"key check", &mut b).unwrap();
+    phone.seal_frame(FrameType::Ctap, b"key check", &mut a).unwrap();
+    reference_phone.seal_frame(FrameType::Ctap, b"key check", &mut b).unwrap();
     assert_eq!(a, b, "{section}: desktop read key = k2 (phone write)");
 }
 
@@ -169,20 +171,20 @@ fn qr_data_phase_from_both_sides() {
     let request_plain = hex_of(&v, "qr", "request_plain");
     assert_eq!(request_plain[0], 1);
     let (mut desktop, request_ct) =
-        desktop.send_ctap(request_plain[1], &request_plain[2..]).unwrap();
+        desktop.send_ctap(Command::from_u8(request_plain[1]), &request_plain[2..]).unwrap();
     assert_eq!(request_ct, hex_of(&v, "qr", "request_ct"));
     assert_eq!(
         phone.receive(&request_ct),
         Ok(PhoneEvent::CtapRequest {
-            command: request_plain[1],
+            command: Command::from_u8(request_plain[1]),
             params: request_plain[2..].to_vec()
         })
     );
     // Desktop still reads the phone's reply after the update.
-    let reply = phone.respond_ctap(0, &[0xa0]).unwrap();
+    let reply = phone.respond_ctap(StatusCode::Ok, &[0xa0]).unwrap();
     assert_eq!(
         desktop.receive(&reply),
-        Ok(DesktopEvent::CtapResponse { status: 0, body: vec![0xa0] })
+        Ok(DesktopEvent::CtapResponse { status: StatusCode::Ok, body: vec![0xa0] })
     );
 
     // Shutdown (desktop seq 1).
@@ -215,7 +217,7 @@ fn raw_crypter_reproduces_qr_frames_from_vector_keys() {
     let mut ct = hex_of(&v, "qr", "shutdown_ct");
     let n = p2.open_in_place(&mut ct).unwrap();
     assert_eq!(&ct[..n], &[0u8]);
-    desktop.seal_frame(1, &hex_of(&v, "qr", "request_plain")[1..], &mut out).unwrap();
+    desktop.seal_frame(FrameType::Ctap, &hex_of(&v, "qr", "request_plain")[1..], &mut out).unwrap();
     assert_eq!(out, hex_of(&v, "qr", "request_ct"));
 }
 

@@ -2,6 +2,7 @@
 //! principle 8): a QR session that creates a link, a linked session that uses it, and faults.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
+use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::error::{Classify, Fault, Stage};
 use cablebridge_protocol::hybrid::crypter::{Crypter, CrypterError};
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, LinkSecret, Psk};
@@ -72,13 +73,16 @@ fn qr_session_links_then_linked_session_uses_the_link() {
     assert_eq!(stored, link);
 
     // One CTAP request and its response; updates after the response still arrive.
-    let (mut desktop, req) = desktop.send_ctap(0x02, &[0xa0]).unwrap();
-    assert_eq!(phone.receive(&req), Ok(PhoneEvent::CtapRequest { command: 2, params: vec![0xa0] }));
-    let resp = phone.respond_ctap(0, &[0xa1, 0x01, 0x02]).unwrap();
+    let (mut desktop, req) = desktop.send_ctap(Command::GetAssertion, &[0xa0]).unwrap();
+    assert_eq!(
+        phone.receive(&req),
+        Ok(PhoneEvent::CtapRequest { command: Command::GetAssertion, params: vec![0xa0] })
+    );
+    let resp = phone.respond_ctap(StatusCode::Ok, &[0xa1, 0x01, 0x02]).unwrap();
     let late = phone.send_update(None).unwrap();
     assert_eq!(
         desktop.receive(&resp),
-        Ok(DesktopEvent::CtapResponse { status: 0, body: vec![0xa1, 0x01, 0x02] })
+        Ok(DesktopEvent::CtapResponse { status: StatusCode::Ok, body: vec![0xa1, 0x01, 0x02] })
     );
     assert!(desktop.answered());
     assert_eq!(desktop.receive(&late), Ok(DesktopEvent::PaddingOnlyUpdate));
@@ -88,7 +92,7 @@ fn qr_session_links_then_linked_session_uses_the_link() {
     assert_eq!(closed.receive(&in_flight), Ok(DesktopEvent::PaddingOnlyUpdate));
     assert_eq!(phone.receive(&bye), Ok(PhoneEvent::Shutdown));
     // After shutdown the phone session is over.
-    assert_eq!(phone.respond_ctap(0, &[]), Err(SessionError::Failed));
+    assert_eq!(phone.respond_ctap(StatusCode::Ok, &[]), Err(SessionError::Failed));
     assert_eq!(phone.receive(&bye), Err(SessionError::Failed));
 
     // Linked session with the stored link (NKpsk0 against the phone identity).
@@ -111,12 +115,15 @@ fn qr_session_links_then_linked_session_uses_the_link() {
         desktop.receive(&phone.send_update(None).unwrap()),
         Ok(DesktopEvent::UpdateDiscarded)
     );
-    let (mut desktop, req) = desktop.send_ctap(0x01, &[0xa0]).unwrap();
-    assert!(matches!(phone.receive(&req), Ok(PhoneEvent::CtapRequest { command: 1, .. })));
-    let resp = phone.respond_ctap(0x27, &[]).unwrap();
+    let (mut desktop, req) = desktop.send_ctap(Command::MakeCredential, &[0xa0]).unwrap();
+    assert!(matches!(
+        phone.receive(&req),
+        Ok(PhoneEvent::CtapRequest { command: Command::MakeCredential, .. })
+    ));
+    let resp = phone.respond_ctap(StatusCode::OperationDenied, &[]).unwrap();
     assert_eq!(
         desktop.receive(&resp),
-        Ok(DesktopEvent::CtapResponse { status: 0x27, body: vec![] })
+        Ok(DesktopEvent::CtapResponse { status: StatusCode::OperationDenied, body: vec![] })
     );
 
     // A linked session with the wrong phone key fails the handshake.
@@ -185,14 +192,14 @@ fn phone_shutdown_and_unsolicited_ctap_are_errors() {
     let mut q = qr(4);
     let (mut desktop, mut phone) = open_qr(&mut q);
     // A CTAP response nobody asked for.
-    let unsolicited = phone.respond_ctap(0, &[0xa0]).unwrap();
+    let unsolicited = phone.respond_ctap(StatusCode::Ok, &[0xa0]).unwrap();
     let e = desktop.receive(&unsolicited).unwrap_err();
     assert!(matches!(e, SessionError::UnexpectedFrame { .. }), "{e:?}");
     assert_eq!((e.stage(), e.fault()), (Stage::Transport, Fault::Peer));
 
     // getInfo is answered locally and never sent.
     let (desktop, _phone) = open_qr(&mut q);
-    assert_eq!(desktop.send_ctap(0x04, &[]).unwrap_err(), SessionError::GetInfoIsLocal);
+    assert_eq!(desktop.send_ctap(Command::GetInfo, &[]).unwrap_err(), SessionError::GetInfoIsLocal);
 }
 
 /// A desktop session against a hand-driven phone crypter, so the phone can send frames
@@ -215,19 +222,19 @@ fn phone_sent_shutdown_and_unknown_types_are_rejected_by_the_desktop() {
     let mut out = Vec::new();
 
     let (mut desktop, mut phone) = desktop_with_raw_phone(&mut q);
-    phone.seal_frame(0, &[], &mut out).unwrap();
+    phone.seal_frame(FrameType::Shutdown, &[], &mut out).unwrap();
     let e = desktop.receive(&out).unwrap_err();
     assert!(matches!(e, SessionError::UnexpectedFrame { frame: FrameType::Shutdown, .. }), "{e:?}");
 
     let (mut desktop, mut phone) = desktop_with_raw_phone(&mut q);
-    phone.seal_frame(4, &[1], &mut out).unwrap();
+    phone.seal_plain(&[4, 1], &mut out).unwrap();
     let e = desktop.receive(&out).unwrap_err();
     assert_eq!(e, SessionError::Message(MessageError::UnknownFrameType(4)));
 
     // An empty CTAP reply (bare type byte) after a request.
     let (desktop, mut phone) = desktop_with_raw_phone(&mut q);
-    let (mut desktop, _req) = desktop.send_ctap(0x02, &[0xa0]).unwrap();
-    phone.seal_frame(1, &[], &mut out).unwrap();
+    let (mut desktop, _req) = desktop.send_ctap(Command::GetAssertion, &[0xa0]).unwrap();
+    phone.seal_frame(FrameType::Ctap, &[], &mut out).unwrap();
     let e = desktop.receive(&out).unwrap_err();
     assert_eq!(e, SessionError::Message(MessageError::EmptyPayload(FrameType::Ctap)));
 }

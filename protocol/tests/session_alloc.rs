@@ -7,6 +7,7 @@
 //! without allocating.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not peer input
 
+use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::crypter::sealed_len;
 use cablebridge_protocol::hybrid::keys::{KeyPurpose, Psk, QrSecret};
 use cablebridge_protocol::hybrid::messages::PostHandshake;
@@ -84,10 +85,10 @@ fn established_phone_session_allocates_nothing_per_frame() {
         let n = desktop.seal_in_place(&mut request, 2 + len).unwrap();
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         let params_len = match phone.receive_borrowed(&request[..n]).unwrap() {
-            PhoneFrame::CtapRequest { command: 2, params } => params.len(),
+            PhoneFrame::CtapRequest { command: Command::GetAssertion, params } => params.len(),
             other => panic!("{other:?}"),
         };
-        phone.respond_ctap_into(0, &body[..len], &mut response).unwrap();
+        phone.respond_ctap_into(StatusCode::Ok, &body[..len], &mut response).unwrap();
         let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
         assert_eq!(params_len, len);
         let m = desktop.open_in_place(&mut response).unwrap();
@@ -129,20 +130,23 @@ fn desktop_request_is_sealed_into_a_reused_buffer_without_allocating() {
         let open = desktop.read_post_handshake(&post).unwrap();
 
         let before = ALLOCATIONS.load(Ordering::SeqCst);
-        let mut awaiting = open.send_ctap_into(0x02, &params[..len], &mut out).unwrap();
+        let mut awaiting =
+            open.send_ctap_into(Command::GetAssertion, &params[..len], &mut out).unwrap();
         let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
         assert_eq!(during, 0, "round {round}: allocations sealing a {len}-byte request");
 
         // The phone reads exactly the request the desktop meant, and its answer comes back.
         match phone.receive_borrowed(&out).unwrap() {
-            PhoneFrame::CtapRequest { command: 2, params: got } => {
+            PhoneFrame::CtapRequest { command: Command::GetAssertion, params: got } => {
                 assert_eq!(got, &params[..len])
             }
             other => panic!("{other:?}"),
         }
-        phone.respond_ctap_into(0, &params[..len], &mut response).unwrap();
+        phone.respond_ctap_into(StatusCode::Ok, &params[..len], &mut response).unwrap();
         match awaiting.receive(&response).unwrap() {
-            DesktopEvent::CtapResponse { status: 0, body } => assert_eq!(body, &params[..len]),
+            DesktopEvent::CtapResponse { status: StatusCode::Ok, body } => {
+                assert_eq!(body, &params[..len])
+            }
             other => panic!("{other:?}"),
         }
     }

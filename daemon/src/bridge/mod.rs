@@ -182,15 +182,17 @@ impl KeyBackend {
                     emit(PhoneEvent::Warning {
                         message: format!("the key answered {} with nothing", command.name()),
                     });
-                    return Ok(CtapReply::status(StatusCode::OtherError.to_u8()));
+                    return Ok(CtapReply::status(StatusCode::OtherError));
                 };
-                if pin_status(StatusCode::from_u8(status)) {
+                // Unknown (vendor) codes become `StatusCode::Other` and go back byte for byte.
+                let status = StatusCode::from_u8(status);
+                if pin_status(status) {
                     emit(PhoneEvent::Warning {
                         message: format!(
                             "the key refused {} with {}: this key requires a PIN, which cannot \
                              be entered over hybrid",
                             command.name(),
-                            StatusCode::from_u8(status).name()
+                            status.name()
                         ),
                     });
                 }
@@ -203,7 +205,7 @@ impl KeyBackend {
                         timeout.as_secs()
                     ),
                 });
-                Ok(CtapReply::status(StatusCode::UserActionTimeout.to_u8()))
+                Ok(CtapReply::status(StatusCode::UserActionTimeout))
             }
             Err(CtapError::Cancelled { .. }) => {
                 Err(PhoneError::Cancelled { stage: Stage::Authenticator })
@@ -245,7 +247,7 @@ impl CtapBackend for KeyBackend {
                     reason: refusal.reason,
                     rp_id: refusal.rp_id,
                 });
-                return Ok(CtapReply::status(refusal.status.to_u8()));
+                return Ok(CtapReply::status(refusal.status));
             }
         };
         let command = checked.command;

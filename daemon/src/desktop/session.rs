@@ -137,8 +137,7 @@ async fn drive_inner(
         None => GetInfo::default(),
     };
     let (command, params, client_data) = build(&request, &info)?;
-    let (mut awaiting, ct) =
-        open.send_ctap(command.to_u8(), &params).map_err(|e| session_err(ph, &e))?;
+    let (mut awaiting, ct) = open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
     send(conn, ph, &ct).await?;
     progress.finish(ph, CeremonyStage::UserResponse, ProgressDetail::None);
 
@@ -223,14 +222,13 @@ fn build(
 
 fn interpret(
     request: &CeremonyRequest,
-    status: u8,
+    status: StatusCode,
     body: &[u8],
     client_data: &ClientData,
     config: &DesktopConfig,
     progress: &StageClock,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     let ur = CeremonyStage::UserResponse;
-    let status = StatusCode::from_u8(status);
     if !status.is_ok() {
         return Err(CeremonyError::ctap2(ur, &Ctap2Error::Status(status)));
     }

@@ -17,6 +17,7 @@ use cablebridge_protocol::authenticator::{
     Authenticator, CredentialStore, Ctx, MemoryStore, PersistentState, PresenceOutcome,
     PresencePolicy, Step,
 };
+use cablebridge_protocol::ctap2::StatusCode;
 use rand::rngs::OsRng;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -28,15 +29,16 @@ const GET_INFO: u8 = cablebridge_protocol::ctap2::Command::GetInfo.to_u8();
 /// One CTAP answer: status byte and CBOR body (empty for errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtapReply {
-    /// CTAP status byte (0 = OK).
-    pub status: u8,
+    /// CTAP status ([`StatusCode::Ok`] = OK; vendor codes pass through as
+    /// [`StatusCode::Other`]).
+    pub status: StatusCode,
     /// CBOR body, exactly as the authenticator produced it.
     pub body: Vec<u8>,
 }
 
 impl CtapReply {
     /// An error answer with no body.
-    pub fn status(status: u8) -> Self {
+    pub fn status(status: StatusCode) -> Self {
         CtapReply { status, body: Vec::new() }
     }
 }
@@ -131,7 +133,7 @@ impl SoftwareBackend {
                     .map_err(PhoneError::Authenticator)?
             }
         };
-        Ok(CtapReply { status: response.status().to_u8(), body: response.body().to_vec() })
+        Ok(CtapReply { status: response.status(), body: response.body().to_vec() })
     }
 }
 

@@ -64,8 +64,8 @@ pub enum PhoneEvent {
     },
     /// A CTAP request arrived.
     Request {
-        /// CTAP command byte.
-        command: u8,
+        /// The CTAP command (its byte in JSON).
+        command: Command,
     },
     /// The authenticator waits for user presence.
     PresenceRequested {
@@ -76,8 +76,8 @@ pub enum PhoneEvent {
     },
     /// A CTAP response was sent.
     Responded {
-        /// Its status byte.
-        status: u8,
+        /// Its status (its byte in JSON).
+        status: StatusCode,
     },
     /// A fault switch fired.
     FaultInjected {
@@ -194,11 +194,11 @@ impl PhoneEvent {
             PhoneEvent::Advertising { sink, advert } => json!({ "sink": sink, "advert": advert }),
             PhoneEvent::HandshakeDone | PhoneEvent::PostHandshakeSent => json!({}),
             PhoneEvent::LinkingSent { link_id } => json!({ "link_id": link_id }),
-            PhoneEvent::Request { command } => json!({ "command": command }),
+            PhoneEvent::Request { command } => json!({ "command": command.to_u8() }),
             PhoneEvent::PresenceRequested { rp_id, delay_ms } => {
                 json!({ "rp_id": rp_id, "delay_ms": delay_ms })
             }
-            PhoneEvent::Responded { status } => json!({ "status": status }),
+            PhoneEvent::Responded { status } => json!({ "status": status.to_u8() }),
             PhoneEvent::FaultInjected { what } => json!({ "what": what }),
             PhoneEvent::Listening { contact } => json!({ "contact": contact }),
             PhoneEvent::DesktopArrived { link_id, known } => {
@@ -243,12 +243,14 @@ impl PhoneEvent {
             PhoneEvent::HandshakeDone => "handshake done, advertising stopped".to_owned(),
             PhoneEvent::PostHandshakeSent => "post-handshake message (getInfo) sent".to_owned(),
             PhoneEvent::LinkingSent { link_id } => format!("linking info sent (link id {link_id})"),
-            PhoneEvent::Request { command } => format!("CTAP request {command:#04x}"),
+            PhoneEvent::Request { command } => format!("CTAP request {:#04x}", command.to_u8()),
             PhoneEvent::PresenceRequested { rp_id, delay_ms } => format!(
                 "user presence for {} (approving in {delay_ms} ms)",
                 rp_id.as_deref().unwrap_or("?")
             ),
-            PhoneEvent::Responded { status } => format!("CTAP response status {status:#04x}"),
+            PhoneEvent::Responded { status } => {
+                format!("CTAP response status {:#04x}", status.to_u8())
+            }
             PhoneEvent::FaultInjected { what } => format!("fault injected: {what}"),
             PhoneEvent::Listening { contact } => {
                 format!("listening for desktops on contact {contact}…")
@@ -298,7 +300,7 @@ mod tests {
 
     #[test]
     fn json_has_event_and_elapsed() {
-        let v = PhoneEvent::Responded { status: 0x27 }.to_json(12);
+        let v = PhoneEvent::Responded { status: StatusCode::from_u8(0x27) }.to_json(12);
         assert_eq!(v, json!({"event": "responded", "elapsed_ms": 12, "status": 0x27}));
         assert!(PhoneEvent::HandshakeDone.to_human(5).contains("handshake done"));
     }
@@ -320,9 +322,14 @@ mod tests {
         let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
         assert_eq!(seen, vec![(7, PhoneEvent::HandshakeDone)]);
         // The wire line of the wrapped event is the phone's own line, unchanged.
-        let wrapped =
-            CeremonyEvent::Phone { elapsed_ms: 12, event: PhoneEvent::Responded { status: 0x27 } };
-        assert_eq!(wrapped.to_json(), PhoneEvent::Responded { status: 0x27 }.to_json(12));
+        let wrapped = CeremonyEvent::Phone {
+            elapsed_ms: 12,
+            event: PhoneEvent::Responded { status: StatusCode::from_u8(0x27) },
+        };
+        assert_eq!(
+            wrapped.to_json(),
+            PhoneEvent::Responded { status: StatusCode::from_u8(0x27) }.to_json(12)
+        );
         emit_to(&None, 1, PhoneEvent::HandshakeDone);
     }
 

@@ -11,6 +11,7 @@ use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
 use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
+use cablebridge_protocol::ctap2::StatusCode;
 use cablebridge_protocol::error::Classify;
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
@@ -27,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Bytes;
 
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
-const OPERATION_DENIED: u8 = 0x27;
+const OPERATION_DENIED: StatusCode = StatusCode::OperationDenied;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
 const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
 /// First wait after a listener's connection failed; doubled after each further failure.
@@ -391,7 +392,7 @@ impl<B: CtapBackend> Phone<B> {
             let command = match open.receive_borrowed(&frame)? {
                 PhoneFrame::CtapRequest { command, params } => {
                     request.clear();
-                    request.push(command);
+                    request.push(command.to_u8());
                     request.extend_from_slice(params);
                     command
                 }
@@ -416,7 +417,7 @@ impl<B: CtapBackend> Phone<B> {
             };
             open.respond_ctap_into(status, &body, &mut sealed)?;
             summary.requests += 1;
-            summary.last_status = Some(status);
+            summary.last_status = Some(status.to_u8());
             let sent = out.send(Outgoing::CtapResponse, &mut sealed).await?;
             summary.frames_sent = out.sent();
             self.emit(PhoneEvent::Responded { status });

@@ -9,6 +9,7 @@
 //! Not here: what the plaintexts mean (`messages`), or where the keys come from (`noise`).
 
 use crate::error::{Classify, Fault, Stage};
+use crate::hybrid::messages::FrameType;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
 
@@ -224,12 +225,12 @@ impl Crypter {
     /// once `out` has grown to the largest frame size).
     pub fn seal_frame(
         &mut self,
-        frame_type: u8,
+        frame_type: FrameType,
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CrypterError> {
         out.clear();
-        out.push(frame_type);
+        out.push(frame_type as u8);
         out.extend_from_slice(payload);
         let plaintext_len = out.len();
         out.resize(sealed_len(plaintext_len), 0);
@@ -308,7 +309,7 @@ mod tests {
     fn failed_open_does_not_advance_counter() {
         let (mut d, mut p) = pair();
         let mut buf = Vec::new();
-        d.seal_frame(1, b"hi", &mut buf).unwrap();
+        d.seal_frame(FrameType::Ctap, b"hi", &mut buf).unwrap();
         let mut bad = buf.clone();
         bad[0] ^= 1;
         assert_eq!(p.open_in_place(&mut bad), Err(CrypterError::TagMismatch { sequence: 0 }));
@@ -323,9 +324,9 @@ mod tests {
         d.set_sequences_for_tests(MAX_SEQUENCE, 0);
         p.set_sequences_for_tests(0, MAX_SEQUENCE);
         let mut buf = Vec::new();
-        d.seal_frame(1, b"x", &mut buf).unwrap();
+        d.seal_frame(FrameType::Ctap, b"x", &mut buf).unwrap();
         assert_eq!(p.open_in_place(&mut buf), Ok(2));
-        let e = d.seal_frame(1, b"x", &mut buf).unwrap_err();
+        let e = d.seal_frame(FrameType::Ctap, b"x", &mut buf).unwrap_err();
         assert_eq!(e, CrypterError::SequenceExhausted(Direction::Write));
         let e = p.open_in_place(&mut [0u8; 48]).unwrap_err();
         assert_eq!(e, CrypterError::SequenceExhausted(Direction::Read));
@@ -369,10 +370,11 @@ mod round_trip {
         #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases!(64)))]
         #[test]
         fn arbitrary_content_round_trips(data in proptest::collection::vec(any::<u8>(), 0..2048), ty in 0u8..4) {
+            let frame_type = [FrameType::Shutdown, FrameType::Ctap, FrameType::Update, FrameType::Json][usize::from(ty)];
             let mut d = Crypter::new(&[1; 32], &[2; 32]);
             let mut p = Crypter::new(&[2; 32], &[1; 32]);
             let mut out = Vec::new();
-            d.seal_frame(ty, &data, &mut out).unwrap();
+            d.seal_frame(frame_type, &data, &mut out).unwrap();
             prop_assert_eq!(out.len(), sealed_len(data.len() + 1));
             let n = p.open_in_place(&mut out).unwrap();
             prop_assert_eq!(out[0], ty);

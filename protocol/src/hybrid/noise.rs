@@ -356,6 +356,7 @@ pub fn respond_with_ephemeral(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hybrid::messages::FrameType;
     use rand::SeedableRng;
 
     fn run(kn: bool) -> (Established, Established) {
@@ -386,9 +387,9 @@ mod tests {
             let (mut d, mut p) = run(kn);
             assert_eq!(d.handshake_hash, p.handshake_hash);
             let mut buf = Vec::new();
-            d.crypter.seal_frame(1, b"abc", &mut buf).unwrap();
+            d.crypter.seal_frame(FrameType::Ctap, b"abc", &mut buf).unwrap();
             assert_eq!(p.crypter.open_in_place(&mut buf), Ok(4));
-            p.crypter.seal_frame(1, b"xyz", &mut buf).unwrap();
+            p.crypter.seal_frame(FrameType::Ctap, b"xyz", &mut buf).unwrap();
             assert_eq!(d.crypter.open_in_place(&mut buf), Ok(4));
         }
     }

@@ -1,6 +1,7 @@
 //! Desktop (Noise initiator) phases of a hybrid session (§1.1 desktop checklist, §8, §9.2).
 
 use super::{open_into, SessionError, CTAP_GET_INFO};
+use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
 use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Update};
@@ -14,8 +15,8 @@ use zeroize::{Zeroize, Zeroizing};
 pub enum DesktopEvent {
     /// The answer to the one CTAP request: status byte and CBOR body.
     CtapResponse {
-        /// CTAP status (0 = success).
-        status: u8,
+        /// CTAP status ([`StatusCode::Ok`] = success; unknown bytes are [`StatusCode::Other`]).
+        status: StatusCode,
         /// CBOR response body (may be empty for errors).
         body: Vec<u8>,
     },
@@ -78,7 +79,10 @@ impl Channel {
             }),
             Frame::Ctap(reply) => {
                 let (&status, body) = reply.split_first().unwrap_or((&0, &[]));
-                Ok(DesktopEvent::CtapResponse { status, body: body.to_vec() })
+                Ok(DesktopEvent::CtapResponse {
+                    status: StatusCode::from_u8(status),
+                    body: body.to_vec(),
+                })
             }
             Frame::Update(payload) => self.update(payload),
         }
@@ -105,7 +109,7 @@ impl Channel {
             return Err(SessionError::Failed);
         }
         let mut out = Vec::with_capacity(crate::hybrid::crypter::sealed_len(payload.len() + 1));
-        self.crypter.seal_frame(frame_type as u8, payload, &mut out)?;
+        self.crypter.seal_frame(frame_type, payload, &mut out)?;
         Ok(out)
     }
 }
@@ -238,7 +242,7 @@ impl DesktopOpen {
     /// allocation (the returned frame); [`DesktopOpen::send_ctap_into`] reuses a buffer instead.
     pub fn send_ctap(
         self,
-        command: u8,
+        command: Command,
         cbor_params: &[u8],
     ) -> Result<(DesktopAwaitingResponse, Vec<u8>), SessionError> {
         let mut out = Vec::new();
@@ -251,11 +255,11 @@ impl DesktopOpen {
     /// enough capacity costs no allocation.
     pub fn send_ctap_into(
         mut self,
-        command: u8,
+        command: Command,
         cbor_params: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<DesktopAwaitingResponse, SessionError> {
-        if command == CTAP_GET_INFO {
+        if command.to_u8() == CTAP_GET_INFO {
             return Err(SessionError::GetInfoIsLocal);
         }
         if !self.post.supports_ctap() {
@@ -268,7 +272,7 @@ impl DesktopOpen {
         out.clear();
         out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
         out[0] = FrameType::Ctap as u8;
-        out[1] = command;
+        out[1] = command.to_u8();
         out[2..plaintext_len].copy_from_slice(cbor_params);
         let n = self.channel.crypter.seal_in_place(out, plaintext_len)?;
         out.truncate(n);

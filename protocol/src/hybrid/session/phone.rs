@@ -1,6 +1,7 @@
 //! Phone (Noise responder) phases of a hybrid session (§1.1 phone checklist, §8, §9.1).
 
 use super::{open_into, SessionError};
+use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
 use crate::hybrid::messages::{encode_padded_update, Frame, FrameType, LinkingInfo, PostHandshake};
@@ -13,8 +14,9 @@ use p256::{PublicKey, SecretKey};
 pub enum PhoneEvent {
     /// A CTAP request: command byte and CBOR parameters.
     CtapRequest {
-        /// CTAP command (e.g. 0x01 makeCredential, 0x02 getAssertion).
-        command: u8,
+        /// CTAP command (e.g. 0x01 makeCredential, 0x02 getAssertion); unknown bytes are
+        /// [`Command::Other`].
+        command: Command,
         /// CBOR parameters (may be empty, e.g. authenticatorSelection).
         params: Vec<u8>,
     },
@@ -33,7 +35,7 @@ pub enum PhoneFrame<'a> {
     /// A CTAP request: command byte and CBOR parameters.
     CtapRequest {
         /// CTAP command.
-        command: u8,
+        command: Command,
         /// CBOR parameters.
         params: &'a [u8],
     },
@@ -162,7 +164,11 @@ impl PhoneOpen {
     }
 
     /// Seals a CTAP response: `[0x01] ‖ status ‖ body`.
-    pub fn respond_ctap(&mut self, status: u8, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+    pub fn respond_ctap(
+        &mut self,
+        status: StatusCode,
+        body: &[u8],
+    ) -> Result<Vec<u8>, SessionError> {
         let mut out = Vec::new();
         self.respond_ctap_into(status, body, &mut out)?;
         Ok(out)
@@ -172,7 +178,7 @@ impl PhoneOpen {
     /// allocation per frame once `out` has grown to the largest response.
     pub fn respond_ctap_into(
         &mut self,
-        status: u8,
+        status: StatusCode,
         body: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), SessionError> {
@@ -180,7 +186,7 @@ impl PhoneOpen {
             return Err(SessionError::Failed);
         }
         out.clear();
-        out.extend_from_slice(&[FrameType::Ctap as u8, status]);
+        out.extend_from_slice(&[FrameType::Ctap as u8, status.to_u8()]);
         out.extend_from_slice(body);
         let plaintext_len = out.len();
         out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
@@ -223,7 +229,7 @@ impl PhoneOpen {
             Ok(Frame::Shutdown) => Ok(PhoneFrame::Shutdown),
             Ok(Frame::Ctap(req)) => {
                 let (&command, params) = req.split_first().unwrap_or((&0, &[]));
-                Ok(PhoneFrame::CtapRequest { command, params })
+                Ok(PhoneFrame::CtapRequest { command: Command::from_u8(command), params })
             }
             Ok(Frame::Json(json)) => Ok(PhoneFrame::Json(json)),
             Ok(Frame::Update(payload)) => crate::cbor::Value::decode(payload)
@@ -257,7 +263,10 @@ impl PhoneOpen {
             Frame::Shutdown => PhoneEvent::Shutdown,
             Frame::Ctap(req) => {
                 let (&command, params) = req.split_first().unwrap_or((&0, &[]));
-                PhoneEvent::CtapRequest { command, params: params.to_vec() }
+                PhoneEvent::CtapRequest {
+                    command: Command::from_u8(command),
+                    params: params.to_vec(),
+                }
             }
             Frame::Json(json) => PhoneEvent::Json(json.to_vec()),
             Frame::Update(payload) => {
