@@ -53,27 +53,8 @@ pub fn error_object(e: &CeremonyError) -> Value {
 /// The final `result` object: the result's JSON restricted to the fields the CLI prints, plus
 /// `verification`.
 pub fn result_object(result: &Value, verification: Value) -> Value {
-    // The CLI's report keeps exactly these keys (tools/src/cmd/ceremony.rs `result_report`).
-    const KEYS: [&str; 16] = [
-        "event",
-        "ceremony",
-        "transport",
-        "rp_id",
-        "credential_id",
-        "aaguid",
-        "authenticator_name",
-        "attestation_format",
-        "attestation_object",
-        "authenticator_data",
-        "signature",
-        "user_handle",
-        "client_data_json",
-        "public_key_cose",
-        "timings_ms",
-        "linked_phone",
-    ];
     let mut out = serde_json::Map::new();
-    for key in KEYS {
+    for key in cablebridged::ceremony::RESULT_FIELDS {
         if let Some(v) = result.get(key) {
             out.insert(key.to_owned(), v.clone());
         }

@@ -31,7 +31,7 @@ pub use progress::{
     CeremonyEvent, CeremonyStage, EventSink, Events, ProgressDetail, ProgressEvent, StageClock,
     Timings,
 };
-pub use result::{AuthenticationResult, RegistrationResult, TransportKind};
+pub use result::{AuthenticationResult, RegistrationResult, TransportKind, RESULT_FIELDS};
 pub(crate) use run::cancellable;
 pub use run::{
     run, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,

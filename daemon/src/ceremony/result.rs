@@ -35,6 +35,27 @@ impl TransportKind {
     }
 }
 
+/// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
+/// notification carries the same set (one list for both, plus `verification` and policy fields).
+pub const RESULT_FIELDS: [&str; 16] = [
+    "event",
+    "ceremony",
+    "transport",
+    "rp_id",
+    "credential_id",
+    "aaguid",
+    "authenticator_name",
+    "attestation_format",
+    "attestation_object",
+    "authenticator_data",
+    "signature",
+    "user_handle",
+    "client_data_json",
+    "public_key_cose",
+    "timings_ms",
+    "linked_phone",
+];
+
 /// A successful registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationResult {

@@ -221,28 +221,8 @@ impl EventSink for Renderer {
 /// A result object (`{"event":"result",...}`) as a [`Report`]: in JSON mode it prints as the
 /// last line unchanged; in human mode as aligned `name value` lines.
 pub fn result_report(result: &Value, extra: Vec<(&'static str, Value)>) -> Report {
-    // Report keys are static: list every field a result can carry, in output order.
-    const KEYS: [&str; 17] = [
-        "event",
-        "ceremony",
-        "transport",
-        "rp_id",
-        "credential_id",
-        "aaguid",
-        "authenticator_name",
-        "attestation_format",
-        "attestation_object",
-        "authenticator_data",
-        "signature",
-        "user_handle",
-        "client_data_json",
-        "public_key_cose",
-        "timings_ms",
-        "linked_phone",
-        "verification",
-    ];
     let mut report = Report::new();
-    for key in KEYS {
+    for key in cablebridged::ceremony::RESULT_FIELDS {
         if let Some(v) = result.get(key) {
             report = report.field(key, v.clone());
         }
