@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cablebridge_protocol::ctap2::GetInfo;
 use cablebridged::ctap::{open_client, Call, CtapError, DeviceProgress, OpenOptions};
-use cablebridged::evidence::aaguid::{Aaguid, AaguidTable};
+use cablebridged::evidence::{get_info_fields, Aaguid, AaguidTable};
 use cablebridged::hid::{enumerate, DeviceAddress, HidrawOptions};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -14,34 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rpc::{code, RpcError};
 
-/// getInfo as JSON (names as in the spec, snake_case), as `cablebridge info` prints it.
+/// getInfo as JSON, as `cablebridge info` prints it (the engine's one rendering).
 pub fn info_json(info: &GetInfo) -> Vec<(&'static str, Value)> {
-    let aaguid = Aaguid(info.aaguid);
-    let options: Map<String, Value> =
-        info.options.iter().map(|(k, v)| (k.clone(), Value::Bool(*v))).collect();
-    let algorithms: Vec<Value> = info
-        .algorithms
-        .iter()
-        .map(|a| json!({"type": a.cred_type, "alg": a.alg.to_i64(), "name": a.alg.name()}))
-        .collect();
-    vec![
-        ("versions", json!(info.versions)),
-        ("extensions", json!(info.extensions)),
-        ("aaguid", json!(hex::encode(info.aaguid))),
-        ("model", json!(AaguidTable::built_in().describe(&aaguid))),
-        ("options", Value::Object(options)),
-        ("max_msg_size", json!(info.max_msg_size)),
-        ("pin_uv_auth_protocols", json!(info.pin_uv_auth_protocols)),
-        ("max_credential_count_in_list", json!(info.max_credential_count_in_list)),
-        ("max_credential_id_length", json!(info.max_credential_id_length)),
-        ("transports", json!(info.transports)),
-        ("algorithms", Value::Array(algorithms)),
-        ("min_pin_length", json!(info.min_pin_length)),
-        ("force_pin_change", json!(info.force_pin_change)),
-        ("firmware_version", json!(info.firmware_version)),
-        ("remaining_discoverable_credentials", json!(info.remaining_discoverable_credentials)),
-        ("uv_modality", json!(info.uv_modality)),
-    ]
+    get_info_fields(info, &AaguidTable::built_in())
 }
 
 fn device_error(e: &CtapError) -> RpcError {

@@ -6,6 +6,8 @@
 
 pub mod aaguid;
 pub mod chain;
+mod info;
 
 pub use aaguid::{Aaguid, AaguidTable, MdsError};
 pub use chain::{verify_attestation_chain, verify_x5c, ChainStatus};
+pub use info::get_info_fields;

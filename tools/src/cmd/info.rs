@@ -2,11 +2,11 @@
 //! CTAPHID INIT data and the AAGUID's model name.
 
 use cablebridge_protocol::ctap2::GetInfo;
-use cablebridged::evidence::{Aaguid, AaguidTable};
+use cablebridged::evidence::{get_info_fields, AaguidTable};
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::cmd::usb::{block_on, choose, hex, DeviceArgs};
+use crate::cmd::usb::{block_on, choose, DeviceArgs};
 use crate::output::{CmdError, Report};
 
 /// Arguments of `info`.
@@ -17,34 +17,9 @@ pub struct InfoArgs {
     pub device: DeviceArgs,
 }
 
-/// getInfo as JSON (names as in the spec, snake_case).
+/// getInfo as JSON (names as in the spec, snake_case), models from the built-in table.
 pub fn info_json(info: &GetInfo) -> Vec<(&'static str, Value)> {
-    let aaguid = Aaguid(info.aaguid);
-    let options: Map<String, Value> =
-        info.options.iter().map(|(k, v)| (k.clone(), Value::Bool(*v))).collect();
-    let algorithms: Vec<Value> = info
-        .algorithms
-        .iter()
-        .map(|a| json!({"type": a.cred_type, "alg": a.alg.to_i64(), "name": a.alg.name()}))
-        .collect();
-    vec![
-        ("versions", json!(info.versions)),
-        ("extensions", json!(info.extensions)),
-        ("aaguid", json!(hex(&info.aaguid))),
-        ("model", json!(AaguidTable::built_in().describe(&aaguid))),
-        ("options", Value::Object(options)),
-        ("max_msg_size", json!(info.max_msg_size)),
-        ("pin_uv_auth_protocols", json!(info.pin_uv_auth_protocols)),
-        ("max_credential_count_in_list", json!(info.max_credential_count_in_list)),
-        ("max_credential_id_length", json!(info.max_credential_id_length)),
-        ("transports", json!(info.transports)),
-        ("algorithms", Value::Array(algorithms)),
-        ("min_pin_length", json!(info.min_pin_length)),
-        ("force_pin_change", json!(info.force_pin_change)),
-        ("firmware_version", json!(info.firmware_version)),
-        ("remaining_discoverable_credentials", json!(info.remaining_discoverable_credentials)),
-        ("uv_modality", json!(info.uv_modality)),
-    ]
+    get_info_fields(info, &AaguidTable::built_in())
 }
 
 /// Runs `info`.
