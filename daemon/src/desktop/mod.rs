@@ -19,6 +19,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cablebridge_protocol::hybrid::advert_suffix::describe_suffix;
 use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::DesktopPairing;
@@ -148,6 +149,7 @@ pub(crate) async fn run_qr(
             rssi,
             routing_id: routing_id.to_hex(),
             tunnel_host: host.to_string(),
+            suffix: describe_suffix(&advert.suffix),
         },
     );
 

@@ -7,12 +7,13 @@ use super::backend::{BackendCtx, CtapBackend, CtapReply};
 use super::fault::{FramePolicy, Outgoing, Verdict};
 use super::progress::PhoneEvent;
 use super::sink::{AdvertSink, Advertiser};
-use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
+use super::{AdvertSuffixPolicy, LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
 use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
 use cablebridge_protocol::ctap2::StatusCode;
 use cablebridge_protocol::error::Classify;
+use cablebridge_protocol::hybrid::advert_suffix::{ble_suffix, qr_offers_ble};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
 use cablebridge_protocol::hybrid::qr::QrPayload;
@@ -160,7 +161,16 @@ impl<B: CtapBackend> Phone<B> {
         self.emit(PhoneEvent::TunnelOpen { routing_id: Some(routing.to_hex()) });
 
         let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
-        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
+        let mut advert = pairing.advert().to_vec();
+        match &self.config.advert_suffix {
+            AdvertSuffixPolicy::Never => {}
+            AdvertSuffixPolicy::BlePsm(psm) if qr_offers_ble(qr) => {
+                advert.extend_from_slice(&ble_suffix(*psm));
+            }
+            AdvertSuffixPolicy::BlePsm(_) => {}
+            AdvertSuffixPolicy::Force(bytes) => advert.extend_from_slice(bytes),
+        }
+        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
         let out = Outbox::new(conn, &self.config.faults);
         if let Some(what) = out.policy.close_before_first_frame() {
             return self.inject(out, summary, &what).await;
@@ -299,7 +309,7 @@ impl<B: CtapBackend> Phone<B> {
     async fn advertise_until_msg1(
         &self,
         conn: &mut TunnelConnection,
-        advert: &[u8; 20],
+        advert: &[u8],
     ) -> Result<Bytes, PhoneError> {
         let spec = &self.config.sink;
         let sink = AdvertSink::open(spec)

@@ -1,0 +1,178 @@
+//! Interop with phones other than today's Chrome-style one, end to end through
+//! `cablebridged::ceremony::run` over loopback (desktop ↔ our tunnel server ↔ the virtual
+//! phone, adverts through the desktop's Unix datagram source):
+//! CTAP 2.3 adverts longer than 20 bytes (issue 15), the legacy revision-0 post-handshake, and
+//! linking updates that arrive after the desktop's shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cablebridge_protocol::cbor::Value;
+use cablebridge_protocol::hybrid::advert_suffix::ble_suffix;
+use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridged::advert::AdvertSource;
+use cablebridged::ceremony::{
+    CeremonyError, CeremonyEvent, CeremonyOutcome, CeremonyRequest, HybridTransport,
+    ProgressDetail, RegisterOptions, RegistrationResult, Transport,
+};
+use cablebridged::desktop::DesktopConfig;
+use cablebridged::phone::sink::AdvertSinkSpec;
+use cablebridged::phone::{
+    phone_sink, AdvertSuffixPolicy, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone,
+};
+use cablebridged::store::LinkStore;
+use cablebridged::testkit::{with_phone, EventLog};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::timeout;
+
+/// Upper bound for any one test ceremony.
+const T: Duration = Duration::from_secs(30);
+
+struct Rig {
+    server: TunnelServerHandle,
+    dir: tempfile::TempDir,
+}
+
+/// The hex adverts a phone put out (its `Advertising` events).
+type Adverts = Arc<Mutex<Vec<String>>>;
+
+impl Rig {
+    async fn new() -> Rig {
+        let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+        Rig { server, dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn store(&self) -> LinkStore {
+        LinkStore::in_dir(&self.dir.path().join("state"))
+    }
+
+    fn advert_path(&self) -> PathBuf {
+        self.dir.path().join("adverts.sock")
+    }
+
+    fn desktop(&self) -> DesktopConfig {
+        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
+        c.tunnel_url = Some(self.server.base_url());
+        c.link_store = Some(self.store());
+        c.timeouts.advert = Duration::from_secs(10);
+        c.timeouts.user = Duration::from_secs(10);
+        c.timeouts.late_updates = Duration::from_millis(300);
+        c
+    }
+
+    fn phone(&self, tweak: impl FnOnce(&mut PhoneConfig)) -> (VirtualPhone, Adverts) {
+        let mut c = PhoneConfig::new(self.server.base_url());
+        c.sink = AdvertSinkSpec::Unix(self.advert_path());
+        c.advert_interval = Duration::from_millis(20);
+        c.desktop_timeout = Duration::from_secs(5);
+        c.idle_timeout = Duration::from_secs(5);
+        c.name = "Compat Phone".into();
+        tweak(&mut c);
+        let adverts: Adverts = Arc::default();
+        let seen = Arc::clone(&adverts);
+        let events = phone_sink(move |_: u64, p: &PhoneEvent| {
+            if let PhoneEvent::Advertising { advert, .. } = p {
+                seen.lock().unwrap().push(advert.clone());
+            }
+        });
+        let phone = VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, events);
+        (phone, adverts)
+    }
+}
+
+/// One QR registration; `edit_qr` changes what the phone "scanned" (e.g. adds QR key 6).
+async fn register(
+    config: &DesktopConfig,
+    phone: &mut VirtualPhone,
+    edit_qr: impl FnOnce(&mut QrPayload),
+) -> (Result<CeremonyOutcome, CeremonyError>, EventLog) {
+    let mut log = EventLog::new();
+    let request = CeremonyRequest::Register(RegisterOptions::new("example.com", "bob"));
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    let (result, answered) = timeout(
+        T,
+        with_phone(transport, request, &mut log, |mut qr| async move {
+            edit_qr(&mut qr);
+            phone.run_qr(&qr).await
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(answered.is_some(), "desktop showed no QR: {result:?}");
+    (result, log)
+}
+
+fn registered(r: Result<CeremonyOutcome, CeremonyError>) -> RegistrationResult {
+    match r {
+        Ok(CeremonyOutcome::Registered(r)) => r,
+        other => panic!("expected a registration, got {other:?}"),
+    }
+}
+
+/// The `advert_suffix` the desktop reported with its matched advert.
+fn reported_suffix(log: &EventLog) -> Option<String> {
+    log.events().iter().find_map(|e| match e {
+        CeremonyEvent::Progress(p) => match &p.detail {
+            ProgressDetail::Advert { suffix, .. } => Some(suffix.clone()),
+            _ => None,
+        },
+        _ => None,
+    })?
+}
+
+fn offer_ble(qr: &mut QrPayload) {
+    qr.unknown_keys.push((Value::int(6), Value::Array(vec![Value::int(0), Value::int(1)])));
+}
+
+#[tokio::test]
+async fn suffixed_advert_matches_and_its_suffix_is_reported_not_trusted() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+
+    // Forced {1: 4097} after the 20 bytes: the ceremony completes over the tunnel and the
+    // progress event names the PSM as unauthenticated.
+    let (mut phone, adverts) =
+        rig.phone(|c| c.advert_suffix = AdvertSuffixPolicy::Force(ble_suffix(4097)));
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    registered(r).verify().unwrap();
+    assert_eq!(adverts.lock().unwrap()[0].len(), 2 * 25, "20 + 5 suffix bytes were sent");
+    let reported = reported_suffix(&log).expect("suffix reported");
+    assert!(reported.contains("PSM 4097") && reported.contains("unauthenticated"), "{reported}");
+    let json = log
+        .events()
+        .iter()
+        .map(CeremonyEvent::to_json)
+        .find(|j| j["stage"] == "advert")
+        .unwrap();
+    assert!(json["advert_suffix"].as_str().unwrap().contains("PSM 4097"), "{json}");
+
+    // A malformed suffix is reported as ignored; it changes nothing about the ceremony.
+    let (mut phone, _) =
+        rig.phone(|c| c.advert_suffix = AdvertSuffixPolicy::Force(vec![0xff, 0x00, 0x13]));
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    registered(r);
+    let reported = reported_suffix(&log).unwrap();
+    assert!(reported.contains("3 suffix bytes ignored"), "{reported}");
+}
+
+#[tokio::test]
+async fn phone_appends_the_suffix_only_when_the_qr_offers_ble() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+
+    // Our desktop's QR has no key 6: exactly 20 bytes, so Chrome-style desktops see it.
+    let (mut phone, adverts) = rig.phone(|c| c.advert_suffix = AdvertSuffixPolicy::BlePsm(0x81));
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    registered(r);
+    assert!(adverts.lock().unwrap().iter().all(|a| a.len() == 40));
+    assert_eq!(reported_suffix(&log), None);
+
+    // The same phone scanning a QR whose key 6 offers channel 1 appends {1: PSM}.
+    let (mut phone, adverts) = rig.phone(|c| c.advert_suffix = AdvertSuffixPolicy::BlePsm(0x81));
+    let (r, log) = register(&config, &mut phone, offer_ble).await;
+    registered(r);
+    let sent = adverts.lock().unwrap()[0].clone();
+    assert_eq!(&sent[40..], hex::encode(ble_suffix(0x81)));
+    assert!(reported_suffix(&log).unwrap().contains("PSM 129"));
+}
