@@ -139,12 +139,8 @@ async fn suffixed_advert_matches_and_its_suffix_is_reported_not_trusted() {
     assert_eq!(adverts.lock().unwrap()[0].len(), 2 * 25, "20 + 5 suffix bytes were sent");
     let reported = reported_suffix(&log).expect("suffix reported");
     assert!(reported.contains("PSM 4097") && reported.contains("unauthenticated"), "{reported}");
-    let json = log
-        .events()
-        .iter()
-        .map(CeremonyEvent::to_json)
-        .find(|j| j["stage"] == "advert")
-        .unwrap();
+    let json =
+        log.events().iter().map(CeremonyEvent::to_json).find(|j| j["stage"] == "advert").unwrap();
     assert!(json["advert_suffix"].as_str().unwrap().contains("PSM 4097"), "{json}");
 
     // A malformed suffix is reported as ignored; it changes nothing about the ceremony.
@@ -175,4 +171,145 @@ async fn phone_appends_the_suffix_only_when_the_qr_offers_ble() {
     let sent = adverts.lock().unwrap()[0].clone();
     assert_eq!(&sent[40..], hex::encode(ble_suffix(0x81)));
     assert!(reported_suffix(&log).unwrap().contains("PSM 129"));
+}
+
+/// Index of the first event matching `pred`.
+fn position(log: &EventLog, pred: impl Fn(&CeremonyEvent) -> bool) -> Option<usize> {
+    log.events().iter().position(pred)
+}
+
+fn is_result(e: &CeremonyEvent) -> bool {
+    matches!(e, CeremonyEvent::Result(_))
+}
+
+fn is_linking(e: &CeremonyEvent) -> bool {
+    matches!(e, CeremonyEvent::Progress(p) if p.stage.as_str() == "linking")
+}
+
+#[tokio::test]
+async fn revision0_phone_registers_authenticates_and_links_through_key_2() {
+    let rig = Rig::new().await;
+    let config = rig.desktop();
+    let (mut phone, _) = rig.phone(|c| {
+        c.legacy_revision_0 = true;
+        c.offer_linking = true;
+    });
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    let reg = registered(r);
+    reg.verify().unwrap();
+    let said = log.events().iter().any(|e| {
+        matches!(e, CeremonyEvent::Progress(p)
+            if p.stage.as_str() == "post_handshake"
+                && matches!(&p.detail, ProgressDetail::Text(t) if t.contains("revision 0")))
+    });
+    assert!(said, "the post_handshake progress names revision 0");
+    assert!(log.warnings().is_empty(), "{:?}", log.warnings());
+    // Linking info came in post-handshake key 2, verified, and was stored.
+    let links = rig.store().load().unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].name, "Compat Phone");
+
+    // And a getAssertion over revision 0 verifies against the registered key.
+    let mut log = EventLog::new();
+    let mut a = cablebridged::ceremony::AuthenticateOptions::new("example.com");
+    a.allow_credentials = vec![reg.credential_id.clone()];
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    let (r, _) = timeout(
+        T,
+        with_phone(transport, CeremonyRequest::Authenticate(a), &mut log, |qr| async move {
+            phone.run_qr(&qr).await
+        }),
+    )
+    .await
+    .unwrap();
+    match r {
+        Ok(CeremonyOutcome::Authenticated(auth)) => auth.verify(&reg.public_key).unwrap(),
+        other => panic!("expected an assertion, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn late_linking_update_is_stored_after_the_result_event() {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    // The CLI's --wait-for-linking: result first, then up to the window for late updates.
+    config.late_update_mode = cablebridged::desktop::LateUpdateMode::AfterResult;
+    config.timeouts.late_updates = Duration::from_secs(20);
+    let (mut phone, _) = rig.phone(|c| {
+        c.offer_linking = true;
+        c.late_linking = Some(Duration::from_millis(300));
+    });
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    registered(r);
+    let result_at = position(&log, is_result).expect("result event");
+    let linked_at = position(&log, is_linking).expect("linking stored");
+    assert!(result_at < linked_at, "the late link did not delay the result");
+    assert_eq!(rig.store().load().unwrap().len(), 1);
+
+    // Detached (the daemon): `run` returns right after the result; the read goes on in a task
+    // and stores the link when it arrives.
+    let mut config = rig.desktop();
+    config.read_late_updates_like_chrome();
+    assert_eq!(config.timeouts.late_updates, Duration::from_secs(180));
+    let (mut phone, _) = rig.phone(|c| {
+        c.offer_linking = true;
+        c.name = "Late Phone".into();
+        c.late_linking = Some(Duration::from_millis(300));
+    });
+    let (r, log) = register(&config, &mut phone, |_| {}).await;
+    registered(r);
+    // `register` also waited for the phone, which sent the late update before returning; the
+    // detached reader stores it shortly after.
+    timeout(T, async {
+        while !rig.store().load().unwrap().iter().any(|l| l.name == "Late Phone") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the detached reader stored the late link");
+    let result_at = position(&log, is_result).unwrap();
+    timeout(T, async {
+        while position(&log, is_linking).is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(result_at < position(&log, is_linking).unwrap());
+}
+
+#[tokio::test]
+async fn cancel_ends_the_wait_for_late_updates_without_touching_the_result() {
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    config.late_update_mode = cablebridged::desktop::LateUpdateMode::AfterResult;
+    config.timeouts.late_updates = Duration::from_secs(600);
+    let (mut phone, _) = rig.phone(|c| {
+        c.offer_linking = true;
+        c.late_linking = Some(Duration::from_secs(2));
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_result = cancel.clone();
+    let mut log = EventLog::forwarding(Box::new(move |e| {
+        if is_result(e) {
+            on_result.cancel(); // Ctrl-C once the result is shown
+        }
+    }));
+    let request = CeremonyRequest::Register(RegisterOptions::new("example.com", "carol"));
+    let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
+    let (r, _) = timeout(
+        T,
+        cablebridged::testkit::with_phone_cancel(
+            transport,
+            request,
+            &mut log,
+            cancel,
+            |qr| async move { phone.run_qr(&qr).await },
+        ),
+    )
+    .await
+    .expect("cancel ended the 600 s window");
+    registered(r);
+    // The link never arrived: the desktop stopped reading when cancelled.
+    assert!(rig.store().load().unwrap().is_empty());
 }

@@ -15,9 +15,15 @@
 //!   tunnel gets the hybrid shutdown message (or a close before the handshake), and the error
 //!   names the stage in progress ([`super::CeremonyErrorKind::Cancelled`]).
 //!
+//! Hybrid late updates (§8.4): with [`crate::desktop::LateUpdateMode::AfterResult`] `run`
+//! emits the result, then keeps reading the phone's late linking/update messages for the
+//! configured window before it returns; with `Detached` (the daemon) that read is spawned on the
+//! current runtime and `run` returns at once; the default reads a short window first.
+//!
 //! Concurrency: `run` owns nothing global. Any number of ceremonies may run at once on one
 //! runtime, each with its own sink and token; everything a ceremony opened (advert sockets and
-//! readers, tunnel, hidraw handle) is closed by the time `run` returns.
+//! readers, tunnel, hidraw handle) is closed by the time `run` returns — except the tunnel of a
+//! `Detached` late-update read, which its spawned task closes at the end of its window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +37,7 @@ use super::{
 };
 use crate::advert::{AdvertFeed, AdvertSource};
 use crate::ctap::OpenOptions;
-use crate::desktop::DesktopConfig;
+use crate::desktop::{DesktopConfig, LateUpdateMode, LateUpdates};
 use crate::evidence::AaguidTable;
 use crate::hid::DeviceAddress;
 use cablebridge_protocol::ctap2::pin::Pin;
@@ -201,14 +207,14 @@ pub async fn run(
     events: Events,
     cancel: CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    let result = match transport {
+    let (result, late) = match transport {
         Transport::Usb(usb) => {
-            crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await
+            (crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await, None)
         }
-        Transport::Hybrid(h) => {
-            crate::desktop::run_qr(&h.config, h.adverts, request, events.clone(), &cancel).await
-        }
-        Transport::Linked(l) => {
+        Transport::Hybrid(h) => split_late(
+            crate::desktop::run_qr(&h.config, h.adverts, request, events.clone(), &cancel).await,
+        ),
+        Transport::Linked(l) => split_late(
             crate::desktop::run_linked(
                 &l.config,
                 &l.link,
@@ -217,8 +223,8 @@ pub async fn run(
                 events.clone(),
                 &cancel,
             )
-            .await
-        }
+            .await,
+        ),
     };
     if let Some(sink) = &events {
         let last = match &result {
@@ -227,7 +233,24 @@ pub async fn run(
         };
         sink.emit(&last);
     }
+    // The hybrid late-update window (§8.4) runs after the result, never before it, unless the
+    // desktop config asked for the old order (then it already ran and `late` is None).
+    if let Some(late) = late {
+        match late.mode {
+            LateUpdateMode::Detached => drop(tokio::spawn(late.task)),
+            _ => late.task.await,
+        }
+    }
     result
+}
+
+type WithLate = (Result<CeremonyOutcome, CeremonyError>, Option<LateUpdates>);
+
+fn split_late(r: Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError>) -> WithLate {
+    match r {
+        Ok((outcome, late)) => (Ok(outcome), late),
+        Err(e) => (Err(e), None),
+    }
 }
 
 /// Races `work` against `cancel`: cancelled ⇒ [`CeremonyError::cancelled`] at `stage`.

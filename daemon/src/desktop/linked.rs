@@ -29,7 +29,7 @@ pub(crate) async fn run(
     request: CeremonyRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
+) -> Result<(CeremonyOutcome, Option<super::LateUpdates>), CeremonyError> {
     request.validate()?;
     let setup = CeremonyStage::Setup;
     let mut progress = StageClock::new(setup, sink);

@@ -16,6 +16,8 @@
 mod linked;
 mod session;
 
+pub use session::{LateUpdateMode, LateUpdates};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,9 @@ use crate::evidence::aaguid::AaguidTable;
 use crate::store::LinkStore;
 use crate::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelConnection};
 
+/// How long Chrome keeps reading after its shutdown (§8.4).
+pub const CHROME_LATE_UPDATE_WINDOW: Duration = Duration::from_secs(180);
+
 /// Per-stage limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StageTimeouts {
@@ -46,7 +51,8 @@ pub struct StageTimeouts {
     pub handshake: Duration,
     /// Waiting for the authenticator's answer (the user decides on the phone).
     pub user: Duration,
-    /// Reading late updates (linking info) after shutdown.
+    /// Reading late updates (linking info) after shutdown (see [`LateUpdateMode`] for whether
+    /// the result waits for it).
     pub late_updates: Duration,
 }
 
@@ -81,6 +87,9 @@ pub struct DesktopConfig {
     pub timeouts: StageTimeouts,
     /// AAGUID → model names for results.
     pub aaguids: Arc<AaguidTable>,
+    /// Whether the late-update window (`timeouts.late_updates`) delays the result
+    /// ([`LateUpdateMode::BeforeResult`], the default) or runs after it.
+    pub late_update_mode: LateUpdateMode,
 }
 
 impl DesktopConfig {
@@ -94,7 +103,16 @@ impl DesktopConfig {
             link_store: None,
             timeouts: StageTimeouts::default(),
             aaguids: Arc::new(AaguidTable::built_in()),
+            late_update_mode: LateUpdateMode::BeforeResult,
         }
+    }
+
+    /// Chrome's late-update behaviour (§8.4) for a long-running owner (the daemon): after the
+    /// shutdown keep reading linking/update messages for 3 minutes, in a spawned task, without
+    /// delaying the result.
+    pub fn read_late_updates_like_chrome(&mut self) {
+        self.timeouts.late_updates = CHROME_LATE_UPDATE_WINDOW;
+        self.late_update_mode = LateUpdateMode::Detached;
     }
 
     fn connect_options(&self) -> ConnectOptions {
@@ -111,14 +129,15 @@ impl DesktopConfig {
     }
 }
 
-/// Runs one QR-initiated hybrid ceremony.
+/// Runs one QR-initiated hybrid ceremony; the late-update read comes back as a task unless it
+/// ran before the result ([`LateUpdateMode`]).
 pub(crate) async fn run_qr(
     config: &DesktopConfig,
     adverts: AdvertInput,
     request: CeremonyRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
+) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
     request.validate()?;
     let mut progress = StageClock::new(CeremonyStage::Setup, sink);
     let injected = injected(config, &adverts);
@@ -168,10 +187,10 @@ pub(crate) async fn run_qr(
     );
 
     let start = session::Start { pairing, advert: &advert };
-    let linking = config
-        .link_store
-        .as_ref()
-        .map(|store| session::LinkSink { store, tunnel_domain: advert.plaintext.domain_id() });
+    let linking = config.link_store.as_ref().map(|store| session::LinkSink {
+        store: store.clone(),
+        tunnel_domain: advert.plaintext.domain_id(),
+    });
     session::drive(conn, start, request, config, linking, &mut progress, cancel).await
 }
 

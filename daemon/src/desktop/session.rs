@@ -2,6 +2,12 @@
 //! message 2, the post-handshake message (its getInfo is cached and answers getInfo locally),
 //! the one CTAP request, its response, shutdown, then a bounded read of late updates for
 //! linking info (Chrome waits up to 3 minutes; a CLI waits `late_updates`, 2 s by default).
+//! With [`LateUpdateMode::AfterResult`] or [`LateUpdateMode::Detached`] that read is handed
+//! back as a [`LateUpdates`] task instead, so the ceremony's result is not delayed by it.
+//!
+//! A phone speaking the legacy revision 0 (padded post-handshake, §8.1) is served too: the
+//! protocol session switches to untyped frames, there is no shutdown message to send and no
+//! update to wait for; linking info can only come in post-handshake key 2.
 
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Bytes;
@@ -11,8 +17,10 @@ use cablebridge_protocol::ctap2::{
     Command, Ctap2Error, GetAssertionResponse, GetInfo, MakeCredentialResponse, StatusCode,
 };
 use cablebridge_protocol::hybrid::eid::OpenedAdvert;
-use cablebridge_protocol::hybrid::messages::LinkingInfo;
-use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopPairing, SessionError};
+use cablebridge_protocol::hybrid::messages::{LinkingInfo, Revision};
+use cablebridge_protocol::hybrid::session::{
+    DesktopClosed, DesktopEvent, DesktopPairing, SessionError,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{unix_now, DesktopConfig};
@@ -31,12 +39,12 @@ pub(super) struct Start<'a> {
 }
 
 /// Where verified linking info goes (QR sessions with a link store).
-pub(super) struct LinkSink<'a> {
-    pub store: &'a LinkStore,
+pub(super) struct LinkSink {
+    pub store: LinkStore,
     pub tunnel_domain: u16,
 }
 
-impl LinkSink<'_> {
+impl LinkSink {
     fn store(&self, info: &LinkingInfo, progress: &StageClock) {
         let link = StoredLink::from_linking(info, self.tunnel_domain, unix_now());
         let id = link.id();
@@ -80,36 +88,139 @@ async fn send(
     conn.send(bytes).await.map_err(|e| CeremonyError::classified(stage, "tunnel", &e))
 }
 
-/// Runs the session on `conn` to its end and closes the tunnel, whatever happened. A cancel
-/// before the handshake completed closes the tunnel; after it, the phone first gets the
-/// encrypted shutdown message.
+/// The CTAP answer and what is left of the session once the shutdown went out.
+struct Answered {
+    status: StatusCode,
+    body: Vec<u8>,
+    client_data: ClientData,
+    /// `Some` when the session may still deliver late updates (revision 1, shutdown sent).
+    closed: Option<DesktopClosed>,
+}
+
+/// Runs the session on `conn` to its end and closes the tunnel, whatever happened (or hands
+/// the tunnel to the returned [`LateUpdates`] task, see [`LateUpdateMode`]). A cancel before
+/// the handshake completed closes the tunnel; after it, the phone first gets the encrypted
+/// shutdown message.
 pub(super) async fn drive(
     mut conn: TunnelConnection,
     start: Start<'_>,
     request: CeremonyRequest,
     config: &DesktopConfig,
-    linking: Option<LinkSink<'_>>,
+    linking: Option<LinkSink>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
-    let result = drive_inner(&mut conn, start, request, config, linking, progress, cancel).await;
-    // Close whatever happened; a failed close changes nothing about the outcome.
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
-    if result.is_ok() {
-        progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
+) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
+    let answered =
+        drive_inner(&mut conn, start, &request, config, linking.as_ref(), progress, cancel).await;
+    let (answered, closed) = match answered {
+        Ok(mut a) => {
+            let closed = a.closed.take();
+            (Ok(a), closed)
+        }
+        Err(e) => (Err(e), None),
+    };
+    let window = config.timeouts.late_updates;
+    let late = match (closed, config.late_update_mode) {
+        (Some(closed), mode) if mode != LateUpdateMode::BeforeResult => {
+            let (progress, cancel) = (progress.clone(), cancel.clone());
+            Some(LateUpdates {
+                mode,
+                task: Box::pin(async move {
+                    let sink = linking.as_ref();
+                    read_late_updates(&mut conn, closed, sink, &progress, window, &cancel).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+                }),
+            })
+        }
+        (closed, _) => {
+            if let Some(closed) = closed {
+                read_late_updates(&mut conn, closed, linking.as_ref(), progress, window, cancel)
+                    .await;
+            }
+            // Close whatever happened; a failed close changes nothing about the outcome.
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+            None
+        }
+    };
+    let a = answered?;
+    let outcome = interpret(&request, a.status, &a.body, &a.client_data, config, progress)?;
+    progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
+    Ok((outcome, late))
+}
+
+/// When the desktop reads late updates (linking info) after its shutdown, relative to the
+/// ceremony's result (§8.4: Chrome keeps reading for up to 3 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LateUpdateMode {
+    /// Read for `timeouts.late_updates`, then report the result (the CLI's short default).
+    #[default]
+    BeforeResult,
+    /// Report the result at once, then read for the window before `ceremony::run` returns
+    /// (the CLI's `--wait-for-linking`).
+    AfterResult,
+    /// Report the result and return at once; the window runs in a spawned task (the daemon,
+    /// which outlives the ceremony).
+    Detached,
+}
+
+/// The late-update read of a finished ceremony, handed to `ceremony::run` (which emits the
+/// result first, then awaits or spawns it according to `mode`). Owns the tunnel; closes it at
+/// the end of the window, on cancel or when the phone hangs up.
+pub struct LateUpdates {
+    /// Await after the result, or spawn.
+    pub mode: LateUpdateMode,
+    /// The read itself.
+    pub task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for LateUpdates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateUpdates").field("mode", &self.mode).finish_non_exhaustive()
     }
-    result
+}
+
+/// Reads late updates for up to `window` (or until cancel / the phone closes / a bad frame),
+/// storing verified linking info.
+async fn read_late_updates(
+    conn: &mut TunnelConnection,
+    mut closed: DesktopClosed,
+    linking: Option<&LinkSink>,
+    progress: &StageClock,
+    window: Duration,
+    cancel: &CancellationToken,
+) {
+    let late = async {
+        while let Some(Ok(msg)) = conn.recv().await {
+            match closed.receive(&msg) {
+                Ok(DesktopEvent::LinkingInfo(info)) => {
+                    if let Some(sink) = linking {
+                        sink.store(&info, progress);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    progress.warn(format!("ignored a late message from the phone: {e}"));
+                    break;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => {}
+        _ = tokio::time::timeout(window, late) => {}
+    }
 }
 
 async fn drive_inner(
     conn: &mut TunnelConnection,
     start: Start<'_>,
-    request: CeremonyRequest,
+    request: &CeremonyRequest,
     config: &DesktopConfig,
-    linking: Option<LinkSink<'_>>,
+    linking: Option<&LinkSink>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
+) -> Result<Answered, CeremonyError> {
     let t = config.timeouts;
     // Handshake: message 1 goes out as soon as the socket is open (§6.1).
     let hs = CeremonyStage::Handshake;
@@ -129,6 +240,11 @@ async fn drive_inner(
     )
     .await?;
     let open = awaiting.read_post_handshake(&post).map_err(|e| session_err(ph, &e))?;
+    let revision = open.revision();
+    if let (Some(link), Some(sink)) = (&open.post_handshake().legacy_linking, linking) {
+        // Key 2 (verified over this session's handshake hash by the protocol session).
+        sink.store(link, progress);
+    }
     let info = match open.get_info() {
         Some(bytes) => Value::decode(bytes)
             .map_err(Ctap2Error::from)
@@ -136,10 +252,16 @@ async fn drive_inner(
             .map_err(|e| CeremonyError::classified(ph, "the phone's getInfo is invalid", &e))?,
         None => GetInfo::default(),
     };
-    let (command, params, client_data) = build(&request, &info)?;
+    let (command, params, client_data) = build(request, &info)?;
     let (mut awaiting, ct) = open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
     send(conn, ph, &ct).await?;
-    progress.finish(ph, CeremonyStage::UserResponse, ProgressDetail::None);
+    let detail = match revision {
+        Revision::One => ProgressDetail::None,
+        Revision::Zero => ProgressDetail::Text(
+            "legacy protocol revision 0 (padded post-handshake, untyped frames)".into(),
+        ),
+    };
+    progress.finish(ph, CeremonyStage::UserResponse, detail);
 
     // The user decides; updates (linking info) may come before or after the response.
     let ur = CeremonyStage::UserResponse;
@@ -153,8 +275,11 @@ async fn drive_inner(
         };
         let Some(received) = received else {
             // Tell the phone the desktop is gone (it stops asking the user), then fail.
+            // (Revision 0 has no shutdown message: the frame is empty, the close says it.)
             if let Ok((_, ct)) = awaiting.shutdown() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), send(conn, ur, &ct)).await;
+                if !ct.is_empty() {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send(conn, ur, &ct)).await;
+                }
             }
             return Err(CeremonyError::cancelled(ur));
         };
@@ -168,7 +293,7 @@ async fn drive_inner(
         match awaiting.receive(&msg).map_err(|e| session_err(ur, &e))? {
             DesktopEvent::CtapResponse { status, body } => break (status, body),
             DesktopEvent::LinkingInfo(info) => {
-                if let Some(sink) = &linking {
+                if let Some(sink) = linking {
                     sink.store(&info, progress);
                 }
             }
@@ -177,29 +302,14 @@ async fn drive_inner(
     };
     progress.finish(ur, CeremonyStage::Done, ProgressDetail::None);
 
-    // Shutdown, then a bounded read of late updates (§8.4).
-    let (mut closed, ct) = awaiting.shutdown().map_err(|e| session_err(CeremonyStage::Done, &e))?;
-    if send(conn, CeremonyStage::Done, &ct).await.is_ok() {
-        let late = async {
-            while let Some(Ok(msg)) = conn.recv().await {
-                match closed.receive(&msg) {
-                    Ok(DesktopEvent::LinkingInfo(info)) => {
-                        if let Some(sink) = &linking {
-                            sink.store(&info, progress);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        progress.warn(format!("ignored a late message from the phone: {e}"));
-                        break;
-                    }
-                }
-            }
-        };
-        let _ = tokio::time::timeout(t.late_updates, late).await;
-    }
-
-    interpret(&request, status, &body, &client_data, config, progress)
+    // Shutdown; late updates (§8.4) are read by the caller.
+    let (closed, ct) = awaiting.shutdown().map_err(|e| session_err(CeremonyStage::Done, &e))?;
+    let closed = if ct.is_empty() {
+        None // revision 0: no shutdown message, no updates.
+    } else {
+        send(conn, CeremonyStage::Done, &ct).await.ok().map(|()| closed)
+    };
+    Ok(Answered { status, body, client_data, closed })
 }
 
 fn build(

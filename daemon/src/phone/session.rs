@@ -15,7 +15,7 @@ use cablebridge_protocol::ctap2::StatusCode;
 use cablebridge_protocol::error::Classify;
 use cablebridge_protocol::hybrid::advert_suffix::{ble_suffix, qr_offers_ble};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
-use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
+use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake, Revision};
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{
     PhoneFrame, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
@@ -28,6 +28,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Bytes;
 
+/// Why a session ended when the desktop said goodbye properly.
+const SHUTDOWN_RECEIVED: &str = "desktop sent shutdown";
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: StatusCode = StatusCode::OperationDenied;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
@@ -344,13 +346,29 @@ impl<B: CtapBackend> Phone<B> {
         self.emit(PhoneEvent::HandshakeDone);
 
         let get_info = self.get_info().await?;
-        let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
+        let mut message = PostHandshake::ctap(get_info);
+        let revision = if self.config.legacy_revision_0 { Revision::Zero } else { Revision::One };
+        let mut legacy_link = None;
+        if offer_linking && revision == Revision::Zero {
+            // Revision 0 has no update messages: linking rides in post-handshake key 2.
+            let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
+            let signature = hs.linking_signature(&identity)?;
+            let (info, link_id) = self.issue_linking(&identity, signature);
+            message.legacy_linking = Some(info);
+            legacy_link = Some(link_id);
+            summary.linking_sent = true;
+            self.save()?;
+        }
+        let (mut open, mut post) = hs.send_post_handshake_revision(&message, revision)?;
         if let Sent::FaultClose(what) = out.send(Outgoing::PostHandshake, &mut post).await? {
             return self.inject(out, summary, &what).await;
         }
         self.emit(PhoneEvent::PostHandshakeSent);
+        if let Some(link_id) = legacy_link {
+            self.emit(PhoneEvent::LinkingSent { link_id });
+        }
 
-        if offer_linking {
+        if offer_linking && revision == Revision::One && self.config.late_linking.is_none() {
             let (mut frame, link_id) = self.linking_update(&mut open)?;
             summary.linking_sent = true;
             self.save()?;
@@ -359,14 +377,27 @@ impl<B: CtapBackend> Phone<B> {
             }
             self.emit(PhoneEvent::LinkingSent { link_id });
         }
-        self.request_loop(open, out, summary).await
+        let late_linking = self.config.late_linking.filter(|_| offer_linking);
+        let late_linking = late_linking.filter(|_| revision == Revision::One);
+        self.request_loop(open, out, summary, late_linking).await
     }
 
     /// Issues a link and seals the update carrying it; returns the frame and the link id (hex).
     fn linking_update(&mut self, open: &mut PhoneOpen) -> Result<(Vec<u8>, String), PhoneError> {
         let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
-        let (contact_id, link_id, link_secret) = self.state.issue_link(&mut OsRng);
         let signature = open.linking_signature(&identity)?;
+        let (info, link_id) = self.issue_linking(&identity, signature);
+        Ok((open.send_update(Some(&info))?, link_id))
+    }
+
+    /// Issues a link (stored in the phone state) and the linking info carrying it; the link
+    /// id in hex for progress.
+    fn issue_linking(
+        &mut self,
+        identity: &p256::SecretKey,
+        signature: [u8; 32],
+    ) -> (LinkingInfo, String) {
+        let (contact_id, link_id, link_secret) = self.state.issue_link(&mut OsRng);
         let info = LinkingInfo {
             contact_id,
             link_id,
@@ -376,15 +407,18 @@ impl<B: CtapBackend> Phone<B> {
             signature,
             gms_marker: None,
         };
-        Ok((open.send_update(Some(&info))?, hex::encode(link_id)))
+        (info, hex::encode(link_id))
     }
 
-    /// Answers CTAP requests until the desktop shuts down or leaves.
+    /// Answers CTAP requests until the desktop shuts down or leaves. With `late_linking`, the
+    /// linking update goes out that long after the desktop's shutdown (§8.4: the desktop keeps
+    /// reading late updates).
     async fn request_loop(
         &mut self,
         mut open: PhoneOpen,
         mut out: Outbox,
         mut summary: SessionSummary,
+        late_linking: Option<Duration>,
     ) -> Result<SessionSummary, PhoneError> {
         let mut request: Vec<u8> = Vec::new();
         let mut sealed: Vec<u8> = Vec::new();
@@ -407,7 +441,7 @@ impl<B: CtapBackend> Phone<B> {
                     command
                 }
                 PhoneFrame::UpdateIgnored => continue,
-                PhoneFrame::Shutdown => break "desktop sent shutdown",
+                PhoneFrame::Shutdown => break SHUTDOWN_RECEIVED,
                 // We announce only "ctap"; a JSON request breaks the negotiated features.
                 _ => {
                     return Err(SessionError::UnexpectedFrame {
@@ -435,6 +469,16 @@ impl<B: CtapBackend> Phone<B> {
                 return self.inject(out, summary, &what).await;
             }
         };
+        if let Some(delay) = late_linking.filter(|_| reason == SHUTDOWN_RECEIVED) {
+            tokio::time::sleep(delay).await;
+            let (mut frame, link_id) = self.linking_update(&mut open)?;
+            summary.linking_sent = true;
+            self.save()?;
+            if let Sent::FaultClose(what) = out.send(Outgoing::Linking, &mut frame).await? {
+                return self.inject(out, summary, &what).await;
+            }
+            self.emit(PhoneEvent::LinkingSent { link_id });
+        }
         summary.frames_sent = out.sent();
         let _ = out.conn.close().await;
         self.save()?;

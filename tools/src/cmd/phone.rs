@@ -11,9 +11,9 @@ use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::error::{Classify, Fault};
+use cablebridge_protocol::hybrid::advert_suffix::MAX_SUFFIX_LEN;
 use cablebridged::ceremony::{CeremonyEvent, Events};
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridge_protocol::hybrid::advert_suffix::MAX_SUFFIX_LEN;
 use cablebridged::phone::{
     AdvertSuffixPolicy, FailAt, PhoneConfig, PhoneError, PhoneState, VirtualPhone,
 };

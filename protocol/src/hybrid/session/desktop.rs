@@ -4,7 +4,7 @@ use super::{open_into, SessionError, CTAP_GET_INFO};
 use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
-use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Update};
+use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Revision, Update};
 use crate::hybrid::noise::{Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
 use p256::{PublicKey, SecretKey};
 use zeroize::{Zeroize, Zeroizing};
@@ -39,6 +39,8 @@ struct Channel {
     /// drop.
     scratch: Zeroizing<Vec<u8>>,
     failed: bool,
+    /// What the post-handshake message said; revision 0 frames carry no type byte.
+    revision: Revision,
 }
 
 impl Channel {
@@ -64,6 +66,22 @@ impl Channel {
         ctap_expected: bool,
     ) -> Result<DesktopEvent, SessionError> {
         let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
+        if self.revision == Revision::Zero {
+            // Revision 0: every frame from the phone is a CTAP reply, untyped (§8.1).
+            if !ctap_expected {
+                return Err(SessionError::UnexpectedFrame {
+                    frame: FrameType::Ctap,
+                    why: "no CTAP request is outstanding (revision 0 has no update messages)",
+                });
+            }
+            let Some((&status, body)) = self.scratch[..n].split_first() else {
+                return Err(crate::hybrid::messages::MessageError::EmptyFrame.into());
+            };
+            return Ok(DesktopEvent::CtapResponse {
+                status: StatusCode::from_u8(status),
+                body: body.to_vec(),
+            });
+        }
         match Frame::parse(&self.scratch[..n])? {
             Frame::Shutdown => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Shutdown,
@@ -173,6 +191,7 @@ impl DesktopHandshake {
                 qr_identity: self.qr_identity,
                 scratch: Zeroizing::new(Vec::new()),
                 failed: false,
+                revision: Revision::One,
             },
         })
     }
@@ -190,15 +209,17 @@ impl DesktopAwaitingPostHandshake {
         &self.channel.handshake_hash
     }
 
-    /// Decrypts and decodes the post-handshake message (§8.1). Legacy linking info in key 2 is
-    /// kept only in QR sessions and only if its signature verifies.
+    /// Decrypts and decodes the post-handshake message (§8.1), either revision: a padded
+    /// (revision-0) message switches the session to untyped frames. Legacy linking info in
+    /// key 2 is kept only in QR sessions and only if its signature verifies.
     pub fn read_post_handshake(mut self, ciphertext: &[u8]) -> Result<DesktopOpen, SessionError> {
         let ch = &mut self.channel;
         let n = open_into(&mut ch.crypter, &mut ch.scratch, ciphertext)?;
-        let post = PostHandshake::decode(&ch.scratch[..n]);
+        let post = PostHandshake::decode_revision(&ch.scratch[..n]);
         // Legacy linking info (key 2) may carry a link secret.
         ch.scratch.zeroize();
-        let mut post = post?;
+        let (mut post, revision) = post?;
+        ch.revision = revision;
         if let Some(link) = post.legacy_linking.take() {
             if let Some(qr) = &ch.qr_identity {
                 if link.verify(qr, &ch.handshake_hash).is_ok() {
@@ -226,6 +247,11 @@ impl DesktopOpen {
     /// The decoded post-handshake message (legacy linking verified or removed).
     pub fn post_handshake(&self) -> &PostHandshake {
         &self.post
+    }
+
+    /// The revision the phone speaks (from the post-handshake message's form).
+    pub fn revision(&self) -> Revision {
+        self.channel.revision
     }
 
     /// `h` after message 2.
@@ -268,18 +294,23 @@ impl DesktopOpen {
         if self.channel.failed {
             return Err(SessionError::Failed);
         }
-        let plaintext_len = cbor_params.len() + 2;
+        // Revision 0: `command ‖ params` with no type byte.
+        let typed = usize::from(self.channel.revision == Revision::One);
+        let plaintext_len = cbor_params.len() + 1 + typed;
         out.clear();
         out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
-        out[0] = FrameType::Ctap as u8;
-        out[1] = command.to_u8();
-        out[2..plaintext_len].copy_from_slice(cbor_params);
+        if typed == 1 {
+            out[0] = FrameType::Ctap as u8;
+        }
+        out[typed] = command.to_u8();
+        out[typed + 1..plaintext_len].copy_from_slice(cbor_params);
         let n = self.channel.crypter.seal_in_place(out, plaintext_len)?;
         out.truncate(n);
         Ok(DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false })
     }
 
-    /// Seals `[0x00]` and closes the sending side.
+    /// Seals `[0x00]` and closes the sending side. Revision 0 has no shutdown message: the
+    /// returned frame is then empty (send nothing, just close).
     pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
         shutdown(self.channel)
     }
@@ -313,13 +344,25 @@ impl DesktopAwaitingResponse {
         Ok(event)
     }
 
-    /// Seals `[0x00]` and closes the sending side.
+    /// Seals `[0x00]` and closes the sending side; empty in revision 0 (no shutdown message
+    /// exists there: send nothing, just close).
     pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
         shutdown(self.channel)
+    }
+
+    /// The revision the phone speaks.
+    pub fn revision(&self) -> Revision {
+        self.channel.revision
     }
 }
 
 fn shutdown(mut channel: Channel) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
+    if channel.revision == Revision::Zero {
+        if channel.failed {
+            return Err(SessionError::Failed);
+        }
+        return Ok((DesktopClosed { channel }, Vec::new()));
+    }
     let ct = channel.seal(FrameType::Shutdown, &[])?;
     Ok((DesktopClosed { channel }, ct))
 }
