@@ -123,9 +123,25 @@ impl PostHandshake {
         }
     }
 
+    /// What a phone that also takes Digital Credentials requests sends:
+    /// `{1: getInfo, 3: ["ctap", "dc"]}` (the 2026 iPhone capture, §8.1).
+    pub fn ctap_and_dc(get_info: Vec<u8>) -> Self {
+        PostHandshake {
+            get_info: Some(get_info),
+            features: vec![Feature::Ctap, Feature::Dc],
+            legacy_linking: None,
+        }
+    }
+
     /// Whether CTAP frames may be sent.
     pub fn supports_ctap(&self) -> bool {
         self.features.contains(&Feature::Ctap)
+    }
+
+    /// Whether Digital Credentials JSON frames may be sent (feature `"dc"`; an absent key 3
+    /// means `["ctap"]` only).
+    pub fn supports_dc(&self) -> bool {
+        self.features.contains(&Feature::Dc)
     }
 
     /// Canonical CBOR plaintext (phone side).

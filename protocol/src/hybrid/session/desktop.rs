@@ -22,6 +22,8 @@ pub enum DesktopEvent {
     },
     /// Linking info whose signature verified over this session's handshake hash (QR only).
     LinkingInfo(LinkingInfo),
+    /// The answer to a Digital Credentials request: the phone's JSON bytes (UTF-8, unparsed).
+    JsonResponse(Vec<u8>),
     /// An update without linking info (Chrome's constant-size padding-only update).
     PaddingOnlyUpdate,
     /// An update in a linked session: it cannot be verified and is discarded (§9.2).
@@ -48,12 +50,12 @@ impl Channel {
     fn receive(
         &mut self,
         ciphertext: &[u8],
-        ctap_expected: bool,
+        expected: Option<FrameType>,
     ) -> Result<DesktopEvent, SessionError> {
         if self.failed {
             return Err(SessionError::Failed);
         }
-        let result = self.receive_inner(ciphertext, ctap_expected);
+        let result = self.receive_inner(ciphertext, expected);
         // Zeroing keeps the allocation: no per-frame allocation, no plaintext left behind.
         self.scratch.zeroize();
         self.failed = result.is_err();
@@ -63,8 +65,9 @@ impl Channel {
     fn receive_inner(
         &mut self,
         ciphertext: &[u8],
-        ctap_expected: bool,
+        expected: Option<FrameType>,
     ) -> Result<DesktopEvent, SessionError> {
+        let ctap_expected = expected == Some(FrameType::Ctap);
         let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
         if self.revision == Revision::Zero {
             // Revision 0: every frame from the phone is a CTAP reply, untyped (§8.1).
@@ -87,9 +90,13 @@ impl Channel {
                 frame: FrameType::Shutdown,
                 why: "shutdown is sent by the desktop only",
             }),
+            Frame::Json(reply) if expected == Some(FrameType::Json) => {
+                core::str::from_utf8(reply).map_err(|_| SessionError::BadJson)?;
+                Ok(DesktopEvent::JsonResponse(reply.to_vec()))
+            }
             Frame::Json(_) => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Json,
-                why: "a reply must have the request's type and only CTAP is requested",
+                why: "a reply must have the request's type and no JSON request is outstanding",
             }),
             Frame::Ctap(_) if !ctap_expected => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Ctap,
@@ -261,7 +268,30 @@ impl DesktopOpen {
 
     /// Reads an update that arrives before the request (Chrome's phone sends one right away).
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        self.channel.receive(ciphertext, false)
+        self.channel.receive(ciphertext, None)
+    }
+
+    /// Seals the connection's one Digital Credentials request (§8.2 type 3): `[0x03] ‖ JSON`.
+    /// Refused unless the phone announced `"dc"` in a revision-1 post-handshake message.
+    pub fn send_json(
+        self,
+        json: &[u8],
+    ) -> Result<(DesktopAwaitingResponse, Vec<u8>), SessionError> {
+        if self.channel.revision == Revision::Zero || !self.post.supports_dc() {
+            return Err(SessionError::DcNotSupported);
+        }
+        if json.is_empty() || core::str::from_utf8(json).is_err() {
+            return Err(SessionError::BadJson);
+        }
+        let mut channel = self.channel;
+        let ct = channel.seal(FrameType::Json, json)?;
+        let next = DesktopAwaitingResponse {
+            channel,
+            post: self.post,
+            answered: false,
+            expects: FrameType::Json,
+        };
+        Ok((next, ct))
     }
 
     /// Seals the connection's one CTAP request (§8.3): `[0x01] ‖ command ‖ params`. One
@@ -306,7 +336,12 @@ impl DesktopOpen {
         out[typed + 1..plaintext_len].copy_from_slice(cbor_params);
         let n = self.channel.crypter.seal_in_place(out, plaintext_len)?;
         out.truncate(n);
-        Ok(DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false })
+        Ok(DesktopAwaitingResponse {
+            channel: self.channel,
+            post: self.post,
+            answered: false,
+            expects: FrameType::Ctap,
+        })
     }
 
     /// Seals `[0x00]` and closes the sending side. Revision 0 has no shutdown message: the
@@ -322,6 +357,8 @@ pub struct DesktopAwaitingResponse {
     channel: Channel,
     post: PostHandshake,
     answered: bool,
+    /// The request's type: the reply must have the same (§8.2).
+    expects: FrameType,
 }
 
 impl DesktopAwaitingResponse {
@@ -337,8 +374,9 @@ impl DesktopAwaitingResponse {
 
     /// Opens the next frame from the phone.
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        let event = self.channel.receive(ciphertext, !self.answered)?;
-        if matches!(event, DesktopEvent::CtapResponse { .. }) {
+        let expected = (!self.answered).then_some(self.expects);
+        let event = self.channel.receive(ciphertext, expected)?;
+        if matches!(event, DesktopEvent::CtapResponse { .. } | DesktopEvent::JsonResponse(_)) {
             self.answered = true;
         }
         Ok(event)
@@ -377,6 +415,6 @@ pub struct DesktopClosed {
 impl DesktopClosed {
     /// Reads a late update; a CTAP frame now is an error.
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        self.channel.receive(ciphertext, false)
+        self.channel.receive(ciphertext, None)
     }
 }

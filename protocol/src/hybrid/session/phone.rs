@@ -242,6 +242,23 @@ impl PhoneOpen {
         }
     }
 
+    /// Seals the answer to a Digital Credentials request: `[0x03] ‖ JSON` (§8.2; a reply has
+    /// the request's type). Only in revision 1, and not after the desktop's shutdown.
+    pub fn respond_json(&mut self, json: &[u8]) -> Result<Vec<u8>, SessionError> {
+        if self.failed || self.shut_down {
+            return Err(SessionError::Failed);
+        }
+        if self.revision == Revision::Zero {
+            return Err(SessionError::DcNotSupported);
+        }
+        if json.is_empty() || core::str::from_utf8(json).is_err() {
+            return Err(SessionError::BadJson);
+        }
+        let mut out = Vec::new();
+        self.crypter.seal_frame(FrameType::Json, json, &mut out)?;
+        Ok(out)
+    }
+
     fn seal_plain(&mut self, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
         if self.failed {
             return Err(SessionError::Failed);
