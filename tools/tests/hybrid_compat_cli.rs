@@ -1,7 +1,8 @@
 //! The built `cablebridge register` against the built `cablebridge phone` (two processes, our
 //! tunnel server in this test process, adverts over a Unix datagram socket) for issue 15's
 //! interop switches: `--wait-for-linking` with a phone that links late (`--late-linking-ms`),
-//! a suffixed advert (`--force-advert-suffix`), and a revision-0 phone (`--legacy-revision-0`).
+//! a suffixed advert (`--force-advert-suffix`), a revision-0 phone (`--legacy-revision-0`), and
+//! `present` (Digital Credentials) against a phone with and without `--dc-document`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
@@ -28,12 +29,18 @@ async fn register_with_phone_process(
 ) -> (Vec<Value>, Option<i32>, Option<i32>) {
     let sock = dir.join("adverts.sock");
     let state = dir.join("state");
+    let command: &[&str] = if desktop_flags.first() == Some(&"present") {
+        &["--json"]
+    } else {
+        &["register", "--json", "--rp-id", "example.com", "--user-name", "dora"]
+    };
     let mut desktop = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "dora"])
+        .args(&desktop_flags[..usize::from(desktop_flags.first() == Some(&"present"))])
+        .args(command)
         .args(["--advert-source", &format!("unix:{}", sock.display())])
         .args(["--tunnel-url", &server.base_url(), "--state-dir", state.to_str().unwrap()])
         .args(["--advert-timeout", "30s", "--user-timeout", "30s"])
-        .args(desktop_flags)
+        .args(&desktop_flags[usize::from(desktop_flags.first() == Some(&"present"))..])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -124,4 +131,47 @@ async fn revision0_phone_completes_a_registration_and_links() {
     assert_eq!(events.last().unwrap()["event"], "result");
     let linking = events.iter().find(|e| e["stage"] == "linking").expect("linked via key 2");
     assert!(linking["detail"].as_str().unwrap().contains("Old Phone"), "{linking}");
+}
+
+#[tokio::test]
+async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused() {
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
+        .unwrap();
+    let document = dir.path().join("document.json");
+    std::fs::write(&document, r#"{"protocol":"openid4vp","data":{"vp_token":"lab-token"}}"#)
+        .unwrap();
+    let req = request.to_str().unwrap();
+    let (events, code, phone) = register_with_phone_process(
+        &server,
+        dir.path(),
+        &["present", "--request", req],
+        &["--dc-document", document.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!((code, phone), (Some(0), Some(0)), "{events:#?}");
+    let qr = events.iter().find(|e| e["event"] == "qr").unwrap();
+    let hint = cablebridge_protocol::hybrid::qr::QrPayload::from_url(qr["url"].as_str().unwrap())
+        .unwrap()
+        .effective_hint();
+    assert_eq!(hint.as_str(), "dcp");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "result", "{last}");
+    assert_eq!(last["response"]["data"]["vp_token"], "lab-token");
+
+    // A phone without the "dc" feature: refused before sending, stage post_handshake, exit 1.
+    let (events, code, _) = register_with_phone_process(
+        &server,
+        dir.path(),
+        &["present", "--request", req, "--issuance"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert_eq!(last["stage"], "post_handshake");
+    assert!(last["message"].as_str().unwrap().contains("\"dc\""), "{last}");
 }

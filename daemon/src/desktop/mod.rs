@@ -25,7 +25,7 @@ use cablebridge_protocol::hybrid::advert_suffix::describe_suffix;
 use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::DesktopPairing;
-use cablebridge_protocol::hybrid::tunnel::{self as wire, TunnelPath};
+use cablebridge_protocol::hybrid::tunnel::{self as wire, RequestHint, TunnelPath};
 use tokio_util::sync::CancellationToken;
 
 use crate::advert::{AdvertFeed, AdvertItem, AdvertMatcher, AdvertSource, MatchOutcome};
@@ -139,16 +139,77 @@ pub(crate) async fn run_qr(
     cancel: &CancellationToken,
 ) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
     request.validate()?;
+    let (conn, pairing, advert, mut progress) =
+        open_qr_session(config, adverts, request.hint(), sink, cancel).await?;
+    let start = session::Start { pairing, advert: &advert };
+    let linking = config.link_store.as_ref().map(|store| session::LinkSink {
+        store: store.clone(),
+        tunnel_domain: advert.plaintext.domain_id(),
+    });
+    session::drive(conn, start, request, config, linking, &mut progress, cancel).await
+}
+
+/// What a Digital Credentials request asks for (the QR hint, §2.1 key 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcKind {
+    /// `"dcp"`: present a credential.
+    Presentation,
+    /// `"dci"`: issue a credential.
+    Issuance,
+}
+
+/// Sends one Digital Credentials request (UTF-8 JSON, §8.2 type 3) to a phone that scans our
+/// QR code and returns its JSON reply. A phone that did not announce the `"dc"` feature (absent
+/// features mean CTAP only; a USB key behind the bridge never does) is refused at stage
+/// `post_handshake` before anything is sent. No linking is offered (QR key 4 = false).
+pub async fn present(
+    config: &DesktopConfig,
+    adverts: AdvertInput,
+    kind: DcKind,
+    request_json: &[u8],
+    sink: Events,
+    cancel: &CancellationToken,
+) -> Result<serde_json::Value, CeremonyError> {
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(request_json) {
+        return Err(CeremonyError::new(
+            CeremonyStage::Setup,
+            CeremonyErrorKind::Usage,
+            format!("the Digital Credentials request is not JSON: {e}"),
+        ));
+    }
+    let hint = match kind {
+        DcKind::Presentation => RequestHint::DcPresentation,
+        DcKind::Issuance => RequestHint::DcIssuance,
+    };
+    let mut config = config.clone();
+    config.link_store = None;
+    let (conn, pairing, advert, mut progress) =
+        open_qr_session(&config, adverts, hint, sink.clone(), cancel).await?;
+    let start = session::Start { pairing, advert: &advert };
+    let result =
+        session::drive_json(conn, start, request_json, &config, &mut progress, cancel).await;
+    if let Some(sink) = &sink {
+        if let Err(e) = &result {
+            sink.emit(&crate::ceremony::CeremonyEvent::Error(e.clone()));
+        }
+    }
+    result
+}
+
+/// QR shown → advert matched → tunnel open: everything before the handshake of a QR session.
+async fn open_qr_session(
+    config: &DesktopConfig,
+    adverts: AdvertInput,
+    hint: RequestHint,
+    sink: Events,
+    cancel: &CancellationToken,
+) -> Result<(TunnelConnection, DesktopPairing, OpenedAdvert, StageClock), CeremonyError> {
     let mut progress = StageClock::new(CeremonyStage::Setup, sink);
     let injected = injected(config, &adverts);
     let adverts = cancellable(cancel, CeremonyStage::Setup, open_input(adverts)).await?;
     let now = unix_now();
-    let (identity, qr) = QrPayload::generate(
-        &mut rand::rngs::OsRng,
-        now,
-        request.hint(),
-        config.link_store.is_some(),
-    );
+    let (identity, qr) =
+        QrPayload::generate(&mut rand::rngs::OsRng, now, hint, config.link_store.is_some());
     progress.finish(CeremonyStage::Setup, CeremonyStage::QrShown, ProgressDetail::None);
     progress.show_qr(qr.to_url(), CeremonyStage::Advert);
 
@@ -186,12 +247,7 @@ pub(crate) async fn run_qr(
         ProgressDetail::Text(redact_url(&url)),
     );
 
-    let start = session::Start { pairing, advert: &advert };
-    let linking = config.link_store.as_ref().map(|store| session::LinkSink {
-        store: store.clone(),
-        tunnel_domain: advert.plaintext.domain_id(),
-    });
-    session::drive(conn, start, request, config, linking, &mut progress, cancel).await
+    Ok((conn, pairing, advert, progress))
 }
 
 pub(crate) use linked::run as run_linked;

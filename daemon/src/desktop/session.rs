@@ -88,11 +88,23 @@ async fn send(
     conn.send(bytes).await.map_err(|e| CeremonyError::classified(stage, "tunnel", &e))
 }
 
+/// What the desktop asks the phone in the one request of a connection.
+pub(super) enum Ask<'a> {
+    /// A WebAuthn ceremony (CTAP makeCredential/getAssertion).
+    Ceremony(&'a CeremonyRequest),
+    /// A Digital Credentials request (JSON, feature "dc").
+    Json(&'a [u8]),
+}
+
+/// The phone's answer.
+enum Reply {
+    Ctap { status: StatusCode, body: Vec<u8>, client_data: ClientData },
+    Json(Vec<u8>),
+}
+
 /// The CTAP answer and what is left of the session once the shutdown went out.
 struct Answered {
-    status: StatusCode,
-    body: Vec<u8>,
-    client_data: ClientData,
+    reply: Reply,
     /// `Some` when the session may still deliver late updates (revision 1, shutdown sent).
     closed: Option<DesktopClosed>,
 }
@@ -102,7 +114,7 @@ struct Answered {
 /// the handshake completed closes the tunnel; after it, the phone first gets the encrypted
 /// shutdown message.
 pub(super) async fn drive(
-    mut conn: TunnelConnection,
+    conn: TunnelConnection,
     start: Start<'_>,
     request: CeremonyRequest,
     config: &DesktopConfig,
@@ -110,8 +122,50 @@ pub(super) async fn drive(
     progress: &mut StageClock,
     cancel: &CancellationToken,
 ) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
+    let ask = Ask::Ceremony(&request);
+    let (reply, late) = exchange(conn, start, ask, config, linking, progress, cancel).await?;
+    let Reply::Ctap { status, body, client_data } = reply else {
+        return Err(CeremonyError::peer(CeremonyStage::UserResponse, "a JSON reply to CTAP"));
+    };
+    let outcome = interpret(&request, status, &body, &client_data, config, progress)?;
+    progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
+    Ok((outcome, late))
+}
+
+/// [`drive`] for a Digital Credentials request: the phone's JSON reply, parsed.
+pub(super) async fn drive_json(
+    conn: TunnelConnection,
+    start: Start<'_>,
+    json: &[u8],
+    config: &DesktopConfig,
+    progress: &mut StageClock,
+    cancel: &CancellationToken,
+) -> Result<serde_json::Value, CeremonyError> {
+    let ask = Ask::Json(json);
+    let (reply, _late) = exchange(conn, start, ask, config, None, progress, cancel).await?;
+    let ur = CeremonyStage::UserResponse;
+    let Reply::Json(bytes) = reply else {
+        return Err(CeremonyError::peer(ur, "a CTAP reply to a Digital Credentials request"));
+    };
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        CeremonyError::peer(ur, format!("the phone's Digital Credentials reply is not JSON: {e}"))
+    })?;
+    progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
+    Ok(value)
+}
+
+/// One request/reply on `conn`, then the late-update read per the config's mode.
+async fn exchange(
+    mut conn: TunnelConnection,
+    start: Start<'_>,
+    ask: Ask<'_>,
+    config: &DesktopConfig,
+    linking: Option<LinkSink>,
+    progress: &mut StageClock,
+    cancel: &CancellationToken,
+) -> Result<(Reply, Option<LateUpdates>), CeremonyError> {
     let answered =
-        drive_inner(&mut conn, start, &request, config, linking.as_ref(), progress, cancel).await;
+        drive_inner(&mut conn, start, ask, config, linking.as_ref(), progress, cancel).await;
     let (answered, closed) = match answered {
         Ok(mut a) => {
             let closed = a.closed.take();
@@ -142,10 +196,7 @@ pub(super) async fn drive(
             None
         }
     };
-    let a = answered?;
-    let outcome = interpret(&request, a.status, &a.body, &a.client_data, config, progress)?;
-    progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
-    Ok((outcome, late))
+    Ok((answered?.reply, late))
 }
 
 /// When the desktop reads late updates (linking info) after its shutdown, relative to the
@@ -215,7 +266,7 @@ async fn read_late_updates(
 async fn drive_inner(
     conn: &mut TunnelConnection,
     start: Start<'_>,
-    request: &CeremonyRequest,
+    ask: Ask<'_>,
     config: &DesktopConfig,
     linking: Option<&LinkSink>,
     progress: &mut StageClock,
@@ -252,8 +303,19 @@ async fn drive_inner(
             .map_err(|e| CeremonyError::classified(ph, "the phone's getInfo is invalid", &e))?,
         None => GetInfo::default(),
     };
-    let (command, params, client_data) = build(request, &info)?;
-    let (mut awaiting, ct) = open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
+    let (mut awaiting, ct, mut client_data) = match ask {
+        Ask::Ceremony(request) => {
+            let (command, params, client_data) = build(request, &info)?;
+            let (awaiting, ct) =
+                open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
+            (awaiting, ct, Some(client_data))
+        }
+        // Refused with a typed error unless the phone announced "dc" (§8.1).
+        Ask::Json(json) => {
+            let (awaiting, ct) = open.send_json(json).map_err(|e| session_err(ph, &e))?;
+            (awaiting, ct, None)
+        }
+    };
     send(conn, ph, &ct).await?;
     let detail = match revision {
         Revision::One => ProgressDetail::None,
@@ -266,7 +328,7 @@ async fn drive_inner(
     // The user decides; updates (linking info) may come before or after the response.
     let ur = CeremonyStage::UserResponse;
     let deadline = tokio::time::Instant::now() + t.user;
-    let (status, body) = loop {
+    let reply = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let received = tokio::select! {
             biased;
@@ -291,7 +353,11 @@ async fn drive_inner(
             }
         })?;
         match awaiting.receive(&msg).map_err(|e| session_err(ur, &e))? {
-            DesktopEvent::CtapResponse { status, body } => break (status, body),
+            DesktopEvent::CtapResponse { status, body } => match client_data.take() {
+                Some(client_data) => break Reply::Ctap { status, body, client_data },
+                None => return Err(CeremonyError::peer(ur, "a CTAP reply to a JSON request")),
+            },
+            DesktopEvent::JsonResponse(json) => break Reply::Json(json),
             DesktopEvent::LinkingInfo(info) => {
                 if let Some(sink) = linking {
                     sink.store(&info, progress);
@@ -309,7 +375,7 @@ async fn drive_inner(
     } else {
         send(conn, CeremonyStage::Done, &ct).await.ok().map(|()| closed)
     };
-    Ok(Answered { status, body, client_data, closed })
+    Ok(Answered { reply, closed })
 }
 
 fn build(

@@ -144,6 +144,10 @@ pub struct PhoneConfig {
     /// desktop must still be reading late updates, §8.4). `None` = right after the
     /// post-handshake message, like Chrome's phone.
     pub late_linking: Option<Duration>,
+    /// Digital Credentials (lab fixture): when set, the post-handshake message announces
+    /// `["ctap", "dc"]` and every JSON request is answered with this JSON document verbatim.
+    /// `None`: CTAP only (a JSON request then ends the session with a typed error).
+    pub dc_document: Option<Vec<u8>>,
     /// How long to wait for the desktop's message 1 once advertising.
     pub desktop_timeout: Duration,
     /// How long to wait for each further desktop frame.
@@ -169,6 +173,7 @@ impl PhoneConfig {
             advert_suffix: AdvertSuffixPolicy::Never,
             legacy_revision_0: false,
             late_linking: None,
+            dc_document: None,
             desktop_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
         }

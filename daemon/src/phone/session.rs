@@ -346,7 +346,10 @@ impl<B: CtapBackend> Phone<B> {
         self.emit(PhoneEvent::HandshakeDone);
 
         let get_info = self.get_info().await?;
-        let mut message = PostHandshake::ctap(get_info);
+        let mut message = match self.config.dc_document {
+            Some(_) => PostHandshake::ctap_and_dc(get_info),
+            None => PostHandshake::ctap(get_info),
+        };
         let revision = if self.config.legacy_revision_0 { Revision::Zero } else { Revision::One };
         let mut legacy_link = None;
         if offer_linking && revision == Revision::Zero {
@@ -442,6 +445,20 @@ impl<B: CtapBackend> Phone<B> {
                 }
                 PhoneFrame::UpdateIgnored => continue,
                 PhoneFrame::Shutdown => break SHUTDOWN_RECEIVED,
+                PhoneFrame::Json(json) if self.config.dc_document.is_some() => {
+                    if serde_json::from_slice::<serde_json::Value>(json).is_err() {
+                        return Err(SessionError::BadJson.into());
+                    }
+                    let document = self.config.dc_document.clone().unwrap_or_default();
+                    let mut reply = open.respond_json(&document)?;
+                    summary.requests += 1;
+                    let sent = out.send(Outgoing::CtapResponse, &mut reply).await?;
+                    summary.frames_sent = out.sent();
+                    if let Sent::FaultClose(what) = sent {
+                        return self.inject(out, summary, &what).await;
+                    }
+                    continue;
+                }
                 // We announce only "ctap"; a JSON request breaks the negotiated features.
                 _ => {
                     return Err(SessionError::UnexpectedFrame {

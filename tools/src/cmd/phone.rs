@@ -104,6 +104,10 @@ pub struct PhoneArgs {
     /// (needs --offer-linking; the desktop must still be reading late updates).
     #[arg(long, value_name = "MS", requires = "offer_linking")]
     pub late_linking_ms: Option<u64>,
+    /// Digital Credentials (lab fixture): announce the "dc" feature and answer every JSON
+    /// request with this JSON document verbatim.
+    #[arg(long, value_name = "FILE.json")]
+    pub dc_document: Option<PathBuf>,
 }
 
 fn phone_error(e: PhoneError) -> CmdError {
@@ -206,6 +210,18 @@ impl PhoneArgs {
         }
         c.legacy_revision_0 = self.legacy_revision_0;
         c.late_linking = self.late_linking_ms.map(Duration::from_millis);
+        if let Some(path) = &self.dc_document {
+            let doc = std::fs::read(path).map_err(|e| {
+                CmdError::usage(format!("cannot read --dc-document {}: {e}", path.display()))
+            })?;
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&doc) {
+                return Err(CmdError::usage(format!(
+                    "--dc-document {} is not JSON: {e}",
+                    path.display()
+                )));
+            }
+            c.dc_document = Some(doc);
+        }
         Ok(c)
     }
 }
