@@ -47,6 +47,17 @@ pub enum ClientError {
     Rpc(RpcError),
 }
 
+/// How long a failed send waits for the daemon's refusal line.
+const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn rpc_error(e: &Value) -> RpcError {
+    RpcError {
+        code: e["code"].as_i64().unwrap_or(0),
+        message: e["message"].as_str().unwrap_or("").to_owned(),
+        data: e.get("data").cloned(),
+    }
+}
+
 /// One connection to the daemon.
 #[derive(Debug)]
 pub struct Client {
@@ -92,7 +103,17 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_line(&request.to_string()).await?;
+        if let Err(e) = self.send_line(&request.to_string()).await {
+            // A daemon that refused this connection (access denied) wrote one error line and
+            // closed: that line, not our broken pipe, says why.
+            let refusal = tokio::time::timeout(REFUSAL_WAIT, self.read_message()).await;
+            if let Ok(Ok(msg)) = refusal {
+                if let Some(e) = msg.get("error") {
+                    return Err(ClientError::Rpc(rpc_error(e)));
+                }
+            }
+            return Err(e);
+        }
         loop {
             let msg = self.read_message().await?;
             if msg.get("id").is_none() && msg.get("method").is_some() {
@@ -103,11 +124,7 @@ impl Client {
                 return Err(ClientError::Protocol(format!("response to an unknown id: {msg}")));
             }
             if let Some(e) = msg.get("error") {
-                return Err(ClientError::Rpc(RpcError {
-                    code: e["code"].as_i64().unwrap_or(0),
-                    message: e["message"].as_str().unwrap_or("").to_owned(),
-                    data: e.get("data").cloned(),
-                }));
+                return Err(ClientError::Rpc(rpc_error(e)));
             }
             return msg
                 .get("result")

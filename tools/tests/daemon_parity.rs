@@ -528,3 +528,75 @@ async fn watch_shows_the_qr_and_result_of_a_session_another_client_started() {
     assert!(err.contains("--session"), "{err}");
     drop(client);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_refuses_us_is_skipped_in_auto_mode_and_exit_3_with_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let mut config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.path().join("daemon-state"),
+        ..Default::default()
+    };
+    // The tests run as root: without this the daemon would let us in.
+    config.control.allow_root = false;
+    config.control.allowed_groups = Vec::new();
+    tokio::spawn(cablebridge_service::run(config));
+    for _ in 0..1000 {
+        if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, lines, err) = output(quick_failure("", &socket, dir.path())).await;
+    assert_eq!((code, lines.last().unwrap()["stage"].as_str()), (1, Some("advert")), "{err}");
+    assert!(err.contains("the daemon did not start it") && err.contains("access denied"), "{err}");
+    let (code, lines, _) = output(quick_failure("--daemon", &socket, dir.path())).await;
+    assert_eq!(code, 3, "{lines:?}");
+    let message = lines.last().unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("access denied"), "{message}");
+}
+
+/// Human mode: the text on stderr (QR drawing, progress lines, the error line) with elapsed
+/// times, the URL and the drawing's cells normalised.
+fn human(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| !l.chars().any(|c| matches!(c, '█' | '▀' | '▄')))
+        .map(|l| {
+            let l = match (l.find('['), l.find(" ms]")) {
+                (Some(0), Some(end)) => format!("[ms]{}", &l[end + 4..]),
+                _ => l.to_owned(),
+            };
+            match l.find("FIDO:/") {
+                Some(i) => format!("{}FIDO:/<random>", &l[..i]),
+                None => l,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_output_is_the_same_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path()).await;
+    let run = |mode: &'static str| {
+        let mut c = cli(mode, &socket);
+        c.args(["register", "--rp-id", "example.com", "--user-name", "alice", "--no-linking"])
+            .arg("--advert-source")
+            .arg(format!("unix:{}", dir.path().join(format!("h{mode}.sock")).display()))
+            .args(["--tunnel-url", "ws://127.0.0.1:9", "--advert-timeout", "1s"]);
+        output(c)
+    };
+    let (code_here, out_here, err_here) = run("--no-daemon").await;
+    let (code_there, out_there, err_there) = run("--daemon").await;
+    assert_eq!((code_here, code_there), (1, 1));
+    assert!(out_here.is_empty() && out_there.is_empty(), "human mode prints nothing on stdout");
+    assert!(err_here.contains('█') || err_here.contains('▀'), "the QR drawing: {err_here}");
+    assert!(err_there.contains('█') || err_there.contains('▀'), "the QR drawing: {err_there}");
+    let (a, b) = (human(&err_here), human(&err_there));
+    assert_eq!(a, b);
+    assert!(a.iter().any(|l| l.starts_with("Scan with your phone's camera")), "{a:?}");
+    assert!(a.last().unwrap().starts_with("cablebridge: advert failed"), "{a:?}");
+    assert_eq!(counter(&status(&socket).await, "sessions_started"), 1);
+}
