@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+use zeroize::Zeroize;
 
 use crate::rpc::RpcError;
 
@@ -102,8 +103,15 @@ impl Client {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if let Err(e) = self.send_line(&request.to_string()).await {
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut line = zeroize::Zeroizing::new(request.to_string());
+        let sent = self.send_line(&line).await;
+        // A `pin` param (a USB ceremony's PIN) is wiped with the line that carried it.
+        line.zeroize();
+        if let Some(Value::String(pin)) = request["params"].get_mut("pin") {
+            pin.zeroize();
+        }
+        if let Err(e) = sent {
             // A daemon that refused this connection (access denied) wrote one error line and
             // closed: that line, not our broken pipe, says why.
             let refusal = tokio::time::timeout(REFUSAL_WAIT, self.read_message()).await;
