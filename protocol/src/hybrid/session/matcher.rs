@@ -133,14 +133,15 @@ mod tests {
     use crate::hybrid::eid::{EidKey, EidPlaintext};
     use crate::hybrid::keys::{LinkSecret, QrSecret};
     use crate::hybrid::tunnel::RoutingId;
+    use crate::hybrid::noise::IdentityKeyPair;
     use p256::SecretKey;
 
     fn key(b: u8) -> EidKey {
         EidKey::from_qr_secret(&QrSecret::new([b; 16]))
     }
 
-    fn identity() -> SecretKey {
-        SecretKey::from_slice(&[7; 32]).unwrap()
+    fn identity() -> IdentityKeyPair {
+        IdentityKeyPair::new(SecretKey::from_slice(&[7; 32]).unwrap())
     }
 
     fn qr(b: u8) -> DesktopPairing {
