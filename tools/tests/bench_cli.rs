@@ -45,8 +45,21 @@ fn named_with_unit(name: &str) -> bool {
         "_per_advert",
         "_per_pair",
         "_bytes",
+        "_s",
+        "_kib",
+        "_per_request",
+        "_per_response",
     ];
-    const PARAMS: &[&str] = &["bytes", "pending", "pairs", "pairs_wanted", "reports"];
+    const PARAMS: &[&str] = &[
+        "bytes",
+        "pending",
+        "pairs",
+        "pairs_wanted",
+        "reports",
+        "ceremonies",
+        "sessions",
+        "threads",
+    ];
     UNITS.iter().any(|u| name.ends_with(u))
         || PARAMS.contains(&name)
         || name.starts_with("ratio")
@@ -88,7 +101,7 @@ fn unknown_bench_is_a_usage_error_and_unimplemented_ones_say_so() {
     let (code, _, stderr) = run(&["bench", "nosuch"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown bench `nosuch`"), "{stderr}");
-    let (code, _, stderr) = run(&["bench", "idle"]);
+    let (code, _, stderr) = run(&["bench", "adverts"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not implemented yet"), "{stderr}");
 }
