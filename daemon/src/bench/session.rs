@@ -128,7 +128,7 @@ impl Exchange {
 /// Runs the three layers.
 pub fn session(opts: &Options<'_>) -> Result<Vec<Measurement>, String> {
     let mut out = Vec::new();
-    let frames: usize = if opts.quick { 200 } else { 20_000 };
+    let frames: usize = if opts.quick { 50 } else { 20_000 };
     let mut ex = Exchange::new(1)?;
     for &len in SIZES {
         // Warm-up grows the phone's scratch and the response buffer once.
@@ -170,7 +170,7 @@ fn websocket(opts: &Options<'_>, ex: &mut Exchange) -> Result<Vec<Measurement>, 
         .enable_all()
         .build()
         .map_err(|e| format!("session bench: cannot start the async runtime: {e}"))?;
-    let frames: usize = if opts.quick { 100 } else { 5_000 };
+    let frames: usize = if opts.quick { 30 } else { 5_000 };
     runtime.block_on(async {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let mut desktop = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
