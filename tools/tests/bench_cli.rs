@@ -153,15 +153,19 @@ fn session_quick_allocates_nothing_per_frame_in_our_layers() {
     let (code, stdout, stderr) = run(&["bench", "session", "--quick", "--json"]);
     assert_eq!(code, 0, "stderr: {stderr}");
     let objects = objects(&stdout);
-    let in_memory: Vec<&serde_json::Value> =
-        objects.iter().filter(|o| o["what"].as_str().unwrap().ends_with("request+response")).collect();
+    let in_memory: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o["what"].as_str().unwrap().ends_with("request+response"))
+        .collect();
     assert_eq!(in_memory.len(), 3, "{stdout}");
     for o in in_memory {
         assert_eq!(o["allocs_per_frame"].as_f64(), Some(0.0), "{o}");
         assert!(o["median_ns"].as_f64().unwrap() > 0.0);
     }
-    let ws: Vec<&serde_json::Value> =
-        objects.iter().filter(|o| o["what"].as_str().unwrap().ends_with("over WebSocket")).collect();
+    let ws: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o["what"].as_str().unwrap().ends_with("over WebSocket"))
+        .collect();
     assert_eq!(ws.len(), 3, "{stdout}");
     for o in ws {
         // Our session work over the WebSocket allocates nothing; the send path's one copy

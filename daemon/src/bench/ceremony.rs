@@ -210,8 +210,7 @@ async fn one(
     let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
     let started = Instant::now();
     let (desktop, answered) =
-        with_phone(transport, request, &mut log, |qr| async move { phone.run_qr(&qr).await })
-            .await;
+        with_phone(transport, request, &mut log, |qr| async move { phone.run_qr(&qr).await }).await;
     let ended = Instant::now();
     let outcome = desktop.map_err(|e| format!("ceremony bench: the ceremony failed: {e}"))?;
     match answered {

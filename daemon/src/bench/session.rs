@@ -42,15 +42,13 @@ fn open_pair(seed: u64) -> Result<(DesktopOpen, PhoneOpen), String> {
     let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let psk = Psk::new([seed as u8; 32]);
     let (desktop, msg1) = DesktopHandshake::start_qr(&psk, &identity, &mut rng);
-    let (phone, msg2) =
-        PhoneHandshaken::respond_qr(&psk, &identity.public_key(), &msg1, &mut rng)
-            .map_err(|e| format!("session bench: handshake: {e}"))?;
+    let (phone, msg2) = PhoneHandshaken::respond_qr(&psk, &identity.public_key(), &msg1, &mut rng)
+        .map_err(|e| format!("session bench: handshake: {e}"))?;
     let desktop = desktop.read_response(&msg2).map_err(|e| format!("session bench: {e}"))?;
     let (phone, post) = phone
         .send_post_handshake(&PostHandshake::ctap(vec![0xa0]))
         .map_err(|e| format!("session bench: post-handshake: {e}"))?;
-    let desktop =
-        desktop.read_post_handshake(&post).map_err(|e| format!("session bench: {e}"))?;
+    let desktop = desktop.read_post_handshake(&post).map_err(|e| format!("session bench: {e}"))?;
     Ok((desktop, phone))
 }
 

@@ -130,9 +130,7 @@ impl From<SecretKey> for IdentityKeyPair {
 
 impl fmt::Debug for IdentityKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityKeyPair")
-            .field("public", &self.public)
-            .finish_non_exhaustive()
+        f.debug_struct("IdentityKeyPair").field("public", &self.public).finish_non_exhaustive()
     }
 }
 

@@ -132,8 +132,8 @@ mod tests {
     use super::*;
     use crate::hybrid::eid::{EidKey, EidPlaintext};
     use crate::hybrid::keys::{LinkSecret, QrSecret};
-    use crate::hybrid::tunnel::RoutingId;
     use crate::hybrid::noise::IdentityKeyPair;
+    use crate::hybrid::tunnel::RoutingId;
     use p256::SecretKey;
 
     fn key(b: u8) -> EidKey {
