@@ -232,10 +232,11 @@ impl UhidFile {
         })?;
         // SAFETY: `fd` is an open OwnedFd that the AsyncFd takes ownership of; OwnedFd always
         // returns the same descriptor and closes it only when the AsyncFd drops it.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(|source| FrontError::Io {
+        #[allow(unsafe_code)]
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| FrontError::Io {
             action: "registering",
             what,
-            source,
+            source: e.into(),
         })?;
         Ok(UhidFile { fd })
     }
