@@ -127,6 +127,7 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
         String::from_utf8_lossy(&out.stderr),
         daemon.log_text().lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
+    eprintln!("python-fido2:\n{stdout}");
     let steps: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(
