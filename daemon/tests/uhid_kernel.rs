@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{GetAssertionResponse, GetInfo};
-use cablebridge_protocol::ctaphid::{fragment, Cid, Command, Packet, ReportLen, Reassembler};
+use cablebridge_protocol::ctaphid::{fragment, Cid, Command, Packet, Reassembler, ReportLen};
 use cablebridged::advert::AdvertSource;
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::uhid::backend::{BridgeConfig, NoHooks, PassThrough, PhoneBridge};
@@ -90,15 +90,20 @@ fn bridge(advert_dir: &std::path::Path) -> PhoneBridge {
 }
 
 async fn start() -> (Kernel, CancellationToken, tokio::task::JoinHandle<()>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("cb-uhid-kernel-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "cb-uhid-kernel-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let (kernel_side, device_side) = UnixStream::pair().unwrap();
     let stop = CancellationToken::new();
     let stop2 = stop.clone();
     let mut backend = bridge(&dir);
     let task = tokio::spawn(async move {
-        let mut port =
-            UhidPort::create(device_side, "socketpair", &fido_create2("test-serial")).await.unwrap();
+        let mut port = UhidPort::create(device_side, "socketpair", &fido_create2("test-serial"))
+            .await
+            .unwrap();
         serve(&mut port, &mut backend, &stop2).await.unwrap();
     });
     let mut k = Kernel { io: kernel_side, cid: Cid::BROADCAST };

@@ -84,7 +84,8 @@ impl SessionHooks for Console {
 }
 
 /// Creates the real device and serves it until the returned token is cancelled.
-async fn start_device() -> (CancellationToken, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+async fn start_device() -> (CancellationToken, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>)
+{
     let mut desktop = DesktopConfig::new(AdvertSource::Bluez);
     desktop.tunnel_url = std::env::var("CABLEBRIDGE_TUNNEL_URL").ok();
     let console = Console::default();
@@ -96,8 +97,9 @@ async fn start_device() -> (CancellationToken, Arc<Mutex<Vec<Value>>>, tokio::ta
         hooks: Arc::new(console),
         review: Arc::new(PassThrough),
     });
-    let file = UhidFile::open(Path::new("/dev/uhid"))
-        .expect("open /dev/uhid (modprobe uhid; udev rule 71-cablebridge-uhid.rules; see module docs)");
+    let file = UhidFile::open(Path::new("/dev/uhid")).expect(
+        "open /dev/uhid (modprobe uhid; udev rule 71-cablebridge-uhid.rules; see module docs)",
+    );
     let mut port = UhidPort::create(file, "/dev/uhid", &fido_create2("hw-test")).await.unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -116,7 +118,9 @@ fn run(cmd: &str, args: &[&str]) -> (bool, String) {
             o.status.success(),
             format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
         ),
-        Err(e) => (false, format!("cannot run {cmd}: {e} (apt install fido2-tools openssh-client)")),
+        Err(e) => {
+            (false, format!("cannot run {cmd}: {e} (apt install fido2-tools openssh-client)"))
+        }
     }
 }
 
@@ -155,9 +159,8 @@ async fn firefox_registers_and_signs_in_with_a_real_phone() {
     loop {
         let done = {
             let o = outcomes.lock().unwrap();
-            let ok = |c: &str| {
-                o.iter().any(|v| v["ceremony"] == c && v["ctap_status"] == "CTAP2_OK")
-            };
+            let ok =
+                |c: &str| o.iter().any(|v| v["ceremony"] == c && v["ctap_status"] == "CTAP2_OK");
             ok("register") && ok("authenticate")
         };
         if done || tokio::time::Instant::now() > deadline {
@@ -174,7 +177,10 @@ async fn firefox_registers_and_signs_in_with_a_real_phone() {
                "phone": std::env::var("CABLEBRIDGE_PHONE").ok(), "ceremonies": record}),
     );
     let ok = |c: &str| record.iter().any(|v| v["ceremony"] == c && v["ctap_status"] == "CTAP2_OK");
-    assert!(ok("register") && ok("authenticate"), "no successful register + authenticate: {record:#?}");
+    assert!(
+        ok("register") && ok("authenticate"),
+        "no successful register + authenticate: {record:#?}"
+    );
 }
 
 #[tokio::test]

@@ -466,7 +466,6 @@ mod tests {
         assert!(e.contains("[uhid] front"), "{e}");
     }
 
-
     #[test]
     fn file_values_and_overrides() {
         let text = "[daemon]\nsocket = \"/tmp/a.sock\"\nstate_dir = \"/tmp/state\"\n\

@@ -378,7 +378,12 @@ impl Registry {
             session
         };
         Counters::bump(&self.counters.sessions_started);
-        tracing::info!(session = session.id, transport, ceremony = kind.as_str(), "uhid ceremony started");
+        tracing::info!(
+            session = session.id,
+            transport,
+            ceremony = kind.as_str(),
+            "uhid ceremony started"
+        );
         self.report_status();
         Ok(ExternalSession { registry: Arc::clone(self), session })
     }

@@ -268,9 +268,10 @@ impl UhidControl {
                 let mut port = UdpPort::bind(*addr).await.map_err(env)?;
                 let shown = format!("udp:{}", port.local_addr());
                 let s = stop.clone();
-                let task = tokio::spawn(async move {
-                    serve(&mut port, &mut backend, &s).await.map(|_| ())
-                });
+                let task =
+                    tokio::spawn(
+                        async move { serve(&mut port, &mut backend, &s).await.map(|_| ()) },
+                    );
                 (task, shown)
             }
         };

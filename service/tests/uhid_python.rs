@@ -107,7 +107,12 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
                         let mut ph = phone(&tunnel, &adverts);
                         let mut cfg = ph.config().clone();
                         cfg.faults.fail_at = Some(fail);
-                        ph = VirtualPhone::new(cfg, cablebridged::phone::PhoneState::new(&mut rand::rngs::OsRng), None, None);
+                        ph = VirtualPhone::new(
+                            cfg,
+                            cablebridged::phone::PhoneState::new(&mut rand::rngs::OsRng),
+                            None,
+                            None,
+                        );
                         tokio::spawn(async move {
                             let _ = ph.run_qr(&qr).await;
                         });
@@ -132,10 +137,22 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["info", "register", "probe", "authenticate", "cancel", "phone_denied", "phone_broken", "authenticate_again"]
+        [
+            "info",
+            "register",
+            "probe",
+            "authenticate",
+            "cancel",
+            "phone_denied",
+            "phone_broken",
+            "authenticate_again"
+        ]
     );
     assert_eq!(steps[1]["up"], true);
-    assert_eq!(steps[2]["credential_id"], steps[1]["credential_id"], "the probe names the credential");
+    assert_eq!(
+        steps[2]["credential_id"], steps[1]["credential_id"],
+        "the probe names the credential"
+    );
 
     // Six phone sessions (the probe and getInfo never reached a phone), each announced and
     // ended on the control API the way `ceremony.event` subscribers expect.

@@ -26,12 +26,10 @@ fn uhid_access_is_only_in_the_drop_in() {
     let base = std::fs::read_to_string(format!("{root}/systemd/cablebridged.service")).unwrap();
     assert!(!base.contains("uhid"), "the base unit must not grant /dev/uhid");
     let drop_in =
-        std::fs::read_to_string(format!("{root}/systemd/cablebridged.service.d/uhid.conf")).unwrap();
-    let settings: Vec<&str> = drop_in
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+        std::fs::read_to_string(format!("{root}/systemd/cablebridged.service.d/uhid.conf"))
+            .unwrap();
+    let settings: Vec<&str> =
+        drop_in.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     assert_eq!(settings, ["[Service]", "DeviceAllow=/dev/uhid rw"]);
     let install = std::fs::read_to_string(format!("{root}/systemd/install.sh")).unwrap();
     assert!(install.contains("if [ \"${UHID:-0}\" = 1 ]"), "installed only when asked");
@@ -42,8 +40,5 @@ fn uhid_access_is_only_in_the_drop_in() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        stdout.contains("with uhid.conf") || stdout.contains("checks skipped"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("with uhid.conf") || stdout.contains("checks skipped"), "{stdout}");
 }

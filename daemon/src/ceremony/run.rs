@@ -208,7 +208,7 @@ pub async fn run(
         phone => {
             match run_phone(phone, DesktopRequest::Ceremony(request), events.clone(), &cancel).await
             {
-                Ok(DesktopOutcome::Ceremony(outcome)) => Ok(outcome),
+                Ok(DesktopOutcome::Ceremony(outcome)) => Ok(*outcome),
                 Ok(DesktopOutcome::Raw(_)) => Err(CeremonyError::new(
                     CeremonyStage::Done,
                     super::CeremonyErrorKind::Usage,
@@ -265,17 +265,17 @@ pub async fn run_raw(
             CeremonyStage::Setup,
             "a raw CTAP request goes to a phone (hybrid or linked), not to a USB key",
         )),
-        phone => match run_phone(phone, DesktopRequest::Raw(request), events.clone(), &cancel)
-            .await
-        {
-            Ok(DesktopOutcome::Raw(reply)) => Ok(reply),
-            Ok(DesktopOutcome::Ceremony(_)) => Err(CeremonyError::new(
-                CeremonyStage::Done,
-                super::CeremonyErrorKind::Usage,
-                "the desktop answered a raw request with a ceremony outcome (a bug)",
-            )),
-            Err(e) => Err(e),
-        },
+        phone => {
+            match run_phone(phone, DesktopRequest::Raw(request), events.clone(), &cancel).await {
+                Ok(DesktopOutcome::Raw(reply)) => Ok(reply),
+                Ok(DesktopOutcome::Ceremony(_)) => Err(CeremonyError::new(
+                    CeremonyStage::Done,
+                    super::CeremonyErrorKind::Usage,
+                    "the desktop answered a raw request with a ceremony outcome (a bug)",
+                )),
+                Err(e) => Err(e),
+            }
+        }
     };
     if let (Some(sink), Err(e)) = (&events, &result) {
         sink.emit(&CeremonyEvent::Error(e.clone()));
@@ -294,8 +294,7 @@ async fn run_phone(
             crate::desktop::run_qr(&h.config, h.adverts, request, events, cancel).await
         }
         Transport::Linked(l) => {
-            crate::desktop::run_linked(&l.config, &l.link, l.adverts, request, events, cancel)
-                .await
+            crate::desktop::run_linked(&l.config, &l.link, l.adverts, request, events, cancel).await
         }
         Transport::Usb(_) => Err(CeremonyError::usage(
             CeremonyStage::Setup,

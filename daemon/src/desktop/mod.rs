@@ -30,11 +30,11 @@ use crate::ceremony::{
     cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
     CeremonyStage, Events, ProgressDetail, RawCtapReply, RawCtapRequest, StageClock,
 };
-use cablebridge_protocol::ctap2::Command;
-use cablebridge_protocol::hybrid::tunnel::RequestHint;
 use crate::evidence::aaguid::AaguidTable;
 use crate::store::LinkStore;
 use crate::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelConnection};
+use cablebridge_protocol::ctap2::Command;
+use cablebridge_protocol::hybrid::tunnel::RequestHint;
 
 /// Per-stage limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +151,7 @@ impl DesktopRequest {
 #[derive(Debug)]
 pub(crate) enum DesktopOutcome {
     /// The interpreted, verified result.
-    Ceremony(CeremonyOutcome),
+    Ceremony(Box<CeremonyOutcome>),
     /// The phone's answer, verbatim.
     Raw(RawCtapReply),
 }

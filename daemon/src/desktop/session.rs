@@ -208,7 +208,8 @@ async fn drive_inner(
 
     match (&request, &client_data) {
         (DesktopRequest::Ceremony(r), Some(cd)) => {
-            interpret(r, status, &body, cd, config, progress).map(DesktopOutcome::Ceremony)
+            interpret(r, status, &body, cd, config, progress)
+                .map(|o| DesktopOutcome::Ceremony(Box::new(o)))
         }
         _ => Ok(DesktopOutcome::Raw(RawCtapReply {
             status,

@@ -106,6 +106,9 @@ impl ResultReview for PassThrough {
     }
 }
 
+/// Called once with a bridge session's outcome.
+pub type FinishSession = Box<dyn FnOnce(Result<&RawCtapReply, &CeremonyError>) + Send>;
+
 /// One hybrid session the bridge starts, as the service sees it.
 pub struct BridgeSession {
     /// The ceremony's events (QR, progress, error).
@@ -113,7 +116,7 @@ pub struct BridgeSession {
     /// Fires when someone else cancels it (a control client's `ceremony.cancel`, shutdown).
     pub cancel: CancellationToken,
     /// Called once with the outcome (the service publishes the final event).
-    pub finish: Box<dyn FnOnce(Result<&RawCtapReply, &CeremonyError>) + Send>,
+    pub finish: FinishSession,
 }
 
 impl std::fmt::Debug for BridgeSession {
@@ -339,8 +342,9 @@ mod tests {
 
     #[test]
     fn get_info_is_static_and_phone_like() {
-        let info = GetInfo::from_cbor(&Value::decode(&bridge_get_info().to_cbor().to_vec()).unwrap())
-            .unwrap();
+        let info =
+            GetInfo::from_cbor(&Value::decode(&bridge_get_info().to_cbor().to_vec()).unwrap())
+                .unwrap();
         assert!(info.supports_version("FIDO_2_1"));
         assert_eq!(info.option("clientPin"), None);
         assert_eq!(info.option("rk"), Some(true));

@@ -60,9 +60,11 @@ impl CredentialMemory {
     pub fn load(&self) -> Result<Vec<KnownCredential>, StoreError> {
         match read_optional(&self.path)? {
             None => Ok(Vec::new()),
-            Some(bytes) => serde_json::from_slice::<FileFormat>(&bytes)
-                .map(|f| f.credentials)
-                .map_err(|e| StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() }),
+            Some(bytes) => {
+                serde_json::from_slice::<FileFormat>(&bytes).map(|f| f.credentials).map_err(|e| {
+                    StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() }
+                })
+            }
         }
     }
 

@@ -354,7 +354,9 @@ impl ReportPort for UdpPort {
         match self.socket.send_to(report, to).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
-            Err(source) => Err(FrontError::Io { action: "sending on", what: self.describe(), source }),
+            Err(source) => {
+                Err(FrontError::Io { action: "sending on", what: self.describe(), source })
+            }
         }
     }
 
