@@ -1,8 +1,11 @@
 //! `struct uhid_event` (linux/uhid.h) as bytes: the kernel side of `/dev/uhid`, byte-exact.
 //!
-//! Every event is `__u32 type` followed by a packed union; the kernel reads and writes whole
-//! events of [`EVENT_LEN`] bytes (4 + the largest member, `uhid_create2_req`), little-endian on
-//! every architecture we build for. We write CREATE2, INPUT2 and DESTROY and read START, STOP,
+//! Every event is `__u32 type` followed by a union; the kernel reads and writes whole events
+//! of [`EVENT_LEN`] bytes, little-endian on every architecture we build for. The union is as
+//! large as its largest member (`uhid_create2_req`, 4372 bytes, packed) rounded up to the
+//! union's 8-byte alignment (`uhid_start_req` holds a `__u64`): 4376, so an event is 4380 bytes
+//! (checked against `sizeof(struct uhid_event)` and `offsetof` from linux/uhid.h with gcc on
+//! x86_64). We write CREATE2, INPUT2 and DESTROY and read START, STOP,
 //! OPEN, CLOSE, OUTPUT (and GET_REPORT / SET_REPORT, which a FIDO device answers with an error).
 //! Offsets are the packed C layout:
 //!
@@ -24,8 +27,9 @@
 pub const DATA_MAX: usize = 4096;
 /// `HID_MAX_DESCRIPTOR_SIZE`.
 pub const DESCRIPTOR_MAX: usize = 4096;
-/// `sizeof(struct uhid_event)`: 4 + sizeof(struct uhid_create2_req) (= 4372).
-pub const EVENT_LEN: usize = 4 + 128 + 64 + 64 + 2 + 2 + 4 * 4 + DESCRIPTOR_MAX;
+/// `sizeof(struct uhid_event)`: 4 + the union (create2's 4372 bytes rounded up to 8) = 4380.
+pub const EVENT_LEN: usize =
+    4 + (128 + 64 + 64 + 2 + 2 + 4 * 4 + DESCRIPTOR_MAX).next_multiple_of(8);
 
 /// `enum uhid_event_type` values we use.
 pub mod kind {
@@ -373,9 +377,13 @@ mod tests {
 
     #[test]
     fn sizes_match_linux_uhid_h() {
-        // sizeof(struct uhid_event) on x86_64/aarch64 (packed): 4 + 4372.
-        assert_eq!(EVENT_LEN, 4376);
-        assert_eq!(RD_DATA, 4 + 280);
+        // gcc on linux/uhid.h: sizeof(struct uhid_event) = 4380, offsetof rd_data = 4 + 276,
+        // vendor = 4 + 260, output.size = 4 + 4096, output.rtype = 4 + 4098, input2.data = 4 + 2.
+        assert_eq!(EVENT_LEN, 4380);
+        assert_eq!(VENDOR, 264);
+        assert_eq!(OUTPUT_SIZE, 4100);
+        // name 128 + phys 64 + uniq 64 + rd_size 2 + bus 2 + 4 x u32 = 276 before rd_data.
+        assert_eq!(RD_DATA, 4 + 276);
         assert_eq!(OUTPUT_RTYPE, 4 + 4096 + 2);
     }
 
@@ -400,7 +408,7 @@ mod tests {
         assert_eq!(&b[262..264], &[3, 0]); // bus
         assert_eq!(&b[264..268], &[0x09, 0x12, 0, 0]); // vendor
         assert_eq!(&b[268..272], &[0xb1, 0xca, 0, 0]); // product
-        assert_eq!(&b[284..287], &[0x06, 0xd0, 0xf1]);
+        assert_eq!(&b[280..283], &[0x06, 0xd0, 0xf1]);
         assert_eq!(Create2::decode(&b).unwrap(), c);
     }
 
