@@ -184,6 +184,19 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
 
     let status = c.call("status", json!({})).await.unwrap();
     assert_eq!(status["sessions"], json!([]), "{status}");
+    // Counted like any session: the cancelled one and the broken handshake do not count as
+    // successes; the phone's refusal is a ceremony that ran (a `result` with its status).
+    let n = &status["counters"];
+    assert_eq!(
+        (
+            n["sessions_started"].as_u64(),
+            n["sessions_cancelled"].as_u64(),
+            n["sessions_failed"].as_u64(),
+            n["sessions_succeeded"].as_u64()
+        ),
+        (Some(6), Some(1), Some(1), Some(4)),
+        "{status}"
+    );
     assert_eq!(c.call("bridge.uhid", json!({"action": "stop"})).await.unwrap()["running"], false);
     if let Some(h) = running {
         let _ = h.await;
