@@ -76,20 +76,38 @@ impl Kernel {
 }
 
 fn bridge(advert_dir: &std::path::Path) -> PhoneBridge {
+    bridge_with(advert_dir, None, Arc::new(NoHooks))
+}
+
+fn bridge_with(
+    advert_dir: &std::path::Path,
+    linked: Option<String>,
+    hooks: Arc<dyn cablebridged::uhid::backend::SessionHooks>,
+) -> PhoneBridge {
     // Adverts from a socket nobody writes to: a phone ceremony waits at `advert` until cancelled.
     let mut desktop =
         DesktopConfig::new(AdvertSource::UnixDatagram(advert_dir.join("adverts.sock")));
     desktop.tunnel_url = Some("ws://127.0.0.1:9".into());
+    if linked.is_some() {
+        desktop.link_store = Some(cablebridged::store::LinkStore::in_dir(advert_dir));
+    }
     PhoneBridge::new(BridgeConfig {
         desktop,
-        linked: None,
+        linked,
         memory: None,
-        hooks: Arc::new(NoHooks),
+        hooks,
         review: Arc::new(PassThrough),
     })
 }
 
 async fn start() -> (Kernel, CancellationToken, tokio::task::JoinHandle<()>, std::path::PathBuf) {
+    start_with(None, Arc::new(NoHooks)).await
+}
+
+async fn start_with(
+    linked: Option<String>,
+    hooks: Arc<dyn cablebridged::uhid::backend::SessionHooks>,
+) -> (Kernel, CancellationToken, tokio::task::JoinHandle<()>, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!(
         "cb-uhid-kernel-{}-{}",
         std::process::id(),
@@ -99,7 +117,7 @@ async fn start() -> (Kernel, CancellationToken, tokio::task::JoinHandle<()>, std
     let (kernel_side, device_side) = UnixStream::pair().unwrap();
     let stop = CancellationToken::new();
     let stop2 = stop.clone();
-    let mut backend = bridge(&dir);
+    let mut backend = bridge_with(&dir, linked, hooks);
     let task = tokio::spawn(async move {
         let mut port = UhidPort::create(device_side, "socketpair", &fido_create2("test-serial"))
             .await
@@ -224,6 +242,56 @@ async fn a_phone_request_sends_keepalives_and_cancel_ends_it() {
 
     // The device serves the next request normally.
     assert_eq!(k.cbor(&[0x04]).await[0], 0);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Records each session's outcome (as the daemon's registry would publish it).
+#[derive(Default, Clone)]
+struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl cablebridged::uhid::backend::SessionHooks for Recorder {
+    fn start(
+        &self,
+        ceremony: &'static str,
+        rp_id: &str,
+    ) -> Option<cablebridged::uhid::backend::BridgeSession> {
+        let me = self.clone();
+        me.0.lock().unwrap().push(format!("start {ceremony} {rp_id}"));
+        Some(cablebridged::uhid::backend::BridgeSession {
+            events: None,
+            cancel: CancellationToken::new(),
+            finish: Box::new(move |r| {
+                let line = match r {
+                    Ok(reply) => format!("ok {}", reply.status.name()),
+                    Err(e) => format!("error {} {e}", e.stage.as_str()),
+                };
+                me.0.lock().unwrap().push(line);
+            }),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_configured_linked_phone_is_asked_instead_of_a_qr_code() {
+    let recorder = Recorder::default();
+    let (mut k, stop, task, dir) =
+        start_with(Some("Pixel".into()), Arc::new(recorder.clone())).await;
+    let mc = Value::decode(&hex::decode(
+        "a4015820000000000000000000000000000000000000000000000000000000000000000002a16269646b6578616d706c652e636f6d03a26269644101646e616d6561610481a263616c672664747970656a7075626c69632d6b6579",
+    ).unwrap()).unwrap();
+    let mut req = vec![0x01];
+    req.extend(mc.to_vec());
+    // No phone is linked under that name: the linked route fails at setup (no QR shown) and
+    // the client gets CTAP1_ERR_OTHER at once.
+    assert_eq!(k.cbor(&req).await, vec![0x7f]);
+    let log = recorder.0.lock().unwrap().clone();
+    assert_eq!(log[0], "start register example.com");
+    assert!(
+        log[1].starts_with("error setup") && log[1].contains("no linked phone named"),
+        "{log:?}"
+    );
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -82,6 +82,7 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
     let mut good: Option<VirtualPhone> = Some(phone(&tunnel, &adverts));
     let mut running: Option<JoinHandle<VirtualPhone>> = None;
     let mut qrs = 0;
+    let mut urls: Vec<String> = Vec::new();
     let mut finals: Vec<Value> = Vec::new();
     while finals.len() < 6 {
         let Ok(Ok(n)) = tokio::time::timeout(T, c.next_notification()).await else { break };
@@ -90,6 +91,7 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
         match p["event"].as_str() {
             Some("qr") => {
                 qrs += 1;
+                urls.push(p["url"].as_str().unwrap().to_owned());
                 let qr = QrPayload::from_url(p["url"].as_str().unwrap()).unwrap();
                 match phone_for(qrs) {
                     None => {}
@@ -200,5 +202,11 @@ async fn python_fido2_registers_and_authenticates_through_the_uhid_front() {
     assert_eq!(c.call("bridge.uhid", json!({"action": "stop"})).await.unwrap()["running"], false);
     if let Some(h) = running {
         let _ = h.await;
+    }
+    // The debug log never carries a QR code (its digits hold the session's secret).
+    let log = daemon.log_text();
+    assert!(log.contains("uhid front started"), "{log}");
+    for url in &urls {
+        assert!(!log.contains(url.trim_start_matches("FIDO:/")), "a QR URL leaked into the log");
     }
 }
