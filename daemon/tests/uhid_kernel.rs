@@ -75,10 +75,6 @@ impl Kernel {
     }
 }
 
-fn bridge(advert_dir: &std::path::Path) -> PhoneBridge {
-    bridge_with(advert_dir, None, Arc::new(NoHooks))
-}
-
 fn bridge_with(
     advert_dir: &std::path::Path,
     linked: Option<String>,
