@@ -26,6 +26,7 @@ pub mod rpc;
 pub mod server;
 pub mod sessions;
 pub mod systemd;
+pub mod uhid;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         })
     });
 
+    if daemon.config.uhid.enabled {
+        // A front that cannot start (no /dev/uhid access) is logged; the control API still
+        // serves, and `bridge.uhid` / the doctor say why.
+        if let Err(e) = daemon.uhid.start(&daemon.config, &daemon.registry, None).await {
+            tracing::error!("uhid front not started: {}", e.message);
+        }
+    }
+
     tokio::select! {
         () = server::serve(Arc::clone(&daemon), listener, shutdown.clone()) => {}
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -102,6 +111,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     systemd::stopping();
     shutdown.cancel();
     daemon.registry.shutdown(Duration::from_secs(5)).await;
+    daemon.uhid.stop().await;
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 15] = [
     "version",
     "status",
     "devices.list",
@@ -40,6 +40,7 @@ pub const METHODS: [&str; 14] = [
     "runs.list",
     "runs.show",
     "runs.compare",
+    "bridge.uhid",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -197,6 +198,33 @@ pub async fn dispatch(
                 .await?,
             )
         }
+        "bridge.uhid" => {
+            let action = p.opt_string("action")?.unwrap_or_else(|| "status".to_owned());
+            let front = p
+                .opt_string("front")?
+                .map(|f| match f.as_str() {
+                    "uhid" => Ok(match &daemon.config.uhid.front {
+                        k @ crate::uhid::UhidFront::Kernel(_) => k.clone(),
+                        crate::uhid::UhidFront::Udp(_) => {
+                            crate::uhid::UhidFront::Kernel(std::path::PathBuf::from("/dev/uhid"))
+                        }
+                    }),
+                    other => crate::uhid::parse_udp(other)
+                        .map(crate::uhid::UhidFront::Udp)
+                        .map_err(|m| RpcError::param("front", m)),
+                })
+                .transpose()?;
+            p.finish()?;
+            match action.as_str() {
+                "start" => plain(daemon.uhid.start(&daemon.config, &daemon.registry, front).await?),
+                "stop" => plain(daemon.uhid.stop().await),
+                "status" => plain(daemon.uhid.status()),
+                other => Err(RpcError::param(
+                    "action",
+                    format!("{other:?} is not start, stop or status"),
+                )),
+            }
+        }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
     }
 }
@@ -205,6 +233,12 @@ pub async fn dispatch(
 fn doctor_options(p: &mut Params, daemon: &Daemon) -> Result<DoctorOptions, RpcError> {
     let mut opts =
         DoctorOptions { control_socket: daemon.config.socket.clone(), ..DoctorOptions::default() };
+    // `uhid.permissions` when the uhid front is on (issue 11).
+    if let (true, crate::uhid::UhidFront::Kernel(path)) =
+        (daemon.config.uhid.enabled, &daemon.config.uhid.front)
+    {
+        opts.uhid_device = Some(path.clone());
+    }
     if let Some(n) = p.opt_u64("scan_seconds")? {
         opts.scan_window = Duration::from_secs(n);
     }

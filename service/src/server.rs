@@ -44,6 +44,8 @@ pub struct Daemon {
     next_conn: AtomicU64,
     /// Where we listen (for `status`).
     pub listening_on: String,
+    /// The uhid front's run-time switch (`bridge.uhid`).
+    pub uhid: crate::uhid::UhidControl,
 }
 
 impl Daemon {
@@ -57,6 +59,7 @@ impl Daemon {
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             listening_on,
+            uhid: crate::uhid::UhidControl::default(),
         }
     }
 

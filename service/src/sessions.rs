@@ -334,3 +334,105 @@ impl Registry {
         let _ = tokio::time::timeout(limit, wait).await;
     }
 }
+
+// --- sessions the daemon starts on its own (the uhid front, issue 11) -------------------------
+
+/// A session the daemon runs on a local client's behalf (the uhid front): listed in `status`,
+/// its events published to `events.subscribe` like any other, cancellable with
+/// `ceremony.cancel`. The front drives the engine itself; this handle only publishes.
+#[derive(Debug)]
+pub struct ExternalSession {
+    registry: Arc<Registry>,
+    session: Arc<Session>,
+}
+
+impl Registry {
+    /// Registers a session started by the daemon itself (owner 0, detached: no control
+    /// connection owns it). Refused like any session when `max_sessions` are running.
+    pub fn start_external(
+        self: &Arc<Self>,
+        kind: Kind,
+        transport: &'static str,
+    ) -> Result<ExternalSession, RpcError> {
+        let session = {
+            let mut map = self.lock();
+            if map.len() >= self.max_sessions {
+                return Err(RpcError::new(
+                    code::TOO_MANY_SESSIONS,
+                    format!("{} ceremonies are running already", map.len()),
+                ));
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let session = Arc::new(Session {
+                id,
+                kind,
+                transport,
+                owner: 0,
+                detached: true,
+                cancel: CancellationToken::new(),
+                events: broadcast::channel(EVENTS_CAPACITY).0,
+                started: Instant::now(),
+                last_stage: Mutex::new(CeremonyStage::Setup),
+            });
+            map.insert(id, Arc::clone(&session));
+            session
+        };
+        Counters::bump(&self.counters.sessions_started);
+        tracing::info!(
+            session = session.id,
+            transport,
+            ceremony = kind.as_str(),
+            "uhid ceremony started"
+        );
+        self.report_status();
+        Ok(ExternalSession { registry: Arc::clone(self), session })
+    }
+}
+
+impl ExternalSession {
+    /// The session id.
+    pub fn id(&self) -> u64 {
+        self.session.id
+    }
+
+    /// Fires on `ceremony.cancel` and daemon shutdown.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.session.cancel.clone()
+    }
+
+    /// An engine event sink publishing qr/progress/warning as `ceremony.event`.
+    pub fn sink(&self) -> cablebridged::ceremony::Events {
+        let registry = Arc::clone(&self.registry);
+        let s = Arc::clone(&self.session);
+        Some(Arc::new(move |e: &CeremonyEvent| {
+            if let CeremonyEvent::Progress(p) = e {
+                if let Ok(mut stage) = s.last_stage.lock() {
+                    *stage = p.stage;
+                }
+            }
+            if let Some(object) = events::event_line(e) {
+                registry.publish(&s, &object);
+            }
+        }))
+    }
+
+    /// Publishes the last event (`result` or `error` object) and removes the session.
+    pub fn finish(self, last: &Value, outcome: Result<(), CeremonyErrorKind>) {
+        let c = &self.registry.counters;
+        match outcome {
+            Ok(()) => Counters::bump(&c.sessions_succeeded),
+            Err(CeremonyErrorKind::Cancelled) => Counters::bump(&c.sessions_cancelled),
+            Err(_) => Counters::bump(&c.sessions_failed),
+        }
+        self.registry.publish(&self.session, last);
+        let now_empty = {
+            let mut map = self.registry.lock();
+            map.remove(&self.session.id);
+            map.is_empty()
+        };
+        if now_empty {
+            self.registry.emptied.notify_waiters();
+        }
+        self.registry.report_status();
+    }
+}

@@ -34,8 +34,8 @@ pub use progress::{
 pub use result::{AuthenticationResult, RegistrationResult, TransportKind, RESULT_FIELDS};
 pub(crate) use run::cancellable;
 pub use run::{
-    run, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
-    Transport, UsbTransport,
+    run, run_raw, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
+    RawCtapReply, RawCtapRequest, Transport, UsbTransport,
 };
 
 /// base64url without padding, as WebAuthn JSON uses it everywhere.

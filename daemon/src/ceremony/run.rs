@@ -31,7 +31,7 @@ use super::{
 };
 use crate::advert::{AdvertFeed, AdvertSource};
 use crate::ctap::OpenOptions;
-use crate::desktop::DesktopConfig;
+use crate::desktop::{DesktopConfig, DesktopOutcome, DesktopRequest};
 use crate::evidence::AaguidTable;
 use crate::hid::DeviceAddress;
 use cablebridge_protocol::ctap2::pin::Pin;
@@ -205,19 +205,17 @@ pub async fn run(
         Transport::Usb(usb) => {
             crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await
         }
-        Transport::Hybrid(h) => {
-            crate::desktop::run_qr(&h.config, h.adverts, request, events.clone(), &cancel).await
-        }
-        Transport::Linked(l) => {
-            crate::desktop::run_linked(
-                &l.config,
-                &l.link,
-                l.adverts,
-                request,
-                events.clone(),
-                &cancel,
-            )
-            .await
+        phone => {
+            match run_phone(phone, DesktopRequest::Ceremony(request), events.clone(), &cancel).await
+            {
+                Ok(DesktopOutcome::Ceremony(outcome)) => Ok(*outcome),
+                Ok(DesktopOutcome::Raw(_)) => Err(CeremonyError::new(
+                    CeremonyStage::Done,
+                    super::CeremonyErrorKind::Usage,
+                    "the desktop answered a built ceremony with a raw reply (a bug)",
+                )),
+                Err(e) => Err(e),
+            }
         }
     };
     if let Some(sink) = &events {
@@ -228,6 +226,81 @@ pub async fn run(
         sink.emit(&last);
     }
     result
+}
+
+/// A CTAP request a client built itself (a browser behind the uhid front), sent to a phone
+/// byte for byte: the engine adds no client data and checks nothing in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCtapRequest {
+    /// makeCredential or getAssertion (anything else is refused before any IO).
+    pub command: cablebridge_protocol::ctap2::Command,
+    /// The CBOR parameters as the client sent them.
+    pub params: Vec<u8>,
+}
+
+/// The phone's answer to a [`RawCtapRequest`], verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCtapReply {
+    /// CTAP status (a phone's refusal is a reply, not an error).
+    pub status: cablebridge_protocol::ctap2::StatusCode,
+    /// CBOR body (empty for errors).
+    pub body: Vec<u8>,
+    /// Per-stage timings of the hybrid session.
+    pub timings: super::Timings,
+}
+
+/// Runs a hybrid or linked session that carries a client's own request ([`RawCtapRequest`]) to
+/// the phone and returns its answer unchanged: the engine hook behind the uhid front (a browser
+/// built the request and checks the answer). Same stages, timeouts, cancel and events as
+/// [`run`], except that a success emits no `Result` event (the caller reports it; an `Error`
+/// event is emitted as usual). A USB transport is refused: a key is reached directly.
+pub async fn run_raw(
+    transport: Transport,
+    request: RawCtapRequest,
+    events: Events,
+    cancel: CancellationToken,
+) -> Result<RawCtapReply, CeremonyError> {
+    let result = match transport {
+        Transport::Usb(_) => Err(CeremonyError::usage(
+            CeremonyStage::Setup,
+            "a raw CTAP request goes to a phone (hybrid or linked), not to a USB key",
+        )),
+        phone => {
+            match run_phone(phone, DesktopRequest::Raw(request), events.clone(), &cancel).await {
+                Ok(DesktopOutcome::Raw(reply)) => Ok(reply),
+                Ok(DesktopOutcome::Ceremony(_)) => Err(CeremonyError::new(
+                    CeremonyStage::Done,
+                    super::CeremonyErrorKind::Usage,
+                    "the desktop answered a raw request with a ceremony outcome (a bug)",
+                )),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let (Some(sink), Err(e)) = (&events, &result) {
+        sink.emit(&CeremonyEvent::Error(e.clone()));
+    }
+    result
+}
+
+async fn run_phone(
+    transport: Transport,
+    request: DesktopRequest,
+    events: Events,
+    cancel: &CancellationToken,
+) -> Result<DesktopOutcome, CeremonyError> {
+    match transport {
+        Transport::Hybrid(h) => {
+            crate::desktop::run_qr(&h.config, h.adverts, request, events, cancel).await
+        }
+        Transport::Linked(l) => {
+            crate::desktop::run_linked(&l.config, &l.link, l.adverts, request, events, cancel).await
+        }
+        Transport::Usb(_) => Err(CeremonyError::usage(
+            CeremonyStage::Setup,
+            "a USB key is not a phone (internal routing error)",
+        )),
+    }
 }
 
 /// Races `work` against `cancel`: cancelled ⇒ [`CeremonyError::cancelled`] at `stage`.

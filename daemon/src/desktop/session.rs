@@ -15,10 +15,11 @@ use cablebridge_protocol::hybrid::messages::LinkingInfo;
 use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopPairing, SessionError};
 use tokio_util::sync::CancellationToken;
 
-use super::{unix_now, DesktopConfig};
+use super::{unix_now, DesktopConfig, DesktopOutcome, DesktopRequest};
 use crate::ceremony::{
     cancellable, AuthenticationResult, CeremonyError, CeremonyOutcome, CeremonyRequest,
-    CeremonyStage, ClientData, ProgressDetail, RegistrationResult, StageClock, TransportKind,
+    CeremonyStage, ClientData, ProgressDetail, RawCtapReply, RegistrationResult, StageClock,
+    TransportKind,
 };
 use crate::store::{display_name, LinkStore, StoredLink};
 use crate::tunnel::client::TunnelConnection;
@@ -86,12 +87,12 @@ async fn send(
 pub(super) async fn drive(
     mut conn: TunnelConnection,
     start: Start<'_>,
-    request: CeremonyRequest,
+    request: DesktopRequest,
     config: &DesktopConfig,
     linking: Option<LinkSink<'_>>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
+) -> Result<DesktopOutcome, CeremonyError> {
     let result = drive_inner(&mut conn, start, request, config, linking, progress, cancel).await;
     // Close whatever happened; a failed close changes nothing about the outcome.
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
@@ -104,12 +105,12 @@ pub(super) async fn drive(
 async fn drive_inner(
     conn: &mut TunnelConnection,
     start: Start<'_>,
-    request: CeremonyRequest,
+    request: DesktopRequest,
     config: &DesktopConfig,
     linking: Option<LinkSink<'_>>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
-) -> Result<CeremonyOutcome, CeremonyError> {
+) -> Result<DesktopOutcome, CeremonyError> {
     let t = config.timeouts;
     // Handshake: message 1 goes out as soon as the socket is open (§6.1).
     let hs = CeremonyStage::Handshake;
@@ -136,7 +137,13 @@ async fn drive_inner(
             .map_err(|e| CeremonyError::classified(ph, "the phone's getInfo is invalid", &e))?,
         None => GetInfo::default(),
     };
-    let (command, params, client_data) = build(&request, &info)?;
+    let (command, params, client_data) = match &request {
+        DesktopRequest::Ceremony(r) => {
+            let (command, params, cd) = build(r, &info)?;
+            (command, params, Some(cd))
+        }
+        DesktopRequest::Raw(raw) => (raw.command, raw.params.clone(), None),
+    };
     let (mut awaiting, ct) = open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
     send(conn, ph, &ct).await?;
     progress.finish(ph, CeremonyStage::UserResponse, ProgressDetail::None);
@@ -199,7 +206,17 @@ async fn drive_inner(
         let _ = tokio::time::timeout(t.late_updates, late).await;
     }
 
-    interpret(&request, status, &body, &client_data, config, progress)
+    match (&request, &client_data) {
+        (DesktopRequest::Ceremony(r), Some(cd)) => {
+            interpret(r, status, &body, cd, config, progress)
+                .map(|o| DesktopOutcome::Ceremony(Box::new(o)))
+        }
+        _ => Ok(DesktopOutcome::Raw(RawCtapReply {
+            status,
+            body,
+            timings: progress.timings().clone(),
+        })),
+    }
 }
 
 fn build(
