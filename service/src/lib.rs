@@ -15,6 +15,7 @@
 //! file if we created it. The watchdog, when enabled, is the only periodic timer.
 
 pub mod access;
+pub mod adverts;
 pub mod ceremony;
 pub mod client;
 pub mod config;

@@ -15,12 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cablebridged::ceremony::{CeremonyErrorKind, CeremonyEvent, CeremonyStage};
+use cablebridged::ceremony::{
+    AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyEvent, CeremonyStage, Transport,
+};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::ceremony::{self, CeremonySpec, Kind};
+use crate::adverts::AdvertHub;
+use crate::ceremony::{self, CeremonySpec, Kind, Route};
 use crate::events;
 use crate::rpc::{code, RpcError};
 
@@ -125,6 +128,8 @@ pub struct Registry {
     max_sessions: usize,
     /// Counters for `status`.
     pub counters: Counters,
+    /// The advert intake every pending hybrid/linked session shares.
+    pub adverts: Arc<AdvertHub>,
 }
 
 impl Registry {
@@ -137,6 +142,7 @@ impl Registry {
             emptied: Notify::new(),
             max_sessions,
             counters: Counters::default(),
+            adverts: Arc::new(AdvertHub::new()),
         }
     }
 
@@ -248,8 +254,12 @@ impl Registry {
                 this.publish(&s, &object);
             }
         };
-        let outcome =
-            ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await;
+        let outcome = match self.shared_adverts(route, &session.cancel).await {
+            Ok(route) => {
+                ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await
+            }
+            Err(e) => Err(e),
+        };
         let last = match &outcome {
             Ok(o) => {
                 Counters::bump(&self.counters.sessions_succeeded);
@@ -287,6 +297,31 @@ impl Registry {
             self.emptied.notify_waiters();
         }
         self.report_status();
+    }
+
+    /// A hybrid or linked route's advert source replaced by a feed from the daemon's shared
+    /// intake ([`AdvertHub`]): one open source per spec for all pending sessions.
+    async fn shared_adverts(
+        &self,
+        mut route: Route,
+        cancel: &CancellationToken,
+    ) -> Result<Route, CeremonyError> {
+        let input = match &mut route.0 {
+            Transport::Hybrid(h) => &mut h.adverts,
+            Transport::Linked(l) => &mut l.adverts,
+            _ => return Ok(route),
+        };
+        if let AdvertInput::Source(source) = input {
+            let source = source.clone();
+            let feed = tokio::select! {
+                () = cancel.cancelled() => return Err(CeremonyError::cancelled(CeremonyStage::Setup)),
+                r = self.adverts.subscribe(&source) => r.map_err(|e| {
+                    CeremonyError::classified(CeremonyStage::Advert, "cannot receive adverts", &e)
+                })?,
+            };
+            *input = AdvertInput::Feed(feed);
+        }
+        Ok(route)
     }
 
     /// `STATUS=` for `systemctl status`.
