@@ -23,7 +23,7 @@ mod result;
 mod run;
 
 pub use client_data::{ClientData, ClientDataType};
-pub use error::{CeremonyError, CeremonyErrorKind};
+pub use error::{exit_code_for_fault, CeremonyError, CeremonyErrorKind};
 pub use options::{
     AuthenticateOptions, RegisterOptions, Requirement, UserInfo, DEFAULT_ALGORITHMS,
 };
