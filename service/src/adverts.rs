@@ -296,9 +296,8 @@ mod tests {
         let source = AdvertSource::Fifo(file);
         let mut a = hub.subscribe(&source).await.unwrap();
         let mut seen = 0;
-        while let Some(item) = tokio::time::timeout(std::time::Duration::from_secs(10), a.next())
-            .await
-            .unwrap()
+        while let Some(item) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), a.next()).await.unwrap()
         {
             assert!(matches!(item, AdvertItem::Advert { .. }));
             seen += 1;

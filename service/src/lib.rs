@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod adverts;
+pub mod bridge;
 pub mod ceremony;
 pub mod client;
 pub mod config;

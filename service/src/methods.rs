@@ -1,7 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
 //! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
-//! `runs.show`, `runs.compare`.
+//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 16] = [
     "version",
     "status",
     "devices.list",
@@ -40,6 +40,8 @@ pub const METHODS: [&str; 14] = [
     "runs.list",
     "runs.show",
     "runs.compare",
+    "bridge.start",
+    "bridge.stop",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -196,6 +198,34 @@ pub async fn dispatch(
                 })
                 .await?,
             )
+        }
+        "bridge.start" => {
+            let spec = crate::bridge::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let kind = spec.kind_str();
+            let (session, rx) = daemon.registry.spawn(
+                "bridge",
+                kind,
+                spec.detach,
+                conn,
+                move |registry, session| crate::bridge::run(registry, session, spec),
+            )?;
+            Ok((
+                json!({"session": session.id, "kind": kind, "detached": session.detached}),
+                Some(Stream(rx)),
+            ))
+        }
+        "bridge.stop" => {
+            let id = p.u64("session")?;
+            p.finish()?;
+            match daemon.registry.get(id) {
+                Some(s) if s.kind == "bridge" => {
+                    daemon.registry.cancel(id);
+                    plain(json!({"session": id, "stopped": true}))
+                }
+                Some(_) => Err(RpcError::param("session", "is a ceremony: use ceremony.cancel")),
+                None => Err(no_such_session(id)),
+            }
         }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
     }
