@@ -31,15 +31,6 @@ async fn wait_event(c: &mut Client, session: u64, name: &str) -> Value {
     }
 }
 
-fn status_now(daemon: &Daemon) -> Value {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
-    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n").unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
     let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
@@ -125,8 +116,10 @@ async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
         Err(ClientError::Rpc(e)) => assert_eq!(e.code, -32002),
         other => panic!("{other:?}"),
     }
-    eventually("the advert intake closed", || status_now(&daemon)["adverts"]["intakes_open"] == 0)
-        .await;
+    eventually("the advert intake closed", || {
+        common::status_now(&daemon)["adverts"]["intakes_open"] == 0
+    })
+    .await;
     eventually("fds back to baseline", || daemon.fd_count() <= baseline).await;
 }
 

@@ -99,7 +99,7 @@ async fn concurrent_hybrid_ceremonies_share_one_advert_socket() {
     // Nobody waits any more: the intake is closed (socket file gone), and was opened once.
     let mut status = json!(null);
     eventually("the shared intake closed", || {
-        status = common_status(&daemon);
+        status = common::status_now(&daemon);
         status["adverts"]["intakes_open"] == 0 && !shared.exists()
     })
     .await;
@@ -118,7 +118,7 @@ async fn concurrent_hybrid_ceremonies_share_one_advert_socket() {
     assert_eq!(status["adverts"]["intakes_opened"], 2, "{status}");
     c.call("ceremony.cancel", json!({"session": id})).await.unwrap();
     eventually("closed after the cancel", || {
-        common_status(&daemon)["adverts"]["intakes_closed"] == 2 && !shared.exists()
+        common::status_now(&daemon)["adverts"]["intakes_closed"] == 2 && !shared.exists()
     })
     .await;
 }
@@ -145,13 +145,4 @@ async fn sources_are_keyed_and_a_bad_one_fails_only_its_session() {
     let status = c.call("status", json!({})).await.unwrap();
     assert_eq!(status["adverts"]["intakes_open"], 2, "{status}");
     assert_eq!(status["sessions"].as_array().unwrap().len(), 2, "{status}");
-}
-
-fn common_status(daemon: &Daemon) -> Value {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
-    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n").unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
 }
