@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod devices;
 pub mod events;
+pub mod labruns;
 pub mod logging;
 pub mod methods;
 pub mod rpc;

@@ -1,7 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
 //! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
-//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`.
+//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`, `runs.start`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 16] = [
+pub const METHODS: [&str; 17] = [
     "version",
     "status",
     "devices.list",
@@ -42,6 +42,7 @@ pub const METHODS: [&str; 16] = [
     "runs.compare",
     "bridge.start",
     "bridge.stop",
+    "runs.start",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -214,6 +215,17 @@ pub async fn dispatch(
                 json!({"session": session.id, "kind": kind, "detached": session.detached}),
                 Some(Stream(rx)),
             ))
+        }
+        "runs.start" => {
+            let spec = crate::labruns::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let state_dir = daemon.config.state_dir.clone();
+            let detach = spec.detach;
+            let (session, rx) =
+                daemon.registry.spawn("run", "lab", detach, conn, move |registry, session| {
+                    crate::labruns::run(registry, session, spec, state_dir)
+                })?;
+            Ok((json!({"session": session.id, "detached": session.detached}), Some(Stream(rx))))
         }
         "bridge.stop" => {
             let id = p.u64("session")?;
