@@ -2,7 +2,8 @@
 //!
 //! `cablebridged`, the background service, as a library over the engine crate (`cablebridged`):
 //! the JSON-RPC control API on a Unix socket ([`server`], [`methods`], [`rpc`]), the session
-//! registry that runs one task per ceremony ([`sessions`], [`ceremony`]), access control by peer
+//! registry that runs one task per session ([`sessions`]: ceremonies [`ceremony`], phones
+//! [`bridge`], lab runs [`labruns`]) with one shared advert intake ([`adverts`]), access control by peer
 //! credentials ([`access`]), configuration ([`config`]), systemd glue ([`systemd`]), logging
 //! ([`logging`]), and the client used by the `cablebridge` CLI ([`client`]).
 //!
