@@ -170,6 +170,7 @@ async fn no_secret_in_debug_logs_or_notifications() {
 
     // The secrets.
     let qr = QrPayload::from_url(&url).unwrap();
+    // secret-export: the test needs the bytes to search the log for them.
     let qr_secret = qr.secret.expose().to_vec();
     let key = EidKey::from_qr_secret(&qr.secret);
     let psk = recorded
@@ -178,6 +179,7 @@ async fn no_secret_in_debug_logs_or_notifications() {
         .iter()
         .filter_map(|line| hex::decode(line.split_whitespace().next()?).ok())
         .find_map(|data| match key.trial_open_diagnostic(&data, EidMode::Qr) {
+            // secret-export: the PSK's bytes, to search the log for them.
             TrialOpen::Match(opened) => Some(opened.psk(&qr.secret).expose().to_vec()),
             _ => None,
         })
