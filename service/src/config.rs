@@ -394,18 +394,9 @@ pub fn check_advert_source(spec: &str) -> Result<AdvertSource, String> {
     Ok(source)
 }
 
-/// Parses `500ms`, `30s`, `2m` or a bare number of seconds (the CLI's duration syntax).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    }
-}
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds: the engine's one rule, shared with
+/// the CLI's flags.
+pub use cablebridged::ceremony::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //!
 //! `cablebridged`, the background service, as a library over the engine crate (`cablebridged`):
 //! the JSON-RPC control API on a Unix socket ([`server`], [`methods`], [`rpc`]), the session
-//! registry that runs one task per ceremony ([`sessions`], [`ceremony`]), access control by peer
+//! registry that runs one task per session ([`sessions`]: ceremonies [`ceremony`], phones
+//! [`bridge`], lab runs [`labruns`]) with one shared advert intake ([`adverts`]), access control by peer
 //! credentials ([`access`]), configuration ([`config`]), systemd glue ([`systemd`]), logging
 //! ([`logging`]), and the client used by the `cablebridge` CLI ([`client`]).
 //!
@@ -15,11 +16,14 @@
 //! file if we created it. The watchdog, when enabled, is the only periodic timer.
 
 pub mod access;
+pub mod adverts;
+pub mod bridge;
 pub mod ceremony;
 pub mod client;
 pub mod config;
 pub mod devices;
 pub mod events;
+pub mod labruns;
 pub mod logging;
 pub mod methods;
 pub mod rpc;

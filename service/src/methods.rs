@@ -1,7 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
 //! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
-//! `runs.show`, `runs.compare`.
+//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`, `runs.start`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 15] = [
+pub const METHODS: [&str; 18] = [
     "version",
     "status",
     "devices.list",
@@ -41,6 +41,9 @@ pub const METHODS: [&str; 15] = [
     "runs.show",
     "runs.compare",
     "bridge.uhid",
+    "bridge.start",
+    "bridge.stop",
+    "runs.start",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -223,6 +226,45 @@ pub async fn dispatch(
                     "action",
                     format!("{other:?} is not start, stop or status"),
                 )),
+            }
+        }
+        "bridge.start" => {
+            let spec = crate::bridge::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let kind = spec.kind_str();
+            let (session, rx) = daemon.registry.spawn(
+                "bridge",
+                kind,
+                spec.detach,
+                conn,
+                move |registry, session| crate::bridge::run(registry, session, spec),
+            )?;
+            Ok((
+                json!({"session": session.id, "kind": kind, "detached": session.detached}),
+                Some(Stream(rx)),
+            ))
+        }
+        "runs.start" => {
+            let spec = crate::labruns::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let state_dir = daemon.config.state_dir.clone();
+            let detach = spec.detach;
+            let (session, rx) =
+                daemon.registry.spawn("run", "lab", detach, conn, move |registry, session| {
+                    crate::labruns::run(registry, session, spec, state_dir)
+                })?;
+            Ok((json!({"session": session.id, "detached": session.detached}), Some(Stream(rx))))
+        }
+        "bridge.stop" => {
+            let id = p.u64("session")?;
+            p.finish()?;
+            match daemon.registry.get(id) {
+                Some(s) if s.kind == "bridge" => {
+                    daemon.registry.cancel(id);
+                    plain(json!({"session": id, "stopped": true}))
+                }
+                Some(_) => Err(RpcError::param("session", "is a ceremony: use ceremony.cancel")),
+                None => Err(no_such_session(id)),
             }
         }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),

@@ -77,8 +77,9 @@ impl Daemon {
             "connections": self.connections.load(Ordering::Relaxed),
             "sessions": sessions,
             "devices": {"hidraw_keys": crate::devices::attached_count()},
-            // Each pending hybrid session opens its own advert source (no shared scan yet).
             "ble": {"advert_source": self.config.hybrid.advert_source, "hybrid_sessions_waiting": scanning},
+            // The shared advert intake: open sources, pending sessions per source, counters.
+            "adverts": self.registry.adverts.to_json(),
             "counters": self.registry.counters.to_json(),
         })
     }

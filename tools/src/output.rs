@@ -9,7 +9,7 @@
 //! SIGPIPE would, so `set -o pipefail` scripts see the usual status).
 
 use cablebridge_protocol::error::Fault;
-use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind};
+use cablebridged::ceremony::CeremonyError;
 use cablebridged::ctap::CtapError;
 use clap::Args;
 use serde_json::{Map, Value};
@@ -110,15 +110,9 @@ impl From<&CeremonyError> for Exit {
     /// timeout or a cancel is a failed ceremony (1); otherwise the fault decides: the caller's
     /// input 2, the environment 3, the peer 1.
     fn from(e: &CeremonyError) -> Exit {
-        match (e.kind, e.fault) {
-            (
-                CeremonyErrorKind::Authenticator
-                | CeremonyErrorKind::Timeout
-                | CeremonyErrorKind::Cancelled,
-                _,
-            ) => Exit::Ceremony,
-            (_, Fault::Caller) => Exit::Usage,
-            (_, Fault::Environment) => Exit::Environment,
+        match e.exit_code() {
+            2 => Exit::Usage,
+            3 => Exit::Environment,
             _ => Exit::Ceremony,
         }
     }

@@ -80,17 +80,7 @@ pub struct CeremonyArgs {
 }
 
 /// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    }
-}
+pub use cablebridged::ceremony::parse_duration;
 
 fn b64_arg(what: &str, s: &str) -> Result<Vec<u8>, CmdError> {
     from_b64url(s).ok_or_else(|| CmdError::usage(format!("{what} is not valid base64url: {s:?}")))

@@ -104,6 +104,7 @@ pub fn status(args: &StatusArgs) -> Result<Report, CmdError> {
         "sessions",
         "devices",
         "ble",
+        "adverts",
         "counters",
     ] {
         if let Some(v) = status.get(key) {
