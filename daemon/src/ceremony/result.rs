@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{b64url, CeremonyError, CeremonyStage, ClientData, Timings};
 use crate::evidence::aaguid::{Aaguid, AaguidTable};
+use crate::evidence::attestation::{self, AttestationError, AttestationReport};
 
 /// How the authenticator was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl TransportKind {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 16] = [
+pub const RESULT_FIELDS: [&str; 17] = [
     "event",
     "ceremony",
     "transport",
@@ -46,6 +47,7 @@ pub const RESULT_FIELDS: [&str; 16] = [
     "aaguid",
     "authenticator_name",
     "attestation_format",
+    "attestation",
     "attestation_object",
     "authenticator_data",
     "signature",
@@ -71,6 +73,9 @@ pub struct RegistrationResult {
     pub authenticator_name: Option<String>,
     /// `fmt` of the attestation object.
     pub attestation_format: String,
+    /// The attestation statement verified (every WebAuthn format), its chain summarised and
+    /// checked against the metadata roots of the engine's AAGUID table (`--mds`).
+    pub attestation: Result<AttestationReport, AttestationError>,
     /// The WebAuthn attestation object (text-keyed CBOR).
     pub attestation_object: Vec<u8>,
     /// The exact client data JSON.
@@ -143,6 +148,10 @@ impl RegistrationResult {
             .attested_credential
             .ok_or_else(|| bad(stage, &Ctap2Error::MissingField("attestedCredentialData")))?;
         let aaguid = Aaguid(cred.aaguid);
+        let attestation_object = object.to_bytes();
+        let client_data_hash: [u8; 32] = Sha256::digest(client_data.json()).into();
+        let attestation = attestation::verify(&attestation_object, &client_data_hash)
+            .map(|r| r.with_roots(aaguids.roots(&aaguid)));
         Ok(RegistrationResult {
             transport,
             rp_id: rp_id.to_owned(),
@@ -150,7 +159,8 @@ impl RegistrationResult {
             aaguid,
             authenticator_name: aaguids.lookup(&aaguid).map(|(n, _)| n.to_owned()),
             attestation_format: object.fmt.clone(),
-            attestation_object: object.to_bytes(),
+            attestation,
+            attestation_object,
             client_data_json: client_data.json().to_vec(),
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
@@ -158,12 +168,25 @@ impl RegistrationResult {
         })
     }
 
-    /// Relying-party checks: RP id hash, UP, and the attestation signature (`none` has none).
+    /// Relying-party checks: RP id hash, UP, and the attestation statement (`none` has none;
+    /// formats other than none/packed by [`attestation::verify`], whose detail is the result's
+    /// `attestation` field).
     pub fn verify(&self) -> Result<AttestationType, Ctap2Error> {
         let object = AttestationObject::from_bytes(&self.attestation_object)?;
         check_auth_data(&object.auth_data()?, &self.rp_id)?;
         let hash: [u8; 32] = Sha256::digest(&self.client_data_json).into();
-        object.verify(&hash)
+        if matches!(object.fmt.as_str(), "none" | "packed") {
+            return object.verify(&hash);
+        }
+        match self.attestation.as_ref().map(|r| &r.outcome) {
+            Ok(Ok(verified)) if verified.kind == attestation::AttestationType::None => {
+                Ok(AttestationType::None)
+            }
+            Ok(Ok(_)) => Ok(AttestationType::Basic),
+            Ok(Err(_)) | Err(_) => Err(Ctap2Error::SignatureInvalid(
+                "the attestation statement does not verify (see the attestation field)",
+            )),
+        }
     }
 
     /// The `{"event":"result", ...}` line.
@@ -177,6 +200,10 @@ impl RegistrationResult {
             "aaguid": self.aaguid.to_string(),
             "authenticator_name": self.authenticator_name,
             "attestation_format": self.attestation_format,
+            "attestation": match &self.attestation {
+                Ok(report) => report.to_json(),
+                Err(e) => attestation::error_json(e),
+            },
             "attestation_object": b64url(&self.attestation_object),
             "client_data_json": b64url(&self.client_data_json),
             "public_key_cose": b64url(&self.public_key_cose),

@@ -425,6 +425,17 @@ fn check_aaguid_extension(cert: &x509_cert::Certificate, aaguid: &[u8; 16]) -> R
     Ok(())
 }
 
+/// The `attestation` field when the object itself was unusable (no report).
+pub fn error_json(e: &AttestationError) -> serde_json::Value {
+    json!({
+        "format": e.format.as_str(),
+        "verified": false,
+        "check": e.check.as_str(),
+        "detail": e.to_string(),
+        "chain": [],
+    })
+}
+
 impl AttestationReport {
     /// Checks the chain against metadata attestation roots (the MDS entry of this AAGUID);
     /// `NoCertificates` without x5c, `NoRoots` with no roots.
@@ -446,14 +457,21 @@ impl AttestationReport {
     pub fn to_json(&self) -> serde_json::Value {
         let (kind, alg, check, detail) = match &self.outcome {
             Ok(v) => {
-                let detail = match v.alg {
-                    Some(alg) => format!(
+                let detail = match (v.kind, v.alg) {
+                    (AttestationType::None, _) => {
+                        format!("{} attestation: nothing to verify", self.format)
+                    }
+                    (kind, Some(alg)) => format!(
                         "{} attestation verified ({} attestation, {})",
                         self.format,
-                        v.kind.as_str(),
+                        kind.as_str(),
                         alg_name(alg)
                     ),
-                    None => format!("{} attestation: nothing to verify", self.format),
+                    (kind, None) => format!(
+                        "{} attestation verified ({} attestation)",
+                        self.format,
+                        kind.as_str()
+                    ),
                 };
                 (Some(v.kind.as_str()), v.alg, None, detail)
             }
