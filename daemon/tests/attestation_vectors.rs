@@ -158,8 +158,8 @@ fn a_tampered_signature_fails_the_signature_check() {
     let jws = o.att_stmt.get_text("response").unwrap().as_bytes().unwrap().to_vec();
     let text = String::from_utf8(jws).unwrap();
     let (head, sig) = text.rsplit_once('.').unwrap();
-    let tampered_sig =
-        if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    let first = if sig.starts_with('A') { 'B' } else { 'A' };
+    let tampered_sig = format!("{first}{}", &sig[1..]);
     let tampered = with_stmt(
         &f.object,
         "response",
@@ -259,4 +259,24 @@ fn chains_are_checked_against_metadata_roots() {
     // Self attestation has no chain to check.
     let s = report(&load("packed-self-fido2-lib")).with_roots(&[vec![1, 2, 3]]);
     assert_eq!(s.trust, ChainStatus::NoCertificates);
+}
+
+#[test]
+fn any_change_to_the_signed_authenticator_data_is_caught() {
+    for f in all().iter().filter(|f| f.format != "none") {
+        let o = AttestationObject::from_bytes(&f.object).unwrap();
+        // rpIdHash, flags and signCount: covered by every format's signature or nonce.
+        for at in [0, 13, 31, 32, 33, 36] {
+            let mut changed = o.clone();
+            changed.auth_data[at] ^= 0x01;
+            let r = verify(&changed.to_bytes(), &f.client_data_hash).unwrap();
+            assert!(r.outcome.is_err(), "{} byte {at} changed but still verified", f.name);
+        }
+        // Arbitrary single-byte corruption of the whole object never panics.
+        for at in (0..f.object.len()).step_by(f.object.len() / 97 + 1) {
+            let mut bytes = f.object.clone();
+            bytes[at] ^= 0x5a;
+            let _ = verify(&bytes, &f.client_data_hash);
+        }
+    }
 }

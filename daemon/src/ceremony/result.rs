@@ -75,7 +75,7 @@ pub struct RegistrationResult {
     pub attestation_format: String,
     /// The attestation statement verified (every WebAuthn format), its chain summarised and
     /// checked against the metadata roots of the engine's AAGUID table (`--mds`).
-    pub attestation: Result<AttestationReport, AttestationError>,
+    pub attestation: Result<Box<AttestationReport>, AttestationError>,
     /// The WebAuthn attestation object (text-keyed CBOR).
     pub attestation_object: Vec<u8>,
     /// The exact client data JSON.
@@ -151,7 +151,7 @@ impl RegistrationResult {
         let attestation_object = object.to_bytes();
         let client_data_hash: [u8; 32] = Sha256::digest(client_data.json()).into();
         let attestation = attestation::verify(&attestation_object, &client_data_hash)
-            .map(|r| r.with_roots(aaguids.roots(&aaguid)));
+            .map(|r| Box::new(r.with_roots(aaguids.roots(&aaguid))));
         Ok(RegistrationResult {
             transport,
             rp_id: rp_id.to_owned(),

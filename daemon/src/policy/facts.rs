@@ -61,7 +61,7 @@ impl CeremonyFacts {
         // table here (a judge loaded with other metadata) re-checks the chain with its roots.
         let attestation = match &result.attestation {
             Ok(report) => {
-                Some(report_facts(&report.clone().with_roots(table.roots(&result.aaguid))))
+                Some(report_facts(&(**report).clone().with_roots(table.roots(&result.aaguid))))
             }
             Err(_) => parsed
                 .map(|o| attestation_facts(&o, &result.client_data_json, &result.aaguid, table)),
