@@ -38,7 +38,7 @@ impl TransportKind {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 17] = [
+pub const RESULT_FIELDS: [&str; 18] = [
     "event",
     "ceremony",
     "transport",
@@ -54,6 +54,7 @@ pub const RESULT_FIELDS: [&str; 17] = [
     "user_handle",
     "client_data_json",
     "public_key_cose",
+    "credentials",
     "timings_ms",
     "linked_phone",
 ];
@@ -105,8 +106,36 @@ pub struct AuthenticationResult {
     pub user_handle: Option<Vec<u8>>,
     /// The exact client data JSON.
     pub client_data_json: Vec<u8>,
+    /// Every discoverable credential the key offered when it had several (the result's
+    /// `credentials`); empty otherwise.
+    pub candidates: Vec<Candidate>,
     /// Per-stage timings.
     pub timings: Timings,
+}
+
+/// One of several discoverable credentials for an RP (getAssertion/getNextAssertion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The credential id.
+    pub credential_id: Vec<u8>,
+    /// The user handle.
+    pub user_handle: Option<Vec<u8>>,
+    /// The account name, when the key returned it (only with UV, CTAP 2.1 §6.2.2).
+    pub user_name: Option<String>,
+    /// The display name, likewise.
+    pub display_name: Option<String>,
+}
+
+impl Candidate {
+    /// From one getAssertion/getNextAssertion response.
+    pub fn from_response(response: &GetAssertionResponse) -> Self {
+        Candidate {
+            credential_id: response.credential.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            user_handle: response.user.as_ref().map(|u| u.id.clone()),
+            user_name: response.user.as_ref().and_then(|u| u.name.clone()),
+            display_name: response.user.as_ref().and_then(|u| u.display_name.clone()),
+        }
+    }
 }
 
 fn bad(stage: CeremonyStage, e: &Ctap2Error) -> CeremonyError {
@@ -246,6 +275,7 @@ impl AuthenticationResult {
             signature: response.signature,
             user_handle: response.user.map(|u| u.id),
             client_data_json: client_data.json().to_vec(),
+            candidates: Vec::new(),
             timings,
         })
     }
@@ -270,7 +300,26 @@ impl AuthenticationResult {
             "signature": b64url(&self.signature),
             "user_handle": self.user_handle.as_deref().map(b64url),
             "client_data_json": b64url(&self.client_data_json),
+            "credentials": (!self.candidates.is_empty()).then(|| self.candidates_json()),
             "timings_ms": self.timings.to_json(),
         })
+    }
+
+    /// `[{"index", "credential_id", "user_handle", "user_name", "display_name", "picked"}]`.
+    fn candidates_json(&self) -> serde_json::Value {
+        self.candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                serde_json::json!({
+                    "index": i + 1,
+                    "credential_id": b64url(&c.credential_id),
+                    "user_handle": c.user_handle.as_deref().map(b64url),
+                    "user_name": c.user_name,
+                    "display_name": c.display_name,
+                    "picked": c.credential_id == self.credential_id,
+                })
+            })
+            .collect()
     }
 }
