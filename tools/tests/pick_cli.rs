@@ -80,7 +80,7 @@ async fn pick_among_several_discoverable_credentials() {
         )
         .await;
         let single = cli(&[&["authenticate"], &single_rp[..]].concat(), 0).await;
-        assert!(single.get("credentials").is_none_or(Value::is_null), "{single}");
+        assert!(single.get("credentials").is_none(), "{single}");
     })
     .await
     .unwrap();

@@ -288,9 +288,9 @@ impl AuthenticationResult {
         verify::verify_with_cose(public_key, &self.authenticator_data, &hash, &self.signature)
     }
 
-    /// The `{"event":"result", ...}` line.
+    /// The `{"event":"result", ...}` line (`credentials` only when the key offered several).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "event": "result",
             "ceremony": "authenticate",
             "transport": self.transport.as_str(),
@@ -300,9 +300,12 @@ impl AuthenticationResult {
             "signature": b64url(&self.signature),
             "user_handle": self.user_handle.as_deref().map(b64url),
             "client_data_json": b64url(&self.client_data_json),
-            "credentials": (!self.candidates.is_empty()).then(|| self.candidates_json()),
             "timings_ms": self.timings.to_json(),
-        })
+        });
+        if !self.candidates.is_empty() {
+            json["credentials"] = self.candidates_json();
+        }
+        json
     }
 
     /// `[{"index", "credential_id", "user_handle", "user_name", "display_name", "picked"}]`.
