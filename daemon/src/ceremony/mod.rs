@@ -31,7 +31,9 @@ pub use progress::{
     CeremonyEvent, CeremonyStage, EventSink, Events, ProgressDetail, ProgressEvent, StageClock,
     Timings,
 };
-pub use result::{AuthenticationResult, RegistrationResult, TransportKind, RESULT_FIELDS};
+pub use result::{
+    AuthenticationResult, Candidate, RegistrationResult, TransportKind, RESULT_FIELDS,
+};
 pub(crate) use run::cancellable;
 pub use run::{
     run, run_raw, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,

@@ -125,6 +125,10 @@ pub struct AuthenticateArgs {
     /// The credential's public key (`public_key_cose` from `register`) to verify the signature.
     #[arg(long, value_name = "BASE64URL")]
     pub public_key: Option<String>,
+    /// Several discoverable credentials for the RP on a USB key: use the Nth (1-based, the
+    /// key's order); all are listed in the result's `credentials` [default: the first].
+    #[arg(long, value_name = "N")]
+    pub pick: Option<usize>,
 }
 
 /// Runs `register`.
@@ -166,7 +170,9 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 
 /// Runs `authenticate`.
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
-    let options = args.ceremony.authenticate_options(&args.allow_credential)?;
+    let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
+    options.pick = args.pick;
+    options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
     let mut params = daemon_params(&args.ceremony, &args.hybrid, &args.usb, &args.policy)?;
