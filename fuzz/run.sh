@@ -14,9 +14,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-# profile-rustflags (fuzz/Cargo.toml) is a nightly cargo feature; RUSTC_BOOTSTRAP=1 allows it on
-# the stable toolchain. The sanitizer-coverage flags themselves are stable rustc/LLVM options.
-export RUSTC_BOOTSTRAP=1
+# The coverage instrumentation cargo-fuzz puts in RUSTFLAGS, applied by a rustc wrapper to our
+# crates only (stable toolchain, no cargo-fuzz, no RUSTC_BOOTSTRAP; see fuzz/README.md).
+export RUSTC_WRAPPER="$here/rustc-sancov.sh"
 # Same target dir as the root workspace: the dependencies are built with identical settings, so
 # a build after `cargo test` only compiles our instrumented crates and libFuzzer.
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
