@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             if let Ok(text) = std::str::from_utf8(rest) {
-                let _ = sysfs::parse_hid_uevent(text).describe();
+                let _ = format!("{:?}", sysfs::parse_hid_uevent(text));
             }
         }
     }
