@@ -57,7 +57,7 @@ case "${1:-}" in
       rc=0
       run_one "$t" "$secs" "$@" >"$log" 2>&1 || rc=$?
       # The summary: executions, coverage, peak memory, the slowest unit; the log on failure.
-      grep -E '^(== fuzz|#[0-9]+ +DONE)|stat::' "$log" || true
+      grep -E '^(== fuzz|#[0-9]+[[:space:]]+DONE)|stat::' "$log" || true
       if [ "$rc" != 0 ]; then
         tail -n 40 "$log" >&2
         failed+=("$t")

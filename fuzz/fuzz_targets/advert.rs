@@ -5,9 +5,9 @@
 //! keys first (as a phone would), which reaches the plaintext rules (reserved byte, domain id).
 #![no_main]
 
+use cablebridge_fuzz as fx;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext};
 use cablebridge_protocol::hybrid::session::{AdvertMatcher, DesktopPairing, MatchOutcome};
-use cablebridge_fuzz as fx;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
 
     let advert: Vec<u8> = match (mode & 0x03, rest.split_first_chunk::<16>()) {
         (1, Some((block, suffix))) => {
-            let mut a = EidKey::from_qr_secret(&fx::qr_secret()).seal(&EidPlaintext(*block)).to_vec();
+            let mut a =
+                EidKey::from_qr_secret(&fx::qr_secret()).seal(&EidPlaintext(*block)).to_vec();
             a.extend_from_slice(suffix);
             a
         }

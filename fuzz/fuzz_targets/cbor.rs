@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, v);
         }
     } else {
-        assert!(Value::decode_with(data, canonical).is_err(), "canonical accepts what lenient refuses");
+        assert!(
+            Value::decode_with(data, canonical).is_err(),
+            "canonical accepts what lenient refuses"
+        );
     }
     // Prefix decoding consumes a prefix that decodes alone to the same item.
     if let Ok((v, used)) = Value::decode_prefix(data) {

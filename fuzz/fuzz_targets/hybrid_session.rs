@@ -12,9 +12,11 @@ use arbitrary::Arbitrary;
 use cablebridge_fuzz as fx;
 use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::crypter::Crypter;
-use cablebridge_protocol::hybrid::messages::{encode_padded_update, FrameType, LinkingInfo, PostHandshake};
-use cablebridge_protocol::hybrid::noise::{self, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
+use cablebridge_protocol::hybrid::messages::{
+    encode_padded_update, FrameType, LinkingInfo, PostHandshake,
+};
+use cablebridge_protocol::hybrid::noise::{self, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopAwaitingResponse, DesktopClosed, DesktopHandshake, DesktopOpen, PhoneHandshaken,
 };
@@ -27,7 +29,13 @@ enum PeerFrame {
     /// A whole plaintext (no type byte added).
     Plain(Vec<u8>),
     /// An update carrying linking info, signed over this session (or not).
-    Linking { contact_id: Vec<u8>, link_id: [u8; 8], name: String, good_signature: bool, gms: Option<bool> },
+    Linking {
+        contact_id: Vec<u8>,
+        link_id: [u8; 8],
+        name: String,
+        good_signature: bool,
+        gms: Option<bool>,
+    },
     /// Bytes delivered as they are (not sealed).
     Raw(Vec<u8>),
     /// The previous sealed frame again.
@@ -40,7 +48,10 @@ enum PeerFrame {
 enum Step {
     Peer(PeerFrame),
     /// The session under test sends: the desktop its CTAP request, the phone a response/update.
-    Send { command: u8, payload: Vec<u8> },
+    Send {
+        command: u8,
+        payload: Vec<u8>,
+    },
     /// Desktop: shutdown. Phone: an update without linking.
     Close,
 }
@@ -90,7 +101,9 @@ impl Peer {
                     signature: [0; 32],
                     gms_marker: gms,
                 };
-                let payload = if good_signature { link(info) } else {
+                let payload = if good_signature {
+                    link(info)
+                } else {
                     info.signature = [0x55; 32];
                     encode_padded_update(Some(&info))
                 };
@@ -117,9 +130,12 @@ fuzz_target!(|input: Input| {
     let (desktop, msg1) =
         DesktopHandshake::start_with_ephemeral(keys, &psk, fx::key(fx::DESKTOP_EPHEMERAL));
     let phone_keys = ResponderKeys::Qr { desktop_identity: &desktop_public };
-    let Ok((phone, msg2)) =
-        PhoneHandshaken::respond_with_ephemeral(phone_keys, &psk, &msg1, fx::key(fx::PHONE_EPHEMERAL))
-    else {
+    let Ok((phone, msg2)) = PhoneHandshaken::respond_with_ephemeral(
+        phone_keys,
+        &psk,
+        &msg1,
+        fx::key(fx::PHONE_EPHEMERAL),
+    ) else {
         panic!("fixture handshake failed")
     };
     let steps = input.steps.into_iter().take(64);
@@ -130,7 +146,9 @@ fuzz_target!(|input: Input| {
         else {
             panic!("fixture handshake failed")
         };
-        let Ok((phone_real, _)) = phone.send_post_handshake(&PostHandshake::ctap(GET_INFO.to_vec())) else {
+        let Ok((phone_real, _)) =
+            phone.send_post_handshake(&PostHandshake::ctap(GET_INFO.to_vec()))
+        else {
             return;
         };
         let signer = fx::key(fx::PHONE_IDENTITY);
@@ -141,7 +159,8 @@ fuzz_target!(|input: Input| {
         };
         let mut peer = Peer { crypter: phone_raw.crypter, last: Vec::new() };
         let Ok(desktop) = desktop.read_response(&msg2) else { panic!("fixture msg2 refused") };
-        let post = input.post_handshake.unwrap_or_else(|| PostHandshake::ctap(GET_INFO.to_vec()).encode());
+        let post =
+            input.post_handshake.unwrap_or_else(|| PostHandshake::ctap(GET_INFO.to_vec()).encode());
         let mut sealed = Vec::new();
         if peer.crypter.seal_plain(&post, &mut sealed).is_err() {
             return;
@@ -198,9 +217,12 @@ fuzz_target!(|input: Input| {
             &psk,
             fx::key(fx::DESKTOP_EPHEMERAL),
         );
-        let Ok(desktop_raw) = initiator.read_response(&msg2) else { panic!("fixture msg2 refused") };
+        let Ok(desktop_raw) = initiator.read_response(&msg2) else {
+            panic!("fixture msg2 refused")
+        };
         let mut peer = Peer { crypter: desktop_raw.crypter, last: Vec::new() };
-        let Ok((mut phone, _post)) = phone.send_post_handshake(&PostHandshake::ctap(GET_INFO.to_vec()))
+        let Ok((mut phone, _post)) =
+            phone.send_post_handshake(&PostHandshake::ctap(GET_INFO.to_vec()))
         else {
             return;
         };
@@ -210,7 +232,10 @@ fuzz_target!(|input: Input| {
                 Step::Peer(f) => {
                     if let Some(ct) = peer.frame(f, no_link) {
                         if phone.receive(&ct).is_err() {
-                            assert!(phone.receive(&ct).is_err(), "a failed session accepted a frame");
+                            assert!(
+                                phone.receive(&ct).is_err(),
+                                "a failed session accepted a frame"
+                            );
                         }
                     }
                 }

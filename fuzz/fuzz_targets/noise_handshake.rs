@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             let keys = ResponderKeys::Qr { desktop_identity: &desktop_identity.public_key() };
             let eph = fx::key(fx::PHONE_EPHEMERAL);
-            if let Ok((phone, msg2)) = PhoneHandshaken::respond_with_ephemeral(keys, &psk, msg, eph) {
+            if let Ok((phone, msg2)) = PhoneHandshaken::respond_with_ephemeral(keys, &psk, msg, eph)
+            {
                 assert_eq!(msg2.len(), 81);
                 let _ = phone.handshake_hash();
             }

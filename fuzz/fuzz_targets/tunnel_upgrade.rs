@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     server.close_all();
-    assert_eq!(server.active_tunnels(), 0, "closed connections left tunnels behind");
+    assert_eq!(server.registry_entries(), 0, "closed connections left registry entries behind");
 });

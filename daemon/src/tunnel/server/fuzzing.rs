@@ -96,8 +96,45 @@ impl UpgradeHarness {
         self.admitted.clear();
     }
 
-    /// Tunnels the registry holds right now.
-    pub fn active_tunnels(&self) -> u64 {
-        self.shared.counters.snapshot().active_tunnels()
+    /// Registry entries held right now (waiting or paired tunnels, listeners, contact tunnels).
+    pub fn registry_entries(&self) -> usize {
+        self.shared.registry.entries()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, extra: &[&str]) -> Vec<u8> {
+        let mut lines = vec![
+            format!("GET {path} HTTP/1.1"),
+            "Host: 127.0.0.1".to_owned(),
+            "Upgrade: websocket".to_owned(),
+            "Connection: Upgrade".to_owned(),
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".to_owned(),
+            "Sec-WebSocket-Version: 13".to_owned(),
+        ];
+        lines.extend(extra.iter().map(|s| (*s).to_owned()));
+        format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
+    }
+
+    #[test]
+    fn requests_get_the_servers_answers_and_pairing_persists_until_closed() {
+        let mut server = UpgradeHarness::new();
+        let tunnel = "00112233445566778899AABBCCDDEEFF";
+        let proto = "Sec-WebSocket-Protocol: fido.cable";
+        assert_eq!(server.request(&request(&format!("/cable/new/{tunnel}"), &[proto])), Some(101));
+        assert_eq!(server.registry_entries(), 1);
+        // The routing id is random here; a wrong one is refused, the tunnel stays.
+        let connect = format!("/cable/connect/000000/{tunnel}");
+        let status = server.request(&request(&connect, &[proto]));
+        assert!(matches!(status, Some(101 | 404 | 410)), "{status:?}");
+        assert_eq!(server.request(&request(&format!("/cable/new/{tunnel}"), &[])), Some(400));
+        assert_eq!(server.request(&request("/elsewhere", &[proto])), Some(404));
+        assert_eq!(server.request(&request("/cable/new/zz", &[proto])), Some(400));
+        assert_eq!(server.request(b"GET /cable/new/"), None, "incomplete request");
+        server.close_all();
+        assert_eq!(server.registry_entries(), 0);
     }
 }
