@@ -89,12 +89,18 @@ timeout 300 cargo run -p cablebridge --locked --quiet -- bench all --quick
 step "fuzz: every libFuzzer target for a bounded time (fuzz/run.sh all)"
 # Built with the stable toolchain and plain cargo (no cargo-fuzz, no nightly: fuzz/run.sh adds the
 # coverage flags to our crates through a rustc wrapper) into the same target dir as the tests
-# above, so only our instrumented crates, the harnesses and libFuzzer compile here. libFuzzer's C++ sources need a C++ compiler.
-command -v c++ >/dev/null 2>&1 || {
-  echo "fuzzing needs a C++ compiler (apt-get install g++)" >&2
-  exit 1
-}
-# CI: 8 s per target (16 targets; the step stays under ~7 minutes with the build); CB_SOAK=1: 10 minutes each (docs/reliability.md); CB_FUZZ_SECONDS wins.
+# above, so only our instrumented crates, the harnesses and libFuzzer compile here. libFuzzer's
+# C++ sources need a C++ compiler (installed when missing and run as root, like the packages above).
+if ! command -v c++ >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
+  else
+    echo "fuzzing needs a C++ compiler (apt-get install g++)" >&2
+    exit 1
+  fi
+fi
+# CI: 8 s per target (16 targets; about 7 minutes with the build and the lint here); CB_SOAK=1:
+# 10 minutes each (docs/reliability.md); CB_FUZZ_SECONDS overrides both.
 if [ "${CB_SOAK:-0}" = 1 ]; then fuzz_secs="${CB_FUZZ_SECONDS:-600}"; else fuzz_secs="${CB_FUZZ_SECONDS:-8}"; fi
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --manifest-path fuzz/Cargo.toml --locked --bins --quiet -- -D warnings
