@@ -2,7 +2,8 @@
 //! or more HTTP requests, through tungstenite's request parser and our decision (path shapes,
 //! ids, subprotocol list, client payload header, listen secret, revocation), against one server
 //! state that persists over the requests of one input (so `/cable/new` then `/cable/connect`
-//! pair up). Also the protocol-side parsers of the same strings: `TunnelPath::parse` and
+//! with the harness's fixed routing id `a1b2c3` pair up, as in the seeds). Also the
+//! protocol-side parsers of the same strings: `TunnelPath::parse` and
 //! `ClientPayload::parse_header`.
 #![no_main]
 

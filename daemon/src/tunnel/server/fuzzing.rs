@@ -8,11 +8,15 @@ use super::limits::{BufferBudget, ConnTable};
 use super::registry::{Counters, Registry};
 use super::upgrade::{self, Admission};
 use super::{Shared, TunnelServerConfig};
+use cablebridge_protocol::hybrid::tunnel::RoutingId;
 use std::io::{self, Cursor, Read, Write};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::handshake::HandshakeError;
 use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// The routing id the harness's server assigns (the hybrid QR transcript's, `A1B2C3`).
+pub const ROUTING_ID: [u8; 3] = [0xa1, 0xb2, 0xc3];
 
 /// One request's input, and whatever the server wrote back.
 struct MemoryStream {
@@ -50,9 +54,15 @@ impl Default for UpgradeHarness {
 }
 
 impl UpgradeHarness {
-    /// The default server configuration (small caps, so the fuzzer reaches them).
+    /// The default server configuration with small caps (so the fuzzer reaches them) and a fixed
+    /// routing id, [`ROUTING_ID`] (so a `/cable/connect` can name the tunnel a `/cable/new` of the
+    /// same input opened).
     pub fn new() -> Self {
-        let config = TunnelServerConfig { max_tunnels: 8, ..TunnelServerConfig::default() };
+        let config = TunnelServerConfig {
+            max_tunnels: 8,
+            routing_id: Some(RoutingId(ROUTING_ID)),
+            ..TunnelServerConfig::default()
+        };
         let shared = Arc::new(Shared {
             registry: Registry::new(config.max_tunnels),
             counters: Counters::default(),
@@ -126,10 +136,12 @@ mod tests {
         let proto = "Sec-WebSocket-Protocol: fido.cable";
         assert_eq!(server.request(&request(&format!("/cable/new/{tunnel}"), &[proto])), Some(101));
         assert_eq!(server.registry_entries(), 1);
-        // The routing id is random here; a wrong one is refused, the tunnel stays.
-        let connect = format!("/cable/connect/000000/{tunnel}");
-        let status = server.request(&request(&connect, &[proto]));
-        assert!(matches!(status, Some(101 | 404 | 410)), "{status:?}");
+        // A wrong routing id does not claim it; the server's own does, once.
+        let wrong = format!("/cable/connect/000000/{tunnel}");
+        assert_eq!(server.request(&request(&wrong, &[proto])), Some(404));
+        let connect = format!("/cable/connect/a1b2c3/{tunnel}");
+        assert_eq!(server.request(&request(&connect, &[proto])), Some(101));
+        assert_ne!(server.request(&request(&connect, &[proto])), Some(101), "claimed twice");
         assert_eq!(server.request(&request(&format!("/cable/new/{tunnel}"), &[])), Some(400));
         assert_eq!(server.request(&request("/elsewhere", &[proto])), Some(404));
         assert_eq!(server.request(&request("/cable/new/zz", &[proto])), Some(400));
