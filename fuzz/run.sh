@@ -6,6 +6,7 @@
 #   fuzz/run.sh TARGET SECONDS [ARGS...]   # fuzz one target for SECONDS (0 = until stopped)
 #   fuzz/run.sh all SECONDS                # every target in turn, SECONDS each (the CI step)
 #   fuzz/run.sh repro TARGET FILE...       # run the target once on saved inputs (crash triage)
+#   fuzz/run.sh slowest TARGET             # replay seeds + working corpus, print the slowest input
 #
 # Each run starts from the checked-in seeds (fuzz/corpus/TARGET, read-only) plus a working corpus
 # outside the tree (${CB_FUZZ_WORK:-target/fuzz-work}/TARGET) that keeps what the fuzzer learned
@@ -74,7 +75,14 @@ case "${1:-}" in
     [ -x "$target_dir/debug/$t" ] || build --quiet
     "$target_dir/debug/$t" -runs=1 "$@"
     ;;
-  ""|-h|--help) sed -n '2,13p' "$0" ;;
+  slowest)
+    t="${2:?target}"
+    [ -x "$target_dir/debug/$t" ] || build --quiet
+    find "$work/$t" "$here/corpus/$t" -type f 2>/dev/null \
+      | xargs -r "$target_dir/debug/$t" -runs=1 2>&1 \
+      | sed -nE 's/^Executed (.*) in ([0-9]+) ms$/\2 ms \1/p' | sort -n | tail -n 1
+    ;;
+  ""|-h|--help) sed -n '2,14p' "$0" ;;
   *)
     t="$1"
     secs="${2:?seconds (0 = until stopped)}"
