@@ -445,7 +445,7 @@ impl Registry {
     /// connection owns it). Refused like any session when `max_sessions` are running.
     pub fn start_external(
         self: &Arc<Self>,
-        kind: Kind,
+        kind: crate::ceremony::Kind,
         transport: &'static str,
     ) -> Result<ExternalSession, RpcError> {
         let session = {
@@ -459,14 +459,14 @@ impl Registry {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let session = Arc::new(Session {
                 id,
-                kind,
+                kind: kind.as_str(),
                 transport,
                 owner: 0,
                 detached: true,
                 cancel: CancellationToken::new(),
                 events: broadcast::channel(EVENTS_CAPACITY).0,
                 started: Instant::now(),
-                last_stage: Mutex::new(CeremonyStage::Setup),
+                last_stage: Mutex::new("setup"),
             });
             map.insert(id, Arc::clone(&session));
             session
@@ -500,9 +500,7 @@ impl ExternalSession {
         let s = Arc::clone(&self.session);
         Some(Arc::new(move |e: &CeremonyEvent| {
             if let CeremonyEvent::Progress(p) = e {
-                if let Ok(mut stage) = s.last_stage.lock() {
-                    *stage = p.stage;
-                }
+                s.set_stage(p.stage.as_str());
             }
             if let Some(object) = events::event_line(e) {
                 registry.publish(&s, &object);
