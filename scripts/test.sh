@@ -85,6 +85,48 @@ step "benches still run (cablebridge bench all --quick; numbers printed, never a
 # benches from rotting. Real numbers: docs/performance.md (`cargo run --release ...`).
 timeout 300 cargo run -p cablebridge --locked --quiet -- bench all --quick
 
+# --- fuzzing and dependency policy (owner: fuzz; issue 14, fuzz/README.md, deny.toml) ----------
+step "fuzz: every libFuzzer target for a bounded time (fuzz/run.sh all)"
+# Built with the stable toolchain and plain cargo (no cargo-fuzz, no nightly: fuzz/run.sh adds the
+# coverage flags to our crates through a rustc wrapper) into the same target dir as the tests
+# above, so only our instrumented crates, the harnesses and libFuzzer compile here. libFuzzer's
+# C++ sources need a C++ compiler (installed when missing and run as root, like the packages above).
+if ! command -v c++ >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
+  else
+    echo "fuzzing needs a C++ compiler (apt-get install g++)" >&2
+    exit 1
+  fi
+fi
+# CI: 8 s per target (16 targets; about 7 minutes with the build and the lint here); CB_SOAK=1:
+# 10 minutes each (docs/reliability.md); CB_FUZZ_SECONDS overrides both.
+if [ "${CB_SOAK:-0}" = 1 ]; then fuzz_secs="${CB_FUZZ_SECONDS:-600}"; else fuzz_secs="${CB_FUZZ_SECONDS:-8}"; fi
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --locked --bins --quiet -- -D warnings
+timeout $((16 * fuzz_secs + 900)) bash fuzz/run.sh all "$fuzz_secs"
+
+step "cargo deny: licenses, bans, sources (advisories: see deny.toml, needs network)"
+# Installed when missing (about 5 minutes of compile on this machine class; bounded). The
+# advisory database cannot be fetched here; deny.toml says how to run that check elsewhere.
+CB_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CB_DENY_VERSION"; then
+  step "installing cargo-deny $CB_DENY_VERSION"
+  if ! timeout 1200 cargo install cargo-deny --version "$CB_DENY_VERSION" --locked --quiet; then
+    # Skipped ONLY when crates.io cannot be reached; any other install failure fails the run.
+    if timeout 60 cargo info "cargo-deny@$CB_DENY_VERSION" >/dev/null 2>&1; then
+      echo "cargo-deny $CB_DENY_VERSION failed to install although crates.io is reachable" >&2
+      exit 1
+    fi
+    echo "!!! crates.io unreachable: cargo-deny not installed, license/ban/source checks SKIPPED !!!" >&2
+    cb_deny_skipped=1
+  fi
+fi
+if [ "${cb_deny_skipped:-0}" != 1 ]; then
+  cargo deny --locked check bans licenses sources
+fi
+# --- end fuzzing and dependency policy -----------------------------------------------------------
+
 if [ "${CB_SOAK:-0}" = 1 ]; then
   # Manual long mode: every proptest runs 100x its CI case count (protocol::proptest_cases!,
   # read at compile time), and the tunnel load test opens 20,000 tunnels (bounded by the

@@ -22,3 +22,14 @@ score="$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for cablebrid
 [ -n "$score" ] || { printf '%s\n' "$out" >&2; echo "check-units.sh: no exposure score" >&2; exit 1; }
 echo "cablebridged.service: systemd-analyze verify ok; security exposure $score (limit 2.0)"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || { echo "exposure $score is above 2.0" >&2; exit 1; }
+# With the uhid drop-in applied (sections of one unit merge, so appending is what systemd does
+# with the drop-in): still verifies, still <= 2.0.
+mkdir -p "$tmp/uhid"
+cat "$tmp/cablebridged.service" systemd/cablebridged.service.d/uhid.conf > "$tmp/uhid/cablebridged.service"
+cp systemd/cablebridged.socket "$tmp/uhid/"
+SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$tmp/uhid/cablebridged.socket" "$tmp/uhid/cablebridged.service"
+out="$(systemd-analyze security --offline=true --threshold=20 "$tmp/uhid/cablebridged.service" 2>&1)"
+score="$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for cablebridged.service: \([0-9.]*\).*/\1/p')"
+[ -n "$score" ] || { printf '%s\n' "$out" >&2; echo "check-units.sh: no exposure score (uhid)" >&2; exit 1; }
+echo "cablebridged.service with uhid.conf: systemd-analyze verify ok; security exposure $score (limit 2.0)"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || { echo "exposure with uhid.conf $score is above 2.0" >&2; exit 1; }

@@ -41,6 +41,12 @@ put 0644 systemd/cablebridge.sysusers.conf /etc/sysusers.d/cablebridge.conf
 put 0644 systemd/cablebridge.tmpfiles.conf /etc/tmpfiles.d/cablebridge.conf
 put 0644 systemd/70-cablebridge.rules /etc/udev/rules.d/70-cablebridge.rules
 put 0644 systemd/cablebridged-bluez.conf /etc/dbus-1/system.d/cablebridged-bluez.conf
+# The uhid front (a phone as a local security key) only when asked: the unit drop-in grants
+# /dev/uhid, the udev rule lets the service user open it.
+if [ "${UHID:-0}" = 1 ]; then
+  put 0644 systemd/cablebridged.service.d/uhid.conf /etc/systemd/system/cablebridged.service.d/uhid.conf
+  put 0644 systemd/71-cablebridge-uhid.rules /etc/udev/rules.d/71-cablebridge-uhid.rules
+fi
 # The example always; the real file only when there is none (never overwrite an admin's file).
 put 0644 systemd/config.toml.example /etc/cablebridge/config.toml.example
 if [ ! -e "$DESTDIR/etc/cablebridge/config.toml" ]; then

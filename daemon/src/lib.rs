@@ -20,4 +20,5 @@ pub mod policy;
 pub mod store;
 pub mod testkit;
 pub mod tunnel;
+pub mod uhid;
 pub mod virtual_key;

@@ -12,6 +12,7 @@ use cablebridge_protocol::ctap2::{
     RelyingParty, StatusCode, User,
 };
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, TrialOpen};
+use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, DesktopOpen};
 use cablebridge_protocol::hybrid::tunnel::{url, RequestHint};
@@ -195,7 +196,7 @@ async fn a_pin_protected_key_answers_puat_required_to_the_desktop() {
 async fn hand_desktop(
     rig: &Rig,
     sock: &UnixDatagram,
-    sk: &p256::SecretKey,
+    sk: &IdentityKeyPair,
     qr: &QrPayload,
 ) -> (TunnelConnection, DesktopOpen) {
     let key = EidKey::from_qr_secret(&qr.secret);

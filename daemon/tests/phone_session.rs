@@ -16,6 +16,7 @@ use cablebridge_protocol::error::Classify;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert, TrialOpen};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::LinkingInfo;
+use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, DesktopOpen};
 use cablebridge_protocol::hybrid::tunnel::{url, ClientPayload, RequestHint, TunnelPath};
@@ -113,7 +114,7 @@ async fn recv(conn: &mut TunnelConnection) -> Option<Vec<u8>> {
 /// Handshake through post-handshake, from the desktop's side.
 async fn qr_desktop_open(
     rig: &Rig,
-    sk: &p256::SecretKey,
+    sk: &IdentityKeyPair,
     qr: &QrPayload,
 ) -> Result<(TunnelConnection, DesktopOpen), Stage> {
     let opened = rig.await_advert(&EidKey::from_qr_secret(&qr.secret), EidMode::Qr).await;
@@ -153,7 +154,7 @@ async fn request(
     Some(reply)
 }
 
-fn new_qr(linking: bool) -> (p256::SecretKey, QrPayload) {
+fn new_qr(linking: bool) -> (IdentityKeyPair, QrPayload) {
     QrPayload::generate(&mut OsRng, 1_700_000_000, RequestHint::MakeCredential, linking)
 }
 

@@ -4,7 +4,9 @@
 #![allow(clippy::expect_used)] // a failed bench run should stop loudly
 
 use cablebridge_protocol::hybrid::keys::Psk;
-use cablebridge_protocol::hybrid::noise::{respond, Initiator, InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{
+    respond, IdentityKeyPair, Initiator, InitiatorKeys, ResponderKeys,
+};
 use p256::SecretKey;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ const ROUNDS: u32 = 300;
 fn main() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let psk = Psk::new([7; 32]);
-    let desktop_key = SecretKey::random(&mut rng);
+    let desktop_key = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let phone_key = SecretKey::random(&mut rng);
     let (desktop_pub, phone_pub) = (desktop_key.public_key(), phone_key.public_key());
     for (name, ik, rk) in [

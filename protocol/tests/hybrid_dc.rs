@@ -8,6 +8,7 @@ use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::error::{Classify, Fault, Stage};
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, Psk};
 use cablebridge_protocol::hybrid::messages::{Feature, PostHandshake, Revision};
+use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::session::{
     DesktopEvent, DesktopHandshake, DesktopOpen, PhoneEvent, PhoneHandshaken, PhoneOpen,
     SessionError,
@@ -22,7 +23,7 @@ const REPLY: &[u8] = br#"{"protocol":"openid4vp","data":{"vp_token":"eyJ..."}}"#
 
 fn open(post: &PostHandshake, revision: Revision) -> (DesktopOpen, PhoneOpen) {
     let mut rng = ChaCha20Rng::seed_from_u64(15);
-    let identity = SecretKey::random(&mut rng);
+    let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let psk = Psk::new(keys::derive_array(&[1; 16], &[0; 16], KeyPurpose::Psk));
     let (desktop, msg1) = DesktopHandshake::start_qr(&psk, &identity, &mut rng);
     let (phone, msg2) =

@@ -10,7 +10,7 @@ use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::crypter::Crypter;
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, Psk};
 use cablebridge_protocol::hybrid::messages::{LinkingInfo, MessageError, PostHandshake, Revision};
-use cablebridge_protocol::hybrid::noise::{InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{IdentityKeyPair, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopEvent, DesktopHandshake, PhoneEvent, PhoneHandshaken, SessionError,
 };
@@ -34,7 +34,7 @@ fn scalar(v: &Json, key: &str) -> SecretKey {
 
 /// Both sides of the vector QR session right after message 2, plus the vector traffic keys.
 fn handshaken(v: &Json) -> (DesktopHandshake, PhoneHandshaken, [u8; 81], Crypter, Crypter) {
-    let identity = scalar(v, "qr_private_scalar");
+    let identity = IdentityKeyPair::new(scalar(v, "qr_private_scalar"));
     let psk = Psk::new(keys::derive_array(
         &hex_of(v, "qr_secret"),
         &hex_of(v, "eid_plaintext"),

@@ -8,7 +8,7 @@ use cablebridge_protocol::hybrid::crypter::Crypter;
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, Psk};
 use cablebridge_protocol::hybrid::messages::FrameType;
 use cablebridge_protocol::hybrid::noise::{
-    respond_with_ephemeral, Established, Initiator, InitiatorKeys, ResponderKeys,
+    respond_with_ephemeral, Established, IdentityKeyPair, Initiator, InitiatorKeys, ResponderKeys,
 };
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
@@ -95,7 +95,7 @@ fn qr_handshake_from_both_sides() {
         &v,
         "qr",
         &psk,
-        InitiatorKeys::Qr { desktop_identity: &desktop_identity },
+        InitiatorKeys::Qr { desktop_identity: &IdentityKeyPair::new(desktop_identity.clone()) },
         ResponderKeys::Qr { desktop_identity: &public },
     );
     assert_keys(&v, "qr", &mut d.crypter, &mut p.crypter);
@@ -132,6 +132,7 @@ fn qr_data_phase_from_both_sides() {
     let desktop_identity = scalar(&v, "qr", "qr_private_scalar");
     let public = desktop_identity.public_key();
     let psk = psk_for(&v, "qr", "qr_secret");
+    let desktop_identity = IdentityKeyPair::new(desktop_identity);
     let (desktop, msg1) = DesktopHandshake::start_with_ephemeral(
         InitiatorKeys::Qr { desktop_identity: &desktop_identity },
         &psk,

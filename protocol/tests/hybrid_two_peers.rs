@@ -8,7 +8,7 @@ use cablebridge_protocol::hybrid::crypter::{Crypter, CrypterError};
 use cablebridge_protocol::hybrid::keys::{self, KeyPurpose, LinkSecret, Psk};
 use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, MessageError, PostHandshake};
 use cablebridge_protocol::hybrid::noise::HandshakeError;
-use cablebridge_protocol::hybrid::noise::{respond, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{respond, IdentityKeyPair, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopEvent, DesktopHandshake, DesktopOpen, PhoneEvent, PhoneHandshaken, PhoneOpen,
     SessionError,
@@ -21,13 +21,13 @@ const GET_INFO: &[u8] = &[0xa1, 0x01, 0x81, 0x68, b'F', b'I', b'D', b'O', b'_', 
 
 struct Qr {
     rng: ChaCha20Rng,
-    desktop_identity: SecretKey,
+    desktop_identity: IdentityKeyPair,
     psk: Psk,
 }
 
 fn qr(seed: u64) -> Qr {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let desktop_identity = SecretKey::random(&mut rng);
+    let desktop_identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let secret = keys::QrSecret::random(&mut rng);
     let eid_plaintext = [0u8; 16];
     let psk = Psk::new(keys::derive_array(secret.expose(), &eid_plaintext, KeyPurpose::Psk));

@@ -11,7 +11,7 @@ use cablebridge_protocol::ctap2::{Command, StatusCode};
 use cablebridge_protocol::hybrid::crypter::sealed_len;
 use cablebridge_protocol::hybrid::keys::{KeyPurpose, Psk, QrSecret};
 use cablebridge_protocol::hybrid::messages::PostHandshake;
-use cablebridge_protocol::hybrid::noise::{Initiator, InitiatorKeys};
+use cablebridge_protocol::hybrid::noise::{IdentityKeyPair, Initiator, InitiatorKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopEvent, DesktopHandshake, PhoneFrame, PhoneHandshaken,
 };
@@ -57,7 +57,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn established_phone_session_allocates_nothing_per_frame() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let identity = SecretKey::random(&mut rng);
+    let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let secret = QrSecret::random(&mut rng);
     let psk = Psk::new(cablebridge_protocol::hybrid::keys::derive_array(
         secret.expose(),
@@ -109,7 +109,7 @@ fn established_phone_session_allocates_nothing_per_frame() {
 fn desktop_request_is_sealed_into_a_reused_buffer_without_allocating() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha20Rng::seed_from_u64(6);
-    let identity = SecretKey::random(&mut rng);
+    let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let secret = QrSecret::random(&mut rng);
     let psk = Psk::new(cablebridge_protocol::hybrid::keys::derive_array(
         secret.expose(),

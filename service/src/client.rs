@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+use zeroize::Zeroize;
 
 use crate::rpc::RpcError;
 
@@ -45,6 +46,17 @@ pub enum ClientError {
     /// The daemon answered with an error.
     #[error("cablebridged: {} (code {})", .0.message, .0.code)]
     Rpc(RpcError),
+}
+
+/// How long a failed send waits for the daemon's refusal line.
+const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn rpc_error(e: &Value) -> RpcError {
+    RpcError {
+        code: e["code"].as_i64().unwrap_or(0),
+        message: e["message"].as_str().unwrap_or("").to_owned(),
+        data: e.get("data").cloned(),
+    }
 }
 
 /// One connection to the daemon.
@@ -91,8 +103,25 @@ impl Client {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_line(&request.to_string()).await?;
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut line = zeroize::Zeroizing::new(request.to_string());
+        let sent = self.send_line(&line).await;
+        // A `pin` param (a USB ceremony's PIN) is wiped with the line that carried it.
+        line.zeroize();
+        if let Some(Value::String(pin)) = request["params"].get_mut("pin") {
+            pin.zeroize();
+        }
+        if let Err(e) = sent {
+            // A daemon that refused this connection (access denied) wrote one error line and
+            // closed: that line, not our broken pipe, says why.
+            let refusal = tokio::time::timeout(REFUSAL_WAIT, self.read_message()).await;
+            if let Ok(Ok(msg)) = refusal {
+                if let Some(e) = msg.get("error") {
+                    return Err(ClientError::Rpc(rpc_error(e)));
+                }
+            }
+            return Err(e);
+        }
         loop {
             let msg = self.read_message().await?;
             if msg.get("id").is_none() && msg.get("method").is_some() {
@@ -103,11 +132,7 @@ impl Client {
                 return Err(ClientError::Protocol(format!("response to an unknown id: {msg}")));
             }
             if let Some(e) = msg.get("error") {
-                return Err(ClientError::Rpc(RpcError {
-                    code: e["code"].as_i64().unwrap_or(0),
-                    message: e["message"].as_str().unwrap_or("").to_owned(),
-                    data: e.get("data").cloned(),
-                }));
+                return Err(ClientError::Rpc(rpc_error(e)));
             }
             return msg
                 .get("result")

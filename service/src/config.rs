@@ -118,6 +118,8 @@ struct FileUsb {
 struct FileUhid {
     enabled: Option<bool>,
     front: Option<String>,
+    device: Option<PathBuf>,
+    linked: Option<String>,
 }
 
 /// Who may use the control socket and how much.
@@ -210,6 +212,8 @@ pub struct Config {
     pub hybrid: HybridConfig,
     /// USB ceremony deadline (plugging in and the touch included).
     pub usb_timeout: Duration,
+    /// `[uhid]`: the phone as a local security key.
+    pub uhid: crate::uhid::UhidConfig,
 }
 
 impl Default for Config {
@@ -222,6 +226,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             hybrid: HybridConfig::default(),
             usb_timeout: Duration::from_secs(60),
+            uhid: crate::uhid::UhidConfig::default(),
         }
     }
 }
@@ -357,24 +362,9 @@ impl Config {
 
         c.usb_timeout = duration("usb", "timeout", file.usb.timeout, c.usb_timeout)?;
 
-        // [uhid] is parsed so the file format is stable, but the uhid front end is not part of
-        // this build: turning it on is an error rather than a silently ignored switch.
-        if let Some(front) = &file.uhid.front {
-            if front != "uhid" {
-                return Err(invalid(
-                    "uhid",
-                    "front",
-                    format!("{front:?} is not a front end (use \"uhid\")"),
-                ));
-            }
-        }
-        if file.uhid.enabled == Some(true) {
-            return Err(invalid(
-                "uhid",
-                "enabled",
-                "the uhid front end is not available in this build (set enabled = false)".into(),
-            ));
-        }
+        let u = file.uhid;
+        c.uhid = crate::uhid::UhidConfig::from_file(u.enabled, u.front, u.device, u.linked)
+            .map_err(|(key, m)| invalid("uhid", key, m))?;
         Ok(c)
     }
 }
@@ -404,18 +394,9 @@ pub fn check_advert_source(spec: &str) -> Result<AdvertSource, String> {
     Ok(source)
 }
 
-/// Parses `500ms`, `30s`, `2m` or a bare number of seconds (the CLI's duration syntax).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    }
-}
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds: the engine's one rule, shared with
+/// the CLI's flags.
+pub use cablebridged::ceremony::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -463,10 +444,17 @@ mod tests {
     }
 
     #[test]
-    fn uhid_cannot_be_enabled_in_this_build() {
-        assert!(parse("[uhid]\nenabled = false\nfront = \"uhid\"\n").is_ok());
-        let e = parse("[uhid]\nenabled = true\n").unwrap_err().to_string();
-        assert!(e.contains("not available in this build"), "{e}");
+    fn uhid_section_is_parsed() {
+        let c = parse("[uhid]\nenabled = true\nfront = \"udp:127.0.0.1:0\"\nlinked = \"Pixel\"\n")
+            .unwrap();
+        assert!(c.uhid.enabled);
+        assert_eq!(c.uhid.front, crate::uhid::UhidFront::Udp("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.uhid.linked.as_deref(), Some("Pixel"));
+        assert!(parse("[uhid]\nfront = \"uhid\"\n").is_ok());
+        let e = parse("[uhid]\nfront = \"udp:192.0.2.1:9\"\n").unwrap_err().to_string();
+        assert!(e.contains("[uhid] front") && e.contains("loopback"), "{e}");
+        let e = parse("[uhid]\nfront = \"hid\"\n").unwrap_err().to_string();
+        assert!(e.contains("[uhid] front"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! `devices.list` and `device.info` through the engine's USB code (`cablebridged::hid` sysfs
-//! enumeration, `cablebridged::ctap::open_client`): the same objects `cablebridge devices
+//! `devices.list` and `device.info` through the engine's USB code (`cablebridged::ctap::list_devices`,
+//! `cablebridged::ctap::open_client`): the same objects `cablebridge devices
 //! --json` and `cablebridge info --json` print. Works for hidraw keys and `udp:` virtual keys.
 
 use std::time::Duration;
 
 use cablebridge_protocol::ctap2::GetInfo;
-use cablebridged::ctap::{open_client, Call, CtapError, DeviceProgress, OpenOptions};
-use cablebridged::evidence::{get_info_fields, Aaguid, AaguidTable};
+use cablebridged::ctap::{list_devices, open_client, Call, CtapError, DeviceProgress, OpenOptions};
+use cablebridged::evidence::{get_info_fields, AaguidTable};
 use cablebridged::hid::{enumerate, DeviceAddress, HidrawOptions};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -27,47 +27,11 @@ fn device_error(e: &CtapError) -> RpcError {
     }
 }
 
-/// Attached hidraw keys plus `extra` addresses, each probed for getInfo within `probe`.
+/// Attached hidraw keys plus `extra` addresses, each probed for getInfo within `probe`: the
+/// engine's one listing (`ctap::list_devices`), which `cablebridge devices` prints too.
 pub async fn list(extra: Vec<DeviceAddress>, probe: Duration, cancel: &CancellationToken) -> Value {
-    let found = enumerate(&HidrawOptions::default().roots);
-    let table = AaguidTable::built_in();
-    let mut entries: Vec<(DeviceAddress, Value)> = found
-        .devices
-        .iter()
-        .map(|d| {
-            let entry = json!({
-                "path": d.path.display().to_string(),
-                "vendor_id": d.vendor_id.map(|v| format!("{v:04x}")),
-                "product_id": d.product_id.map(|v| format!("{v:04x}")),
-                "manufacturer": d.manufacturer,
-                "product": d.product.clone().or_else(|| d.hid_name.clone()),
-                "serial": d.serial,
-            });
-            (DeviceAddress::Hidraw(d.path.clone()), entry)
-        })
-        .collect();
-    for address in extra {
-        let entry = json!({"path": address.to_string(), "transport": "udp-hid"});
-        entries.push((address, entry));
-    }
-    let mut devices = Vec::new();
-    for (address, mut entry) in entries {
-        let mut ignore = |_: DeviceProgress| {};
-        let mut call = Call { deadline: Instant::now() + probe, cancel, progress: &mut ignore };
-        match open_client(&address, &OpenOptions::default(), &mut call).await {
-            Ok(client) => {
-                let aaguid = Aaguid(client.info().aaguid);
-                entry["aaguid"] = json!(hex::encode(aaguid.0));
-                entry["model"] = json!(table.describe(&aaguid));
-                entry["versions"] = json!(client.info().versions);
-            }
-            Err(e) => entry["problem"] = json!(e.to_string()),
-        }
-        devices.push(entry);
-    }
-    for skipped in &found.skipped {
-        devices.push(json!({"path": skipped.name, "problem": skipped.reason}));
-    }
+    let devices: Vec<Value> =
+        list_devices(extra, probe, cancel).await.into_iter().map(|d| d.json).collect();
     json!({"devices": devices})
 }
 

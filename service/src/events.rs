@@ -4,12 +4,11 @@
 //!
 //! `qr`, `progress` and `warning` lines are the engine's own serialisation
 //! (`CeremonyEvent::to_json`), as in the CLI. The last line is assembled by the CLI's binary
-//! (tools/src/cmd/ceremony.rs `result_report`, tools/src/output.rs `finish` and
-//! `Exit::from(&CeremonyError)`), which a library cannot import; this module follows it field
-//! for field.
+//! (tools/src/cmd/ceremony.rs `result_report`, tools/src/output.rs `finish`), which a library
+//! cannot import; this module follows it field for field. The exit code is the engine's rule
+//! (`CeremonyError::exit_code`), shared with the CLI's `Exit::from(&CeremonyError)`.
 
-use cablebridge_protocol::error::Fault;
-use cablebridged::ceremony::{CeremonyError, CeremonyErrorKind, CeremonyEvent};
+use cablebridged::ceremony::{CeremonyError, CeremonyEvent};
 use serde_json::{json, Value};
 
 /// The line of a `qr`, `progress` or `warning` event (the engine's serialisation, which the CLI
@@ -21,21 +20,10 @@ pub fn event_line(event: &CeremonyEvent) -> Option<Value> {
     }
 }
 
-/// The CLI's exit code for a ceremony error (tools' `Exit::from(&CeremonyError)`): the
-/// authenticator saying no, a timeout or a cancel is 1; otherwise the fault decides: the
-/// caller's input 2, the environment 3, the peer 1.
+/// The CLI's exit code for a ceremony error: the engine's one rule
+/// ([`CeremonyError::exit_code`]), which tools' `Exit::from(&CeremonyError)` uses too.
 pub fn exit_code(e: &CeremonyError) -> u8 {
-    match (e.kind, e.fault) {
-        (
-            CeremonyErrorKind::Authenticator
-            | CeremonyErrorKind::Timeout
-            | CeremonyErrorKind::Cancelled,
-            _,
-        ) => 1,
-        (_, Fault::Caller) => 2,
-        (_, Fault::Environment) => 3,
-        _ => 1,
-    }
+    e.exit_code()
 }
 
 /// The final `error` object, as the CLI prints a failed ceremony with `--json`.
@@ -79,7 +67,7 @@ pub fn with_session(session: u64, object: &Value) -> Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use cablebridged::ceremony::CeremonyStage;
+    use cablebridged::ceremony::{CeremonyErrorKind, CeremonyStage};
 
     #[test]
     fn qr_line_and_error_shape() {

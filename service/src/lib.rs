@@ -2,7 +2,8 @@
 //!
 //! `cablebridged`, the background service, as a library over the engine crate (`cablebridged`):
 //! the JSON-RPC control API on a Unix socket ([`server`], [`methods`], [`rpc`]), the session
-//! registry that runs one task per ceremony ([`sessions`], [`ceremony`]), access control by peer
+//! registry that runs one task per session ([`sessions`]: ceremonies [`ceremony`], phones
+//! [`bridge`], lab runs [`labruns`]) with one shared advert intake ([`adverts`]), access control by peer
 //! credentials ([`access`]), configuration ([`config`]), systemd glue ([`systemd`]), logging
 //! ([`logging`]), and the client used by the `cablebridge` CLI ([`client`]).
 //!
@@ -15,17 +16,21 @@
 //! file if we created it. The watchdog, when enabled, is the only periodic timer.
 
 pub mod access;
+pub mod adverts;
+pub mod bridge;
 pub mod ceremony;
 pub mod client;
 pub mod config;
 pub mod devices;
 pub mod events;
+pub mod labruns;
 pub mod logging;
 pub mod methods;
 pub mod rpc;
 pub mod server;
 pub mod sessions;
 pub mod systemd;
+pub mod uhid;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +99,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         })
     });
 
+    if daemon.config.uhid.enabled {
+        // A front that cannot start (no /dev/uhid access) is logged; the control API still
+        // serves, and `bridge.uhid` / the doctor say why.
+        if let Err(e) = daemon.uhid.start(&daemon.config, &daemon.registry, None).await {
+            tracing::error!("uhid front not started: {}", e.message);
+        }
+    }
+
     tokio::select! {
         () = server::serve(Arc::clone(&daemon), listener, shutdown.clone()) => {}
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -102,6 +115,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     systemd::stopping();
     shutdown.cancel();
     daemon.registry.shutdown(Duration::from_secs(5)).await;
+    daemon.uhid.stop().await;
     if let Some(w) = watchdog {
         w.abort();
     }

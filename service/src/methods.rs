@@ -1,7 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
 //! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
-//! `runs.show`, `runs.compare`.
+//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`, `runs.start`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 18] = [
     "version",
     "status",
     "devices.list",
@@ -40,6 +40,10 @@ pub const METHODS: [&str; 14] = [
     "runs.list",
     "runs.show",
     "runs.compare",
+    "bridge.uhid",
+    "bridge.start",
+    "bridge.stop",
+    "runs.start",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -197,6 +201,72 @@ pub async fn dispatch(
                 .await?,
             )
         }
+        "bridge.uhid" => {
+            let action = p.opt_string("action")?.unwrap_or_else(|| "status".to_owned());
+            let front = p
+                .opt_string("front")?
+                .map(|f| match f.as_str() {
+                    "uhid" => Ok(match &daemon.config.uhid.front {
+                        k @ crate::uhid::UhidFront::Kernel(_) => k.clone(),
+                        crate::uhid::UhidFront::Udp(_) => {
+                            crate::uhid::UhidFront::Kernel(std::path::PathBuf::from("/dev/uhid"))
+                        }
+                    }),
+                    other => crate::uhid::parse_udp(other)
+                        .map(crate::uhid::UhidFront::Udp)
+                        .map_err(|m| RpcError::param("front", m)),
+                })
+                .transpose()?;
+            p.finish()?;
+            match action.as_str() {
+                "start" => plain(daemon.uhid.start(&daemon.config, &daemon.registry, front).await?),
+                "stop" => plain(daemon.uhid.stop().await),
+                "status" => plain(daemon.uhid.status()),
+                other => Err(RpcError::param(
+                    "action",
+                    format!("{other:?} is not start, stop or status"),
+                )),
+            }
+        }
+        "bridge.start" => {
+            let spec = crate::bridge::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let kind = spec.kind_str();
+            let (session, rx) = daemon.registry.spawn(
+                "bridge",
+                kind,
+                spec.detach,
+                conn,
+                move |registry, session| crate::bridge::run(registry, session, spec),
+            )?;
+            Ok((
+                json!({"session": session.id, "kind": kind, "detached": session.detached}),
+                Some(Stream(rx)),
+            ))
+        }
+        "runs.start" => {
+            let spec = crate::labruns::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let state_dir = daemon.config.state_dir.clone();
+            let detach = spec.detach;
+            let (session, rx) =
+                daemon.registry.spawn("run", "lab", detach, conn, move |registry, session| {
+                    crate::labruns::run(registry, session, spec, state_dir)
+                })?;
+            Ok((json!({"session": session.id, "detached": session.detached}), Some(Stream(rx))))
+        }
+        "bridge.stop" => {
+            let id = p.u64("session")?;
+            p.finish()?;
+            match daemon.registry.get(id) {
+                Some(s) if s.kind == "bridge" => {
+                    daemon.registry.cancel(id);
+                    plain(json!({"session": id, "stopped": true}))
+                }
+                Some(_) => Err(RpcError::param("session", "is a ceremony: use ceremony.cancel")),
+                None => Err(no_such_session(id)),
+            }
+        }
         other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
     }
 }
@@ -205,6 +275,12 @@ pub async fn dispatch(
 fn doctor_options(p: &mut Params, daemon: &Daemon) -> Result<DoctorOptions, RpcError> {
     let mut opts =
         DoctorOptions { control_socket: daemon.config.socket.clone(), ..DoctorOptions::default() };
+    // `uhid.permissions` when the uhid front is on (issue 11).
+    if let (true, crate::uhid::UhidFront::Kernel(path)) =
+        (daemon.config.uhid.enabled, &daemon.config.uhid.front)
+    {
+        opts.uhid_device = Some(path.clone());
+    }
     if let Some(n) = p.opt_u64("scan_seconds")? {
         opts.scan_window = Duration::from_secs(n);
     }

@@ -44,6 +44,8 @@ pub struct Daemon {
     next_conn: AtomicU64,
     /// Where we listen (for `status`).
     pub listening_on: String,
+    /// The uhid front's run-time switch (`bridge.uhid`).
+    pub uhid: crate::uhid::UhidControl,
 }
 
 impl Daemon {
@@ -57,6 +59,7 @@ impl Daemon {
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             listening_on,
+            uhid: crate::uhid::UhidControl::default(),
         }
     }
 
@@ -74,8 +77,9 @@ impl Daemon {
             "connections": self.connections.load(Ordering::Relaxed),
             "sessions": sessions,
             "devices": {"hidraw_keys": crate::devices::attached_count()},
-            // Each pending hybrid session opens its own advert source (no shared scan yet).
             "ble": {"advert_source": self.config.hybrid.advert_source, "hybrid_sessions_waiting": scanning},
+            // The shared advert intake: open sources, pending sessions per source, counters.
+            "adverts": self.registry.adverts.to_json(),
             "counters": self.registry.counters.to_json(),
         })
     }

@@ -15,12 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cablebridged::ceremony::{CeremonyErrorKind, CeremonyEvent, CeremonyStage};
+use cablebridged::ceremony::{
+    AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyEvent, CeremonyStage, Transport,
+};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::ceremony::{self, CeremonySpec, Kind};
+use crate::adverts::AdvertHub;
+use crate::ceremony::{self, CeremonySpec, Route};
 use crate::events;
 use crate::rpc::{code, RpcError};
 
@@ -73,13 +76,24 @@ impl Counters {
     }
 }
 
-/// One running ceremony.
+/// How a session ended: its last event object, and which counter it goes to.
+#[derive(Debug)]
+pub enum Ending {
+    /// A `result`.
+    Succeeded(Value),
+    /// An `error`.
+    Failed(Value),
+    /// An `error` after `ceremony.cancel`/`bridge.stop`, a disconnect or shutdown.
+    Cancelled(Value),
+}
+
+/// One running session (a ceremony or a bridge).
 #[derive(Debug)]
 pub struct Session {
     /// Session id (unique for the daemon's lifetime).
     pub id: u64,
-    /// Register or authenticate.
-    pub kind: Kind,
+    /// `register`, `authenticate` or `bridge`.
+    pub kind: &'static str,
     /// `hybrid`, `linked` or `usb`.
     pub transport: &'static str,
     /// The connection that started it.
@@ -90,7 +104,7 @@ pub struct Session {
     pub cancel: CancellationToken,
     events: broadcast::Sender<Arc<Value>>,
     started: Instant,
-    last_stage: Mutex<CeremonyStage>,
+    last_stage: Mutex<&'static str>,
 }
 
 impl Session {
@@ -99,16 +113,23 @@ impl Session {
         self.events.subscribe()
     }
 
-    fn stage(&self) -> CeremonyStage {
-        self.last_stage.lock().map(|s| *s).unwrap_or(CeremonyStage::Setup)
+    fn stage(&self) -> &'static str {
+        self.last_stage.lock().map(|s| *s).unwrap_or("setup")
+    }
+
+    /// Records the stage in progress (for `status`).
+    pub fn set_stage(&self, stage: &'static str) {
+        if let Ok(mut s) = self.last_stage.lock() {
+            *s = stage;
+        }
     }
 
     fn summary(&self) -> Value {
         json!({
             "session": self.id,
-            "ceremony": self.kind.as_str(),
+            "ceremony": self.kind,
             "transport": self.transport,
-            "stage": self.stage().as_str(),
+            "stage": self.stage(),
             "detached": self.detached,
             "elapsed_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
@@ -125,6 +146,8 @@ pub struct Registry {
     max_sessions: usize,
     /// Counters for `status`.
     pub counters: Counters,
+    /// The advert intake every pending hybrid/linked session shares.
+    pub adverts: Arc<AdvertHub>,
 }
 
 impl Registry {
@@ -137,6 +160,7 @@ impl Registry {
             emptied: Notify::new(),
             max_sessions,
             counters: Counters::default(),
+            adverts: Arc::new(AdvertHub::new()),
         }
     }
 
@@ -179,6 +203,30 @@ impl Registry {
         spec: CeremonySpec,
         owner: u64,
     ) -> Result<(Arc<Session>, broadcast::Receiver<Arc<Value>>), RpcError> {
+        let kind = spec.kind.as_str();
+        let transport = spec.route.transport();
+        let detach = spec.detach;
+        self.spawn(kind, transport, detach, owner, move |registry, session| {
+            registry.drive(session, spec)
+        })
+    }
+
+    /// Runs `body` as a session of `kind` over `transport` for connection `owner`: registered
+    /// (bounded by `max_sessions`), its own cancel token and events channel; `body`'s
+    /// [`Ending`] is published as the last event, counted, and the session removed. The
+    /// returned receiver is subscribed before the task starts, so it sees every event.
+    pub fn spawn<F, Fut>(
+        self: &Arc<Self>,
+        kind: &'static str,
+        transport: &'static str,
+        detach: bool,
+        owner: u64,
+        body: F,
+    ) -> Result<(Arc<Session>, broadcast::Receiver<Arc<Value>>), RpcError>
+    where
+        F: FnOnce(Arc<Registry>, Arc<Session>) -> Fut,
+        Fut: std::future::Future<Output = Ending> + Send + 'static,
+    {
         let session = {
             let mut map = self.lock();
             if map.len() >= self.max_sessions {
@@ -193,14 +241,14 @@ impl Registry {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let session = Arc::new(Session {
                 id,
-                kind: spec.kind,
-                transport: spec.route.transport(),
+                kind,
+                transport,
                 owner,
-                detached: spec.detach,
+                detached: detach,
                 cancel: CancellationToken::new(),
                 events: broadcast::channel(EVENTS_CAPACITY).0,
                 started: Instant::now(),
-                last_stage: Mutex::new(CeremonyStage::Setup),
+                last_stage: Mutex::new("setup"),
             });
             map.insert(id, Arc::clone(&session));
             session
@@ -210,32 +258,56 @@ impl Registry {
         tracing::info!(
             session = session.id,
             transport = session.transport,
-            ceremony = session.kind.as_str(),
+            ceremony = session.kind,
             owner,
             detached = session.detached,
-            "ceremony started"
+            "session started"
         );
-        tokio::spawn(Arc::clone(self).drive(Arc::clone(&session), spec));
+        let work = body(Arc::clone(self), Arc::clone(&session));
+        tokio::spawn(Arc::clone(self).finish(Arc::clone(&session), work));
         self.report_status();
         Ok((session, rx))
     }
 
-    fn publish(&self, session: &Session, object: &Value) {
+    /// Awaits a session's body, publishes its last event, counts it and removes the session.
+    async fn finish(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        work: impl std::future::Future<Output = Ending>,
+    ) {
+        let (counter, last) = match work.await {
+            Ending::Succeeded(v) => (&self.counters.sessions_succeeded, v),
+            Ending::Failed(v) => (&self.counters.sessions_failed, v),
+            Ending::Cancelled(v) => (&self.counters.sessions_cancelled, v),
+        };
+        Counters::bump(counter);
+        self.publish(&session, &last);
+        let now_empty = {
+            let mut map = self.lock();
+            map.remove(&session.id);
+            map.is_empty()
+        };
+        if now_empty {
+            self.emptied.notify_waiters();
+        }
+        self.report_status();
+    }
+
+    /// Publishes one event object of `session` (as a `ceremony.event` notification's params).
+    pub fn publish(&self, session: &Session, object: &Value) {
         let params = Arc::new(events::with_session(session.id, object));
         // No receivers is fine: nobody is watching.
         let _ = session.events.send(Arc::clone(&params));
         let _ = self.all.send(params);
     }
 
-    async fn drive(self: Arc<Self>, session: Arc<Session>, spec: CeremonySpec) {
+    async fn drive(self: Arc<Self>, session: Arc<Session>, spec: CeremonySpec) -> Ending {
         let CeremonySpec { request, route, public_key, judge, credential_aaguid, .. } = spec;
         let this = Arc::clone(&self);
         let s = Arc::clone(&session);
         let sink = move |e: &CeremonyEvent| {
             if let CeremonyEvent::Progress(p) = e {
-                if let Ok(mut stage) = s.last_stage.lock() {
-                    *stage = p.stage;
-                }
+                s.set_stage(p.stage.as_str());
                 // Stage names only: a qr event carries the QR secret and stays out of the logs.
                 tracing::debug!(
                     session = s.id,
@@ -248,25 +320,28 @@ impl Registry {
                 this.publish(&s, &object);
             }
         };
-        let outcome =
-            ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await;
-        let last = match &outcome {
+        let outcome = match self.shared_adverts(route, &session.cancel).await {
+            Ok(route) => {
+                ceremony::run(route, request, Some(Arc::new(sink)), session.cancel.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        match &outcome {
             Ok(o) => {
-                Counters::bump(&self.counters.sessions_succeeded);
                 tracing::info!(
                     session = session.id,
                     transport = session.transport,
                     stage = "done",
                     "ceremony succeeded"
                 );
-                ceremony::result_json(o, public_key.as_ref(), &judge, credential_aaguid)
+                Ending::Succeeded(ceremony::result_json(
+                    o,
+                    public_key.as_ref(),
+                    &judge,
+                    credential_aaguid,
+                ))
             }
             Err(e) => {
-                if e.kind == CeremonyErrorKind::Cancelled || session.cancel.is_cancelled() {
-                    Counters::bump(&self.counters.sessions_cancelled);
-                } else {
-                    Counters::bump(&self.counters.sessions_failed);
-                }
                 tracing::info!(
                     session = session.id,
                     transport = session.transport,
@@ -274,19 +349,38 @@ impl Registry {
                     error = %e,
                     "ceremony failed"
                 );
-                events::error_object(e)
+                if e.kind == CeremonyErrorKind::Cancelled || session.cancel.is_cancelled() {
+                    Ending::Cancelled(events::error_object(e))
+                } else {
+                    Ending::Failed(events::error_object(e))
+                }
             }
-        };
-        self.publish(&session, &last);
-        let now_empty = {
-            let mut map = self.lock();
-            map.remove(&session.id);
-            map.is_empty()
-        };
-        if now_empty {
-            self.emptied.notify_waiters();
         }
-        self.report_status();
+    }
+
+    /// A hybrid or linked route's advert source replaced by a feed from the daemon's shared
+    /// intake ([`AdvertHub`]): one open source per spec for all pending sessions.
+    async fn shared_adverts(
+        &self,
+        mut route: Route,
+        cancel: &CancellationToken,
+    ) -> Result<Route, CeremonyError> {
+        let input = match &mut route.0 {
+            Transport::Hybrid(h) => &mut h.adverts,
+            Transport::Linked(l) => &mut l.adverts,
+            _ => return Ok(route),
+        };
+        if let AdvertInput::Source(source) = input {
+            let source = source.clone();
+            let feed = tokio::select! {
+                () = cancel.cancelled() => return Err(CeremonyError::cancelled(CeremonyStage::Setup)),
+                r = self.adverts.subscribe(&source) => r.map_err(|e| {
+                    CeremonyError::classified(CeremonyStage::Advert, "cannot receive adverts", &e)
+                })?,
+            };
+            *input = AdvertInput::Feed(feed);
+        }
+        Ok(route)
     }
 
     /// `STATUS=` for `systemctl status`.
@@ -332,5 +426,105 @@ impl Registry {
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+// --- sessions the daemon starts on its own (the uhid front, issue 11) -------------------------
+
+/// A session the daemon runs on a local client's behalf (the uhid front): listed in `status`,
+/// its events published to `events.subscribe` like any other, cancellable with
+/// `ceremony.cancel`. The front drives the engine itself; this handle only publishes.
+#[derive(Debug)]
+pub struct ExternalSession {
+    registry: Arc<Registry>,
+    session: Arc<Session>,
+}
+
+impl Registry {
+    /// Registers a session started by the daemon itself (owner 0, detached: no control
+    /// connection owns it). Refused like any session when `max_sessions` are running.
+    pub fn start_external(
+        self: &Arc<Self>,
+        kind: crate::ceremony::Kind,
+        transport: &'static str,
+    ) -> Result<ExternalSession, RpcError> {
+        let session = {
+            let mut map = self.lock();
+            if map.len() >= self.max_sessions {
+                return Err(RpcError::new(
+                    code::TOO_MANY_SESSIONS,
+                    format!("{} ceremonies are running already", map.len()),
+                ));
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let session = Arc::new(Session {
+                id,
+                kind: kind.as_str(),
+                transport,
+                owner: 0,
+                detached: true,
+                cancel: CancellationToken::new(),
+                events: broadcast::channel(EVENTS_CAPACITY).0,
+                started: Instant::now(),
+                last_stage: Mutex::new("setup"),
+            });
+            map.insert(id, Arc::clone(&session));
+            session
+        };
+        Counters::bump(&self.counters.sessions_started);
+        tracing::info!(
+            session = session.id,
+            transport,
+            ceremony = kind.as_str(),
+            "uhid ceremony started"
+        );
+        self.report_status();
+        Ok(ExternalSession { registry: Arc::clone(self), session })
+    }
+}
+
+impl ExternalSession {
+    /// The session id.
+    pub fn id(&self) -> u64 {
+        self.session.id
+    }
+
+    /// Fires on `ceremony.cancel` and daemon shutdown.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.session.cancel.clone()
+    }
+
+    /// An engine event sink publishing qr/progress/warning as `ceremony.event`.
+    pub fn sink(&self) -> cablebridged::ceremony::Events {
+        let registry = Arc::clone(&self.registry);
+        let s = Arc::clone(&self.session);
+        Some(Arc::new(move |e: &CeremonyEvent| {
+            if let CeremonyEvent::Progress(p) = e {
+                s.set_stage(p.stage.as_str());
+            }
+            if let Some(object) = events::event_line(e) {
+                registry.publish(&s, &object);
+            }
+        }))
+    }
+
+    /// Publishes the last event (`result` or `error` object) and removes the session.
+    pub fn finish(self, last: &Value, outcome: Result<(), CeremonyErrorKind>) {
+        let c = &self.registry.counters;
+        match outcome {
+            Ok(()) => Counters::bump(&c.sessions_succeeded),
+            Err(CeremonyErrorKind::Cancelled) => Counters::bump(&c.sessions_cancelled),
+            Err(_) => Counters::bump(&c.sessions_failed),
+        }
+        self.registry.publish(&self.session, last);
+        let now_empty = {
+            let mut map = self.registry.lock();
+            map.remove(&self.session.id);
+            map.is_empty()
+        };
+        if now_empty {
+            self.registry.emptied.notify_waiters();
+        }
+        self.registry.report_status();
     }
 }

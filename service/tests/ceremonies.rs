@@ -226,7 +226,7 @@ async fn a_client_disconnecting_mid_ceremony_frees_everything_unless_detached() 
 
     // The three owned sessions are cancelled; the detached one keeps running.
     eventually("owned sessions cancelled", || {
-        let s = futures_lite_status(&daemon);
+        let s = common::status_now(&daemon);
         s["sessions"].as_array().map(|a| a.len()) == Some(1)
     })
     .await;
@@ -241,16 +241,6 @@ async fn a_client_disconnecting_mid_ceremony_frees_everything_unless_detached() 
     let last = wait_end(&mut watcher, kept).await.pop().unwrap();
     assert!(last["message"].as_str().unwrap().ends_with("cancelled"), "{last}");
     eventually("fds back to baseline", || daemon.fd_count() == baseline).await;
-}
-
-/// `status` over a fresh connection, from a sync closure (opens and closes its own socket).
-fn futures_lite_status(daemon: &Daemon) -> Value {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
-    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n").unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

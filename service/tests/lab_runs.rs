@@ -89,3 +89,57 @@ async fn list_show_compare_a_store_written_by_the_library() {
     }
     let _: Value = c.call("version", json!({})).await.unwrap();
 }
+
+/// `runs.start` runs a lab run (the virtual phone scenario, inline TOML) as a daemon session:
+/// one `record` event per ceremony, then a `result` naming the stored run, which `runs.show`
+/// then returns; a scenario file works the same; a bad scenario names the field and the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_start_runs_and_stores_a_lab_run() {
+    let daemon = Daemon::start("");
+    let mut c = daemon.client().await;
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/scenarios/virtual-phone.toml"
+    ))
+    .unwrap();
+    let started = c.call("runs.start", json!({"scenario": scenario, "repeat": 2})).await.unwrap();
+    let id = started["session"].as_u64().unwrap();
+    let events = common::wait_end(&mut c, id).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "result", "{events:?}");
+    assert_eq!((last["run_id"].as_i64(), last["interrupted"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(last["scenario"], "virtual phone smoke");
+    let records: Vec<&Value> = events.iter().filter(|e| e["event"] == "record").collect();
+    assert_eq!(records.len(), 4, "two steps, twice: {events:?}");
+    for r in &records {
+        assert_eq!(r["record"]["outcome"], "success", "{r}");
+        assert_eq!(r["record"]["expectation_met"], true, "{r}");
+    }
+    assert_eq!(last["summary"]["ceremonies"], 4, "{last}");
+    let show = c.call("runs.show", json!({"id": 1})).await.unwrap();
+    assert_eq!(show["records"].as_array().unwrap().len(), 4);
+    assert_eq!(show["run"]["scenario_path"], "(inline)");
+
+    let path = daemon.path("smoke.toml");
+    std::fs::write(&path, &scenario).unwrap();
+    let started =
+        c.call("runs.start", json!({"scenario_file": path.display().to_string()})).await.unwrap();
+    let last = common::wait_end(&mut c, started["session"].as_u64().unwrap()).await.pop().unwrap();
+    assert_eq!((last["event"].as_str(), last["run_id"].as_i64()), (Some("result"), Some(2)));
+    let list = c.call("runs.list", json!({})).await.unwrap();
+    assert_eq!(list["runs"].as_array().unwrap().len(), 2, "{list}");
+
+    for (params, field) in [
+        (json!({"scenario": "name = 1\n[[step]]\nbogus = true\n"}), "scenario"),
+        (json!({"scenario_file": "/nonexistent/x.toml"}), "scenario_file"),
+        (json!({}), "scenario"),
+        (json!({"scenario": scenario, "repeat": 0}), "repeat"),
+    ] {
+        match c.call("runs.start", params.clone()).await {
+            Err(ClientError::Rpc(e)) => {
+                assert_eq!((e.code, e.data), (-32602, Some(json!({"field": field}))), "{params}")
+            }
+            other => panic!("{params}: {other:?}"),
+        }
+    }
+}

@@ -99,6 +99,10 @@ pub enum Command {
     /// daemon answers on the control socket).
     #[command(after_help = EXIT_CODES_HELP)]
     Status(cmd::daemon::StatusArgs),
+    /// Show the daemon's ceremonies as they run (QR codes, progress, results) until Ctrl-C;
+    /// with --session ID, until that session ends (exit 0 or its error's exit code).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Watch(cmd::watch::WatchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::daemon::CompletionsArgs),
     /// Write man pages (cablebridge.1 and one per subcommand) into a directory.

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 
 fn main() -> ExitCode {
+    output::exit_quietly_on_broken_stdout();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
     // doctor's exit code depends on what it found, not on success/failure of the run.
     if let cli::Command::Doctor(args) = &cli.command {
         return cmd::doctor::main(args, json);
+    }
+    if let cli::Command::Watch(args) = &cli.command {
+        return cmd::watch::main(args, json);
     }
     if let cli::Command::Bench(args) = &cli.command {
         return cmd::bench::main(args, json);

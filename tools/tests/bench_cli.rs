@@ -45,8 +45,21 @@ fn named_with_unit(name: &str) -> bool {
         "_per_advert",
         "_per_pair",
         "_bytes",
+        "_s",
+        "_kib",
+        "_per_request",
+        "_per_response",
     ];
-    const PARAMS: &[&str] = &["bytes", "pending", "pairs", "pairs_wanted", "reports"];
+    const PARAMS: &[&str] = &[
+        "bytes",
+        "pending",
+        "pairs",
+        "pairs_wanted",
+        "reports",
+        "ceremonies",
+        "sessions",
+        "threads",
+    ];
     UNITS.iter().any(|u| name.ends_with(u))
         || PARAMS.contains(&name)
         || name.starts_with("ratio")
@@ -88,7 +101,7 @@ fn unknown_bench_is_a_usage_error_and_unimplemented_ones_say_so() {
     let (code, _, stderr) = run(&["bench", "nosuch"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown bench `nosuch`"), "{stderr}");
-    let (code, _, stderr) = run(&["bench", "idle"]);
+    let (code, _, stderr) = run(&["bench", "adverts"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not implemented yet"), "{stderr}");
 }
@@ -115,5 +128,88 @@ fn eid_and_ctaphid_quick_report_their_parameters() {
         let o: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(o["bytes"].as_u64().unwrap() >= 64);
         assert!(o["allocs_per_message"].as_f64().is_some(), "{o}");
+    }
+}
+
+/// Each line as a JSON object, every numeric field named with its unit.
+fn objects(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let o: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
+            for (name, value) in o.as_object().unwrap() {
+                if !matches!(name.as_str(), "bench" | "what" | "note") {
+                    assert!(value.is_number(), "{name} is not a number in {o}");
+                    assert!(named_with_unit(name), "field {name} carries no unit in {o}");
+                }
+            }
+            o
+        })
+        .collect()
+}
+
+#[test]
+fn session_quick_allocates_nothing_per_frame_in_our_layers() {
+    let (code, stdout, stderr) = run(&["bench", "session", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    let in_memory: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o["what"].as_str().unwrap().ends_with("request+response"))
+        .collect();
+    assert_eq!(in_memory.len(), 3, "{stdout}");
+    for o in in_memory {
+        assert_eq!(o["allocs_per_frame"].as_f64(), Some(0.0), "{o}");
+        assert!(o["median_ns"].as_f64().unwrap() > 0.0);
+    }
+    let ws: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o["what"].as_str().unwrap().ends_with("over WebSocket"))
+        .collect();
+    assert_eq!(ws.len(), 3, "{stdout}");
+    for o in ws {
+        // Our session work over the WebSocket allocates nothing; the send path's one copy
+        // (TunnelConnection::send's owned message) is counted apart, never hidden.
+        assert_eq!(o["session_allocs_per_frame"].as_f64(), Some(0.0), "{o}");
+        assert!(o["ws_send_allocs_per_frame"].as_f64().unwrap() >= 1.0, "{o}");
+    }
+    let desktop = objects.iter().find(|o| o["what"] == "desktop request, 1024 B").unwrap();
+    assert_eq!(desktop["allocs_per_request"].as_f64(), Some(0.0), "{desktop}");
+}
+
+#[test]
+fn ceremony_quick_runs_real_ceremonies_and_names_every_stage() {
+    let (code, stdout, stderr) = run(&["bench", "ceremony", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    let kinds: Vec<&str> = objects.iter().map(|o| o["what"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 2, "{stdout}");
+    assert!(kinds[0].starts_with("register") && kinds[1].starts_with("authenticate"), "{kinds:?}");
+    for o in &objects {
+        assert_eq!(o["ceremonies"], 5, "{o}");
+        assert!(o["p50_ms"].as_f64().unwrap() > 0.0, "{o}");
+        assert!(o["p50_ms"].as_f64() <= o["p99_ms"].as_f64(), "{o}");
+        assert!(o["cpu_per_ceremony_ms"].as_f64().unwrap() > 0.0, "{o}");
+        for stage in ["advert", "tunnel_connect", "handshake", "user_response"] {
+            let key = format!("{stage}_p50_us");
+            assert!(o[&key].as_f64().unwrap() > 0.0, "{key} in {o}");
+        }
+    }
+}
+
+#[test]
+fn idle_quick_reports_the_daemon_or_says_it_is_missing() {
+    let (code, stdout, stderr) = run(&["bench", "idle", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    assert_eq!(objects.len(), 1, "{stdout}");
+    let o = &objects[0];
+    if o["what"].as_str().unwrap().starts_with("skipped") {
+        // `cargo test -p cablebridge` alone does not build the service binary.
+        assert!(o["note"].as_str().unwrap().contains("CABLEBRIDGED"), "{o}");
+    } else {
+        assert!(o["rss_kib"].as_f64().unwrap() > 0.0, "{o}");
+        assert!(o["wakeups_per_s"].as_f64().unwrap() >= 0.0, "{o}");
+        assert!(o["threads"].as_f64().unwrap() >= 1.0, "{o}");
     }
 }

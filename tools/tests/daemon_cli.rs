@@ -65,3 +65,61 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     let reg = std::fs::read_to_string(dir.path().join("cablebridge-register.1")).unwrap();
     assert!(reg.contains("rp\\-id"), "{reg}");
 }
+
+/// Runs the binary with stdout a channel whose reader is already gone (`… | head -c 0` that
+/// won the race): the first write fails with EPIPE. (A socket pair rather than a pipe: the
+/// MSRV has no `std::io::pipe`; a write to either fails the same way.)
+fn with_closed_stdout(mut c: Command) -> std::process::Output {
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(reader);
+    c.stdout(std::os::fd::OwnedFd::from(writer)).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    drop(c);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_process_quietly_with_141() {
+    // `cablebridge status | head -c 10` panicked in output::finish (println! on EPIPE).
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.path().join("state"),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.spawn(cablebridge_service::run(config));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut status = cli();
+    status.arg("status").arg("--socket").arg(&socket);
+    let mut status_json = cli();
+    status_json.args(["status", "--json", "--socket"]).arg(&socket);
+    // The finish path (human and JSON), a command with its own println! (runs list), and a
+    // ceremony's JSON progress lines (stdout gone before the first event).
+    let mut runs = cli();
+    runs.args(["runs", "list", "--state-dir"]).arg(dir.path().join("runs"));
+    let mut ceremony = cli();
+    ceremony
+        .args(["register", "--json", "--no-daemon", "--rp-id", "example.com", "--user-name", "a"])
+        .args(["--no-linking", "--advert-source", "stdin", "--advert-timeout", "30s"])
+        .stdin(std::process::Stdio::null());
+    let mut domain = cli();
+    domain.args(["tunnel-domain", "266"]);
+    for (name, c) in [
+        ("status", status),
+        ("status --json", status_json),
+        ("runs list", runs),
+        ("register --json", ceremony),
+        ("tunnel-domain", domain),
+    ] {
+        let out = with_closed_stdout(c);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{name}: {err}");
+    }
+}

@@ -55,7 +55,7 @@ pub enum AdvertItem {
 }
 
 /// Where adverts come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AdvertSource {
     /// BLE scanning through BlueZ, every adapter.
     Bluez,
@@ -129,6 +129,19 @@ impl std::str::FromStr for AdvertSource {
                     Err(AdvertSourceError::BadSpec(s.to_owned()))
                 }
             }
+        }
+    }
+}
+
+impl std::fmt::Display for AdvertSource {
+    /// The `--advert-source` spelling (parses back to the same source).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdvertSource::Bluez => f.write_str("bluez"),
+            AdvertSource::Stdin => f.write_str("stdin"),
+            AdvertSource::Fifo(p) => write!(f, "fifo:{}", p.display()),
+            AdvertSource::UnixDatagram(p) => write!(f, "unix:{}", p.display()),
+            AdvertSource::UnixStream(p) => write!(f, "unix-stream:{}", p.display()),
         }
     }
 }

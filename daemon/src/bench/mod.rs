@@ -15,14 +15,20 @@
 //! product's own types (`AdvertMatcher`, `Crypter`, the Noise handshake, CTAPHID framing);
 //! `net` runs the tunnel server under a bounded loopback load.
 
+mod ceremony;
+mod idle;
 mod micro;
 mod net;
+mod session;
 
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
+pub use ceremony::ceremony;
+pub use idle::idle;
 pub use micro::{crypter, ctaphid, eid, handshake};
 pub use net::tunnel;
+pub use session::session;
 
 /// Counts heap allocations while switched on (implemented by the binary's global allocator).
 pub trait AllocCounter: Sync {
@@ -77,10 +83,11 @@ impl Options<'_> {
 }
 
 /// The names `cablebridge bench` accepts, in the order `all` runs them.
-pub const BENCHES: &[&str] = &["eid", "crypter", "handshake", "ctaphid", "tunnel"];
+pub const BENCHES: &[&str] =
+    &["eid", "crypter", "handshake", "ctaphid", "session", "ceremony", "tunnel", "idle"];
 
 /// Benches of issue 13 this version does not implement (named so `bench` can say so).
-pub const NOT_DONE: &[&str] = &["ceremony", "session", "adverts", "idle"];
+pub const NOT_DONE: &[&str] = &["adverts"];
 
 /// Runs one bench by name; `None` for an unknown name.
 pub fn run(name: &str, opts: &Options<'_>) -> Option<Result<Vec<Measurement>, String>> {
@@ -89,7 +96,10 @@ pub fn run(name: &str, opts: &Options<'_>) -> Option<Result<Vec<Measurement>, St
         "crypter" => Ok(crypter(opts)),
         "handshake" => Ok(handshake(opts)),
         "ctaphid" => Ok(ctaphid(opts)),
+        "session" => session(opts),
+        "ceremony" => ceremony(opts),
         "tunnel" => tunnel(opts),
+        "idle" => idle(opts),
         _ => return None,
     })
 }

@@ -56,7 +56,14 @@ pub fn tunnel(opts: &Options<'_>) -> Result<Vec<Measurement>, String> {
 }
 
 async fn load(pairs: usize, wanted: usize) -> Result<Vec<Measurement>, String> {
-    let config = TunnelServerConfig { max_tunnels: pairs * 2 + 16, ..Default::default() };
+    // The generator connects every pair from 127.0.0.1: the per-source and global connection
+    // caps (abuse limits, 256 per source by default) are raised to the load, nothing else.
+    let config = TunnelServerConfig {
+        max_tunnels: pairs * 2 + 16,
+        max_connections: pairs * 2 + 64,
+        max_connections_per_ip: pairs * 2 + 64,
+        ..Default::default()
+    };
     let server =
         TunnelServer::bind(config).await.map_err(|e| format!("tunnel bench: bind: {e}"))?;
     let base = server.base_url();

@@ -4,8 +4,8 @@
 //! (the protocol's [`Fault`]: peer, caller or environment), a finer [`CeremonyErrorKind`]
 //! (authenticator said no, timeout, cancelled, ...), and one human-readable line that says what
 //! failed (the lower error's own message, which already names the peer, file or host). Lower
-//! errors are mapped through their [`Classify`] fault. The engine decides no exit codes: the CLI
-//! derives its exit status from `fault` and `kind` in one place (`Exit::from`).
+//! errors are mapped through their [`Classify`] fault. The exit status a failure maps to is decided
+//! here once ([`CeremonyError::exit_code`], [`exit_code_for_fault`]) for the CLI and the daemon.
 
 use std::fmt;
 use std::time::Duration;
@@ -69,7 +69,30 @@ pub struct CeremonyError {
     pub message: String,
 }
 
+/// The exit status (`cablebridge`'s exit codes; the daemon's `exit_code` field) of a failure
+/// classified only by who is at fault: the caller's input 2, the environment 3, the peer 1.
+/// The one copy of this rule; [`CeremonyError::exit_code`] refines it for ceremonies.
+pub fn exit_code_for_fault(fault: Fault) -> u8 {
+    match fault {
+        Fault::Caller => 2,
+        Fault::Environment => 3,
+        _ => 1,
+    }
+}
+
 impl CeremonyError {
+    /// The exit status this failure maps to, for the CLI and the daemon alike: the
+    /// authenticator saying no, a timeout or a cancel is a failed ceremony (1); otherwise the
+    /// fault decides ([`exit_code_for_fault`]).
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            CeremonyErrorKind::Authenticator
+            | CeremonyErrorKind::Timeout
+            | CeremonyErrorKind::Cancelled => 1,
+            _ => exit_code_for_fault(self.fault),
+        }
+    }
+
     /// A new error.
     pub fn new(stage: CeremonyStage, kind: CeremonyErrorKind, message: impl Into<String>) -> Self {
         CeremonyError { stage, kind, fault: kind.default_fault(), message: message.into() }

@@ -23,7 +23,7 @@ mod result;
 mod run;
 
 pub use client_data::{ClientData, ClientDataType};
-pub use error::{CeremonyError, CeremonyErrorKind};
+pub use error::{exit_code_for_fault, CeremonyError, CeremonyErrorKind};
 pub use options::{
     AuthenticateOptions, RegisterOptions, Requirement, UserInfo, DEFAULT_ALGORITHMS,
 };
@@ -31,17 +31,35 @@ pub use progress::{
     CeremonyEvent, CeremonyStage, EventSink, Events, ProgressDetail, ProgressEvent, StageClock,
     Timings,
 };
-pub use result::{AuthenticationResult, RegistrationResult, TransportKind, RESULT_FIELDS};
+pub use result::{
+    AuthenticationResult, Candidate, RegistrationResult, TransportKind, RESULT_FIELDS,
+};
 pub(crate) use run::cancellable;
 pub use run::{
-    run, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
-    Transport, UsbTransport,
+    run, run_raw, AdvertInput, CeremonyOutcome, CeremonyRequest, HybridTransport, LinkedTransport,
+    RawCtapReply, RawCtapRequest, Transport, UsbTransport,
 };
 
 /// base64url without padding, as WebAuthn JSON uses it everywhere.
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Parses a duration: `500ms`, `30s`, `2m` or a bare number of seconds. The one copy of this
+/// rule: CLI flags (`--user-timeout`, ...), the daemon's config file and request params, and lab
+/// scenarios all use it.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
+    }
 }
 
 /// Parses base64url (padding tolerated, as people paste both forms).

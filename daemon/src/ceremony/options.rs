@@ -91,6 +91,11 @@ pub struct AuthenticateOptions {
     pub allow_credentials: Vec<Vec<u8>>,
     /// User verification wanted?
     pub uv: Requirement,
+    /// Which of several discoverable credentials to use, 1-based in the key's order
+    /// (getAssertion, then getNextAssertion; most recent first on most keys); `None` ⇒ the
+    /// first, as a platform without an account picker does. Every one is listed in the
+    /// result's `credentials` either way.
+    pub pick: Option<usize>,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -233,6 +238,7 @@ impl AuthenticateOptions {
             challenge: random_bytes(32),
             allow_credentials: Vec::new(),
             uv: Requirement::Preferred,
+            pick: None,
         }
     }
 
@@ -248,6 +254,12 @@ impl AuthenticateOptions {
             return Err(CeremonyError::usage(
                 CeremonyStage::Setup,
                 "an allowed credential id is empty",
+            ));
+        }
+        if self.pick == Some(0) {
+            return Err(CeremonyError::usage(
+                CeremonyStage::Setup,
+                "--pick counts from 1 (the first credential the key lists)",
             ));
         }
         Ok(())

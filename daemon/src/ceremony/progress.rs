@@ -69,6 +69,28 @@ impl CeremonyStage {
         }
     }
 
+    /// The stage named `name` ([`CeremonyStage::as_str`]'s inverse), for clients that read the
+    /// JSON events back (the CLI renders a daemon's events like its own).
+    pub fn from_name(name: &str) -> Option<Self> {
+        use CeremonyStage::*;
+        [
+            Setup,
+            QrShown,
+            Advert,
+            TunnelConnect,
+            Handshake,
+            PostHandshake,
+            UserResponse,
+            Linking,
+            DeviceSelect,
+            KeepaliveProcessing,
+            UserPresence,
+            Done,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// The protocol layer this stage works in (for [`Classify::stage`]).
     ///
     /// [`Classify::stage`]: cablebridge_protocol::error::Classify::stage
@@ -406,6 +428,14 @@ mod tests {
         assert_eq!(keys, vec!["qr_shown", "advert"]);
         let json = p.timings().to_json();
         assert!(json.get("advert").unwrap().is_u64());
+    }
+
+    #[test]
+    fn stage_names_round_trip() {
+        for s in [CeremonyStage::Setup, CeremonyStage::UserPresence, CeremonyStage::Done] {
+            assert_eq!(CeremonyStage::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(CeremonyStage::from_name("nope"), None);
     }
 
     #[test]

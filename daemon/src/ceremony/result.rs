@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{b64url, CeremonyError, CeremonyStage, ClientData, Timings};
 use crate::evidence::aaguid::{Aaguid, AaguidTable};
+use crate::evidence::attestation::{self, AttestationError, AttestationReport};
 
 /// How the authenticator was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl TransportKind {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 16] = [
+pub const RESULT_FIELDS: [&str; 18] = [
     "event",
     "ceremony",
     "transport",
@@ -46,12 +47,14 @@ pub const RESULT_FIELDS: [&str; 16] = [
     "aaguid",
     "authenticator_name",
     "attestation_format",
+    "attestation",
     "attestation_object",
     "authenticator_data",
     "signature",
     "user_handle",
     "client_data_json",
     "public_key_cose",
+    "credentials",
     "timings_ms",
     "linked_phone",
 ];
@@ -71,6 +74,9 @@ pub struct RegistrationResult {
     pub authenticator_name: Option<String>,
     /// `fmt` of the attestation object.
     pub attestation_format: String,
+    /// The attestation statement verified (every WebAuthn format), its chain summarised and
+    /// checked against the metadata roots of the engine's AAGUID table (`--mds`).
+    pub attestation: Result<Box<AttestationReport>, AttestationError>,
     /// The WebAuthn attestation object (text-keyed CBOR).
     pub attestation_object: Vec<u8>,
     /// The exact client data JSON.
@@ -100,8 +106,36 @@ pub struct AuthenticationResult {
     pub user_handle: Option<Vec<u8>>,
     /// The exact client data JSON.
     pub client_data_json: Vec<u8>,
+    /// Every discoverable credential the key offered when it had several (the result's
+    /// `credentials`); empty otherwise.
+    pub candidates: Vec<Candidate>,
     /// Per-stage timings.
     pub timings: Timings,
+}
+
+/// One of several discoverable credentials for an RP (getAssertion/getNextAssertion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The credential id.
+    pub credential_id: Vec<u8>,
+    /// The user handle.
+    pub user_handle: Option<Vec<u8>>,
+    /// The account name, when the key returned it (only with UV, CTAP 2.1 §6.2.2).
+    pub user_name: Option<String>,
+    /// The display name, likewise.
+    pub display_name: Option<String>,
+}
+
+impl Candidate {
+    /// From one getAssertion/getNextAssertion response.
+    pub fn from_response(response: &GetAssertionResponse) -> Self {
+        Candidate {
+            credential_id: response.credential.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            user_handle: response.user.as_ref().map(|u| u.id.clone()),
+            user_name: response.user.as_ref().and_then(|u| u.name.clone()),
+            display_name: response.user.as_ref().and_then(|u| u.display_name.clone()),
+        }
+    }
 }
 
 fn bad(stage: CeremonyStage, e: &Ctap2Error) -> CeremonyError {
@@ -143,6 +177,10 @@ impl RegistrationResult {
             .attested_credential
             .ok_or_else(|| bad(stage, &Ctap2Error::MissingField("attestedCredentialData")))?;
         let aaguid = Aaguid(cred.aaguid);
+        let attestation_object = object.to_bytes();
+        let client_data_hash: [u8; 32] = Sha256::digest(client_data.json()).into();
+        let attestation = attestation::verify(&attestation_object, &client_data_hash)
+            .map(|r| Box::new(r.with_roots(aaguids.roots(&aaguid))));
         Ok(RegistrationResult {
             transport,
             rp_id: rp_id.to_owned(),
@@ -150,7 +188,8 @@ impl RegistrationResult {
             aaguid,
             authenticator_name: aaguids.lookup(&aaguid).map(|(n, _)| n.to_owned()),
             attestation_format: object.fmt.clone(),
-            attestation_object: object.to_bytes(),
+            attestation,
+            attestation_object,
             client_data_json: client_data.json().to_vec(),
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
@@ -158,12 +197,25 @@ impl RegistrationResult {
         })
     }
 
-    /// Relying-party checks: RP id hash, UP, and the attestation signature (`none` has none).
+    /// Relying-party checks: RP id hash, UP, and the attestation statement (`none` has none;
+    /// formats other than none/packed by [`attestation::verify`], whose detail is the result's
+    /// `attestation` field).
     pub fn verify(&self) -> Result<AttestationType, Ctap2Error> {
         let object = AttestationObject::from_bytes(&self.attestation_object)?;
         check_auth_data(&object.auth_data()?, &self.rp_id)?;
         let hash: [u8; 32] = Sha256::digest(&self.client_data_json).into();
-        object.verify(&hash)
+        if matches!(object.fmt.as_str(), "none" | "packed") {
+            return object.verify(&hash);
+        }
+        match self.attestation.as_ref().map(|r| &r.outcome) {
+            Ok(Ok(verified)) if verified.kind == attestation::AttestationType::None => {
+                Ok(AttestationType::None)
+            }
+            Ok(Ok(_)) => Ok(AttestationType::Basic),
+            Ok(Err(_)) | Err(_) => Err(Ctap2Error::SignatureInvalid(
+                "the attestation statement does not verify (see the attestation field)",
+            )),
+        }
     }
 
     /// The `{"event":"result", ...}` line.
@@ -177,6 +229,10 @@ impl RegistrationResult {
             "aaguid": self.aaguid.to_string(),
             "authenticator_name": self.authenticator_name,
             "attestation_format": self.attestation_format,
+            "attestation": match &self.attestation {
+                Ok(report) => report.to_json(),
+                Err(e) => attestation::error_json(e),
+            },
             "attestation_object": b64url(&self.attestation_object),
             "client_data_json": b64url(&self.client_data_json),
             "public_key_cose": b64url(&self.public_key_cose),
@@ -219,6 +275,7 @@ impl AuthenticationResult {
             signature: response.signature,
             user_handle: response.user.map(|u| u.id),
             client_data_json: client_data.json().to_vec(),
+            candidates: Vec::new(),
             timings,
         })
     }
@@ -231,9 +288,9 @@ impl AuthenticationResult {
         verify::verify_with_cose(public_key, &self.authenticator_data, &hash, &self.signature)
     }
 
-    /// The `{"event":"result", ...}` line.
+    /// The `{"event":"result", ...}` line (`credentials` only when the key offered several).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "event": "result",
             "ceremony": "authenticate",
             "transport": self.transport.as_str(),
@@ -244,6 +301,28 @@ impl AuthenticationResult {
             "user_handle": self.user_handle.as_deref().map(b64url),
             "client_data_json": b64url(&self.client_data_json),
             "timings_ms": self.timings.to_json(),
-        })
+        });
+        if !self.candidates.is_empty() {
+            json["credentials"] = self.candidates_json();
+        }
+        json
+    }
+
+    /// `[{"index", "credential_id", "user_handle", "user_name", "display_name", "picked"}]`.
+    fn candidates_json(&self) -> serde_json::Value {
+        self.candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                serde_json::json!({
+                    "index": i + 1,
+                    "credential_id": b64url(&c.credential_id),
+                    "user_handle": c.user_handle.as_deref().map(b64url),
+                    "user_name": c.user_name,
+                    "display_name": c.display_name,
+                    "picked": c.credential_id == self.credential_id,
+                })
+            })
+            .collect()
     }
 }

@@ -19,6 +19,8 @@
 //! emits the result, then keeps reading the phone's late linking/update messages for the
 //! configured window before it returns; with `Detached` (the daemon) that read is spawned on the
 //! current runtime and `run` returns at once; the default reads a short window first.
+//! [`run_raw`] (the uhid front's pass-through) never reads before answering: its read is
+//! always spawned.
 //!
 //! Concurrency: `run` owns nothing global. Any number of ceremonies may run at once on one
 //! runtime, each with its own sink and token; everything a ceremony opened (advert sockets and
@@ -37,7 +39,7 @@ use super::{
 };
 use crate::advert::{AdvertFeed, AdvertSource};
 use crate::ctap::OpenOptions;
-use crate::desktop::{DesktopConfig, LateUpdateMode, LateUpdates};
+use crate::desktop::{DesktopConfig, DesktopOutcome, DesktopRequest, LateUpdateMode, LateUpdates};
 use crate::evidence::AaguidTable;
 use crate::hid::DeviceAddress;
 use cablebridge_protocol::ctap2::pin::Pin;
@@ -211,20 +213,20 @@ pub async fn run(
         Transport::Usb(usb) => {
             (crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await, None)
         }
-        Transport::Hybrid(h) => split_late(
-            crate::desktop::run_qr(&h.config, h.adverts, request, events.clone(), &cancel).await,
-        ),
-        Transport::Linked(l) => split_late(
-            crate::desktop::run_linked(
-                &l.config,
-                &l.link,
-                l.adverts,
-                request,
-                events.clone(),
-                &cancel,
-            )
-            .await,
-        ),
+        phone => match run_phone(phone, DesktopRequest::Ceremony(request), events.clone(), &cancel)
+            .await
+        {
+            Ok((DesktopOutcome::Ceremony(outcome), late)) => (Ok(*outcome), late),
+            Ok((DesktopOutcome::Raw(_), _)) => (
+                Err(CeremonyError::new(
+                    CeremonyStage::Done,
+                    super::CeremonyErrorKind::Usage,
+                    "the desktop answered a built ceremony with a raw reply (a bug)",
+                )),
+                None,
+            ),
+            Err(e) => (Err(e), None),
+        },
     };
     if let Some(sink) = &events {
         let last = match &result {
@@ -244,12 +246,93 @@ pub async fn run(
     result
 }
 
-type WithLate = (Result<CeremonyOutcome, CeremonyError>, Option<LateUpdates>);
+/// A CTAP request a client built itself (a browser behind the uhid front), sent to a phone
+/// byte for byte: the engine adds no client data and checks nothing in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCtapRequest {
+    /// makeCredential or getAssertion (anything else is refused before any IO).
+    pub command: cablebridge_protocol::ctap2::Command,
+    /// The CBOR parameters as the client sent them.
+    pub params: Vec<u8>,
+}
 
-fn split_late(r: Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError>) -> WithLate {
-    match r {
-        Ok((outcome, late)) => (Ok(outcome), late),
-        Err(e) => (Err(e), None),
+/// The phone's answer to a [`RawCtapRequest`], verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCtapReply {
+    /// CTAP status (a phone's refusal is a reply, not an error).
+    pub status: cablebridge_protocol::ctap2::StatusCode,
+    /// CBOR body (empty for errors).
+    pub body: Vec<u8>,
+    /// Per-stage timings of the hybrid session.
+    pub timings: super::Timings,
+}
+
+/// Runs a hybrid or linked session that carries a client's own request ([`RawCtapRequest`]) to
+/// the phone and returns its answer unchanged: the engine hook behind the uhid front (a browser
+/// built the request and checks the answer). Same stages, timeouts, cancel and events as
+/// [`run`], except that a success emits no `Result` event (the caller reports it; an `Error`
+/// event is emitted as usual), and that the phone's late updates (linking info, §8.4) never
+/// delay the answer: their read is spawned on the current runtime for the configured window
+/// (`DesktopConfig::timeouts.late_updates`) whatever [`crate::desktop::LateUpdateMode`] says.
+/// A USB transport is refused: a key is reached directly.
+pub async fn run_raw(
+    transport: Transport,
+    request: RawCtapRequest,
+    events: Events,
+    cancel: CancellationToken,
+) -> Result<RawCtapReply, CeremonyError> {
+    let (result, late) = match transport {
+        Transport::Usb(_) => (
+            Err(CeremonyError::usage(
+                CeremonyStage::Setup,
+                "a raw CTAP request goes to a phone (hybrid or linked), not to a USB key",
+            )),
+            None,
+        ),
+        phone => {
+            match run_phone(phone, DesktopRequest::Raw(request), events.clone(), &cancel).await {
+                Ok((DesktopOutcome::Raw(reply), late)) => (Ok(reply), late),
+                Ok((DesktopOutcome::Ceremony(_), _)) => (
+                    Err(CeremonyError::new(
+                        CeremonyStage::Done,
+                        super::CeremonyErrorKind::Usage,
+                        "the desktop answered a raw request with a ceremony outcome (a bug)",
+                    )),
+                    None,
+                ),
+                Err(e) => (Err(e), None),
+            }
+        }
+    };
+    if let (Some(sink), Err(e)) = (&events, &result) {
+        sink.emit(&CeremonyEvent::Error(e.clone()));
+    }
+    // The client is waiting for the answer: late updates (§8.4, linking info) are never read
+    // before it. The desktop hands a raw session's read back as a `Detached` task whatever the
+    // config says; it is spawned here so a phone's linking info is still stored.
+    if let Some(late) = late {
+        drop(tokio::spawn(late.task));
+    }
+    result
+}
+
+async fn run_phone(
+    transport: Transport,
+    request: DesktopRequest,
+    events: Events,
+    cancel: &CancellationToken,
+) -> Result<(DesktopOutcome, Option<LateUpdates>), CeremonyError> {
+    match transport {
+        Transport::Hybrid(h) => {
+            crate::desktop::run_qr(&h.config, h.adverts, request, events, cancel).await
+        }
+        Transport::Linked(l) => {
+            crate::desktop::run_linked(&l.config, &l.link, l.adverts, request, events, cancel).await
+        }
+        Transport::Usb(_) => Err(CeremonyError::usage(
+            CeremonyStage::Setup,
+            "a USB key is not a phone (internal routing error)",
+        )),
     }
 }
 

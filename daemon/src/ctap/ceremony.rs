@@ -20,9 +20,9 @@ use super::hid_channel::{Call, DeviceProgress};
 use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
-    AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
-    CeremonyStage, Events, ProgressDetail, RegistrationResult, Requirement, StageClock,
-    TransportKind, UsbTransport,
+    AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
+    CeremonyRequest, CeremonyStage, Events, ProgressDetail, RegistrationResult, Requirement,
+    StageClock, TransportKind, UsbTransport,
 };
 use crate::hid::HidError;
 
@@ -159,19 +159,39 @@ pub async fn run_with_arrivals(
             .await
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
-            // Several discoverable credentials: the first (most recent) one, as a platform
-            // without an account picker does.
-            let Some(first) = responses.into_iter().next() else {
-                return Err(CeremonyError::peer(stage, "the key returned no assertion"));
+            // Several discoverable credentials: `--pick N`, else the first (most recent) one as
+            // a platform without an account picker does; all of them are listed.
+            let candidates: Vec<Candidate> = if responses.len() > 1 {
+                responses.iter().map(Candidate::from_response).collect()
+            } else {
+                Vec::new()
             };
-            CeremonyOutcome::Authenticated(AuthenticationResult::from_response(
+            let index = options.pick.unwrap_or(1);
+            let count = responses.len();
+            let Some(chosen) = responses.into_iter().nth(index.saturating_sub(1)) else {
+                return Err(if count == 0 {
+                    CeremonyError::peer(stage, "the key returned no assertion")
+                } else {
+                    CeremonyError::usage(
+                        stage,
+                        format!(
+                            "--pick {index}, but the key has {count} discoverable credential(s) \
+                             for {}",
+                            options.rp_id
+                        ),
+                    )
+                });
+            };
+            let mut result = AuthenticationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
-                first,
+                chosen,
                 &allow,
                 &client_data,
                 progress.timings().clone(),
-            )?)
+            )?;
+            result.candidates = candidates;
+            CeremonyOutcome::Authenticated(result)
         }
     };
     Ok(outcome)

@@ -12,11 +12,14 @@ use cablebridge_protocol::hybrid::tunnel::{self as wire, ClientPayload, TunnelPa
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
-use super::{injected, open_input, redact_url, session, wait_advert, DesktopConfig};
+use super::{
+    injected, open_input, redact_url, session, wait_advert, DesktopConfig, DesktopOutcome,
+    DesktopRequest,
+};
 use crate::advert::AdvertMatcher;
 use crate::ceremony::{
-    cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
-    CeremonyStage, Events, ProgressDetail, StageClock,
+    cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyStage, Events,
+    ProgressDetail, StageClock,
 };
 use crate::store::{display_name, LinkLookup};
 use crate::tunnel::client::{connect, TunnelClientError};
@@ -26,10 +29,10 @@ pub(crate) async fn run(
     config: &DesktopConfig,
     name: &str,
     adverts: AdvertInput,
-    request: CeremonyRequest,
+    request: DesktopRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<(CeremonyOutcome, Option<super::LateUpdates>), CeremonyError> {
+) -> Result<(DesktopOutcome, Option<super::LateUpdates>), CeremonyError> {
     request.validate()?;
     let setup = CeremonyStage::Setup;
     let mut progress = StageClock::new(setup, sink);

@@ -31,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 use crate::advert::{AdvertFeed, AdvertItem, AdvertMatcher, AdvertSource, MatchOutcome};
 use crate::ceremony::{
     cancellable, AdvertInput, CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest,
-    CeremonyStage, Events, ProgressDetail, StageClock,
+    CeremonyStage, Events, ProgressDetail, RawCtapReply, RawCtapRequest, StageClock,
 };
 use crate::evidence::aaguid::AaguidTable;
 use crate::store::LinkStore;
 use crate::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelConnection};
+use cablebridge_protocol::ctap2::Command;
 
 /// How long Chrome keeps reading after its shutdown (§8.4).
 pub const CHROME_LATE_UPDATE_WINDOW: Duration = Duration::from_secs(180);
@@ -129,15 +130,59 @@ impl DesktopConfig {
     }
 }
 
-/// Runs one QR-initiated hybrid ceremony; the late-update read comes back as a task unless it
-/// ran before the result ([`LateUpdateMode`]).
+/// What one desktop session sends the phone: a ceremony the engine builds from options, or a
+/// client's own CTAP request passed through ([`crate::ceremony::run_raw`]).
+#[derive(Debug)]
+pub(crate) enum DesktopRequest {
+    /// Built here from options; the answer is interpreted and verified.
+    Ceremony(CeremonyRequest),
+    /// Sent byte for byte; the answer comes back verbatim.
+    Raw(RawCtapRequest),
+}
+
+impl DesktopRequest {
+    fn validate(&self) -> Result<(), CeremonyError> {
+        match self {
+            DesktopRequest::Ceremony(r) => r.validate(),
+            DesktopRequest::Raw(r) => match r.command {
+                Command::MakeCredential | Command::GetAssertion => Ok(()),
+                other => Err(CeremonyError::usage(
+                    CeremonyStage::Setup,
+                    format!("{other:?} is not a request a phone is asked over hybrid"),
+                )),
+            },
+        }
+    }
+
+    fn hint(&self) -> RequestHint {
+        match self {
+            DesktopRequest::Ceremony(r) => r.hint(),
+            DesktopRequest::Raw(r) if r.command == Command::MakeCredential => {
+                RequestHint::MakeCredential
+            }
+            DesktopRequest::Raw(_) => RequestHint::GetAssertion,
+        }
+    }
+}
+
+/// What a desktop session returns, matching its [`DesktopRequest`].
+#[derive(Debug)]
+pub(crate) enum DesktopOutcome {
+    /// The interpreted, verified result.
+    Ceremony(Box<CeremonyOutcome>),
+    /// The phone's answer, verbatim.
+    Raw(RawCtapReply),
+}
+
+/// Runs one QR-initiated hybrid session; the late-update read comes back as a task unless it
+/// ran before the result ([`LateUpdateMode`]; a raw request always gets it as a task).
 pub(crate) async fn run_qr(
     config: &DesktopConfig,
     adverts: AdvertInput,
-    request: CeremonyRequest,
+    request: DesktopRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
+) -> Result<(DesktopOutcome, Option<LateUpdates>), CeremonyError> {
     request.validate()?;
     let (conn, pairing, advert, mut progress) =
         open_qr_session(config, adverts, request.hint(), sink, cancel).await?;

@@ -4,6 +4,9 @@
 //! linking info (Chrome waits up to 3 minutes; a CLI waits `late_updates`, 2 s by default).
 //! With [`LateUpdateMode::AfterResult`] or [`LateUpdateMode::Detached`] that read is handed
 //! back as a [`LateUpdates`] task instead, so the ceremony's result is not delayed by it.
+//! A raw request (a client's own CTAP bytes, the uhid front) is sent unchanged, its answer comes
+//! back verbatim, and its late-update read is always a [`LateUpdateMode::Detached`] task: the
+//! client is waiting for the answer.
 //!
 //! A phone speaking the legacy revision 0 (padded post-handshake, §8.1) is served too: the
 //! protocol session switches to untyped frames, there is no shutdown message to send and no
@@ -23,10 +26,11 @@ use cablebridge_protocol::hybrid::session::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{unix_now, DesktopConfig};
+use super::{unix_now, DesktopConfig, DesktopOutcome, DesktopRequest};
 use crate::ceremony::{
-    cancellable, AuthenticationResult, CeremonyError, CeremonyOutcome, CeremonyRequest,
-    CeremonyStage, ClientData, ProgressDetail, RegistrationResult, StageClock, TransportKind,
+    cancellable, AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
+    CeremonyRequest, CeremonyStage, ClientData, ProgressDetail, RawCtapReply, RawCtapRequest,
+    RegistrationResult, StageClock, TransportKind,
 };
 use crate::store::{display_name, LinkStore, StoredLink};
 use crate::tunnel::client::TunnelConnection;
@@ -92,13 +96,20 @@ async fn send(
 pub(super) enum Ask<'a> {
     /// A WebAuthn ceremony (CTAP makeCredential/getAssertion).
     Ceremony(&'a CeremonyRequest),
+    /// A client's own CTAP request, sent byte for byte (the uhid front).
+    Raw(&'a RawCtapRequest),
     /// A Digital Credentials request (JSON, feature "dc").
     Json(&'a [u8]),
 }
 
 /// The phone's answer.
 enum Reply {
-    Ctap { status: StatusCode, body: Vec<u8>, client_data: ClientData },
+    /// `client_data` is what a built ceremony signed over; `None` for a raw request.
+    Ctap {
+        status: StatusCode,
+        body: Vec<u8>,
+        client_data: Option<ClientData>,
+    },
     Json(Vec<u8>),
 }
 
@@ -116,18 +127,38 @@ struct Answered {
 pub(super) async fn drive(
     conn: TunnelConnection,
     start: Start<'_>,
-    request: CeremonyRequest,
+    request: DesktopRequest,
     config: &DesktopConfig,
     linking: Option<LinkSink>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
-) -> Result<(CeremonyOutcome, Option<LateUpdates>), CeremonyError> {
-    let ask = Ask::Ceremony(&request);
-    let (reply, late) = exchange(conn, start, ask, config, linking, progress, cancel).await?;
+) -> Result<(DesktopOutcome, Option<LateUpdates>), CeremonyError> {
+    let (ask, mode) = match &request {
+        DesktopRequest::Ceremony(r) => (Ask::Ceremony(r), config.late_update_mode),
+        // The client behind a raw request is waiting: never read late updates before it has
+        // its answer.
+        DesktopRequest::Raw(r) => (Ask::Raw(r), LateUpdateMode::Detached),
+    };
+    let (reply, late) = exchange(conn, start, ask, config, mode, linking, progress, cancel).await?;
     let Reply::Ctap { status, body, client_data } = reply else {
         return Err(CeremonyError::peer(CeremonyStage::UserResponse, "a JSON reply to CTAP"));
     };
-    let outcome = interpret(&request, status, &body, &client_data, config, progress)?;
+    let outcome = match (&request, client_data) {
+        (DesktopRequest::Ceremony(r), Some(cd)) => {
+            let outcome = interpret(r, status, &body, &cd, config, progress)?;
+            DesktopOutcome::Ceremony(Box::new(outcome))
+        }
+        (DesktopRequest::Raw(_), None) => {
+            DesktopOutcome::Raw(RawCtapReply { status, body, timings: progress.timings().clone() })
+        }
+        _ => {
+            return Err(CeremonyError::new(
+                CeremonyStage::Done,
+                CeremonyErrorKind::Usage,
+                "client data does not match the request kind (a bug)",
+            ))
+        }
+    };
     progress.finish(CeremonyStage::Done, CeremonyStage::Done, ProgressDetail::None);
     Ok((outcome, late))
 }
@@ -141,8 +172,8 @@ pub(super) async fn drive_json(
     progress: &mut StageClock,
     cancel: &CancellationToken,
 ) -> Result<serde_json::Value, CeremonyError> {
-    let ask = Ask::Json(json);
-    let (reply, _late) = exchange(conn, start, ask, config, None, progress, cancel).await?;
+    let (ask, mode) = (Ask::Json(json), config.late_update_mode);
+    let (reply, _late) = exchange(conn, start, ask, config, mode, None, progress, cancel).await?;
     let ur = CeremonyStage::UserResponse;
     let Reply::Json(bytes) = reply else {
         return Err(CeremonyError::peer(ur, "a CTAP reply to a Digital Credentials request"));
@@ -154,12 +185,14 @@ pub(super) async fn drive_json(
     Ok(value)
 }
 
-/// One request/reply on `conn`, then the late-update read per the config's mode.
+/// One request/reply on `conn`, then the late-update read per `mode`.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     mut conn: TunnelConnection,
     start: Start<'_>,
     ask: Ask<'_>,
     config: &DesktopConfig,
+    mode: LateUpdateMode,
     linking: Option<LinkSink>,
     progress: &mut StageClock,
     cancel: &CancellationToken,
@@ -174,7 +207,7 @@ async fn exchange(
         Err(e) => (Err(e), None),
     };
     let window = config.timeouts.late_updates;
-    let late = match (closed, config.late_update_mode) {
+    let late = match (closed, mode) {
         (Some(closed), mode) if mode != LateUpdateMode::BeforeResult => {
             let (progress, cancel) = (progress.clone(), cancel.clone());
             Some(LateUpdates {
@@ -303,12 +336,19 @@ async fn drive_inner(
             .map_err(|e| CeremonyError::classified(ph, "the phone's getInfo is invalid", &e))?,
         None => GetInfo::default(),
     };
+    let wants_json = matches!(ask, Ask::Json(_));
     let (mut awaiting, ct, mut client_data) = match ask {
         Ask::Ceremony(request) => {
             let (command, params, client_data) = build(request, &info)?;
             let (awaiting, ct) =
                 open.send_ctap(command, &params).map_err(|e| session_err(ph, &e))?;
             (awaiting, ct, Some(client_data))
+        }
+        // The client's own bytes; its answer goes back unread (no client data).
+        Ask::Raw(raw) => {
+            let (awaiting, ct) =
+                open.send_ctap(raw.command, &raw.params).map_err(|e| session_err(ph, &e))?;
+            (awaiting, ct, None)
         }
         // Refused with a typed error unless the phone announced "dc" (§8.1).
         Ask::Json(json) => {
@@ -353,10 +393,12 @@ async fn drive_inner(
             }
         })?;
         match awaiting.receive(&msg).map_err(|e| session_err(ur, &e))? {
-            DesktopEvent::CtapResponse { status, body } => match client_data.take() {
-                Some(client_data) => break Reply::Ctap { status, body, client_data },
-                None => return Err(CeremonyError::peer(ur, "a CTAP reply to a JSON request")),
-            },
+            DesktopEvent::CtapResponse { .. } if wants_json => {
+                return Err(CeremonyError::peer(ur, "a CTAP reply to a JSON request"))
+            }
+            DesktopEvent::CtapResponse { status, body } => {
+                break Reply::Ctap { status, body, client_data: client_data.take() }
+            }
             DesktopEvent::JsonResponse(json) => break Reply::Json(json),
             DesktopEvent::LinkingInfo(info) => {
                 if let Some(sink) = linking {

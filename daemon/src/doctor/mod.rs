@@ -27,6 +27,7 @@ mod os;
 pub mod policy;
 pub mod service;
 mod tls;
+pub mod uhid;
 
 pub use network::{ResolveOverride, ResolveTarget};
 
@@ -177,6 +178,8 @@ pub struct DoctorOptions {
     pub policy: Option<crate::policy::SelectedPolicy>,
     /// AAGUID inventory of registered passkeys (`--registered`), with counts.
     pub registered: Option<Vec<(crate::evidence::Aaguid, usize)>>,
+    /// The uhid front's device node when the front is on: adds `uhid.permissions`.
+    pub uhid_device: Option<PathBuf>,
 }
 
 /// The daemon's default control socket.
@@ -197,6 +200,7 @@ impl Default for DoctorOptions {
             proxy_env: None,
             policy: None,
             registered: None,
+            uhid_device: None,
         }
     }
 }
@@ -216,6 +220,9 @@ pub async fn run(opts: &DoctorOptions) -> DoctorReport {
     let mut checks = bt;
     checks.extend(net);
     checks.extend(hid::run(opts));
+    if let Some(device) = &opts.uhid_device {
+        checks.push(uhid::check(device));
+    }
     checks.extend(svc);
     if let Some(sel) = &opts.policy {
         checks.extend(policy::checks(sel, opts.registered.as_deref()));

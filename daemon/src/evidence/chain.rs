@@ -2,23 +2,19 @@
 //! the attestation root certificates of a FIDO MDS3 entry (`attestationRootCertificates`).
 //!
 //! What is checked: each certificate is signed by the next one in `x5c` (issuer name equal to
-//! the signer's subject, ECDSA P-256/SHA-256 signature over the TBS bytes), and the last one is
+//! the signer's subject, the signature over the TBS bytes), and the last one is
 //! either itself one of the roots or signed by a root whose subject is its issuer. A leaf that
 //! carries the `id-fido-gen-ce-aaguid` extension must name the authenticator data's AAGUID.
 //!
 //! What is not: validity periods, revocation, key usage and path-length constraints. The
 //! verdict is a lab statement ("this chain leads to the vendor's root in the blob you gave"),
-//! not a production trust decision; Entra's own checks stay authoritative. Algorithms other
-//! than ECDSA P-256 with SHA-256 are reported as "not verified: unsupported", never as valid.
+//! not a production trust decision; Entra's own checks stay authoritative. Signatures: ECDSA
+//! P-256/SHA-256 and RSA PKCS#1 v1.5 (SHA-1/256/384/512, the TPM vendors' CAs); others (Apple's
+//! ECDSA P-384) are reported as "not verified: unsupported", never as valid.
 
 use cablebridge_protocol::authenticator::OID_FIDO_GEN_CE_AAGUID;
-use cablebridge_protocol::ctap2::attestation::leaf_public_key;
-use p256::ecdsa::signature::Verifier;
-use x509_cert::der::{Decode, Encode};
+use x509_cert::der::Decode;
 use x509_cert::Certificate;
-
-/// `ecdsa-with-SHA256` (RFC 5758 §3.2).
-const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
 
 /// What the chain check established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,28 +61,14 @@ fn parse(der: &[u8], what: &str) -> Result<Certificate, String> {
 }
 
 /// Whether `cert` is signed by `issuer` (name chaining and signature).
-fn signed_by(cert: &Certificate, issuer_der: &[u8], issuer: &Certificate) -> Result<(), String> {
+fn signed_by(cert: &Certificate, _issuer_der: &[u8], issuer: &Certificate) -> Result<(), String> {
     if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
         return Err(format!(
             "issuer {} is not the subject {}",
             cert.tbs_certificate.issuer, issuer.tbs_certificate.subject
         ));
     }
-    let alg = cert.signature_algorithm.oid.to_string();
-    if alg != ECDSA_WITH_SHA256 {
-        return Err(format!("unsupported signature algorithm {alg} (only ECDSA P-256/SHA-256)"));
-    }
-    let key = leaf_public_key(issuer_der)
-        .map_err(|e| format!("issuer key of {}: {e}", issuer.tbs_certificate.subject))?;
-    let tbs = cert.tbs_certificate.to_der().map_err(|_| "certificate does not re-encode")?;
-    let sig = cert
-        .signature
-        .as_bytes()
-        .and_then(|b| p256::ecdsa::Signature::from_der(b).ok())
-        .ok_or("signature is not a DER ECDSA signature")?;
-    p256::ecdsa::VerifyingKey::from(&key)
-        .verify(&tbs, &sig)
-        .map_err(|_| format!("signature of {} does not verify", cert.tbs_certificate.subject))
+    super::attestation::certificate_signed_by(cert, issuer)
 }
 
 /// The `id-fido-gen-ce-aaguid` extension of a certificate (WebAuthn §8.2.1): `None` when absent,

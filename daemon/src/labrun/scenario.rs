@@ -358,15 +358,7 @@ fn line_of(text: &str, at: usize) -> usize {
 
 /// `"500ms"`, `"30s"`, `"2m"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (digits, unit) = t.find(|c: char| !c.is_ascii_digit()).map_or((t, ""), |i| t.split_at(i));
-    let n: u64 = digits.parse().map_err(|_| format!("timeout {s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(format!("timeout {s:?}: unit must be ms, s or m")),
-    }
+    crate::ceremony::parse_duration(s).map_err(|e| format!("timeout {e}"))
 }
 
 #[cfg(test)]

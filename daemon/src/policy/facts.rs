@@ -1,21 +1,21 @@
 //! [`CeremonyFacts`] from the engine's ceremony results: the one place that knows the result
 //! types, so the verdict rules stay a pure function over plain data.
 
-use cablebridge_protocol::ctap2::{
-    AttestationObject, AttestationStatement, AttestationType, AuthDataFlags, AuthenticatorData,
-};
+use cablebridge_protocol::ctap2::{AttestationObject, AuthDataFlags, AuthenticatorData};
 use sha2::{Digest, Sha256};
 
 use super::verdict::{AttestationFacts, CeremonyFacts, CeremonyKind, SignatureStatus};
 use crate::ceremony::{AuthenticationResult, RegistrationResult, TransportKind};
+use crate::evidence::attestation::{self, AttestationReport, AttestationType};
 use crate::evidence::{Aaguid, AaguidTable, ChainStatus};
 
 fn flags(flags: AuthDataFlags) -> (bool, bool) {
     (flags.contains(AuthDataFlags::BE), flags.contains(AuthDataFlags::BS))
 }
 
-/// The attestation of a registration: signature over `authData ‖ SHA-256(clientDataJSON)` and,
-/// for packed statements with `x5c`, the chain against the table's metadata roots.
+/// The attestation of a registration: the statement verified by its format's rules
+/// ([`attestation::verify`], every WebAuthn format) and its x5c chain against the table's
+/// metadata roots.
 pub fn attestation_facts(
     object: &AttestationObject,
     client_data_json: &[u8],
@@ -23,17 +23,29 @@ pub fn attestation_facts(
     table: &AaguidTable,
 ) -> AttestationFacts {
     let hash: [u8; 32] = Sha256::digest(client_data_json).into();
-    let signature = match object.verify(&hash) {
-        Ok(AttestationType::None) => SignatureStatus::Unsigned,
-        Ok(AttestationType::SelfAttestation) => SignatureStatus::SelfAttestation,
+    match attestation::verify(&object.to_bytes(), &hash) {
+        Ok(report) => report_facts(&report.with_roots(table.roots(aaguid))),
+        Err(e) => AttestationFacts {
+            format: object.fmt.clone(),
+            signature: SignatureStatus::Invalid(e.to_string()),
+            chain: ChainStatus::NoCertificates,
+        },
+    }
+}
+
+/// The policy's view of an attestation report (chain status as the report's `trust`).
+pub fn report_facts(report: &AttestationReport) -> AttestationFacts {
+    let signature = match &report.outcome {
+        Ok(v) if v.kind == AttestationType::None => SignatureStatus::Unsigned,
+        Ok(v) if v.kind == AttestationType::SelfAttestation => SignatureStatus::SelfAttestation,
         Ok(_) => SignatureStatus::Verified,
         Err(e) => SignatureStatus::Invalid(e.to_string()),
     };
-    let chain = match object.statement() {
-        Ok(AttestationStatement::Packed { x5c, .. }) => table.verify_chain(aaguid, &x5c),
-        _ => ChainStatus::NoCertificates,
-    };
-    AttestationFacts { format: object.fmt.clone(), signature, chain }
+    AttestationFacts {
+        format: report.format.as_str().to_owned(),
+        signature,
+        chain: report.trust.clone(),
+    }
 }
 
 impl CeremonyFacts {
@@ -45,8 +57,15 @@ impl CeremonyFacts {
             .and_then(|o| o.auth_data().ok())
             .map(|d| flags(d.flags))
             .unwrap_or_default();
-        let attestation =
-            parsed.map(|o| attestation_facts(&o, &result.client_data_json, &result.aaguid, table));
+        // The report the result carries was checked against the engine's table; a different
+        // table here (a judge loaded with other metadata) re-checks the chain with its roots.
+        let attestation = match &result.attestation {
+            Ok(report) => {
+                Some(report_facts(&(**report).clone().with_roots(table.roots(&result.aaguid))))
+            }
+            Err(_) => parsed
+                .map(|o| attestation_facts(&o, &result.client_data_json, &result.aaguid, table)),
+        };
         CeremonyFacts {
             kind: CeremonyKind::Registration,
             cross_device: result.transport == TransportKind::Hybrid,

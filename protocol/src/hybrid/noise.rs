@@ -88,13 +88,59 @@ pub struct Established {
     pub handshake_hash: [u8; 32],
 }
 
+/// A static P-256 key with its public half computed once, when the key is made or loaded.
+///
+/// Computing a public key is a scalar multiplication: as much work as an ECDH, about a quarter
+/// of a desktop's KNpsk0 handshake. The desktop's QR identity key needs its public half twice
+/// (key 0 of the QR code, and the handshake transcript `-> s`), so [`QrPayload::generate`]
+/// returns this pair and the handshake hashes the cached half instead of recomputing it.
+///
+/// The secret half is zeroized on drop (`SecretKey` does that) and never printed by `Debug`.
+///
+/// [`QrPayload::generate`]: crate::hybrid::qr::QrPayload::generate
+#[derive(Clone)]
+pub struct IdentityKeyPair {
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+impl IdentityKeyPair {
+    /// The pair of `secret` (computes the public half: one scalar multiplication).
+    pub fn new(secret: SecretKey) -> Self {
+        let public = secret.public_key();
+        IdentityKeyPair { secret, public }
+    }
+
+    /// The private half.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
+    /// The public half (cached).
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+}
+
+impl From<SecretKey> for IdentityKeyPair {
+    fn from(secret: SecretKey) -> Self {
+        IdentityKeyPair::new(secret)
+    }
+}
+
+impl fmt::Debug for IdentityKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityKeyPair").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
 /// The desktop's static-key knowledge per handshake kind.
 #[derive(Debug, Clone, Copy)]
 pub enum InitiatorKeys<'a> {
-    /// KNpsk0: the desktop's QR identity key (`-> s`).
+    /// KNpsk0: the desktop's QR identity key (`-> s`), with its public half cached.
     Qr {
-        /// The private key whose public half the QR code carries.
-        desktop_identity: &'a SecretKey,
+        /// The key pair whose public half the QR code carries.
+        desktop_identity: &'a IdentityKeyPair,
     },
     /// NKpsk0: the phone's identity public key from stored linking info (`<- s`).
     Linked {
@@ -223,17 +269,20 @@ fn parse_point(bytes: &[u8]) -> Result<PublicKey, HandshakeError> {
     PublicKey::from_sec1_bytes(bytes).map_err(|_| HandshakeError::BadPoint)
 }
 
-fn split_message(msg: &[u8]) -> Result<(PublicKey, &[u8]), HandshakeError> {
+/// The peer's ephemeral (parsed, and its 65 wire bytes: the parse accepted only the uncompressed
+/// form, so they are exactly what re-encoding the point would give, without the work) and the tag.
+fn split_message(msg: &[u8]) -> Result<(PublicKey, &[u8], &[u8]), HandshakeError> {
     if msg.len() != HANDSHAKE_MESSAGE_LEN {
         return Err(HandshakeError::WrongLength(msg.len()));
     }
     let (point, tag) = msg.split_at(POINT_LEN);
-    Ok((parse_point(point)?, tag))
+    Ok((parse_point(point)?, point, tag))
 }
 
-fn write_message(e: &PublicKey, tag: &[u8; 16]) -> [u8; HANDSHAKE_MESSAGE_LEN] {
+/// `e_bytes`: the 65-byte uncompressed ephemeral (already encoded for the transcript).
+fn write_message(e_bytes: &[u8], tag: &[u8; 16]) -> [u8; HANDSHAKE_MESSAGE_LEN] {
     let mut msg = [0u8; HANDSHAKE_MESSAGE_LEN];
-    msg[..POINT_LEN].copy_from_slice(e.to_encoded_point(false).as_bytes());
+    msg[..POINT_LEN].copy_from_slice(e_bytes);
     msg[POINT_LEN..].copy_from_slice(tag);
     msg
 }
@@ -271,8 +320,8 @@ impl Initiator {
     ) -> (Initiator, [u8; HANDSHAKE_MESSAGE_LEN]) {
         let (mut sym, desktop_identity) = match keys {
             InitiatorKeys::Qr { desktop_identity } => (
-                SymmetricState::new(KN_NAME, KN_PROLOGUE, &desktop_identity.public_key()),
-                Some(desktop_identity.clone()),
+                SymmetricState::new(KN_NAME, KN_PROLOGUE, &desktop_identity.public),
+                Some(desktop_identity.secret.clone()),
             ),
             InitiatorKeys::Linked { phone_identity } => {
                 (SymmetricState::new(NK_NAME, NK_PROLOGUE, phone_identity), None)
@@ -287,15 +336,14 @@ impl Initiator {
             sym.mix_dh(&ephemeral, phone_identity); // es
         }
         let tag = sym.encrypt_empty();
-        (Initiator { sym, ephemeral, desktop_identity }, write_message(&e_pub, &tag))
+        (Initiator { sym, ephemeral, desktop_identity }, write_message(e_bytes.as_bytes(), &tag))
     }
 
     /// Processes message 2 and completes the handshake (desktop: write = k1, read = k2).
     pub fn read_response(mut self, msg2: &[u8]) -> Result<Established, HandshakeError> {
-        let (re, tag) = split_message(msg2)?;
-        let re_bytes = re.to_encoded_point(false);
-        self.sym.mix_hash(re_bytes.as_bytes());
-        self.sym.mix_key(re_bytes.as_bytes());
+        let (re, re_bytes, tag) = split_message(msg2)?;
+        self.sym.mix_hash(re_bytes);
+        self.sym.mix_key(re_bytes);
         self.sym.mix_dh(&self.ephemeral, &re); // ee
         if let Some(s) = &self.desktop_identity {
             self.sym.mix_dh(s, &re); // se
@@ -323,7 +371,7 @@ pub fn respond_with_ephemeral(
     msg1: &[u8],
     ephemeral: SecretKey,
 ) -> Result<(Established, [u8; HANDSHAKE_MESSAGE_LEN]), HandshakeError> {
-    let (re, tag1) = split_message(msg1)?;
+    let (re, re_bytes, tag1) = split_message(msg1)?;
     let mut sym = match keys {
         ResponderKeys::Qr { desktop_identity } => {
             SymmetricState::new(KN_NAME, KN_PROLOGUE, desktop_identity)
@@ -333,9 +381,8 @@ pub fn respond_with_ephemeral(
         }
     };
     sym.mix_key_and_hash(psk.expose());
-    let re_bytes = re.to_encoded_point(false);
-    sym.mix_hash(re_bytes.as_bytes());
-    sym.mix_key(re_bytes.as_bytes());
+    sym.mix_hash(re_bytes);
+    sym.mix_key(re_bytes);
     if let ResponderKeys::Linked { phone_identity } = keys {
         sym.mix_dh(phone_identity, &re); // es
     }
@@ -350,7 +397,7 @@ pub fn respond_with_ephemeral(
         sym.mix_dh(&ephemeral, desktop_identity); // se
     }
     let tag2 = sym.encrypt_empty();
-    Ok((establish(&sym, false), write_message(&e_pub, &tag2)))
+    Ok((establish(&sym, false), write_message(e_bytes.as_bytes(), &tag2)))
 }
 
 #[cfg(test)]
@@ -362,7 +409,7 @@ mod tests {
     fn run(kn: bool) -> (Established, Established) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let psk = Psk::new([9; 32]);
-        let desktop = SecretKey::random(&mut rng);
+        let desktop = IdentityKeyPair::new(SecretKey::random(&mut rng));
         let phone = SecretKey::random(&mut rng);
         let (dpub, ppub) = (desktop.public_key(), phone.public_key());
         let (ik, rk) = if kn {
@@ -398,7 +445,7 @@ mod tests {
     fn malformed_messages_are_rejected() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let psk = Psk::new([9; 32]);
-        let desktop = SecretKey::random(&mut rng);
+        let desktop = IdentityKeyPair::new(SecretKey::random(&mut rng));
         let dpub = desktop.public_key();
         let rk = ResponderKeys::Qr { desktop_identity: &dpub };
         let (_, m1) =
@@ -417,6 +464,17 @@ mod tests {
         let wrong = Psk::new([8; 32]);
         let e = respond(rk, &wrong, &m1, &mut rng).unwrap_err();
         assert_eq!((e.stage(), e.fault()), (Stage::Handshake, Fault::Peer));
+    }
+
+    #[test]
+    fn identity_pair_caches_the_public_half_and_hides_the_secret() {
+        let secret = SecretKey::from_slice(&[7; 32]).unwrap();
+        let pair = IdentityKeyPair::new(secret.clone());
+        assert_eq!(pair.public_key(), secret.public_key());
+        assert_eq!(pair.secret().to_bytes(), secret.to_bytes());
+        let shown = format!("{pair:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(!shown.contains(&hex::encode(secret.to_bytes())), "{shown}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::error::{Classify, Fault, Stage};
 use crate::hybrid::digits::{self, DigitsError};
 use crate::hybrid::domain::DomainId;
 use crate::hybrid::keys::QrSecret;
+use crate::hybrid::noise::IdentityKeyPair;
 use crate::hybrid::tunnel::TunnelId;
 use core::fmt;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -109,14 +110,15 @@ pub struct QrPayload {
 }
 
 impl QrPayload {
-    /// Fresh key pair and secret for a desktop. `unix_time_secs` becomes key 3.
+    /// Fresh key pair and secret for a desktop. `unix_time_secs` becomes key 3. The pair keeps
+    /// its public half, so the handshake does not compute it again.
     pub fn generate(
         rng: &mut impl rand_core::CryptoRngCore,
         unix_time_secs: u64,
         hint: RequestHint,
         linking: bool,
-    ) -> (p256::SecretKey, QrPayload) {
-        let sk = p256::SecretKey::random(rng);
+    ) -> (IdentityKeyPair, QrPayload) {
+        let sk = IdentityKeyPair::new(p256::SecretKey::random(rng));
         let payload = QrPayload {
             public_key: sk.public_key(),
             secret: QrSecret::random(rng),

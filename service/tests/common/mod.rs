@@ -230,3 +230,14 @@ pub async fn wait_end(client: &mut Client, session: u64) -> Vec<Value> {
         }
     }
 }
+
+/// `status` over a fresh connection, from sync code (a closure in `eventually`): opens and
+/// closes its own socket.
+pub fn status_now(daemon: &Daemon) -> Value {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
+}

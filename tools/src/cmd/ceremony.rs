@@ -10,7 +10,7 @@ use crate::cmd::qr::render_terminal;
 use crate::output::{CmdError, Exit, Report};
 use cablebridged::ceremony::{
     from_b64url, AuthenticateOptions, CeremonyError, CeremonyEvent, CeremonyStage, EventSink,
-    ProgressDetail, RegisterOptions, Requirement,
+    RegisterOptions, Requirement,
 };
 use clap::{Args, ValueEnum};
 use serde_json::Value;
@@ -80,17 +80,7 @@ pub struct CeremonyArgs {
 }
 
 /// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    }
-}
+pub use cablebridged::ceremony::parse_duration;
 
 fn b64_arg(what: &str, s: &str) -> Result<Vec<u8>, CmdError> {
     from_b64url(s).ok_or_else(|| CmdError::usage(format!("{what} is not valid base64url: {s:?}")))
@@ -143,10 +133,12 @@ impl CeremonyArgs {
 
 /// A [`CeremonyError`] as a CLI failure: its exit code ([`Exit::from`]), message and stage.
 pub fn ceremony_error(e: CeremonyError) -> CmdError {
-    CmdError { exit: Exit::from(&e), message: e.to_string(), stage: Some(e.stage.as_str()) }
+    CmdError { exit: Exit::from(&e), message: e.to_string(), stage: Some(e.stage.as_str().into()) }
 }
 
-/// Prints progress: JSON lines on stdout, or QR + staged lines on stderr.
+/// Prints progress: JSON lines on stdout, or QR + staged lines on stderr. The same renderer
+/// shows a daemon's `ceremony.event` objects (they are these JSON lines plus `session`), so
+/// both paths print byte for byte the same: the human text is made from the JSON line.
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
     /// `--json`.
@@ -166,13 +158,21 @@ impl Renderer {
     /// The human text (and QR drawing) of one event.
     pub fn human_text(event: &CeremonyEvent) -> String {
         match event {
-            CeremonyEvent::Warning { elapsed_ms, message, .. } => {
-                format!("[{elapsed_ms:>6} ms] warning: {message}\n")
-            }
             CeremonyEvent::Phone { elapsed_ms, event } => {
                 format!("{}\n", event.to_human(*elapsed_ms))
             }
-            CeremonyEvent::Qr { url } => {
+            other => Self::event_line(other).map(|v| Self::human_line(&v)).unwrap_or_default(),
+        }
+    }
+
+    /// The human text of a `qr`, `progress` or `warning` JSON line (empty for anything else).
+    pub fn human_line(line: &Value) -> String {
+        let text = |key: &str| line.get(key).and_then(Value::as_str).unwrap_or_default();
+        let elapsed_ms = line.get("elapsed_ms").and_then(Value::as_u64).unwrap_or(0);
+        match text("event") {
+            "warning" => format!("[{elapsed_ms:>6} ms] warning: {}\n", text("message")),
+            "qr" => {
+                let url = text("url");
                 let mut out = String::new();
                 if let Ok(drawing) = render_terminal(url) {
                     out.push_str(&drawing);
@@ -181,39 +181,52 @@ impl Renderer {
                 out.push_str(&format!("Scan with your phone's camera, or paste: {url}\n"));
                 out
             }
-            CeremonyEvent::Progress(event) => {
-                let extra = match &event.detail {
-                    ProgressDetail::Advert { rssi: Some(r), routing_id, .. } => {
-                        format!(" (RSSI {r} dBm, routing id {routing_id})")
+            "progress" => {
+                let extra = match (line.get("routing_id"), line.get("detail")) {
+                    (Some(routing_id), _) => {
+                        let routing_id = routing_id.as_str().unwrap_or_default();
+                        match line.get("rssi").and_then(Value::as_i64) {
+                            Some(r) => format!(" (RSSI {r} dBm, routing id {routing_id})"),
+                            None => format!(" (routing id {routing_id})"),
+                        }
                     }
-                    ProgressDetail::Advert { rssi: None, routing_id, .. } => {
-                        format!(" (routing id {routing_id})")
-                    }
-                    ProgressDetail::Text(t) => format!(" ({t})"),
+                    (None, Some(Value::String(t))) => format!(" ({t})"),
                     _ => String::new(),
                 };
-                let stage = event.stage;
-                format!(
-                    "[{:>6} ms] {}{extra}\n",
-                    event.elapsed_ms,
-                    if stage == CeremonyStage::Done { "done" } else { stage.finished_text() }
-                )
+                let name = text("stage");
+                let said = match CeremonyStage::from_name(name) {
+                    Some(CeremonyStage::Done) => "done",
+                    Some(stage) => stage.finished_text(),
+                    None => name,
+                };
+                format!("[{elapsed_ms:>6} ms] {said}{extra}\n")
             }
             _ => String::new(),
+        }
+    }
+
+    /// Shows one `qr`/`progress`/`warning` JSON line: on stdout with `--json` (a reader that
+    /// went away ends the process quietly, see `output::print_stdout`), else as text on stderr.
+    pub fn show_line(&self, line: &Value) {
+        if self.json {
+            crate::output::print_stdout(&format!("{line}\n"));
+        } else {
+            let _ = std::io::stderr().write_all(Self::human_line(line).as_bytes());
         }
     }
 }
 
 impl EventSink for Renderer {
     fn emit(&self, event: &CeremonyEvent) {
-        if self.json {
-            if let Some(line) = Self::event_line(event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
+        match event {
+            CeremonyEvent::Phone { .. } if !self.json => {
+                let _ = std::io::stderr().write_all(Self::human_text(event).as_bytes());
             }
-        } else {
-            let _ = std::io::stderr().write_all(Self::human_text(event).as_bytes());
+            _ => {
+                if let Some(line) = Self::event_line(event) {
+                    self.show_line(&line);
+                }
+            }
         }
     }
 }
@@ -233,6 +246,22 @@ pub fn result_report(result: &Value, extra: Vec<(&'static str, Value)>) -> Repor
     report
 }
 
+/// A daemon's `result` object (the `ceremony.event` params minus `session`) as the same
+/// [`Report`] [`result_report`] makes in this process: the result fields in their order, then
+/// `verification`, then what the evidence flags added (`attestation_chain`, `policy`).
+pub fn daemon_result_report(result: &Value) -> Report {
+    let mut report = result_report(result, Vec::new());
+    let Value::Object(fields) = result else { return report };
+    let known = |k: &str| cablebridged::ceremony::RESULT_FIELDS.contains(&k) || k == "session";
+    if let Some(v) = fields.get("verification") {
+        report = report.field("verification", v.clone());
+    }
+    for (k, v) in fields.iter().filter(|(k, _)| !known(k) && *k != "verification") {
+        report = report.field_named(k.clone(), v.clone());
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,8 +277,64 @@ mod tests {
     }
 
     #[test]
+    fn human_text_of_every_event_kind() {
+        use cablebridged::ceremony::{ProgressDetail, ProgressEvent};
+        let progress = |stage, detail| {
+            CeremonyEvent::Progress(ProgressEvent { stage, elapsed_ms: 42, stage_ms: 1, detail })
+        };
+        let advert = |rssi| ProgressDetail::Advert {
+            rssi,
+            routing_id: "A1B2C3".into(),
+            tunnel_host: "cable.ua5v.com".into(),
+            suffix: None,
+        };
+        let cases = [
+            (
+                progress(CeremonyStage::Advert, advert(Some(-60))),
+                "[    42 ms] advert received (RSSI -60 dBm, routing id A1B2C3)\n",
+            ),
+            (
+                progress(CeremonyStage::Advert, advert(None)),
+                "[    42 ms] advert received (routing id A1B2C3)\n",
+            ),
+            (
+                progress(CeremonyStage::UserPresence, ProgressDetail::Text("touch".into())),
+                "[    42 ms] touch your security key (touch)\n",
+            ),
+            (progress(CeremonyStage::Done, ProgressDetail::None), "[    42 ms] done\n"),
+            (
+                CeremonyEvent::Warning {
+                    stage: CeremonyStage::Advert,
+                    elapsed_ms: 7,
+                    message: "odd".into(),
+                },
+                "[     7 ms] warning: odd\n",
+            ),
+        ];
+        for (event, text) in cases {
+            assert_eq!(Renderer::human_text(&event), text);
+        }
+    }
+
+    #[test]
+    fn daemon_result_keeps_the_in_process_field_order() {
+        let obj = json!({"event": "result", "session": 3, "aaguid": "x", "policy": {"v": 1},
+            "verification": {"ok": true}, "attestation_chain": null, "ceremony": "register"});
+        let report = daemon_result_report(&obj);
+        let local = result_report(
+            &obj,
+            vec![
+                ("verification", json!({"ok": true})),
+                ("attestation_chain", Value::Null),
+                ("policy", json!({"v": 1})),
+            ],
+        );
+        assert_eq!(format!("{report:?}"), format!("{local:?}"));
+    }
+
+    #[test]
     fn qr_event_then_progress_line() {
-        use cablebridged::ceremony::ProgressEvent;
+        use cablebridged::ceremony::{ProgressDetail, ProgressEvent};
         let qr = CeremonyEvent::Qr { url: "FIDO:/123".into() };
         assert_eq!(Renderer::event_line(&qr), Some(json!({"event": "qr", "url": "FIDO:/123"})));
         assert!(Renderer::human_text(&qr).contains("FIDO:/123"));

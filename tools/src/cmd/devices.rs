@@ -9,14 +9,12 @@ mod watch;
 
 use std::time::Duration;
 
-use cablebridged::ctap::{open_client, Call, DeviceProgress, OpenOptions};
-use cablebridged::evidence::aaguid::{Aaguid, AaguidTable};
-use cablebridged::hid::{enumerate, DeviceAddress, HidrawOptions};
+use cablebridged::ctap::list_devices;
+use cablebridged::hid::DeviceAddress;
 use clap::Args;
-use serde_json::{json, Value};
-use tokio::time::Instant;
+use serde_json::Value;
 
-use crate::cmd::usb::{block_on, hex};
+use crate::cmd::usb::block_on;
 use crate::output::{CmdError, Report};
 
 /// Arguments of `devices`.
@@ -47,55 +45,9 @@ pub fn run(args: &DevicesArgs, json: bool) -> Result<Report, CmdError> {
         extra.push(d.parse::<DeviceAddress>().map_err(|e| CmdError::usage(e.to_string()))?);
     }
     block_on(|cancel| async move {
-        let found = enumerate(&HidrawOptions::default().roots);
-        let table = AaguidTable::built_in();
-        let mut entries: Vec<(DeviceAddress, Value)> = found
-            .devices
-            .iter()
-            .map(|d| {
-                let entry = json!({
-                    "path": d.path.display().to_string(),
-                    "vendor_id": d.vendor_id.map(|v| format!("{v:04x}")),
-                    "product_id": d.product_id.map(|v| format!("{v:04x}")),
-                    "manufacturer": d.manufacturer,
-                    "product": d.product.clone().or_else(|| d.hid_name.clone()),
-                    "serial": d.serial,
-                });
-                (DeviceAddress::Hidraw(d.path.clone()), entry)
-            })
-            .collect();
-        for address in extra {
-            let entry = json!({"path": address.to_string(), "transport": "udp-hid"});
-            entries.push((address, entry));
-        }
-        let mut devices = Vec::new();
-        let mut lines = String::new();
-        for (address, mut entry) in entries {
-            let mut ignore = |_: DeviceProgress| {};
-            let mut call = Call {
-                deadline: Instant::now() + Duration::from_millis(1500),
-                cancel: &cancel,
-                progress: &mut ignore,
-            };
-            match open_client(&address, &OpenOptions::default(), &mut call).await {
-                Ok(client) => {
-                    let aaguid = Aaguid(client.info().aaguid);
-                    entry["aaguid"] = json!(hex(&aaguid.0));
-                    entry["model"] = json!(table.describe(&aaguid));
-                    entry["versions"] = json!(client.info().versions);
-                    lines.push_str(&format!("{address}: {}\n", table.describe(&aaguid)));
-                }
-                Err(e) => {
-                    entry["problem"] = json!(e.to_string());
-                    lines.push_str(&format!("{address}: cannot open: {e}\n"));
-                }
-            }
-            devices.push(entry);
-        }
-        for skipped in &found.skipped {
-            devices.push(json!({"path": skipped.name, "problem": skipped.reason}));
-            lines.push_str(&format!("{}: skipped: {}\n", skipped.name, skipped.reason));
-        }
+        let listed = list_devices(extra, Duration::from_millis(1500), &cancel).await;
+        let mut lines: String = listed.iter().map(|d| format!("{}\n", d.line)).collect();
+        let devices: Vec<Value> = listed.into_iter().map(|d| d.json).collect();
         if devices.is_empty() {
             lines.push_str("no FIDO security key found\n");
         }

@@ -26,6 +26,7 @@ pub mod runs;
 pub mod tunnel_server;
 pub mod usb;
 pub mod virtual_key;
+pub mod watch;
 pub mod wink;
 
 use crate::cli::{Cli, Command};
@@ -58,6 +59,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Run(a) => run::run(a, &cli.global),
         Command::Runs(c) => runs::run(c, &cli.global),
         Command::Status(a) => daemon::status(a),
+        // Prints events as they come; its exit code is the watched session's (see cmd/watch.rs).
+        Command::Watch(_) => Err(CmdError::usage("watch is dispatched by main")),
         Command::Completions(a) => daemon::completions(a, cli.global.json),
         Command::Man(a) => daemon::man(a),
         // Prints one line per measurement as it goes (see cmd/bench.rs).

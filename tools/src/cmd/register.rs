@@ -3,11 +3,17 @@
 //! engine's one entry point `cablebridged::ceremony::run`. This module only turns flags into a
 //! `Transport` and a request; Ctrl-C cancels the ceremony in any stage (exit 1, an `error` event
 //! naming the stage). Flags shared by both transports live in [`super::ceremony`].
+//!
+//! Through the daemon (`--daemon`, or by default when its socket is reachable) the same flags
+//! become the `ceremony.*` params ([`daemon_params`]) and `super::daemon::follow` prints what
+//! the in-process path prints. [`needs_this_process`] is the per-flag table of what only this
+//! process can serve (README "Through the daemon").
 
 use crate::cmd::ceremony::{
     ceremony_error, parse_duration, result_report, CeremonyArgs, Renderer, RequirementArg,
     TransportArg,
 };
+use crate::cmd::daemon::SocketArgs;
 use crate::output::GlobalOpts;
 use crate::output::{CmdError, Report};
 use cablebridge_protocol::cbor::Value;
@@ -20,7 +26,8 @@ use cablebridged::ceremony::{
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::store::{default_state_dir, LinkStore};
 use clap::Args;
-use std::path::PathBuf;
+use serde_json::{json, Map, Value as Json};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +87,9 @@ pub struct RegisterArgs {
     /// Entra policy verdict and MDS metadata.
     #[command(flatten)]
     pub policy: crate::cmd::policy_flags::PolicyArgs,
+    /// The daemon's socket (see --daemon).
+    #[command(flatten)]
+    pub daemon: SocketArgs,
     /// Account name of the new credential.
     #[arg(long)]
     pub user_name: String,
@@ -108,6 +118,9 @@ pub struct AuthenticateArgs {
     /// Entra policy verdict and MDS metadata.
     #[command(flatten)]
     pub policy: crate::cmd::policy_flags::PolicyArgs,
+    /// The daemon's socket (see --daemon).
+    #[command(flatten)]
+    pub daemon: SocketArgs,
     /// With --policy: the AAGUID the credential was registered with (assertions carry none),
     /// for the key-restriction rule.
     #[arg(long, value_name = "UUID", value_parser = crate::cmd::policy_flags::parse_aaguid)]
@@ -118,6 +131,10 @@ pub struct AuthenticateArgs {
     /// The credential's public key (`public_key_cose` from `register`) to verify the signature.
     #[arg(long, value_name = "BASE64URL")]
     pub public_key: Option<String>,
+    /// Several discoverable credentials for the RP on a USB key: use the Nth (1-based, the
+    /// key's order); all are listed in the result's `credentials` [default: the first].
+    #[arg(long, value_name = "N")]
+    pub pick: Option<usize>,
 }
 
 /// Runs `register`.
@@ -130,8 +147,25 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.resident_key,
     )?;
     let policy = args.policy.load()?;
-    let outcome =
-        run(c, &args.hybrid, &args.usb, CeremonyRequest::Register(options), global, &policy)?;
+    let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
+    params.insert("user_name".into(), json!(args.user_name));
+    insert_opt(&mut params, "user_id", args.user_id.as_deref());
+    insert_opt(&mut params, "display_name", args.display_name.as_deref());
+    params.insert("resident_key".into(), json!(requirement(args.resident_key)));
+    let route = Route { method: "ceremony.register", params, socket: &args.daemon };
+    let outcome = run(
+        c,
+        &args.hybrid,
+        &args.usb,
+        CeremonyRequest::Register(options),
+        global,
+        &policy,
+        route,
+    )?;
+    let outcome = match outcome {
+        Ran::Daemon(result) => return Ok(crate::cmd::ceremony::daemon_result_report(&result)),
+        Ran::Here(outcome) => *outcome,
+    };
     let CeremonyOutcome::Registered(reg) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with an assertion"));
     };
@@ -142,9 +176,17 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 
 /// Runs `authenticate`.
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
-    let options = args.ceremony.authenticate_options(&args.allow_credential)?;
+    let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
+    options.pick = args.pick;
+    options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
+    let mut params = daemon_params(&args.ceremony, &args.hybrid, &args.usb, &args.policy)?;
+    params.insert("allow_credentials".into(), json!(args.allow_credential));
+    insert_opt(&mut params, "public_key", args.public_key.as_deref());
+    let aaguid = args.credential_aaguid.map(|a| a.to_string());
+    insert_opt(&mut params, "credential_aaguid", aaguid.as_deref());
+    let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon };
     let outcome = run(
         &args.ceremony,
         &args.hybrid,
@@ -152,13 +194,128 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
         CeremonyRequest::Authenticate(options),
         global,
         &policy,
+        route,
     )?;
+    let outcome = match outcome {
+        Ran::Daemon(result) => return Ok(crate::cmd::ceremony::daemon_result_report(&result)),
+        Ran::Here(outcome) => *outcome,
+    };
     let CeremonyOutcome::Authenticated(auth) = &outcome else {
         return Err(CmdError::ceremony("the authenticator answered with a registration"));
     };
     let mut extra = vec![("verification", outcome.verification(key.as_ref()))];
     extra.extend(policy.authentication_fields(auth, args.credential_aaguid));
     Ok(result_report(&auth.to_json(), extra))
+}
+
+/// What the flags need that only this process has, as the reason to run the ceremony here (or,
+/// with `--daemon`, the usage error naming the flag). Everything else is forwarded:
+/// `--advert-source bluez|unix:|unix-stream:` (the daemon scans or binds the socket),
+/// `--linked` (the daemon's linked phones), `--device`, the PIN from `CABLEBRIDGE_PIN` /
+/// `--pin-stdin` (read here, sent as `pin`), `--policy`/`--mds` (absolute paths, read by the
+/// daemon), timeouts, tunnel and WebAuthn options.
+pub fn needs_this_process(c: &CeremonyArgs, h: &HybridArgs) -> Option<String> {
+    if c.transport == TransportArg::Usb {
+        return None;
+    }
+    match h.advert_source.parse::<AdvertSource>() {
+        Ok(AdvertSource::Stdin) => {
+            return Some("--advert-source stdin reads this process's standard input".into())
+        }
+        Ok(AdvertSource::Fifo(_)) => {
+            return Some(
+                "--advert-source fifo: is a feed this process reads (as you, from your files)"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    h.state_dir.as_ref().map(|_| {
+        "--state-dir names this process's link store; the daemon keeps linked phones in its own \
+         state directory"
+            .to_owned()
+    })
+}
+
+/// The `ceremony.*` params both ceremonies share, from the flags (docs/api.md's table).
+fn daemon_params(
+    c: &CeremonyArgs,
+    h: &HybridArgs,
+    u: &crate::cmd::usb::UsbCeremonyArgs,
+    p: &crate::cmd::policy_flags::PolicyArgs,
+) -> Result<Map<String, Json>, CmdError> {
+    let ms = |d: Duration| json!(format!("{}ms", d.as_millis()));
+    let mut params = Map::new();
+    params.insert("rp_id".into(), json!(c.rp_id));
+    insert_opt(&mut params, "origin", c.origin.as_deref());
+    insert_opt(&mut params, "challenge", c.challenge.as_deref());
+    params.insert("uv".into(), json!(requirement(c.uv)));
+    params.insert("user_timeout".into(), ms(c.user_timeout));
+    if let Some(path) = &p.policy {
+        params.insert("policy".into(), json!(absolute(path)?));
+    }
+    insert_opt(&mut params, "profile", p.profile.as_deref());
+    if let Some(path) = &p.mds {
+        params.insert("mds".into(), json!(absolute(path)?));
+    }
+    if c.transport == TransportArg::Usb {
+        params.insert("transport".into(), json!("usb"));
+        params.insert("device".into(), json!(u.device));
+        return Ok(params);
+    }
+    let transport = if h.linked.is_some() { "linked" } else { "hybrid" };
+    params.insert("transport".into(), json!(transport));
+    // The daemon's working directory is not ours: socket paths go absolute.
+    let source = match h.advert_source.split_once(':') {
+        Some((kind @ ("unix" | "unix-stream"), path)) if !path.is_empty() => {
+            format!("{kind}:{}", absolute(Path::new(path))?)
+        }
+        _ => h.advert_source.clone(),
+    };
+    params.insert("advert_source".into(), json!(source));
+    insert_opt(&mut params, "tunnel_url", h.tunnel_url.as_deref());
+    params.insert("allow_insecure_tunnel".into(), json!(h.allow_insecure_tunnel));
+    params.insert("no_linking".into(), json!(h.no_linking));
+    insert_opt(&mut params, "linked", h.linked.as_deref());
+    params.insert("advert_timeout".into(), ms(h.advert_timeout));
+    params.insert("connect_timeout".into(), ms(h.connect_timeout));
+    params.insert("handshake_timeout".into(), ms(h.handshake_timeout));
+    Ok(params)
+}
+
+fn insert_opt(params: &mut Map<String, Json>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        params.insert(key.to_owned(), json!(v));
+    }
+}
+
+fn requirement(r: RequirementArg) -> &'static str {
+    match r {
+        RequirementArg::Required => "required",
+        RequirementArg::Preferred => "preferred",
+        RequirementArg::Discouraged => "discouraged",
+    }
+}
+
+fn absolute(path: &Path) -> Result<String, CmdError> {
+    std::path::absolute(path)
+        .map(|p| p.display().to_string())
+        .map_err(|e| CmdError::environment(format!("cannot resolve {}: {e}", path.display())))
+}
+
+/// The daemon request of one ceremony.
+struct Route<'a> {
+    method: &'static str,
+    params: Map<String, Json>,
+    socket: &'a SocketArgs,
+}
+
+/// Where the ceremony ran and what it gave.
+enum Ran {
+    /// In this process: the engine's outcome.
+    Here(Box<CeremonyOutcome>),
+    /// Through the daemon: its `result` object (the CLI's result line).
+    Daemon(Json),
 }
 
 fn parse_cose_key(s: &str) -> Result<CoseKey, CmdError> {
@@ -177,17 +334,45 @@ fn run(
     request: CeremonyRequest,
     global: &GlobalOpts,
     policy: &crate::cmd::policy_flags::PolicyContext,
-) -> Result<CeremonyOutcome, CmdError> {
+    mut route: Route<'_>,
+) -> Result<Ran, CmdError> {
+    let pin =
+        if c.transport == TransportArg::Usb { crate::cmd::usb::ceremony_pin(u)? } else { None };
     let transport = if c.transport == TransportArg::Usb {
-        let mut usb = crate::cmd::usb::usb_transport(c, u)?;
+        let mut usb = crate::cmd::usb::usb_transport(c, u, pin.as_deref().map(String::as_str))?;
         usb.aaguids = policy.table.clone();
         Transport::Usb(usb)
     } else {
         hybrid_transport(c, h, policy)?
     };
-    let sink = Arc::new(Renderer { json: global.json });
+    let renderer = Renderer { json: global.json };
+    let cli_only = needs_this_process(c, h);
     crate::cmd::usb::block_on(|cancel| async move {
-        ceremony::run(transport, request, Some(sink), cancel).await.map_err(ceremony_error)
+        let daemon = crate::cmd::daemon::connect_for_ceremony(global, route.socket, cli_only);
+        if let Some(mut client) = daemon.await? {
+            if let Some(p) = &pin {
+                // Never logged: the daemon puts it straight into its zeroizing PIN type.
+                route.params.insert("pin".into(), json!(p.as_str()));
+            }
+            let params = Json::Object(std::mem::take(&mut route.params));
+            match crate::cmd::daemon::start(&mut client, route.method, params).await {
+                Ok(session) => {
+                    let path = route.socket.path();
+                    return crate::cmd::daemon::follow(client, &path, session, renderer, cancel)
+                        .await
+                        .map(Ran::Daemon);
+                }
+                Err(e) if global.daemon => return Err(crate::cmd::daemon::refused(e)),
+                Err(e) => global.note(&format!(
+                    "running the ceremony in this process: the daemon did not start it ({e})"
+                )),
+            }
+        }
+        let sink = Arc::new(renderer);
+        ceremony::run(transport, request, Some(sink), cancel)
+            .await
+            .map(|o| Ran::Here(Box::new(o)))
+            .map_err(ceremony_error)
     })
 }
 

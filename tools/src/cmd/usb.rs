@@ -201,23 +201,34 @@ pub struct UsbCeremonyArgs {
     pub pin_stdin: bool,
 }
 
-/// `Transport::Usb` from the ceremony flags: keys, the ceremony timeout, the PIN.
-pub fn usb_transport(
-    c: &crate::cmd::ceremony::CeremonyArgs,
-    u: &UsbCeremonyArgs,
-) -> Result<cablebridged::ceremony::UsbTransport, CmdError> {
-    let devices = parse_addresses(&DeviceArgs { device: u.device.clone(), timeout: 0 })?;
-    // No TTY prompt here: most keys need no PIN, and the error says how to give one.
+/// The PIN of a `--transport usb` ceremony: `CABLEBRIDGE_PIN`, else a stdin line with
+/// `--pin-stdin`, checked (length, characters) before any key or daemon is asked. No TTY prompt
+/// here: most keys need no PIN, and the error says how to give one. The text is wiped on drop;
+/// the daemon path forwards it as the `pin` param over the peer-checked local socket.
+pub fn ceremony_pin(u: &UsbCeremonyArgs) -> Result<Option<zeroize::Zeroizing<String>>, CmdError> {
     let source = PinSource { stdin: u.pin_stdin };
     let pin = match std::env::var("CABLEBRIDGE_PIN").ok() {
         Some(p) => Some(p),
         None if u.pin_stdin => source.read("CABLEBRIDGE_PIN", "PIN: ")?,
         None => None,
     };
-    let pin = pin
-        .map(|p| Pin::new(&p))
-        .transpose()
-        .map_err(|e| CmdError::usage(format!("invalid PIN: {e}")))?;
+    let pin = pin.map(zeroize::Zeroizing::new);
+    if let Some(p) = &pin {
+        Pin::new(p).map_err(|e| CmdError::usage(format!("invalid PIN: {e}")))?;
+    }
+    Ok(pin)
+}
+
+/// `Transport::Usb` from the ceremony flags: keys, the ceremony timeout, the PIN (from
+/// [`ceremony_pin`]).
+pub fn usb_transport(
+    c: &crate::cmd::ceremony::CeremonyArgs,
+    u: &UsbCeremonyArgs,
+    pin: Option<&str>,
+) -> Result<cablebridged::ceremony::UsbTransport, CmdError> {
+    let devices = parse_addresses(&DeviceArgs { device: u.device.clone(), timeout: 0 })?;
+    let pin =
+        pin.map(Pin::new).transpose().map_err(|e| CmdError::usage(format!("invalid PIN: {e}")))?;
     Ok(cablebridged::ceremony::UsbTransport {
         devices,
         timeout: c.user_timeout,

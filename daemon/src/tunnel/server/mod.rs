@@ -72,6 +72,8 @@
 //! connection may hold one partly received message.
 
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod phone;
 mod registry;

@@ -419,6 +419,12 @@ impl Registry {
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Entries counted against the cap right now (tunnels, listeners, contact tunnels).
+    pub fn entries(&self) -> usize {
+        let t = self.lock();
+        t.tunnels.len() + t.listeners.len() + t.contact_tunnels
+    }
+
     fn full(&self, t: &Tables) -> bool {
         t.tunnels.len() + t.listeners.len() + t.contact_tunnels >= self.max_entries
     }

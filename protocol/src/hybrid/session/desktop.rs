@@ -5,7 +5,7 @@ use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
 use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Revision, Update};
-use crate::hybrid::noise::{Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
+use crate::hybrid::noise::{IdentityKeyPair, Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
 use p256::{PublicKey, SecretKey};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -147,10 +147,11 @@ pub struct DesktopHandshake {
 }
 
 impl DesktopHandshake {
-    /// QR-initiated (KNpsk0): `desktop_identity` is the key whose public half is in the QR code.
+    /// QR-initiated (KNpsk0): `desktop_identity` is the key pair whose public half is in the QR
+    /// code.
     pub fn start_qr(
         psk: &Psk,
-        desktop_identity: &SecretKey,
+        desktop_identity: &IdentityKeyPair,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
         Self::start_with_ephemeral(
@@ -181,7 +182,7 @@ impl DesktopHandshake {
         ephemeral: SecretKey,
     ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
         let qr_identity = match keys {
-            InitiatorKeys::Qr { desktop_identity } => Some(desktop_identity.clone()),
+            InitiatorKeys::Qr { desktop_identity } => Some(desktop_identity.secret().clone()),
             InitiatorKeys::Linked { .. } => None,
         };
         let (noise, msg1) = Initiator::start_with_ephemeral(keys, psk, ephemeral);

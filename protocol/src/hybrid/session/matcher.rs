@@ -132,6 +132,7 @@ mod tests {
     use super::*;
     use crate::hybrid::eid::{EidKey, EidPlaintext};
     use crate::hybrid::keys::{LinkSecret, QrSecret};
+    use crate::hybrid::noise::IdentityKeyPair;
     use crate::hybrid::tunnel::RoutingId;
     use p256::SecretKey;
 
@@ -139,8 +140,8 @@ mod tests {
         EidKey::from_qr_secret(&QrSecret::new([b; 16]))
     }
 
-    fn identity() -> SecretKey {
-        SecretKey::from_slice(&[7; 32]).unwrap()
+    fn identity() -> IdentityKeyPair {
+        IdentityKeyPair::new(SecretKey::from_slice(&[7; 32]).unwrap())
     }
 
     fn qr(b: u8) -> DesktopPairing {

@@ -13,7 +13,7 @@
 use super::{DesktopHandshake, PhoneHandshaken, SessionError};
 use crate::hybrid::eid::{EidKey, EidMode, EidPlaintext, OpenedAdvert, TrialOpen, ADVERT_LEN};
 use crate::hybrid::keys::{LinkSecret, Psk, QrSecret};
-use crate::hybrid::noise::HANDSHAKE_MESSAGE_LEN;
+use crate::hybrid::noise::{IdentityKeyPair, HANDSHAKE_MESSAGE_LEN};
 use crate::hybrid::qr::QrPayload;
 use crate::hybrid::tunnel::RoutingId;
 use p256::{PublicKey, SecretKey};
@@ -37,8 +37,8 @@ impl Keyed {
 /// Which Noise pattern the desktop will start.
 #[derive(Clone)]
 enum DesktopRole {
-    /// KNpsk0 with the key whose public half the QR code shows.
-    Qr(SecretKey),
+    /// KNpsk0 with the key pair whose public half the QR code shows.
+    Qr(IdentityKeyPair),
     /// NKpsk0 against the phone's stored identity key.
     Linked(PublicKey),
 }
@@ -61,7 +61,7 @@ impl core::fmt::Debug for DesktopPairing {
 impl DesktopPairing {
     /// A QR-initiated session: `identity` is the key whose public half is key 0 of the QR code
     /// carrying `secret` (both come from `QrPayload::generate`).
-    pub fn from_qr(secret: &QrSecret, identity: &SecretKey) -> Self {
+    pub fn from_qr(secret: &QrSecret, identity: &IdentityKeyPair) -> Self {
         DesktopPairing {
             secret: Keyed::Qr(secret.clone()),
             role: DesktopRole::Qr(identity.clone()),
