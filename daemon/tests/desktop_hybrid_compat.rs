@@ -2,7 +2,8 @@
 //! `cablebridged::ceremony::run` over loopback (desktop ↔ our tunnel server ↔ the virtual
 //! phone, adverts through the desktop's Unix datagram source):
 //! CTAP 2.3 adverts longer than 20 bytes (issue 15), the legacy revision-0 post-handshake, and
-//! linking updates that arrive after the desktop's shutdown.
+//! linking updates that arrive after the desktop's shutdown (also behind `run_raw`, which
+//! answers first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cablebridge_protocol::cbor::Value;
@@ -312,4 +313,58 @@ async fn cancel_ends_the_wait_for_late_updates_without_touching_the_result() {
     registered(r);
     // The link never arrived: the desktop stopped reading when cancelled.
     assert!(rig.store().load().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn raw_request_is_answered_before_the_late_linking_update_which_is_still_stored() {
+    use cablebridge_protocol::ctap2::{Command, GetInfo, MakeCredentialResponse};
+    use cablebridged::ceremony::{run_raw, Events, RawCtapRequest};
+
+    let rig = Rig::new().await;
+    let mut config = rig.desktop();
+    // Even a config that reads late updates before the result must not hold back the answer
+    // a uhid client is waiting for.
+    config.late_update_mode = cablebridged::desktop::LateUpdateMode::BeforeResult;
+    config.timeouts.late_updates = Duration::from_secs(600);
+    let (mut phone, _) = rig.phone(|c| {
+        c.offer_linking = true;
+        c.name = "Raw Phone".into();
+        c.late_linking = Some(Duration::from_secs(4));
+    });
+    let opts = RegisterOptions::new("example.com", "dave");
+    let cd = opts.client_data();
+    let params = opts.to_request(&GetInfo::default(), &cd).unwrap().to_cbor().to_vec();
+    let raw = RawCtapRequest { command: Command::MakeCredential, params };
+
+    let (qr_tx, mut qr_rx) = tokio::sync::mpsc::unbounded_channel();
+    let events: Events = Some(Arc::new(move |e: &CeremonyEvent| {
+        if let CeremonyEvent::Qr { url } = e {
+            let _ = qr_tx.send(url.clone());
+        }
+    }));
+    let phone_task = tokio::spawn(async move {
+        let url = qr_rx.recv().await.expect("desktop showed a QR code");
+        phone.run_qr(&QrPayload::from_url(&url).unwrap()).await
+    });
+    let transport = Transport::Hybrid(HybridTransport::new(config));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let reply = timeout(T, run_raw(transport, raw, events, cancel))
+        .await
+        .expect("run_raw answered without waiting for the 600 s window")
+        .unwrap();
+    // Answered before the phone sent its late update (4 s after the shutdown).
+    assert!(rig.store().load().unwrap().is_empty(), "run_raw waited for the late update");
+    assert!(reply.status.is_ok(), "{reply:?}");
+    let resp = MakeCredentialResponse::from_cbor(&Value::decode(&reply.body).unwrap()).unwrap();
+    assert!(!resp.auth_data.is_empty(), "the phone's makeCredential answer, verbatim");
+
+    // The spawned late read still stores the phone's linking info.
+    timeout(T, phone_task).await.unwrap().unwrap().unwrap();
+    timeout(T, async {
+        while !rig.store().load().unwrap().iter().any(|l| l.name == "Raw Phone") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the detached reader stored the late link");
 }
