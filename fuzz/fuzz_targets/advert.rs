@@ -7,12 +7,13 @@
 
 use cablebridge_fuzz as fx;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext};
+use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::session::{AdvertMatcher, DesktopPairing, MatchOutcome};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    let desktop_identity = fx::key(fx::QR_PRIVATE);
+    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
     let phone = fx::key(fx::PHONE_IDENTITY).public_key();
     let qr = DesktopPairing::from_qr(&fx::qr_secret(), &desktop_identity);
     let linked = DesktopPairing::from_link(&fx::link_secret(), &fx::CLIENT_NONCE, &phone);

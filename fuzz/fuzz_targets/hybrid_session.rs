@@ -16,7 +16,7 @@ use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{
     encode_padded_update, FrameType, LinkingInfo, PostHandshake,
 };
-use cablebridge_protocol::hybrid::noise::{self, InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{self, IdentityKeyPair, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopAwaitingResponse, DesktopClosed, DesktopHandshake, DesktopOpen, PhoneHandshaken,
 };
@@ -124,7 +124,7 @@ impl Peer {
 
 fuzz_target!(|input: Input| {
     let psk = fx::psk();
-    let desktop_identity = fx::key(fx::QR_PRIVATE);
+    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
     let desktop_public = desktop_identity.public_key();
     let keys = InitiatorKeys::Qr { desktop_identity: &desktop_identity };
     let (desktop, msg1) =

@@ -6,14 +6,14 @@
 #![no_main]
 
 use cablebridge_fuzz as fx;
-use cablebridge_protocol::hybrid::noise::{InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{IdentityKeyPair, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{DesktopHandshake, PhoneHandshaken};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&role, msg)) = data.split_first() else { return };
     let psk = fx::psk();
-    let desktop_identity = fx::key(fx::QR_PRIVATE);
+    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
     let phone_identity = fx::key(fx::PHONE_IDENTITY);
     match role % 4 {
         // Phone, QR session: msg is message 1.
