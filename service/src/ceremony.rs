@@ -222,6 +222,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             d.timeouts.handshake =
                 params.opt_duration("handshake_timeout")?.unwrap_or(h.handshake_timeout);
             d.timeouts.user = user_timeout.unwrap_or(h.user_timeout);
+            d.read_late_updates_like_chrome(); // §8.4: 3 min after the result, detached
             d.aaguids = Arc::clone(&judge.table);
             match linked {
                 Some(link) => Route(Transport::Linked(LinkedTransport::new(link, d))),

@@ -123,6 +123,9 @@ fn desktop_config(config: &Config) -> Result<DesktopConfig, RpcError> {
     d.timeouts.connect = h.connect_timeout;
     d.timeouts.handshake = h.handshake_timeout;
     d.timeouts.user = h.user_timeout;
+    // §8.4: a phone's late linking info is read for 3 min after its answer, in a spawned task
+    // (`run_raw` never makes the waiting client wait for it).
+    d.read_late_updates_like_chrome();
     Ok(d)
 }
 

@@ -69,6 +69,11 @@ pub enum Command {
     /// A virtual phone: scan a FIDO:/ QR and answer the desktop with a software authenticator.
     #[command(after_help = EXIT_CODES_HELP)]
     Phone(cmd::phone::PhoneArgs),
+    /// Send a Digital Credentials request (--request FILE.json; presentation, or --issuance)
+    /// to a phone that scans our QR code and print its JSON reply. Phones that do not announce
+    /// the "dc" feature (and the bridge's USB keys) are refused at stage post_handshake.
+    #[command(after_help = cmd::ceremony::CEREMONY_EXIT_CODES)]
+    Present(cmd::present::PresentArgs),
     /// Serve a USB security key to a desktop as a hybrid phone: scan the desktop's FIDO:/ QR
     /// (--qr or a PNG/JPEG screenshot via --qr-image) and forward its CTAP requests to --device.
     /// The key's PIN is never used over hybrid. Progress on stderr (JSON lines with --json).

@@ -150,6 +150,9 @@ pub enum ProgressDetail {
         routing_id: String,
         /// Tunnel host the advert names.
         tunnel_host: String,
+        /// What the bytes after the first 20 said (CTAP 2.3 suffix, §12): parsed and reported,
+        /// never trusted (the tag does not cover them). `None` for a 20-byte advert.
+        suffix: Option<String>,
     },
     /// Free text (tunnel URL, keepalive status, link name, ...). Never a secret.
     Text(String),
@@ -228,10 +231,13 @@ impl CeremonyEvent {
                     "stage_ms": event.stage_ms,
                 });
                 match &event.detail {
-                    ProgressDetail::Advert { rssi, routing_id, tunnel_host } => {
+                    ProgressDetail::Advert { rssi, routing_id, tunnel_host, suffix } => {
                         progress["rssi"] = json!(rssi);
                         progress["routing_id"] = json!(routing_id);
                         progress["tunnel_host"] = json!(tunnel_host);
+                        if let Some(suffix) = suffix {
+                            progress["advert_suffix"] = json!(suffix);
+                        }
                     }
                     ProgressDetail::Text(t) => progress["detail"] = json!(t),
                     ProgressDetail::None => {}

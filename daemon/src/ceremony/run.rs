@@ -15,9 +15,17 @@
 //!   tunnel gets the hybrid shutdown message (or a close before the handshake), and the error
 //!   names the stage in progress ([`super::CeremonyErrorKind::Cancelled`]).
 //!
+//! Hybrid late updates (§8.4): with [`crate::desktop::LateUpdateMode::AfterResult`] `run`
+//! emits the result, then keeps reading the phone's late linking/update messages for the
+//! configured window before it returns; with `Detached` (the daemon) that read is spawned on the
+//! current runtime and `run` returns at once; the default reads a short window first.
+//! [`run_raw`] (the uhid front's pass-through) never reads before answering: its read is
+//! always spawned.
+//!
 //! Concurrency: `run` owns nothing global. Any number of ceremonies may run at once on one
 //! runtime, each with its own sink and token; everything a ceremony opened (advert sockets and
-//! readers, tunnel, hidraw handle) is closed by the time `run` returns.
+//! readers, tunnel, hidraw handle) is closed by the time `run` returns — except the tunnel of a
+//! `Detached` late-update read, which its spawned task closes at the end of its window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +39,7 @@ use super::{
 };
 use crate::advert::{AdvertFeed, AdvertSource};
 use crate::ctap::OpenOptions;
-use crate::desktop::{DesktopConfig, DesktopOutcome, DesktopRequest};
+use crate::desktop::{DesktopConfig, DesktopOutcome, DesktopRequest, LateUpdateMode, LateUpdates};
 use crate::evidence::AaguidTable;
 use crate::hid::DeviceAddress;
 use cablebridge_protocol::ctap2::pin::Pin;
@@ -201,22 +209,24 @@ pub async fn run(
     events: Events,
     cancel: CancellationToken,
 ) -> Result<CeremonyOutcome, CeremonyError> {
-    let result = match transport {
+    let (result, late) = match transport {
         Transport::Usb(usb) => {
-            crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await
+            (crate::ctap::ceremony::run(&usb, request, events.clone(), &cancel).await, None)
         }
-        phone => {
-            match run_phone(phone, DesktopRequest::Ceremony(request), events.clone(), &cancel).await
-            {
-                Ok(DesktopOutcome::Ceremony(outcome)) => Ok(*outcome),
-                Ok(DesktopOutcome::Raw(_)) => Err(CeremonyError::new(
+        phone => match run_phone(phone, DesktopRequest::Ceremony(request), events.clone(), &cancel)
+            .await
+        {
+            Ok((DesktopOutcome::Ceremony(outcome), late)) => (Ok(*outcome), late),
+            Ok((DesktopOutcome::Raw(_), _)) => (
+                Err(CeremonyError::new(
                     CeremonyStage::Done,
                     super::CeremonyErrorKind::Usage,
                     "the desktop answered a built ceremony with a raw reply (a bug)",
                 )),
-                Err(e) => Err(e),
-            }
-        }
+                None,
+            ),
+            Err(e) => (Err(e), None),
+        },
     };
     if let Some(sink) = &events {
         let last = match &result {
@@ -224,6 +234,14 @@ pub async fn run(
             Err(e) => CeremonyEvent::Error(e.clone()),
         };
         sink.emit(&last);
+    }
+    // The hybrid late-update window (§8.4) runs after the result, never before it, unless the
+    // desktop config asked for the old order (then it already ran and `late` is None).
+    if let Some(late) = late {
+        match late.mode {
+            LateUpdateMode::Detached => drop(tokio::spawn(late.task)),
+            _ => late.task.await,
+        }
     }
     result
 }
@@ -253,32 +271,47 @@ pub struct RawCtapReply {
 /// the phone and returns its answer unchanged: the engine hook behind the uhid front (a browser
 /// built the request and checks the answer). Same stages, timeouts, cancel and events as
 /// [`run`], except that a success emits no `Result` event (the caller reports it; an `Error`
-/// event is emitted as usual). A USB transport is refused: a key is reached directly.
+/// event is emitted as usual), and that the phone's late updates (linking info, §8.4) never
+/// delay the answer: their read is spawned on the current runtime for the configured window
+/// (`DesktopConfig::timeouts.late_updates`) whatever [`crate::desktop::LateUpdateMode`] says.
+/// A USB transport is refused: a key is reached directly.
 pub async fn run_raw(
     transport: Transport,
     request: RawCtapRequest,
     events: Events,
     cancel: CancellationToken,
 ) -> Result<RawCtapReply, CeremonyError> {
-    let result = match transport {
-        Transport::Usb(_) => Err(CeremonyError::usage(
-            CeremonyStage::Setup,
-            "a raw CTAP request goes to a phone (hybrid or linked), not to a USB key",
-        )),
+    let (result, late) = match transport {
+        Transport::Usb(_) => (
+            Err(CeremonyError::usage(
+                CeremonyStage::Setup,
+                "a raw CTAP request goes to a phone (hybrid or linked), not to a USB key",
+            )),
+            None,
+        ),
         phone => {
             match run_phone(phone, DesktopRequest::Raw(request), events.clone(), &cancel).await {
-                Ok(DesktopOutcome::Raw(reply)) => Ok(reply),
-                Ok(DesktopOutcome::Ceremony(_)) => Err(CeremonyError::new(
-                    CeremonyStage::Done,
-                    super::CeremonyErrorKind::Usage,
-                    "the desktop answered a raw request with a ceremony outcome (a bug)",
-                )),
-                Err(e) => Err(e),
+                Ok((DesktopOutcome::Raw(reply), late)) => (Ok(reply), late),
+                Ok((DesktopOutcome::Ceremony(_), _)) => (
+                    Err(CeremonyError::new(
+                        CeremonyStage::Done,
+                        super::CeremonyErrorKind::Usage,
+                        "the desktop answered a raw request with a ceremony outcome (a bug)",
+                    )),
+                    None,
+                ),
+                Err(e) => (Err(e), None),
             }
         }
     };
     if let (Some(sink), Err(e)) = (&events, &result) {
         sink.emit(&CeremonyEvent::Error(e.clone()));
+    }
+    // The client is waiting for the answer: late updates (§8.4, linking info) are never read
+    // before it. The desktop hands a raw session's read back as a `Detached` task whatever the
+    // config says; it is spawned here so a phone's linking info is still stored.
+    if let Some(late) = late {
+        drop(tokio::spawn(late.task));
     }
     result
 }
@@ -288,7 +321,7 @@ async fn run_phone(
     request: DesktopRequest,
     events: Events,
     cancel: &CancellationToken,
-) -> Result<DesktopOutcome, CeremonyError> {
+) -> Result<(DesktopOutcome, Option<LateUpdates>), CeremonyError> {
     match transport {
         Transport::Hybrid(h) => {
             crate::desktop::run_qr(&h.config, h.adverts, request, events, cancel).await

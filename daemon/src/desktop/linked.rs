@@ -6,6 +6,7 @@
 //! 503, …) means the phone is not reachable *now*: the ceremony fails with "phone not reachable"
 //! at `tunnel_connect` (a peer failure, exit code 1) and the link is kept.
 
+use cablebridge_protocol::hybrid::advert_suffix::describe_suffix;
 use cablebridge_protocol::hybrid::session::DesktopPairing;
 use cablebridge_protocol::hybrid::tunnel::{self as wire, ClientPayload, TunnelPath};
 use rand::RngCore;
@@ -31,7 +32,7 @@ pub(crate) async fn run(
     request: DesktopRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<DesktopOutcome, CeremonyError> {
+) -> Result<(DesktopOutcome, Option<super::LateUpdates>), CeremonyError> {
     request.validate()?;
     let setup = CeremonyStage::Setup;
     let mut progress = StageClock::new(setup, sink);
@@ -145,6 +146,7 @@ pub(crate) async fn run(
             rssi,
             routing_id: advert.plaintext.routing_id().to_hex(),
             tunnel_host: host.to_string(),
+            suffix: describe_suffix(&advert.suffix),
         },
     );
     let start = session::Start { pairing, advert: &advert };

@@ -16,13 +16,16 @@
 mod linked;
 mod session;
 
+pub use session::{LateUpdateMode, LateUpdates};
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use cablebridge_protocol::hybrid::advert_suffix::describe_suffix;
 use cablebridge_protocol::hybrid::eid::OpenedAdvert;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::DesktopPairing;
-use cablebridge_protocol::hybrid::tunnel::{self as wire, TunnelPath};
+use cablebridge_protocol::hybrid::tunnel::{self as wire, RequestHint, TunnelPath};
 use tokio_util::sync::CancellationToken;
 
 use crate::advert::{AdvertFeed, AdvertItem, AdvertMatcher, AdvertSource, MatchOutcome};
@@ -34,7 +37,9 @@ use crate::evidence::aaguid::AaguidTable;
 use crate::store::LinkStore;
 use crate::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelConnection};
 use cablebridge_protocol::ctap2::Command;
-use cablebridge_protocol::hybrid::tunnel::RequestHint;
+
+/// How long Chrome keeps reading after its shutdown (§8.4).
+pub const CHROME_LATE_UPDATE_WINDOW: Duration = Duration::from_secs(180);
 
 /// Per-stage limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +52,8 @@ pub struct StageTimeouts {
     pub handshake: Duration,
     /// Waiting for the authenticator's answer (the user decides on the phone).
     pub user: Duration,
-    /// Reading late updates (linking info) after shutdown.
+    /// Reading late updates (linking info) after shutdown (see [`LateUpdateMode`] for whether
+    /// the result waits for it).
     pub late_updates: Duration,
 }
 
@@ -82,6 +88,9 @@ pub struct DesktopConfig {
     pub timeouts: StageTimeouts,
     /// AAGUID → model names for results.
     pub aaguids: Arc<AaguidTable>,
+    /// Whether the late-update window (`timeouts.late_updates`) delays the result
+    /// ([`LateUpdateMode::BeforeResult`], the default) or runs after it.
+    pub late_update_mode: LateUpdateMode,
 }
 
 impl DesktopConfig {
@@ -95,7 +104,16 @@ impl DesktopConfig {
             link_store: None,
             timeouts: StageTimeouts::default(),
             aaguids: Arc::new(AaguidTable::built_in()),
+            late_update_mode: LateUpdateMode::BeforeResult,
         }
+    }
+
+    /// Chrome's late-update behaviour (§8.4) for a long-running owner (the daemon): after the
+    /// shutdown keep reading linking/update messages for 3 minutes, in a spawned task, without
+    /// delaying the result.
+    pub fn read_late_updates_like_chrome(&mut self) {
+        self.timeouts.late_updates = CHROME_LATE_UPDATE_WINDOW;
+        self.late_update_mode = LateUpdateMode::Detached;
     }
 
     fn connect_options(&self) -> ConnectOptions {
@@ -156,25 +174,87 @@ pub(crate) enum DesktopOutcome {
     Raw(RawCtapReply),
 }
 
-/// Runs one QR-initiated hybrid ceremony.
+/// Runs one QR-initiated hybrid session; the late-update read comes back as a task unless it
+/// ran before the result ([`LateUpdateMode`]; a raw request always gets it as a task).
 pub(crate) async fn run_qr(
     config: &DesktopConfig,
     adverts: AdvertInput,
     request: DesktopRequest,
     sink: Events,
     cancel: &CancellationToken,
-) -> Result<DesktopOutcome, CeremonyError> {
+) -> Result<(DesktopOutcome, Option<LateUpdates>), CeremonyError> {
     request.validate()?;
+    let (conn, pairing, advert, mut progress) =
+        open_qr_session(config, adverts, request.hint(), sink, cancel).await?;
+    let start = session::Start { pairing, advert: &advert };
+    let linking = config.link_store.as_ref().map(|store| session::LinkSink {
+        store: store.clone(),
+        tunnel_domain: advert.plaintext.domain_id(),
+    });
+    session::drive(conn, start, request, config, linking, &mut progress, cancel).await
+}
+
+/// What a Digital Credentials request asks for (the QR hint, §2.1 key 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcKind {
+    /// `"dcp"`: present a credential.
+    Presentation,
+    /// `"dci"`: issue a credential.
+    Issuance,
+}
+
+/// Sends one Digital Credentials request (UTF-8 JSON, §8.2 type 3) to a phone that scans our
+/// QR code and returns its JSON reply. A phone that did not announce the `"dc"` feature (absent
+/// features mean CTAP only; a USB key behind the bridge never does) is refused at stage
+/// `post_handshake` before anything is sent. No linking is offered (QR key 4 = false).
+pub async fn present(
+    config: &DesktopConfig,
+    adverts: AdvertInput,
+    kind: DcKind,
+    request_json: &[u8],
+    sink: Events,
+    cancel: &CancellationToken,
+) -> Result<serde_json::Value, CeremonyError> {
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(request_json) {
+        return Err(CeremonyError::new(
+            CeremonyStage::Setup,
+            CeremonyErrorKind::Usage,
+            format!("the Digital Credentials request is not JSON: {e}"),
+        ));
+    }
+    let hint = match kind {
+        DcKind::Presentation => RequestHint::DcPresentation,
+        DcKind::Issuance => RequestHint::DcIssuance,
+    };
+    let mut config = config.clone();
+    config.link_store = None;
+    let (conn, pairing, advert, mut progress) =
+        open_qr_session(&config, adverts, hint, sink.clone(), cancel).await?;
+    let start = session::Start { pairing, advert: &advert };
+    let result =
+        session::drive_json(conn, start, request_json, &config, &mut progress, cancel).await;
+    if let Some(sink) = &sink {
+        if let Err(e) = &result {
+            sink.emit(&crate::ceremony::CeremonyEvent::Error(e.clone()));
+        }
+    }
+    result
+}
+
+/// QR shown → advert matched → tunnel open: everything before the handshake of a QR session.
+async fn open_qr_session(
+    config: &DesktopConfig,
+    adverts: AdvertInput,
+    hint: RequestHint,
+    sink: Events,
+    cancel: &CancellationToken,
+) -> Result<(TunnelConnection, DesktopPairing, OpenedAdvert, StageClock), CeremonyError> {
     let mut progress = StageClock::new(CeremonyStage::Setup, sink);
     let injected = injected(config, &adverts);
     let adverts = cancellable(cancel, CeremonyStage::Setup, open_input(adverts)).await?;
     let now = unix_now();
-    let (identity, qr) = QrPayload::generate(
-        &mut rand::rngs::OsRng,
-        now,
-        request.hint(),
-        config.link_store.is_some(),
-    );
+    let (identity, qr) =
+        QrPayload::generate(&mut rand::rngs::OsRng, now, hint, config.link_store.is_some());
     progress.finish(CeremonyStage::Setup, CeremonyStage::QrShown, ProgressDetail::None);
     progress.show_qr(qr.to_url(), CeremonyStage::Advert);
 
@@ -194,6 +274,7 @@ pub(crate) async fn run_qr(
             rssi,
             routing_id: routing_id.to_hex(),
             tunnel_host: host.to_string(),
+            suffix: describe_suffix(&advert.suffix),
         },
     );
 
@@ -211,12 +292,7 @@ pub(crate) async fn run_qr(
         ProgressDetail::Text(redact_url(&url)),
     );
 
-    let start = session::Start { pairing, advert: &advert };
-    let linking = config
-        .link_store
-        .as_ref()
-        .map(|store| session::LinkSink { store, tunnel_domain: advert.plaintext.domain_id() });
-    session::drive(conn, start, request, config, linking, &mut progress, cancel).await
+    Ok((conn, pairing, advert, progress))
 }
 
 pub(crate) use linked::run as run_linked;

@@ -88,6 +88,22 @@ pub struct Faults {
     pub never_connect: bool,
 }
 
+/// Whether the phone appends a CTAP 2.3 suffix to its QR-session advert (PROTOCOL-hybrid.md §12,
+/// pitfall §11.2 item 15). Linked sessions never carry one (no BLE negotiation exists there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AdvertSuffixPolicy {
+    /// Exactly 20 bytes, like every phone before CTAP 2.3.
+    #[default]
+    Never,
+    /// Append `{1: psm}` only when the QR offered the BLE channel (key 6 contains 1); otherwise
+    /// 20 bytes, so a desktop that wants exactly 20 (Chrome) still sees the advert. This phone
+    /// serves no L2CAP channel: the desktop must fall back to the tunnel.
+    BlePsm(u16),
+    /// Lab switch: append these bytes whatever the QR said (malformed suffixes included), to
+    /// test how a desktop treats them.
+    Force(Vec<u8>),
+}
+
 /// How a phone-role session behaves. `aaguid`, `attestation` and `presence_delay` configure the
 /// virtual phone's software authenticator and are ignored by other backends (the bridge's
 /// key has its own).
@@ -118,6 +134,20 @@ pub struct PhoneConfig {
     pub name: String,
     /// Fault switches.
     pub faults: Faults,
+    /// CTAP 2.3 advert suffix (QR sessions).
+    pub advert_suffix: AdvertSuffixPolicy,
+    /// Speak the legacy protocol revision 0 (§8.1, §11.3): a padded post-handshake message
+    /// (16-bit trailer, 512-byte blocks) and no type bytes afterwards; linking info then rides
+    /// in post-handshake key 2 (there are no update messages in revision 0).
+    pub legacy_revision_0: bool,
+    /// Send the linking update late: after the desktop's shutdown, this long after it (the
+    /// desktop must still be reading late updates, §8.4). `None` = right after the
+    /// post-handshake message, like Chrome's phone.
+    pub late_linking: Option<Duration>,
+    /// Digital Credentials (lab fixture): when set, the post-handshake message announces
+    /// `["ctap", "dc"]` and every JSON request is answered with this JSON document verbatim.
+    /// `None`: CTAP only (a JSON request then ends the session with a typed error).
+    pub dc_document: Option<Vec<u8>>,
     /// How long to wait for the desktop's message 1 once advertising.
     pub desktop_timeout: Duration,
     /// How long to wait for each further desktop frame.
@@ -140,6 +170,10 @@ impl PhoneConfig {
             offer_linking: false,
             name: "cablebridge virtual phone".to_owned(),
             faults: Faults::default(),
+            advert_suffix: AdvertSuffixPolicy::Never,
+            legacy_revision_0: false,
+            late_linking: None,
+            dc_document: None,
             desktop_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
         }

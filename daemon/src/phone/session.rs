@@ -7,14 +7,15 @@ use super::backend::{BackendCtx, CtapBackend, CtapReply};
 use super::fault::{FramePolicy, Outgoing, Verdict};
 use super::progress::PhoneEvent;
 use super::sink::{AdvertSink, Advertiser};
-use super::{LinksForgotten, Phone, PhoneError, SessionSummary};
+use super::{AdvertSuffixPolicy, LinksForgotten, Phone, PhoneError, SessionSummary};
 use crate::tunnel::client::{connect, TunnelClientError, TunnelConnection};
 use crate::tunnel::listen::listen_headers;
 use crate::tunnel::listen_url;
 use cablebridge_protocol::ctap2::StatusCode;
 use cablebridge_protocol::error::Classify;
+use cablebridge_protocol::hybrid::advert_suffix::{ble_suffix, qr_offers_ble};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
-use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake};
+use cablebridge_protocol::hybrid::messages::{FrameType, LinkingInfo, PostHandshake, Revision};
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::{
     PhoneFrame, PhoneHandshaken, PhoneOpen, PhonePairing, SessionError,
@@ -27,6 +28,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Bytes;
 
+/// Why a session ended when the desktop said goodbye properly.
+const SHUTDOWN_RECEIVED: &str = "desktop sent shutdown";
 /// CTAP2_ERR_OPERATION_DENIED: what `--fail-at ctap` answers.
 const OPERATION_DENIED: StatusCode = StatusCode::OperationDenied;
 /// Pause before re-registering a listener the server closed (TTL, replacement).
@@ -160,7 +163,16 @@ impl<B: CtapBackend> Phone<B> {
         self.emit(PhoneEvent::TunnelOpen { routing_id: Some(routing.to_hex()) });
 
         let pairing = PhonePairing::qr(qr, routing, self.config.domain_id, &mut OsRng);
-        let msg1 = self.advertise_until_msg1(&mut conn, pairing.advert()).await?;
+        let mut advert = pairing.advert().to_vec();
+        match &self.config.advert_suffix {
+            AdvertSuffixPolicy::Never => {}
+            AdvertSuffixPolicy::BlePsm(psm) if qr_offers_ble(qr) => {
+                advert.extend_from_slice(&ble_suffix(*psm));
+            }
+            AdvertSuffixPolicy::BlePsm(_) => {}
+            AdvertSuffixPolicy::Force(bytes) => advert.extend_from_slice(bytes),
+        }
+        let msg1 = self.advertise_until_msg1(&mut conn, &advert).await?;
         let out = Outbox::new(conn, &self.config.faults);
         if let Some(what) = out.policy.close_before_first_frame() {
             return self.inject(out, summary, &what).await;
@@ -299,7 +311,7 @@ impl<B: CtapBackend> Phone<B> {
     async fn advertise_until_msg1(
         &self,
         conn: &mut TunnelConnection,
-        advert: &[u8; 20],
+        advert: &[u8],
     ) -> Result<Bytes, PhoneError> {
         let spec = &self.config.sink;
         let sink = AdvertSink::open(spec)
@@ -334,13 +346,32 @@ impl<B: CtapBackend> Phone<B> {
         self.emit(PhoneEvent::HandshakeDone);
 
         let get_info = self.get_info().await?;
-        let (mut open, mut post) = hs.send_post_handshake(&PostHandshake::ctap(get_info))?;
+        let mut message = match self.config.dc_document {
+            Some(_) => PostHandshake::ctap_and_dc(get_info),
+            None => PostHandshake::ctap(get_info),
+        };
+        let revision = if self.config.legacy_revision_0 { Revision::Zero } else { Revision::One };
+        let mut legacy_link = None;
+        if offer_linking && revision == Revision::Zero {
+            // Revision 0 has no update messages: linking rides in post-handshake key 2.
+            let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
+            let signature = hs.linking_signature(&identity)?;
+            let (info, link_id) = self.issue_linking(&identity, signature);
+            message.legacy_linking = Some(info);
+            legacy_link = Some(link_id);
+            summary.linking_sent = true;
+            self.save()?;
+        }
+        let (mut open, mut post) = hs.send_post_handshake_revision(&message, revision)?;
         if let Sent::FaultClose(what) = out.send(Outgoing::PostHandshake, &mut post).await? {
             return self.inject(out, summary, &what).await;
         }
         self.emit(PhoneEvent::PostHandshakeSent);
+        if let Some(link_id) = legacy_link {
+            self.emit(PhoneEvent::LinkingSent { link_id });
+        }
 
-        if offer_linking {
+        if offer_linking && revision == Revision::One && self.config.late_linking.is_none() {
             let (mut frame, link_id) = self.linking_update(&mut open)?;
             summary.linking_sent = true;
             self.save()?;
@@ -349,14 +380,27 @@ impl<B: CtapBackend> Phone<B> {
             }
             self.emit(PhoneEvent::LinkingSent { link_id });
         }
-        self.request_loop(open, out, summary).await
+        let late_linking = self.config.late_linking.filter(|_| offer_linking);
+        let late_linking = late_linking.filter(|_| revision == Revision::One);
+        self.request_loop(open, out, summary, late_linking).await
     }
 
     /// Issues a link and seals the update carrying it; returns the frame and the link id (hex).
     fn linking_update(&mut self, open: &mut PhoneOpen) -> Result<(Vec<u8>, String), PhoneError> {
         let identity = self.state.identity_key().map_err(PhoneError::Identity)?;
-        let (contact_id, link_id, link_secret) = self.state.issue_link(&mut OsRng);
         let signature = open.linking_signature(&identity)?;
+        let (info, link_id) = self.issue_linking(&identity, signature);
+        Ok((open.send_update(Some(&info))?, link_id))
+    }
+
+    /// Issues a link (stored in the phone state) and the linking info carrying it; the link
+    /// id in hex for progress.
+    fn issue_linking(
+        &mut self,
+        identity: &p256::SecretKey,
+        signature: [u8; 32],
+    ) -> (LinkingInfo, String) {
+        let (contact_id, link_id, link_secret) = self.state.issue_link(&mut OsRng);
         let info = LinkingInfo {
             contact_id,
             link_id,
@@ -366,15 +410,18 @@ impl<B: CtapBackend> Phone<B> {
             signature,
             gms_marker: None,
         };
-        Ok((open.send_update(Some(&info))?, hex::encode(link_id)))
+        (info, hex::encode(link_id))
     }
 
-    /// Answers CTAP requests until the desktop shuts down or leaves.
+    /// Answers CTAP requests until the desktop shuts down or leaves. With `late_linking`, the
+    /// linking update goes out that long after the desktop's shutdown (§8.4: the desktop keeps
+    /// reading late updates).
     async fn request_loop(
         &mut self,
         mut open: PhoneOpen,
         mut out: Outbox,
         mut summary: SessionSummary,
+        late_linking: Option<Duration>,
     ) -> Result<SessionSummary, PhoneError> {
         let mut request: Vec<u8> = Vec::new();
         let mut sealed: Vec<u8> = Vec::new();
@@ -397,7 +444,21 @@ impl<B: CtapBackend> Phone<B> {
                     command
                 }
                 PhoneFrame::UpdateIgnored => continue,
-                PhoneFrame::Shutdown => break "desktop sent shutdown",
+                PhoneFrame::Shutdown => break SHUTDOWN_RECEIVED,
+                PhoneFrame::Json(json) if self.config.dc_document.is_some() => {
+                    if serde_json::from_slice::<serde_json::Value>(json).is_err() {
+                        return Err(SessionError::BadJson.into());
+                    }
+                    let document = self.config.dc_document.clone().unwrap_or_default();
+                    let mut reply = open.respond_json(&document)?;
+                    summary.requests += 1;
+                    let sent = out.send(Outgoing::CtapResponse, &mut reply).await?;
+                    summary.frames_sent = out.sent();
+                    if let Sent::FaultClose(what) = sent {
+                        return self.inject(out, summary, &what).await;
+                    }
+                    continue;
+                }
                 // We announce only "ctap"; a JSON request breaks the negotiated features.
                 _ => {
                     return Err(SessionError::UnexpectedFrame {
@@ -425,6 +486,16 @@ impl<B: CtapBackend> Phone<B> {
                 return self.inject(out, summary, &what).await;
             }
         };
+        if let Some(delay) = late_linking.filter(|_| reason == SHUTDOWN_RECEIVED) {
+            tokio::time::sleep(delay).await;
+            let (mut frame, link_id) = self.linking_update(&mut open)?;
+            summary.linking_sent = true;
+            self.save()?;
+            if let Sent::FaultClose(what) = out.send(Outgoing::Linking, &mut frame).await? {
+                return self.inject(out, summary, &what).await;
+            }
+            self.emit(PhoneEvent::LinkingSent { link_id });
+        }
         summary.frames_sent = out.sent();
         let _ = out.conn.close().await;
         self.save()?;

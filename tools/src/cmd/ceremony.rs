@@ -286,6 +286,7 @@ mod tests {
             rssi,
             routing_id: "A1B2C3".into(),
             tunnel_host: "cable.ua5v.com".into(),
+            suffix: None,
         };
         let cases = [
             (

@@ -16,6 +16,7 @@ pub mod links;
 pub mod phone;
 pub mod pin;
 pub mod policy_flags;
+pub mod present;
 pub mod qr;
 pub mod qr_input;
 pub mod register;
@@ -43,6 +44,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Links(c) => links::run(c, cli.global.json),
         Command::TunnelServer(a) => tunnel_server::run(a, cli.global.json),
         Command::Phone(a) => phone::run(a, cli.global.json),
+        Command::Present(a) => present::run(a, &cli.global),
         Command::Bridge(a) => bridge::run(a, cli.global.json),
         Command::Demo(a) => demo::run(a, cli.global.json),
         Command::VirtualKey(a) => virtual_key::run(a, &cli.global),

@@ -11,9 +11,12 @@ use crate::cmd::tunnel_server::{init_tracing, runtime};
 use crate::output::{CmdError, Exit, Report};
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::error::{Classify, Fault};
+use cablebridge_protocol::hybrid::advert_suffix::MAX_SUFFIX_LEN;
 use cablebridged::ceremony::{CeremonyEvent, Events};
 use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{FailAt, PhoneConfig, PhoneError, PhoneState, VirtualPhone};
+use cablebridged::phone::{
+    AdvertSuffixPolicy, FailAt, PhoneConfig, PhoneError, PhoneState, VirtualPhone,
+};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,6 +87,27 @@ pub struct PhoneArgs {
     /// Lab fault: never open the tunnel (the desktop must time out waiting for an advert).
     #[arg(long)]
     pub never_connect: bool,
+    /// CTAP 2.3: append the advert suffix {1: PSM} when the QR offers the BLE channel (key 6
+    /// contains 1); without that offer the advert stays 20 bytes so older desktops see it. This
+    /// phone serves no L2CAP channel: the desktop falls back to the tunnel.
+    #[arg(long, value_name = "PSM", conflicts_with = "force_advert_suffix")]
+    pub advert_suffix_psm: Option<u16>,
+    /// Lab switch: append these hex bytes to every QR-session advert whatever the QR offered
+    /// (malformed suffixes included), to see how a desktop reports them.
+    #[arg(long, value_name = "HEX")]
+    pub force_advert_suffix: Option<String>,
+    /// Lab switch: speak the legacy protocol revision 0 (padded post-handshake message, no
+    /// type bytes afterwards, linking info in post-handshake key 2).
+    #[arg(long)]
+    pub legacy_revision_0: bool,
+    /// Lab switch: send the linking update late, N milliseconds after the desktop's shutdown
+    /// (needs --offer-linking; the desktop must still be reading late updates).
+    #[arg(long, value_name = "MS", requires = "offer_linking")]
+    pub late_linking_ms: Option<u64>,
+    /// Digital Credentials (lab fixture): announce the "dc" feature and answer every JSON
+    /// request with this JSON document verbatim.
+    #[arg(long, value_name = "FILE.json")]
+    pub dc_document: Option<PathBuf>,
 }
 
 fn phone_error(e: PhoneError) -> CmdError {
@@ -172,6 +196,32 @@ impl PhoneArgs {
         c.faults.fail_at = self.fail_at;
         c.faults.drop_after = self.drop_after;
         c.faults.never_connect = self.never_connect;
+        if let Some(psm) = self.advert_suffix_psm {
+            c.advert_suffix = AdvertSuffixPolicy::BlePsm(psm);
+        }
+        if let Some(hex) = &self.force_advert_suffix {
+            let bytes = crate::cmd::parse_hex_arg("--force-advert-suffix", hex)?;
+            if bytes.is_empty() || bytes.len() > MAX_SUFFIX_LEN {
+                return Err(CmdError::usage(format!(
+                    "--force-advert-suffix must be 1 to {MAX_SUFFIX_LEN} bytes"
+                )));
+            }
+            c.advert_suffix = AdvertSuffixPolicy::Force(bytes);
+        }
+        c.legacy_revision_0 = self.legacy_revision_0;
+        c.late_linking = self.late_linking_ms.map(Duration::from_millis);
+        if let Some(path) = &self.dc_document {
+            let doc = std::fs::read(path).map_err(|e| {
+                CmdError::usage(format!("cannot read --dc-document {}: {e}", path.display()))
+            })?;
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&doc) {
+                return Err(CmdError::usage(format!(
+                    "--dc-document {} is not JSON: {e}",
+                    path.display()
+                )));
+            }
+            c.dc_document = Some(doc);
+        }
         Ok(c)
     }
 }

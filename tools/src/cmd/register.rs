@@ -65,6 +65,12 @@ pub struct HybridArgs {
     /// Time for each handshake message (Noise message 2, post-handshake).
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// After the shutdown, keep reading the phone's late linking/update messages for up to
+    /// DURATION (3m without a value, as Chrome does) instead of 2 s; the phone hanging up or
+    /// Ctrl-C ends the wait without failing the ceremony. The result line follows the wait.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true,
+          default_missing_value = "3m", value_parser = parse_duration)]
+    pub wait_for_linking: Option<Duration>,
 }
 
 /// `cablebridge register`.
@@ -391,6 +397,10 @@ fn hybrid_transport(
     config.timeouts.connect = h.connect_timeout;
     config.timeouts.handshake = h.handshake_timeout;
     config.timeouts.user = c.user_timeout;
+    if let Some(window) = h.wait_for_linking {
+        config.timeouts.late_updates = window;
+        config.late_update_mode = cablebridged::desktop::LateUpdateMode::AfterResult;
+    }
     config.aaguids = policy.table.clone();
     Ok(match &h.linked {
         Some(link) => Transport::Linked(LinkedTransport::new(link.clone(), config)),

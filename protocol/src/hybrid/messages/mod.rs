@@ -9,7 +9,7 @@ mod linking;
 mod post_handshake;
 
 pub use linking::{encode_padded_update, LinkingInfo, Update, PADDED_UPDATE_LEN};
-pub use post_handshake::{Feature, PostHandshake};
+pub use post_handshake::{Feature, PostHandshake, Revision};
 
 use crate::cbor::CborError;
 use crate::error::{Classify, Fault, Stage};
@@ -78,8 +78,9 @@ impl<'a> Frame<'a> {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageError {
-    /// The post-handshake plaintext is not one CBOR item but looks like the legacy revision-0
-    /// padded form (§8.1, §11.3). Revision 0 (no type bytes) is not supported.
+    /// The post-handshake plaintext is not one CBOR item, and not a valid legacy revision-0
+    /// padded form either (§8.1, §11.3: zeros ‖ 16-bit LE count, multiple of 512; or zeros ‖
+    /// 8-bit count, multiple of 256; the rest exactly one CBOR item).
     Revision0PostHandshake,
     /// The post-handshake message is malformed.
     PostHandshake(CborError),
@@ -104,7 +105,8 @@ impl fmt::Display for MessageError {
         match self {
             MessageError::Revision0PostHandshake => write!(
                 f,
-                "post-handshake message uses the legacy revision-0 padding, which is not supported"
+                "post-handshake message is neither one CBOR item (revision 1) nor validly padded \
+                 CBOR (legacy revision 0)"
             ),
             MessageError::PostHandshake(e) => write!(f, "malformed post-handshake message: {e}"),
             MessageError::GetInfoMismatch => write!(

@@ -4,7 +4,7 @@ use super::{open_into, SessionError, CTAP_GET_INFO};
 use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
-use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Update};
+use crate::hybrid::messages::{Frame, FrameType, LinkingInfo, PostHandshake, Revision, Update};
 use crate::hybrid::noise::{IdentityKeyPair, Initiator, InitiatorKeys, HANDSHAKE_MESSAGE_LEN};
 use p256::{PublicKey, SecretKey};
 use zeroize::{Zeroize, Zeroizing};
@@ -22,6 +22,8 @@ pub enum DesktopEvent {
     },
     /// Linking info whose signature verified over this session's handshake hash (QR only).
     LinkingInfo(LinkingInfo),
+    /// The answer to a Digital Credentials request: the phone's JSON bytes (UTF-8, unparsed).
+    JsonResponse(Vec<u8>),
     /// An update without linking info (Chrome's constant-size padding-only update).
     PaddingOnlyUpdate,
     /// An update in a linked session: it cannot be verified and is discarded (§9.2).
@@ -39,6 +41,8 @@ struct Channel {
     /// drop.
     scratch: Zeroizing<Vec<u8>>,
     failed: bool,
+    /// What the post-handshake message said; revision 0 frames carry no type byte.
+    revision: Revision,
 }
 
 impl Channel {
@@ -46,12 +50,12 @@ impl Channel {
     fn receive(
         &mut self,
         ciphertext: &[u8],
-        ctap_expected: bool,
+        expected: Option<FrameType>,
     ) -> Result<DesktopEvent, SessionError> {
         if self.failed {
             return Err(SessionError::Failed);
         }
-        let result = self.receive_inner(ciphertext, ctap_expected);
+        let result = self.receive_inner(ciphertext, expected);
         // Zeroing keeps the allocation: no per-frame allocation, no plaintext left behind.
         self.scratch.zeroize();
         self.failed = result.is_err();
@@ -61,17 +65,38 @@ impl Channel {
     fn receive_inner(
         &mut self,
         ciphertext: &[u8],
-        ctap_expected: bool,
+        expected: Option<FrameType>,
     ) -> Result<DesktopEvent, SessionError> {
+        let ctap_expected = expected == Some(FrameType::Ctap);
         let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
+        if self.revision == Revision::Zero {
+            // Revision 0: every frame from the phone is a CTAP reply, untyped (§8.1).
+            if !ctap_expected {
+                return Err(SessionError::UnexpectedFrame {
+                    frame: FrameType::Ctap,
+                    why: "no CTAP request is outstanding (revision 0 has no update messages)",
+                });
+            }
+            let Some((&status, body)) = self.scratch[..n].split_first() else {
+                return Err(crate::hybrid::messages::MessageError::EmptyFrame.into());
+            };
+            return Ok(DesktopEvent::CtapResponse {
+                status: StatusCode::from_u8(status),
+                body: body.to_vec(),
+            });
+        }
         match Frame::parse(&self.scratch[..n])? {
             Frame::Shutdown => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Shutdown,
                 why: "shutdown is sent by the desktop only",
             }),
+            Frame::Json(reply) if expected == Some(FrameType::Json) => {
+                core::str::from_utf8(reply).map_err(|_| SessionError::BadJson)?;
+                Ok(DesktopEvent::JsonResponse(reply.to_vec()))
+            }
             Frame::Json(_) => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Json,
-                why: "a reply must have the request's type and only CTAP is requested",
+                why: "a reply must have the request's type and no JSON request is outstanding",
             }),
             Frame::Ctap(_) if !ctap_expected => Err(SessionError::UnexpectedFrame {
                 frame: FrameType::Ctap,
@@ -174,6 +199,7 @@ impl DesktopHandshake {
                 qr_identity: self.qr_identity,
                 scratch: Zeroizing::new(Vec::new()),
                 failed: false,
+                revision: Revision::One,
             },
         })
     }
@@ -191,15 +217,17 @@ impl DesktopAwaitingPostHandshake {
         &self.channel.handshake_hash
     }
 
-    /// Decrypts and decodes the post-handshake message (§8.1). Legacy linking info in key 2 is
-    /// kept only in QR sessions and only if its signature verifies.
+    /// Decrypts and decodes the post-handshake message (§8.1), either revision: a padded
+    /// (revision-0) message switches the session to untyped frames. Legacy linking info in
+    /// key 2 is kept only in QR sessions and only if its signature verifies.
     pub fn read_post_handshake(mut self, ciphertext: &[u8]) -> Result<DesktopOpen, SessionError> {
         let ch = &mut self.channel;
         let n = open_into(&mut ch.crypter, &mut ch.scratch, ciphertext)?;
-        let post = PostHandshake::decode(&ch.scratch[..n]);
+        let post = PostHandshake::decode_revision(&ch.scratch[..n]);
         // Legacy linking info (key 2) may carry a link secret.
         ch.scratch.zeroize();
-        let mut post = post?;
+        let (mut post, revision) = post?;
+        ch.revision = revision;
         if let Some(link) = post.legacy_linking.take() {
             if let Some(qr) = &ch.qr_identity {
                 if link.verify(qr, &ch.handshake_hash).is_ok() {
@@ -229,6 +257,11 @@ impl DesktopOpen {
         &self.post
     }
 
+    /// The revision the phone speaks (from the post-handshake message's form).
+    pub fn revision(&self) -> Revision {
+        self.channel.revision
+    }
+
     /// `h` after message 2.
     pub fn handshake_hash(&self) -> &[u8; 32] {
         &self.channel.handshake_hash
@@ -236,7 +269,30 @@ impl DesktopOpen {
 
     /// Reads an update that arrives before the request (Chrome's phone sends one right away).
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        self.channel.receive(ciphertext, false)
+        self.channel.receive(ciphertext, None)
+    }
+
+    /// Seals the connection's one Digital Credentials request (§8.2 type 3): `[0x03] ‖ JSON`.
+    /// Refused unless the phone announced `"dc"` in a revision-1 post-handshake message.
+    pub fn send_json(
+        self,
+        json: &[u8],
+    ) -> Result<(DesktopAwaitingResponse, Vec<u8>), SessionError> {
+        if self.channel.revision == Revision::Zero || !self.post.supports_dc() {
+            return Err(SessionError::DcNotSupported);
+        }
+        if json.is_empty() || core::str::from_utf8(json).is_err() {
+            return Err(SessionError::BadJson);
+        }
+        let mut channel = self.channel;
+        let ct = channel.seal(FrameType::Json, json)?;
+        let next = DesktopAwaitingResponse {
+            channel,
+            post: self.post,
+            answered: false,
+            expects: FrameType::Json,
+        };
+        Ok((next, ct))
     }
 
     /// Seals the connection's one CTAP request (§8.3): `[0x01] ‖ command ‖ params`. One
@@ -269,18 +325,28 @@ impl DesktopOpen {
         if self.channel.failed {
             return Err(SessionError::Failed);
         }
-        let plaintext_len = cbor_params.len() + 2;
+        // Revision 0: `command ‖ params` with no type byte.
+        let typed = usize::from(self.channel.revision == Revision::One);
+        let plaintext_len = cbor_params.len() + 1 + typed;
         out.clear();
         out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
-        out[0] = FrameType::Ctap as u8;
-        out[1] = command.to_u8();
-        out[2..plaintext_len].copy_from_slice(cbor_params);
+        if typed == 1 {
+            out[0] = FrameType::Ctap as u8;
+        }
+        out[typed] = command.to_u8();
+        out[typed + 1..plaintext_len].copy_from_slice(cbor_params);
         let n = self.channel.crypter.seal_in_place(out, plaintext_len)?;
         out.truncate(n);
-        Ok(DesktopAwaitingResponse { channel: self.channel, post: self.post, answered: false })
+        Ok(DesktopAwaitingResponse {
+            channel: self.channel,
+            post: self.post,
+            answered: false,
+            expects: FrameType::Ctap,
+        })
     }
 
-    /// Seals `[0x00]` and closes the sending side.
+    /// Seals `[0x00]` and closes the sending side. Revision 0 has no shutdown message: the
+    /// returned frame is then empty (send nothing, just close).
     pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
         shutdown(self.channel)
     }
@@ -292,6 +358,8 @@ pub struct DesktopAwaitingResponse {
     channel: Channel,
     post: PostHandshake,
     answered: bool,
+    /// The request's type: the reply must have the same (§8.2).
+    expects: FrameType,
 }
 
 impl DesktopAwaitingResponse {
@@ -307,20 +375,33 @@ impl DesktopAwaitingResponse {
 
     /// Opens the next frame from the phone.
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        let event = self.channel.receive(ciphertext, !self.answered)?;
-        if matches!(event, DesktopEvent::CtapResponse { .. }) {
+        let expected = (!self.answered).then_some(self.expects);
+        let event = self.channel.receive(ciphertext, expected)?;
+        if matches!(event, DesktopEvent::CtapResponse { .. } | DesktopEvent::JsonResponse(_)) {
             self.answered = true;
         }
         Ok(event)
     }
 
-    /// Seals `[0x00]` and closes the sending side.
+    /// Seals `[0x00]` and closes the sending side; empty in revision 0 (no shutdown message
+    /// exists there: send nothing, just close).
     pub fn shutdown(self) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
         shutdown(self.channel)
+    }
+
+    /// The revision the phone speaks.
+    pub fn revision(&self) -> Revision {
+        self.channel.revision
     }
 }
 
 fn shutdown(mut channel: Channel) -> Result<(DesktopClosed, Vec<u8>), SessionError> {
+    if channel.revision == Revision::Zero {
+        if channel.failed {
+            return Err(SessionError::Failed);
+        }
+        return Ok((DesktopClosed { channel }, Vec::new()));
+    }
     let ct = channel.seal(FrameType::Shutdown, &[])?;
     Ok((DesktopClosed { channel }, ct))
 }
@@ -335,6 +416,6 @@ pub struct DesktopClosed {
 impl DesktopClosed {
     /// Reads a late update; a CTAP frame now is an error.
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<DesktopEvent, SessionError> {
-        self.channel.receive(ciphertext, false)
+        self.channel.receive(ciphertext, None)
     }
 }

@@ -175,6 +175,33 @@ mod tests {
     }
 
     #[test]
+    fn suffixed_adverts_match_on_the_first_20_bytes() {
+        use crate::hybrid::advert_suffix::{ble_suffix, AdvertSuffix};
+        let mut m = AdvertMatcher::new(false);
+        m.add(4, qr(1));
+        let pt = EidPlaintext::new([9; 10], RoutingId([4, 5, 6]), 1);
+        let mut advert = key(1).seal(&pt).to_vec();
+        advert.extend_from_slice(&ble_suffix(0x0080));
+        let MatchOutcome::Matched { session: 4, advert: opened } = m.offer(&advert) else {
+            panic!("suffixed advert did not match")
+        };
+        assert_eq!(opened.plaintext, pt);
+        let suffix = AdvertSuffix::parse(&opened.suffix).unwrap().unwrap();
+        assert_eq!(suffix.psm, Some(0x0080));
+        // A garbage suffix changes nothing about the match (it is not covered by the tag).
+        let mut m = AdvertMatcher::new(true);
+        m.add(4, qr(1));
+        let mut garbage = key(1).seal(&pt).to_vec();
+        garbage.extend_from_slice(&[0xff; 7]);
+        let MatchOutcome::Matched { advert: opened, .. } = m.offer(&garbage) else { panic!() };
+        assert!(AdvertSuffix::parse(&opened.suffix).is_err());
+        // A foreign advert with a suffix is still foreign.
+        let mut foreign = key(2).seal(&pt).to_vec();
+        foreign.extend_from_slice(&ble_suffix(1));
+        assert_eq!(m.offer(&foreign), MatchOutcome::NotOurs);
+    }
+
+    #[test]
     fn ours_but_invalid_is_reported() {
         let mut m = AdvertMatcher::new(false);
         m.add(1, qr(1));

@@ -61,6 +61,11 @@ pub enum SessionError {
     GetInfoIsLocal,
     /// The phone did not announce the "ctap" feature.
     CtapNotSupported,
+    /// The phone did not announce the "dc" feature (absent features mean CTAP only, §8.1), or
+    /// speaks revision 0 (no typed frames, so no JSON): no Digital Credentials request.
+    DcNotSupported,
+    /// A Digital Credentials request or reply that is empty or not UTF-8 (§8.2 type 3).
+    BadJson,
     /// A linking update needs a QR session (the signature is keyed by the desktop's QR key).
     LinkingNeedsQrSession,
     /// An earlier error (or a shutdown) ended this session.
@@ -81,6 +86,14 @@ impl fmt::Display for SessionError {
                 "getInfo is answered from the cached post-handshake message, not sent to the phone"
             ),
             SessionError::CtapNotSupported => write!(f, "the phone did not announce CTAP support"),
+            SessionError::DcNotSupported => write!(
+                f,
+                "the phone did not announce the \"dc\" feature: it takes no Digital Credentials \
+                 requests (absent features mean CTAP only)"
+            ),
+            SessionError::BadJson => {
+                write!(f, "a Digital Credentials message must be non-empty UTF-8 JSON")
+            }
             SessionError::LinkingNeedsQrSession => {
                 write!(f, "linking info can only be sent in a QR-initiated session")
             }
@@ -97,7 +110,10 @@ impl Classify for SessionError {
             SessionError::Handshake(e) => e.fault(),
             SessionError::Crypter(e) => e.fault(),
             SessionError::Message(e) => e.fault(),
-            SessionError::UnexpectedFrame { .. } | SessionError::CtapNotSupported => Fault::Peer,
+            SessionError::UnexpectedFrame { .. }
+            | SessionError::CtapNotSupported
+            | SessionError::DcNotSupported => Fault::Peer,
+            SessionError::BadJson => Fault::Caller,
             SessionError::GetInfoIsLocal
             | SessionError::LinkingNeedsQrSession
             | SessionError::Failed => Fault::Caller,
@@ -109,7 +125,7 @@ impl Classify for SessionError {
             SessionError::Crypter(e) => e.stage(),
             SessionError::Message(e) => e.stage(),
             SessionError::LinkingNeedsQrSession => Stage::Linking,
-            SessionError::CtapNotSupported => Stage::PostHandshake,
+            SessionError::CtapNotSupported | SessionError::DcNotSupported => Stage::PostHandshake,
             _ => Stage::Transport,
         }
     }

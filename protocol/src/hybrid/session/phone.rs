@@ -4,7 +4,9 @@ use super::{open_into, SessionError};
 use crate::ctap2::{Command, StatusCode};
 use crate::hybrid::crypter::Crypter;
 use crate::hybrid::keys::Psk;
-use crate::hybrid::messages::{encode_padded_update, Frame, FrameType, LinkingInfo, PostHandshake};
+use crate::hybrid::messages::{
+    encode_padded_update, Frame, FrameType, LinkingInfo, PostHandshake, Revision,
+};
 use crate::hybrid::noise::{respond_with_ephemeral, ResponderKeys, HANDSHAKE_MESSAGE_LEN};
 use p256::{PublicKey, SecretKey};
 
@@ -113,19 +115,43 @@ impl PhoneHandshaken {
         &self.handshake_hash
     }
 
+    /// The linking signature for this session (QR sessions only), for linking info carried in
+    /// the post-handshake message itself (key 2: revision 0, where no update message exists).
+    pub fn linking_signature(&self, phone_identity: &SecretKey) -> Result<[u8; 32], SessionError> {
+        let desktop = self.desktop_qr.as_ref().ok_or(SessionError::LinkingNeedsQrSession)?;
+        Ok(LinkingInfo::sign(phone_identity, desktop, &self.handshake_hash))
+    }
+
     /// Seals the post-handshake message (write sequence 0, no type byte).
     pub fn send_post_handshake(
-        mut self,
+        self,
         message: &PostHandshake,
     ) -> Result<(PhoneOpen, Vec<u8>), SessionError> {
+        self.send_post_handshake_revision(message, Revision::One)
+    }
+
+    /// Like [`Self::send_post_handshake`] in the given revision: [`Revision::Zero`] pads the
+    /// message the legacy way (§11.3) and makes every later frame untyped (a legacy phone;
+    /// the virtual phone's lab switch). Linking info then belongs in key 2 of `message`.
+    pub fn send_post_handshake_revision(
+        mut self,
+        message: &PostHandshake,
+        revision: Revision,
+    ) -> Result<(PhoneOpen, Vec<u8>), SessionError> {
+        let plain = match revision {
+            Revision::One => message.encode(),
+            Revision::Zero => message.encode_revision0(),
+        };
         let mut out = Vec::new();
-        self.crypter.seal_plain(&message.encode(), &mut out)?;
+        self.crypter.seal_plain(&plain, &mut out)?;
         let open = PhoneOpen {
             crypter: self.crypter,
             handshake_hash: self.handshake_hash,
             desktop_qr: self.desktop_qr,
             scratch: Vec::new(),
             failed: false,
+            shut_down: false,
+            revision,
         };
         Ok((open, out))
     }
@@ -139,6 +165,10 @@ pub struct PhoneOpen {
     desktop_qr: Option<PublicKey>,
     scratch: Vec<u8>,
     failed: bool,
+    /// The desktop sent shutdown: nothing more is received, but a late update may still be
+    /// sent (the desktop keeps reading for a while, §8.4).
+    shut_down: bool,
+    revision: Revision,
 }
 
 impl PhoneOpen {
@@ -157,6 +187,12 @@ impl PhoneOpen {
     /// Seals Chrome's constant-size update (`None` = padding only). Linking info is refused in
     /// linked sessions, where the desktop could not verify it.
     pub fn send_update(&mut self, linking: Option<&LinkingInfo>) -> Result<Vec<u8>, SessionError> {
+        if self.revision == Revision::Zero {
+            return Err(SessionError::UnexpectedFrame {
+                frame: FrameType::Update,
+                why: "revision 0 has no update messages (linking goes in post-handshake key 2)",
+            });
+        }
         if linking.is_some() && self.desktop_qr.is_none() {
             return Err(SessionError::LinkingNeedsQrSession);
         }
@@ -182,11 +218,15 @@ impl PhoneOpen {
         body: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), SessionError> {
-        if self.failed {
+        // After the desktop's shutdown no request is outstanding: only a late update may go.
+        if self.failed || self.shut_down {
             return Err(SessionError::Failed);
         }
         out.clear();
-        out.extend_from_slice(&[FrameType::Ctap as u8, status.to_u8()]);
+        if self.revision == Revision::One {
+            out.push(FrameType::Ctap as u8);
+        }
+        out.push(status.to_u8());
         out.extend_from_slice(body);
         let plaintext_len = out.len();
         out.resize(crate::hybrid::crypter::sealed_len(plaintext_len), 0);
@@ -202,6 +242,23 @@ impl PhoneOpen {
         }
     }
 
+    /// Seals the answer to a Digital Credentials request: `[0x03] ‖ JSON` (§8.2; a reply has
+    /// the request's type). Only in revision 1, and not after the desktop's shutdown.
+    pub fn respond_json(&mut self, json: &[u8]) -> Result<Vec<u8>, SessionError> {
+        if self.failed || self.shut_down {
+            return Err(SessionError::Failed);
+        }
+        if self.revision == Revision::Zero {
+            return Err(SessionError::DcNotSupported);
+        }
+        if json.is_empty() || core::str::from_utf8(json).is_err() {
+            return Err(SessionError::BadJson);
+        }
+        let mut out = Vec::new();
+        self.crypter.seal_frame(FrameType::Json, json, &mut out)?;
+        Ok(out)
+    }
+
     fn seal_plain(&mut self, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
         if self.failed {
             return Err(SessionError::Failed);
@@ -215,7 +272,7 @@ impl PhoneOpen {
     /// buffer instead of copying it out: no allocation per frame once the scratch has grown to
     /// the largest request.
     pub fn receive_borrowed(&mut self, ciphertext: &[u8]) -> Result<PhoneFrame<'_>, SessionError> {
-        if self.failed {
+        if self.failed || self.shut_down {
             return Err(SessionError::Failed);
         }
         let n = match open_into(&mut self.crypter, &mut self.scratch, ciphertext) {
@@ -225,7 +282,13 @@ impl PhoneOpen {
                 return Err(e);
             }
         };
-        let frame = match Frame::parse(&self.scratch[..n]) {
+        let parsed = match self.revision {
+            Revision::One => Frame::parse(&self.scratch[..n]),
+            // Revision 0: every desktop frame is an untyped CTAP request.
+            Revision::Zero if n == 0 => Err(crate::hybrid::messages::MessageError::EmptyFrame),
+            Revision::Zero => Ok(Frame::Ctap(&self.scratch[..n])),
+        };
+        let frame = match parsed {
             Ok(Frame::Shutdown) => Ok(PhoneFrame::Shutdown),
             Ok(Frame::Ctap(req)) => {
                 let (&command, params) = req.split_first().unwrap_or((&0, &[]));
@@ -237,29 +300,33 @@ impl PhoneOpen {
                 .map_err(|e| crate::hybrid::messages::MessageError::Update(e).into()),
             Err(e) => Err(e.into()),
         };
-        self.failed = !matches!(
-            frame,
-            Ok(PhoneFrame::CtapRequest { .. } | PhoneFrame::Json(_) | PhoneFrame::UpdateIgnored)
-        );
+        self.failed = frame.is_err();
+        self.shut_down = matches!(frame, Ok(PhoneFrame::Shutdown));
         frame
     }
 
-    /// Opens the next frame from the desktop. After an error or a shutdown the session is over.
+    /// Opens the next frame from the desktop. After an error the session is over; after a
+    /// shutdown nothing more is received (a late update may still be sent).
     pub fn receive(&mut self, ciphertext: &[u8]) -> Result<PhoneEvent, SessionError> {
-        if self.failed {
+        if self.failed || self.shut_down {
             return Err(SessionError::Failed);
         }
         let result = self.receive_inner(ciphertext);
-        self.failed = !matches!(
-            result,
-            Ok(PhoneEvent::CtapRequest { .. } | PhoneEvent::Json(_) | PhoneEvent::UpdateIgnored)
-        );
+        self.failed = result.is_err();
+        self.shut_down = matches!(result, Ok(PhoneEvent::Shutdown));
         result
     }
 
     fn receive_inner(&mut self, ciphertext: &[u8]) -> Result<PhoneEvent, SessionError> {
         let n = open_into(&mut self.crypter, &mut self.scratch, ciphertext)?;
-        Ok(match Frame::parse(&self.scratch[..n])? {
+        let frame = match self.revision {
+            Revision::One => Frame::parse(&self.scratch[..n])?,
+            Revision::Zero if n == 0 => {
+                return Err(crate::hybrid::messages::MessageError::EmptyFrame.into())
+            }
+            Revision::Zero => Frame::Ctap(&self.scratch[..n]),
+        };
+        Ok(match frame {
             Frame::Shutdown => PhoneEvent::Shutdown,
             Frame::Ctap(req) => {
                 let (&command, params) = req.split_first().unwrap_or((&0, &[]));
