@@ -15,6 +15,7 @@
 //! product's own types (`AdvertMatcher`, `Crypter`, the Noise handshake, CTAPHID framing);
 //! `net` runs the tunnel server under a bounded loopback load.
 
+mod adverts;
 mod ceremony;
 mod idle;
 mod micro;
@@ -24,6 +25,7 @@ mod session;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
+pub use adverts::adverts;
 pub use ceremony::ceremony;
 pub use idle::idle;
 pub use micro::{crypter, ctaphid, eid, handshake};
@@ -84,10 +86,10 @@ impl Options<'_> {
 
 /// The names `cablebridge bench` accepts, in the order `all` runs them.
 pub const BENCHES: &[&str] =
-    &["eid", "crypter", "handshake", "ctaphid", "session", "ceremony", "tunnel", "idle"];
+    &["eid", "crypter", "handshake", "ctaphid", "session", "ceremony", "tunnel", "idle", "adverts"];
 
 /// Benches of issue 13 this version does not implement (named so `bench` can say so).
-pub const NOT_DONE: &[&str] = &["adverts"];
+pub const NOT_DONE: &[&str] = &[];
 
 /// Runs one bench by name; `None` for an unknown name.
 pub fn run(name: &str, opts: &Options<'_>) -> Option<Result<Vec<Measurement>, String>> {
@@ -100,6 +102,7 @@ pub fn run(name: &str, opts: &Options<'_>) -> Option<Result<Vec<Measurement>, St
         "ceremony" => ceremony(opts),
         "tunnel" => tunnel(opts),
         "idle" => idle(opts),
+        "adverts" => adverts(opts),
         _ => return None,
     })
 }
