@@ -13,7 +13,8 @@
 //!
 //! The `micro` benches mirror `protocol/benches/*.rs` (same baselines) but run through the
 //! product's own types (`AdvertMatcher`, `Crypter`, the Noise handshake, CTAPHID framing);
-//! `net` runs the tunnel server under a bounded loopback load.
+//! `net` runs the tunnel server under a bounded loopback load; `adverts` runs the real BLE scanner
+//! against the hw-tests mock BlueZ process (`cablebridge-mock-bluez`).
 
 mod adverts;
 mod ceremony;
