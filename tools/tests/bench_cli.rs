@@ -7,8 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_env(args, &[])
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -59,6 +64,15 @@ fn named_with_unit(name: &str) -> bool {
         "ceremonies",
         "sessions",
         "threads",
+        // adverts: counts of adverts / samples.
+        "delivered",
+        "lost",
+        "samples",
+        "missed",
+        "fido_adverts",
+        "forwarded",
+        "overflow_dropped",
+        "duplicates_dropped",
     ];
     UNITS.iter().any(|u| name.ends_with(u))
         || PARAMS.contains(&name)
@@ -97,13 +111,10 @@ fn crypter_quick_json_has_one_object_per_size_with_units_and_zero_allocs() {
 }
 
 #[test]
-fn unknown_bench_is_a_usage_error_and_unimplemented_ones_say_so() {
+fn unknown_bench_is_a_usage_error() {
     let (code, _, stderr) = run(&["bench", "nosuch"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown bench `nosuch`"), "{stderr}");
-    let (code, _, stderr) = run(&["bench", "adverts"]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
 }
 
 #[test]
@@ -212,4 +223,51 @@ fn idle_quick_reports_the_daemon_or_says_it_is_missing() {
         assert!(o["wakeups_per_s"].as_f64().unwrap() >= 0.0, "{o}");
         assert!(o["threads"].as_f64().unwrap() >= 1.0, "{o}");
     }
+}
+
+#[test]
+fn adverts_without_the_mock_bluez_is_skipped_with_the_reason() {
+    let (code, stdout, stderr) = run_env(
+        &["bench", "adverts", "--quick", "--json"],
+        &[("CABLEBRIDGE_MOCK_BLUEZ", "/nonexistent/cablebridge-mock-bluez")],
+    );
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    assert_eq!(objects.len(), 1, "{stdout}");
+    assert!(objects[0]["what"].as_str().unwrap().starts_with("skipped"), "{stdout}");
+    assert!(objects[0]["note"].as_str().unwrap().contains("CABLEBRIDGE_MOCK_BLUEZ"), "{stdout}");
+}
+
+/// The real path: btleplug scanning the hw-tests mock BlueZ on a private dbus-daemon. Runs for real
+/// where the mock binary sits next to `cablebridge` (CI: `cargo test --workspace` builds it) and
+/// dbus-daemon is installed; otherwise the bench says `skipped`.
+#[test]
+fn adverts_quick_measures_the_intake_or_says_why_not() {
+    let (code, stdout, stderr) = run(&["bench", "adverts", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    if objects[0]["what"].as_str().unwrap().starts_with("skipped") {
+        assert_eq!(objects.len(), 1, "{stdout}");
+        assert!(objects[0]["note"].as_str().unwrap().contains("CABLEBRIDGE_MOCK_BLUEZ"));
+        return;
+    }
+    for o in &objects {
+        for (name, value) in o.as_object().unwrap() {
+            if !matches!(name.as_str(), "bench" | "what" | "note") {
+                assert!(value.is_number(), "{name} in {o}");
+                assert!(named_with_unit(name), "field {name} carries no unit");
+            }
+        }
+    }
+    let flood = objects.iter().find(|o| o["what"].as_str().unwrap().contains("flood, ")).unwrap();
+    // Foreign adverts came through the real scanner.
+    assert!(flood["delivered"].as_u64().unwrap() > 0, "{flood}");
+    assert!(flood["adverts_per_s"].as_f64().unwrap() > 0.0, "{flood}");
+    let delay = objects.iter().find(|o| o["what"].as_str().unwrap().starts_with("match")).unwrap();
+    // The matching adverts were accepted by their pending sessions despite the flood.
+    assert!(delay["samples"].as_u64().unwrap() >= 1, "{delay}");
+    assert!(
+        delay["match_delay_p50_ms"].as_f64() <= delay["match_delay_p99_ms"].as_f64(),
+        "{delay}"
+    );
 }
