@@ -5,17 +5,32 @@
 use cablebridge_protocol::hybrid::crypter::{sealed_len, Crypter};
 use cablebridge_protocol::hybrid::messages::FrameType;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+// Per thread: libtest's own threads (and a second test running in parallel) allocate too, and a
+// process-wide count made these tests flaky under load. Const-initialised, so reading it never
+// allocates.
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Allocations made so far by the calling thread.
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count_one() {
+    // `try_with`: during thread teardown the slot may be gone; such allocations are not ours.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
 
 #[allow(unsafe_code)]
 // SAFETY: delegates every call unchanged to the system allocator; only counts allocations.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -24,7 +39,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -39,7 +54,7 @@ fn sizes() -> impl Iterator<Item = usize> {
     (0..1000usize).map(|i| (i * 977) % MAX)
 }
 
-// One test function only: the counter is process-global and tests run on parallel threads.
+// Counted per thread (see `ALLOCATIONS`), so parallel tests and the harness do not disturb it.
 #[test]
 fn data_phase_frames_do_not_allocate() {
     let mut desktop = Crypter::new(&[1; 32], &[2; 32]);
@@ -49,12 +64,12 @@ fn data_phase_frames_do_not_allocate() {
     let mut frame = Vec::with_capacity(sealed_len(MAX + 1));
 
     // The counter is live: a fresh Vec is seen.
-    let probe_start = ALLOCATIONS.load(Ordering::SeqCst);
+    let probe_start = allocations();
     let probe = std::hint::black_box(Vec::<u8>::with_capacity(32));
-    assert!(ALLOCATIONS.load(Ordering::SeqCst) > probe_start);
+    assert!(allocations() > probe_start);
     drop(probe);
 
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     let mut opened = 0usize;
     for len in sizes() {
         buf[..len].fill(len as u8);
@@ -63,7 +78,7 @@ fn data_phase_frames_do_not_allocate() {
         desktop.seal_frame(FrameType::Ctap, &payload[..len], &mut frame).unwrap();
         opened += phone.open_in_place(&mut frame).unwrap();
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = allocations();
     assert_eq!(after - before, 0, "heap allocations during 2000 seal/open pairs");
     assert_eq!(opened, sizes().map(|l| 2 * l + 1).sum::<usize>());
 }

@@ -19,17 +19,32 @@ use p256::SecretKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+// Per thread: libtest's own threads (and a second test running in parallel) allocate too, and a
+// process-wide count made these tests flaky under load. Const-initialised, so reading it never
+// allocates.
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Allocations made so far by the calling thread.
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count_one() {
+    // `try_with`: during thread teardown the slot may be gone; such allocations are not ours.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
 
 #[allow(unsafe_code)]
 // SAFETY: delegates every call unchanged to the system allocator; only counts allocations.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -38,7 +53,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -83,13 +98,13 @@ fn established_phone_session_allocates_nothing_per_frame() {
         request[1] = 0x02;
         request[2..2 + len].fill(0xa0);
         let n = desktop.seal_in_place(&mut request, 2 + len).unwrap();
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = allocations();
         let params_len = match phone.receive_borrowed(&request[..n]).unwrap() {
             PhoneFrame::CtapRequest { command: Command::GetAssertion, params } => params.len(),
             other => panic!("{other:?}"),
         };
         phone.respond_ctap_into(StatusCode::Ok, &body[..len], &mut response).unwrap();
-        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let during = allocations() - before;
         assert_eq!(params_len, len);
         let m = desktop.open_in_place(&mut response).unwrap();
         assert_eq!(&response[..2], &[0x01, 0x00]);
@@ -129,10 +144,10 @@ fn desktop_request_is_sealed_into_a_reused_buffer_without_allocating() {
             phone.send_post_handshake(&PostHandshake::ctap(vec![0xa0])).unwrap();
         let open = desktop.read_post_handshake(&post).unwrap();
 
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = allocations();
         let mut awaiting =
             open.send_ctap_into(Command::GetAssertion, &params[..len], &mut out).unwrap();
-        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let during = allocations() - before;
         assert_eq!(during, 0, "round {round}: allocations sealing a {len}-byte request");
 
         // The phone reads exactly the request the desktop meant, and its answer comes back.
