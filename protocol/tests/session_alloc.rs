@@ -18,59 +18,14 @@ use cablebridge_protocol::hybrid::session::{
 use p256::SecretKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-struct Counting;
-
-// Per thread: libtest's own threads (and a second test running in parallel) allocate too, and a
-// process-wide count made these tests flaky under load. Const-initialised, so reading it never
-// allocates.
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Allocations made so far by the calling thread.
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn count_one() {
-    // `try_with`: during thread teardown the slot may be gone; such allocations are not ours.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-#[allow(unsafe_code)]
-// SAFETY: delegates every call unchanged to the system allocator; only counts allocations.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod alloc_support;
+use alloc_support::allocations;
 
 const MAX_BODY: usize = 4096;
 
-/// The counter is process-wide: the tests take turns so one's allocations never land in the
-/// other's window.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn established_phone_session_allocates_nothing_per_frame() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let secret = QrSecret::random(&mut rng);
@@ -122,7 +77,6 @@ fn established_phone_session_allocates_nothing_per_frame() {
 
 #[test]
 fn desktop_request_is_sealed_into_a_reused_buffer_without_allocating() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let identity = IdentityKeyPair::new(SecretKey::random(&mut rng));
     let secret = QrSecret::random(&mut rng);
