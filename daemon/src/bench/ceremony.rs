@@ -20,7 +20,6 @@ use crate::phone::sink::AdvertSinkSpec;
 use crate::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use crate::testkit::{with_phone, EventLog};
 use crate::tunnel::server::{TunnelServer, TunnelServerConfig};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,35 +41,6 @@ const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn process_cpu_ns() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
-}
-
-/// A private directory for the advert socket, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!(
-            "cablebridge-bench-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| format!("ceremony bench: cannot create {}: {e}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Runs the ceremonies (bounded: 120 s overall) on a 2-worker runtime, like the CLI's.
@@ -99,7 +69,11 @@ async fn run(n: usize) -> Result<Vec<Measurement>, String> {
     let server = TunnelServer::bind(TunnelServerConfig::default())
         .await
         .map_err(|e| format!("ceremony bench: tunnel server: {e}"))?;
-    let dir = TempDir::new()?;
+    // A private (0700) directory for the advert socket, removed on drop.
+    let dir = tempfile::Builder::new()
+        .prefix("cablebridge-bench-")
+        .tempdir()
+        .map_err(|e| format!("ceremony bench: cannot create a temporary directory: {e}"))?;
     let advert_path = dir.path().join("adverts.sock");
 
     let mut phone_config = PhoneConfig::new(server.base_url());

@@ -76,31 +76,7 @@ struct VirtualRig {
     server: TunnelServerHandle,
     phone: VirtualPhone,
     advert_path: PathBuf,
-    dir: PrivateDir,
-}
-
-/// A private (0700) temporary directory, removed on drop.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn new() -> Result<PrivateDir, LabRunError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!(
-            "cablebridge-run-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(|e| {
-            LabRunError::Environment(format!("cannot create {}: {e}", path.display()))
-        })?;
-        Ok(PrivateDir(path))
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dir: tempfile::TempDir,
 }
 
 /// Loads a step's `policy`/`profile`/`mds` into the engine's [`Judge`] (as `--policy`,
@@ -208,8 +184,11 @@ impl LabRun {
         let server = TunnelServer::bind(TunnelServerConfig::default())
             .await
             .map_err(|e| LabRunError::Environment(format!("virtual phone tunnel server: {e}")))?;
-        let dir = PrivateDir::new()?;
-        let advert_path = dir.0.join("adverts.sock");
+        // A private (0700) directory, removed on drop.
+        let dir = tempfile::Builder::new().prefix("cablebridge-run-").tempdir().map_err(|e| {
+            LabRunError::Environment(format!("cannot create a temporary directory: {e}"))
+        })?;
+        let advert_path = dir.path().join("adverts.sock");
         let settings = &self.scenario.virtual_phone;
         let mut config = PhoneConfig::new(server.base_url());
         config.sink = AdvertSinkSpec::Unix(advert_path.clone());

@@ -22,7 +22,6 @@ use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every stage of the demo is loopback work: a few seconds is already generous.
@@ -51,34 +50,6 @@ pub struct DemoArgs {
     pub policy: crate::cmd::policy_flags::PolicyArgs,
 }
 
-/// A private directory for the advert socket, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, CmdError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!(
-            "cablebridge-demo-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| CmdError::environment(format!("cannot create {}: {e}", path.display())))?;
-        Ok(TempDir(path))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs the demo.
 pub fn run(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     runtime()?.block_on(demo(args, json))
@@ -89,7 +60,11 @@ async fn demo(args: &DemoArgs, json: bool) -> Result<Report, CmdError> {
     let server = TunnelServer::bind(TunnelServerConfig::default())
         .await
         .map_err(|e| CmdError::environment(e.to_string()))?;
-    let dir = TempDir::new()?;
+    // A private (0700) directory for the advert socket, removed on drop.
+    let dir = tempfile::Builder::new()
+        .prefix("cablebridge-demo-")
+        .tempdir()
+        .map_err(|e| CmdError::environment(format!("cannot create a temporary directory: {e}")))?;
     let advert_path = dir.path().join("adverts.sock");
     emit_line(
         json,
