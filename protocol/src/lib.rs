@@ -5,6 +5,8 @@
 //! * [`hybrid`] — the FIDO hybrid transport ("caBLE v2"): QR payload and `FIDO:/` digits, HKDF
 //!   purposes, BLE EID seal/trial-open, tunnel domains and URLs, Noise KNpsk0/NKpsk0 for both
 //!   roles, the in-place Crypter, post-handshake/typed/linking messages.
+//! * [`ctap1`] — FIDO U2F (CTAP1) APDUs, their conversion to CTAP2-shaped results and a
+//!   software U2F authenticator.
 //! * [`ctaphid`] — CTAPHID framing and the host and device transaction state machines.
 //! * [`ctap2`] — CTAP2 request/response types, status codes, PIN/UV auth protocols 1 and 2,
 //!   attestation object and authenticator-data parsing.
@@ -31,6 +33,7 @@
 
 pub mod authenticator;
 pub mod cbor;
+pub mod ctap1;
 pub mod ctap2;
 pub mod ctaphid;
 pub mod error;

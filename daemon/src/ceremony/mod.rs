@@ -32,7 +32,7 @@ pub use progress::{
     Timings,
 };
 pub use result::{
-    AuthenticationResult, Candidate, RegistrationResult, TransportKind, RESULT_FIELDS,
+    AuthenticationResult, Candidate, CtapProtocol, RegistrationResult, TransportKind, RESULT_FIELDS,
 };
 pub(crate) use run::cancellable;
 pub use run::{

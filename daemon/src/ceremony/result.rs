@@ -36,12 +36,32 @@ impl TransportKind {
     }
 }
 
+/// Which protocol the authenticator spoke (USB keys: CTAP2, or the CTAP1/U2F fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtapProtocol {
+    /// CTAP2 (CTAPHID_CBOR).
+    Ctap2,
+    /// CTAP1/U2F APDUs (CTAPHID_MSG) on a key without CTAP2.
+    Ctap1U2f,
+}
+
+impl CtapProtocol {
+    /// `"ctap2"` / `"ctap1/u2f"` (the result's `protocol`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtapProtocol::Ctap2 => "ctap2",
+            CtapProtocol::Ctap1U2f => "ctap1/u2f",
+        }
+    }
+}
+
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 18] = [
+pub const RESULT_FIELDS: [&str; 19] = [
     "event",
     "ceremony",
     "transport",
+    "protocol",
     "rp_id",
     "credential_id",
     "aaguid",
@@ -64,6 +84,8 @@ pub const RESULT_FIELDS: [&str; 18] = [
 pub struct RegistrationResult {
     /// How the authenticator was reached.
     pub transport: TransportKind,
+    /// The protocol a USB key spoke (`None` over hybrid).
+    pub protocol: Option<CtapProtocol>,
     /// The relying party id the credential is scoped to.
     pub rp_id: String,
     /// The new credential's id.
@@ -94,6 +116,8 @@ pub struct RegistrationResult {
 pub struct AuthenticationResult {
     /// How the authenticator was reached.
     pub transport: TransportKind,
+    /// The protocol a USB key spoke (`None` over hybrid).
+    pub protocol: Option<CtapProtocol>,
     /// The relying party id.
     pub rp_id: String,
     /// The credential that signed.
@@ -183,6 +207,7 @@ impl RegistrationResult {
             .map(|r| Box::new(r.with_roots(aaguids.roots(&aaguid))));
         Ok(RegistrationResult {
             transport,
+            protocol: None,
             rp_id: rp_id.to_owned(),
             credential_id: cred.credential_id,
             aaguid,
@@ -220,7 +245,7 @@ impl RegistrationResult {
 
     /// The `{"event":"result", ...}` line.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "event": "result",
             "ceremony": "register",
             "transport": self.transport.as_str(),
@@ -237,7 +262,11 @@ impl RegistrationResult {
             "client_data_json": b64url(&self.client_data_json),
             "public_key_cose": b64url(&self.public_key_cose),
             "timings_ms": self.timings.to_json(),
-        })
+        });
+        if let Some(protocol) = self.protocol {
+            json["protocol"] = protocol.as_str().into();
+        }
+        json
     }
 }
 
@@ -269,6 +298,7 @@ impl AuthenticationResult {
         }
         Ok(AuthenticationResult {
             transport,
+            protocol: None,
             rp_id: rp_id.to_owned(),
             credential_id,
             authenticator_data: response.auth_data,
@@ -304,6 +334,9 @@ impl AuthenticationResult {
         });
         if !self.candidates.is_empty() {
             json["credentials"] = self.candidates_json();
+        }
+        if let Some(protocol) = self.protocol {
+            json["protocol"] = protocol.as_str().into();
         }
         json
     }

@@ -21,8 +21,8 @@ use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
     AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
-    CeremonyRequest, CeremonyStage, Events, ProgressDetail, RegistrationResult, Requirement,
-    StageClock, TransportKind, UsbTransport,
+    CeremonyRequest, CeremonyStage, CtapProtocol, Events, ProgressDetail, RegistrationResult,
+    Requirement, StageClock, TransportKind, UsbTransport,
 };
 use crate::hid::HidError;
 
@@ -119,6 +119,12 @@ pub async fn run_with_arrivals(
         ProgressDetail::Text(client.path().to_owned()),
     );
     let stage = CeremonyStage::UserPresence;
+    let u2f = client.is_u2f_only();
+    if u2f {
+        super::u2f::check_ceremony(client.path(), &request, config.pin.is_some())
+            .map_err(|e| ceremony_error(CeremonyStage::DeviceSelect, &e))?;
+    }
+    let protocol = if u2f { CtapProtocol::Ctap1U2f } else { CtapProtocol::Ctap2 };
     let mut rng = rand::rngs::OsRng;
     let outcome = match request {
         CeremonyRequest::Register(options) => {
@@ -135,14 +141,16 @@ pub async fn run_with_arrivals(
             .await
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
-            CeremonyOutcome::Registered(RegistrationResult::from_response(
+            let mut result = RegistrationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
                 response,
                 &client_data,
                 &config.aaguids,
                 progress.timings().clone(),
-            )?)
+            )?;
+            result.protocol = Some(protocol);
+            CeremonyOutcome::Registered(result)
         }
         CeremonyRequest::Authenticate(options) => {
             let client_data = options.client_data();
@@ -191,6 +199,7 @@ pub async fn run_with_arrivals(
                 progress.timings().clone(),
             )?;
             result.candidates = candidates;
+            result.protocol = Some(protocol);
             CeremonyOutcome::Authenticated(result)
         }
     };

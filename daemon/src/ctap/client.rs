@@ -29,20 +29,47 @@ pub const DUMMY_RP_ID: &str = ".dummy";
 pub struct Ctap2Client<T: HidTransport> {
     dev: CtapHidDevice<T>,
     info: GetInfo,
+    /// CTAP1/U2F only: makeCredential/getAssertion go through [`super::u2f`], every other
+    /// CTAP2 command is refused.
+    u2f: bool,
 }
 
 impl<T: HidTransport> Ctap2Client<T> {
-    /// Reads getInfo over an open device. Keys without CTAPHID_CBOR (U2F-only) are refused.
+    /// Reads getInfo over an open device. Keys without CTAPHID_CBOR, or whose getInfo fails as
+    /// an unknown command, are driven with CTAP1/U2F APDUs instead when they accept CTAPHID_MSG
+    /// ([`super::u2f`], as libfido2 falls back); keys with neither are refused.
     pub async fn connect(dev: CtapHidDevice<T>, call: &mut Call<'_>) -> Result<Self> {
-        if !dev.info().capabilities.contains(Capabilities::CBOR) {
-            return Err(CtapError::Unsupported {
-                device: dev.path().to_owned(),
-                what: "this is a U2F-only key (no CTAP2 support)".to_owned(),
-            });
+        let caps = dev.info().capabilities;
+        let msg = !caps.contains(Capabilities::NMSG);
+        if !caps.contains(Capabilities::CBOR) {
+            if !msg {
+                return Err(CtapError::Unsupported {
+                    device: dev.path().to_owned(),
+                    what: "the key supports neither CTAP2 (no CBOR) nor U2F (NMSG)".to_owned(),
+                });
+            }
+            return Ok(Self::u2f_only(dev));
         }
-        let mut client = Ctap2Client { dev, info: GetInfo::default() };
-        client.refresh_info(call).await?;
-        Ok(client)
+        let mut client = Ctap2Client { dev, info: GetInfo::default(), u2f: false };
+        match client.refresh_info(call).await {
+            Ok(_) => Ok(client),
+            Err(e) if msg && is_invalid_command(&e) => {
+                tracing::info!(device = client.path(), "getInfo unknown: falling back to U2F");
+                Ok(Self::u2f_only(client.dev))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn u2f_only(dev: CtapHidDevice<T>) -> Self {
+        let info =
+            GetInfo { versions: vec![super::u2f::U2F_VERSION.to_owned()], ..GetInfo::default() };
+        Ctap2Client { dev, info, u2f: true }
+    }
+
+    /// Whether this key is driven with CTAP1/U2F APDUs ([`super::u2f`]).
+    pub fn is_u2f_only(&self) -> bool {
+        self.u2f
     }
 
     /// The last getInfo answer.
@@ -76,6 +103,12 @@ impl<T: HidTransport> Ctap2Client<T> {
         params: Option<&Value>,
         call: &mut Call<'_>,
     ) -> Result<Option<Value>> {
+        if self.u2f {
+            return Err(CtapError::U2fOnly {
+                device: self.path().to_owned(),
+                what: format!("{} needs CTAP2", command.name()),
+            });
+        }
         let request = encode_request(command, params);
         let answer = self.dev.transact(HidCommand::Cbor, &request, call).await?;
         match decode_response(&answer) {
@@ -113,6 +146,9 @@ impl<T: HidTransport> Ctap2Client<T> {
         request: &MakeCredentialRequest,
         call: &mut Call<'_>,
     ) -> Result<MakeCredentialResponse> {
+        if self.u2f {
+            return super::u2f::make_credential(&mut self.dev, request, call).await;
+        }
         let command = ctap2::Command::MakeCredential;
         let body = self.command(command, Some(&request.to_cbor()), call).await?;
         let body = self.require_body(command, body)?;
@@ -126,6 +162,9 @@ impl<T: HidTransport> Ctap2Client<T> {
         request: &GetAssertionRequest,
         call: &mut Call<'_>,
     ) -> Result<Vec<GetAssertionResponse>> {
+        if self.u2f {
+            return super::u2f::get_assertion(&mut self.dev, request, call).await;
+        }
         let command = ctap2::Command::GetAssertion;
         let body = self.command(command, Some(&request.to_cbor()), call).await?;
         let body = self.require_body(command, body)?;
@@ -148,6 +187,9 @@ impl<T: HidTransport> Ctap2Client<T> {
     /// (the key blinks; a touch answers PIN_AUTH_INVALID / PIN_NOT_SET / PIN_INVALID / OK, all of
     /// which mean "this key was touched", and nothing is stored).
     pub async fn selection(&mut self, call: &mut Call<'_>) -> Result<()> {
+        if self.u2f {
+            return super::u2f::wait_for_touch(&mut self.dev, call).await;
+        }
         if self.info.supports_version("FIDO_2_1") || self.info.supports_version("FIDO_2_1_PRE") {
             self.command(ctap2::Command::Selection, None, call).await?;
             return Ok(());
@@ -181,6 +223,19 @@ impl<T: HidTransport> Ctap2Client<T> {
         self.command(ctap2::Command::Reset, None, call).await?;
         Ok(())
     }
+}
+
+/// getInfo answered as an unknown command: a CTAP2 status or a CTAPHID error frame.
+fn is_invalid_command(e: &CtapError) -> bool {
+    use cablebridge_protocol::ctaphid::{ErrorCode, HostError};
+    matches!(
+        e,
+        CtapError::Status { status: StatusCode::InvalidCommand, .. }
+            | CtapError::Channel {
+                source: HostError::Device { code: ErrorCode::InvalidCmd, .. },
+                ..
+            }
+    )
 }
 
 /// libfido2's touch request: rp ".dummy", user "dummy" (id 0x01), ES256, and, on keys with

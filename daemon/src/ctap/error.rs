@@ -101,6 +101,25 @@ pub enum CtapError {
         /// What is missing, as a sentence.
         what: String,
     },
+    /// The key speaks only CTAP1/U2F and the request needs CTAP2.
+    #[error("{device}: this is a U2F-only (CTAP1) key: {what}")]
+    U2fOnly {
+        /// Device path or address.
+        device: String,
+        /// What it cannot do, as a sentence.
+        what: String,
+    },
+    /// A CTAP1/U2F exchange failed (a status word other than success, a malformed answer).
+    #[error("{device}: U2F {op} failed: {source}")]
+    U2f {
+        /// Device path or address.
+        device: String,
+        /// The U2F operation.
+        op: &'static str,
+        /// What went wrong.
+        #[source]
+        source: cablebridge_protocol::ctap1::U2fError,
+    },
     /// The operation needs user verification and none is available.
     #[error("{device}: this key requires a PIN: use --pin-stdin or CABLEBRIDGE_PIN")]
     PinRequired {
@@ -237,6 +256,7 @@ impl Classify for CtapError {
             CtapError::Timeout { command: HidCommand::Init, .. } => Fault::Environment,
             CtapError::Cancelled { .. } | CtapError::InvalidPin(_) => Fault::Caller,
             CtapError::PinRequired { .. } => Fault::Caller,
+            CtapError::U2fOnly { .. } => Fault::Caller,
             CtapError::NoKeyInserted { cancelled: true, .. } => Fault::Caller,
             // Like a touch that never came: the user did not act in time.
             CtapError::NoKeyInserted { cancelled: false, .. } => Fault::Peer,

@@ -9,6 +9,8 @@
 //! * [`select`]: open by address, list keys, touch-to-select (§6.9);
 //! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling);
 //! * [`uv`]: user-verification policy for makeCredential / getAssertion (PIN/UV token, presence);
+//! * [`u2f`]: the CTAP1/U2F fallback for keys without CTAP2 (APDUs over CTAPHID_MSG, as
+//!   libfido2 does), chosen by [`Ctap2Client::connect`];
 //! * [`ceremony`]: a whole WebAuthn ceremony on a key, run by `crate::ceremony::run`.
 //!
 //! Not here: WebAuthn client data and result JSON (`crate::ceremony`), the CLI. Errors are one
@@ -23,6 +25,7 @@ pub mod hid_channel;
 pub mod listing;
 pub mod pin;
 pub mod select;
+pub mod u2f;
 pub mod uv;
 
 pub use arrival::{select_attached, wait_for_key, KeyArrivals};

@@ -62,6 +62,17 @@ async fn verify_user<T: HidTransport>(
     client_data_hash: &[u8; 32],
     call: &mut Call<'_>,
 ) -> Result<(Option<(Vec<u8>, u64)>, bool, Verification)> {
+    if client.is_u2f_only() {
+        // CTAP1/U2F has user presence only: a PIN or required UV cannot be honoured.
+        if pin.is_some() || uv == UserVerification::Required {
+            return Err(CtapError::U2fOnly {
+                device: client.path().to_owned(),
+                what: "it cannot verify the user (no PIN, no built-in UV); drop the PIN / --uv required"
+                    .to_owned(),
+            });
+        }
+        return Ok((None, false, Verification::PresenceOnly));
+    }
     let info = client.info();
     let pin_set = client.pin_is_set();
     let builtin = info.option("uv") == Some(true);

@@ -38,6 +38,9 @@ pub enum VirtualKeyError {
     /// The state file could not be read or written (the error names the file).
     #[error("virtual key: state file: {0}")]
     State(#[from] crate::store::StoreError),
+    /// The U2F attestation certificate could not be built (`u2f_only` keys).
+    #[error("virtual key: cannot build the U2F attestation certificate: {0}")]
+    U2fSetup(String),
     /// The initial PIN violates CTAP 2.1 §6.5.5.5 (4..=63 bytes, at least 4 code points).
     #[error("virtual key: initial PIN rejected: {0}")]
     BadPin(&'static str),
@@ -62,7 +65,8 @@ impl Classify for VirtualKeyError {
             VirtualKeyError::Bind { .. }
             | VirtualKeyError::State(_)
             | VirtualKeyError::Socket { .. }
-            | VirtualKeyError::Task(_) => Fault::Environment,
+            | VirtualKeyError::Task(_)
+            | VirtualKeyError::U2fSetup(_) => Fault::Environment,
         }
     }
     fn stage(&self) -> Stage {

@@ -17,12 +17,20 @@
 //! it as cancelled, which answers `CTAP2_ERR_KEEPALIVE_CANCEL`.
 //!
 //! Replies go to the address that last spoke on the report's channel, or always to
-//! [`VirtualKeyConfig::reply_to`] for clients that bind a fixed port. U2F (CTAPHID_MSG) is not
-//! implemented: the key advertises NMSG and answers MSG with `ERR_INVALID_CMD`, as CTAP2-only
-//! keys do.
+//! [`VirtualKeyConfig::reply_to`] for clients that bind a fixed port. By default the key is
+//! CTAP2-only: it advertises NMSG and answers MSG with `ERR_INVALID_CMD`, as CTAP2-only keys do.
 //!
-//! What this is not: a HID gadget (no /dev/uhid), a CTAP1 authenticator, or a fuzzer — the
-//! [`LabFault`] switches are a fixed list of documented misbehaviours.
+//! With [`VirtualKeyConfig::u2f_only`] it is the opposite, a U2F-only key: the INIT
+//! capabilities carry neither CBOR nor NMSG, CBOR requests answer `ERR_INVALID_CMD`, and
+//! CTAPHID_MSG APDUs go to a [`U2fAuthenticator`](cablebridge_protocol::ctap1::U2fAuthenticator)
+//! (self-signed attestation certificate; key handles wrapped with the state's master key, so
+//! they survive restarts with `--state`; the counter is the state's signature counter). U2F has
+//! no keepalives: a request that needs a touch answers 0x6985 and the host polls; the touch
+//! "happens" [`VirtualKeyConfig::presence_delay`] after the first such request and is consumed
+//! by the request it approves. Lab faults apply to CBOR only.
+//!
+//! What this is not: a HID gadget (no /dev/uhid), or a fuzzer — the [`LabFault`] switches are a
+//! fixed list of documented misbehaviours.
 
 mod error;
 mod fault;
@@ -87,6 +95,8 @@ pub struct VirtualKeyConfig {
     pub initial_pin: Option<InitialPin>,
     /// Misbehaviour switch (can be changed at run time with [`VirtualKeyHandle::set_fault`]).
     pub fault: LabFault,
+    /// A U2F-only (CTAP1) key: no CBOR capability, CTAPHID_MSG answered with U2F APDUs.
+    pub u2f_only: bool,
 }
 
 impl VirtualKeyConfig {
@@ -101,7 +111,14 @@ impl VirtualKeyConfig {
             state_file: None,
             initial_pin: None,
             fault: LabFault::None,
+            u2f_only: false,
         }
+    }
+
+    /// The same key as a U2F-only (CTAP1) key.
+    pub fn u2f_only(mut self) -> Self {
+        self.u2f_only = true;
+        self
     }
 }
 
@@ -116,6 +133,8 @@ pub struct KeyStats {
     pub reports_out: u64,
     /// CTAP2 requests handled.
     pub cbor_requests: u64,
+    /// U2F APDUs (CTAPHID_MSG) handled (`u2f_only` keys).
+    pub msg_requests: u64,
     /// Keepalives sent.
     pub keepalives: u64,
     /// Requests cancelled by CTAPHID_CANCEL or resync.
@@ -176,7 +195,8 @@ impl VirtualKeyHandle {
         }
     }
 
-    /// The attestation CA certificate (DER) for packed attestation, to trust in tests.
+    /// The attestation CA certificate (DER) for packed attestation, to trust in tests; for a
+    /// U2F-only key its self-signed U2F attestation certificate.
     pub fn attestation_ca_der(&self) -> Option<&[u8]> {
         self.ca_der.as_deref()
     }

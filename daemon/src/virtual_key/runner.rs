@@ -13,9 +13,10 @@ use cablebridge_protocol::authenticator::{
     Authenticator, Config, CredentialStore, Ctx, MemoryStore, PendingOp, PersistentState,
     PresenceOutcome, PresencePolicy, Step,
 };
+use cablebridge_protocol::ctap1::U2fAuthenticator;
 use cablebridge_protocol::ctaphid::{
-    Cid, Command, DeviceConfig, DeviceEvent, DeviceState, ErrorCode, KeepAliveStatus, Packet,
-    Report,
+    Capabilities, Cid, Command, DeviceConfig, DeviceEvent, DeviceState, ErrorCode, KeepAliveStatus,
+    Packet, Report,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -39,6 +40,13 @@ struct Presence {
     next_keepalive: Instant,
 }
 
+/// The U2F-only personality: the authenticator and its simulated button.
+struct U2fKey {
+    auth: U2fAuthenticator,
+    /// When the pending touch "happens" (set by the first request that wanted one).
+    touch_at: Option<Instant>,
+}
+
 /// Why the loop stops before shutdown.
 enum Stop {
     /// The vanish fault fired: close the socket and end the task.
@@ -60,6 +68,7 @@ pub(super) struct Runner {
     peers: VecDeque<(Cid, SocketAddr)>,
     last_sender: Option<SocketAddr>,
     stats: KeyStats,
+    u2f: Option<U2fKey>,
 }
 
 impl Runner {
@@ -87,11 +96,23 @@ impl Runner {
         auth_config.attestation = config.attestation.mode();
         let store = MemoryStore::from_state(state.clone());
         let auth = Authenticator::new(auth_config, store, &mut rng, std::time::Instant::now());
-        let ca_der = auth.attestation_ca_der().map(<[u8]>::to_vec);
+        let (u2f, ca_der, device_config) = if config.u2f_only {
+            let auth =
+                U2fAuthenticator::new(state.master_key.clone(), state.global_sign_count, &mut rng)
+                    .map_err(|e| VirtualKeyError::U2fSetup(e.to_string()))?;
+            let cert = auth.attestation_cert_der().to_vec();
+            // No CBOR, no NMSG: what a U2F-only key's INIT says.
+            let device =
+                DeviceConfig { capabilities: Capabilities::WINK, ..DeviceConfig::default() };
+            (Some(U2fKey { auth, touch_at: None }), Some(cert), device)
+        } else {
+            let ca = auth.attestation_ca_der().map(<[u8]>::to_vec);
+            (None, ca, DeviceConfig::default())
+        };
         let runner = Runner {
             socket,
             reply_to: config.reply_to,
-            device: DeviceState::new(DeviceConfig::default()),
+            device: DeviceState::new(device_config),
             auth,
             rng,
             persisted: state,
@@ -102,6 +123,7 @@ impl Runner {
             peers: VecDeque::new(),
             last_sender: None,
             stats: KeyStats::default(),
+            u2f,
         };
         Ok((runner, local_addr, ca_der))
     }
@@ -210,6 +232,9 @@ impl Runner {
                         return Ok(Some(stop));
                     }
                 }
+                DeviceEvent::Request { cid, cmd: Command::Msg, payload } if self.u2f.is_some() => {
+                    self.on_msg(cid, &payload).await?;
+                }
                 DeviceEvent::Request { cid, cmd, .. } => {
                     // CTAP1/U2F and vendor commands: not supported by this key.
                     tracing::debug!(%cid, ?cmd, "virtual key: unsupported command");
@@ -276,6 +301,36 @@ impl Runner {
                 Ok(None)
             }
         }
+    }
+
+    /// One U2F APDU: answered at once (0x6985 while the simulated touch has not happened).
+    async fn on_msg(&mut self, cid: Cid, apdu: &[u8]) -> Result<(), VirtualKeyError> {
+        self.stats.msg_requests += 1;
+        let Some(u2f) = self.u2f.as_mut() else { return Ok(()) };
+        let now = Instant::now();
+        let present = self.presence_delay.is_zero() || u2f.touch_at.is_some_and(|at| now >= at);
+        let before = u2f.auth.counter();
+        let reply = u2f.auth.handle(apdu, present, &mut self.rng);
+        if reply.presence_used {
+            u2f.touch_at = None;
+        } else if reply.presence_wanted && u2f.touch_at.is_none() {
+            tracing::info!(%cid, "virtual key: U2F touch requested");
+            u2f.touch_at = Some(now + self.presence_delay);
+        }
+        let counter = u2f.auth.counter();
+        if counter != before {
+            let mut next = self.persisted.clone();
+            next.global_sign_count = counter;
+            if let Some(path) = self.state_file.clone() {
+                state_file::save(&path, &next).await?;
+                self.stats.state_writes += 1;
+            }
+            self.persisted = next;
+        }
+        if self.device.respond(cid, Command::Msg, &reply.apdu).is_ok() {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     async fn on_cancel(&mut self, cid: Cid) -> Result<(), VirtualKeyError> {

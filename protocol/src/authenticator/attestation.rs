@@ -140,6 +140,33 @@ impl TestCa {
     }
 }
 
+/// A self-signed P-256 certificate for `subject` (a U2F attestation certificate: one
+/// certificate, no chain; see `crate::ctap1::authenticator`).
+pub(crate) fn self_signed_certificate(
+    subject: &str,
+    key: &CredentialKey,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>, x509_cert::builder::Error> {
+    let Some(signing) = key.signing_key() else {
+        return Err(x509_cert::builder::Error::Signature(p256::ecdsa::Error::new()));
+    };
+    let name = Name::from_str(subject)?;
+    let cert = CertificateBuilder::new(
+        Profile::Leaf {
+            issuer: name.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        serial(rng)?,
+        validity()?,
+        name,
+        spki(&signing)?,
+        &signing,
+    )?
+    .build::<DerSignature>()?;
+    Ok(cert.to_der()?)
+}
+
 /// Which attestation statement makeCredential produces.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,7 @@ mod keys;
 mod make_credential;
 mod store;
 
+pub(crate) use attestation::self_signed_certificate;
 pub use attestation::{AttestationMode, TestCa, OID_FIDO_GEN_CE_AAGUID};
 pub use config::{
     Config, PresenceDecision, PresenceKind, PresenceOutcome, PresencePolicy, PresenceRequest,

@@ -68,6 +68,11 @@ pub struct VirtualKeyArgs {
     /// Misbehave on CBOR requests: never-answer, keepalive-forever, wrong-cid or busy.
     #[arg(long, value_parser = |s: &str| s.parse::<LabFault>())]
     pub fault: Option<LabFault>,
+    /// Be a U2F-only (CTAP1) key: INIT advertises no CBOR, CTAPHID_MSG is answered with U2F
+    /// APDUs, registrations carry `fido-u2f` attestation from a self-signed certificate.
+    /// Requests that need a touch answer 0x6985 until --user-presence-delay-ms has passed.
+    #[arg(long)]
+    pub u2f_only: bool,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -133,6 +138,7 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         state_file: args.state.clone(),
         initial_pin: initial_pin(args)?,
         fault: args.fault.unwrap_or_default(),
+        u2f_only: args.u2f_only,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,6 +155,7 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         Ok(Report::new()
             .field("stopped_by", stopped_by)
             .field("cbor_requests", stats.cbor_requests)
+            .field("msg_requests", stats.msg_requests)
             .field("keepalives", stats.keepalives)
             .field("cancels", stats.cancels)
             .field("winks", stats.winks)
@@ -162,6 +169,7 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
 fn announce(address: &str, config: &VirtualKeyConfig, json: bool) {
     let aaguid = Aaguid(config.aaguid).to_string();
     let attestation = match config.attestation {
+        _ if config.u2f_only => "fido-u2f",
         Attestation::None => "none",
         _ => "packed",
     };
@@ -174,6 +182,7 @@ fn announce(address: &str, config: &VirtualKeyConfig, json: bool) {
             "user_presence_delay_ms": config.presence_delay.as_millis() as u64,
             "state": config.state_file.as_ref().map(|p| p.display().to_string()),
             "fault": config.fault.name(),
+            "protocol": if config.u2f_only { "ctap1/u2f" } else { "ctap2" },
         })
         .to_string()
     } else {
