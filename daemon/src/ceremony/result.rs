@@ -148,6 +148,10 @@ pub struct Candidate {
     pub user_name: Option<String>,
     /// The display name, likewise.
     pub display_name: Option<String>,
+    /// This credential's authenticator data (so a picker can choose it after the fact).
+    pub authenticator_data: Vec<u8>,
+    /// This credential's signature over `authenticatorData ‖ clientDataHash`.
+    pub signature: Vec<u8>,
 }
 
 impl Candidate {
@@ -158,6 +162,8 @@ impl Candidate {
             user_handle: response.user.as_ref().map(|u| u.id.clone()),
             user_name: response.user.as_ref().and_then(|u| u.name.clone()),
             display_name: response.user.as_ref().and_then(|u| u.display_name.clone()),
+            authenticator_data: response.auth_data.clone(),
+            signature: response.signature.clone(),
         }
     }
 }
@@ -308,6 +314,24 @@ impl AuthenticationResult {
             candidates: Vec::new(),
             timings,
         })
+    }
+
+    /// Makes candidate `index` (1-based, as listed in `credentials`) the one this result
+    /// reports: every candidate's assertion was signed over the same client data, so an
+    /// account picker can choose after the key answered (as browsers do with CTAP 2.0 keys).
+    /// `false` when there is no such candidate.
+    pub fn pick(&mut self, index: usize) -> bool {
+        let Some(chosen) = index.checked_sub(1).and_then(|i| self.candidates.get(i)) else {
+            return false;
+        };
+        if chosen.authenticator_data.is_empty() || chosen.signature.is_empty() {
+            return false;
+        }
+        self.credential_id = chosen.credential_id.clone();
+        self.authenticator_data = chosen.authenticator_data.clone();
+        self.signature = chosen.signature.clone();
+        self.user_handle = chosen.user_handle.clone();
+        true
     }
 
     /// Relying-party checks with the credential's public key (from registration): RP id hash,

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod info;
 pub mod links;
 pub mod phone;
+pub mod picker;
 pub mod pin;
 pub mod policy_flags;
 pub mod present;

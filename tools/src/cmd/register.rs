@@ -132,7 +132,9 @@ pub struct AuthenticateArgs {
     #[arg(long, value_name = "BASE64URL")]
     pub public_key: Option<String>,
     /// Several discoverable credentials for the RP on a USB key: use the Nth (1-based, the
-    /// key's order); all are listed in the result's `credentials` [default: the first].
+    /// key's order); all are listed in the result's `credentials`. Without --pick and --json,
+    /// on a terminal (stdin and stderr), a numbered list is shown and you type the number
+    /// (Ctrl-C / Ctrl-D cancel); otherwise [default: the first].
     #[arg(long, value_name = "N")]
     pub pick: Option<usize>,
 }
@@ -346,7 +348,15 @@ fn run(
         hybrid_transport(c, h, policy)?
     };
     let renderer = Renderer { json: global.json };
-    let cli_only = needs_this_process(c, h);
+    let interactive =
+        crate::cmd::picker::applies(&request, c.transport == TransportArg::Usb, global.json);
+    let cli_only = needs_this_process(c, h).or_else(|| {
+        (interactive && !global.daemon).then(|| {
+            "the interactive account picker reads this terminal (--pick N or --json choose \
+             without it)"
+                .to_owned()
+        })
+    });
     crate::cmd::usb::block_on(|cancel| async move {
         let daemon = crate::cmd::daemon::connect_for_ceremony(global, route.socket, cli_only);
         if let Some(mut client) = daemon.await? {
@@ -369,10 +379,15 @@ fn run(
             }
         }
         let sink = Arc::new(renderer);
-        ceremony::run(transport, request, Some(sink), cancel)
+        let mut outcome = ceremony::run(transport, request, Some(sink), cancel.clone())
             .await
-            .map(|o| Ran::Here(Box::new(o)))
-            .map_err(ceremony_error)
+            .map_err(ceremony_error)?;
+        if let CeremonyOutcome::Authenticated(auth) = &mut outcome {
+            if interactive && auth.candidates.len() > 1 {
+                crate::cmd::picker::pick(auth, &cancel).await.map_err(ceremony_error)?;
+            }
+        }
+        Ok(Ran::Here(Box::new(outcome)))
     })
 }
 
