@@ -3,7 +3,7 @@
 //! `cablebridged`, the background service, as a library over the engine crate (`cablebridged`):
 //! the JSON-RPC control API on a Unix socket ([`server`], [`methods`], [`rpc`]), the session
 //! registry that runs one task per session ([`sessions`]: ceremonies [`ceremony`], phones
-//! [`bridge`], lab runs [`labruns`]) with one shared advert intake ([`adverts`]), access control by peer
+//! [`bridge`], lab runs [`labruns`], Digital Credentials requests [`present`]) with one shared advert intake ([`adverts`]), access control by peer
 //! credentials ([`access`]), configuration ([`config`]), systemd glue ([`systemd`]), logging
 //! ([`logging`]), and the client used by the `cablebridge` CLI ([`client`]).
 //!
@@ -26,6 +26,7 @@ pub mod events;
 pub mod labruns;
 pub mod logging;
 pub mod methods;
+pub mod present;
 pub mod rpc;
 pub mod server;
 pub mod sessions;

@@ -1,7 +1,7 @@
 //! Method dispatch of the control API (docs/api.md documents each): `version`, `status`,
 //! `devices.list`, `device.info`, `links.list`, `links.forget`, `ceremony.register`,
 //! `ceremony.authenticate`, `ceremony.cancel`, `events.subscribe`, `doctor.run`, `runs.list`,
-//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`, `runs.start`.
+//! `runs.show`, `runs.compare`, `bridge.start`, `bridge.stop`, `runs.start`, `ceremony.present`.
 //!
 //! A method returns its `result` value, or an [`RpcError`]; methods that start a stream also
 //! hand back a [`Stream`] the connection forwards as notifications *after* sending the result.
@@ -25,7 +25,7 @@ use crate::rpc::{code, Params, Request, RpcError, API_VERSION};
 use crate::server::Daemon;
 
 /// Every method this build answers.
-pub const METHODS: [&str; 18] = [
+pub const METHODS: [&str; 19] = [
     "version",
     "status",
     "devices.list",
@@ -44,6 +44,7 @@ pub const METHODS: [&str; 18] = [
     "bridge.start",
     "bridge.stop",
     "runs.start",
+    "ceremony.present",
 ];
 
 /// Notifications to forward to the caller once the result is sent.
@@ -241,6 +242,19 @@ pub async fn dispatch(
             )?;
             Ok((
                 json!({"session": session.id, "kind": kind, "detached": session.detached}),
+                Some(Stream(rx)),
+            ))
+        }
+        "ceremony.present" => {
+            let spec = crate::present::parse(&mut p, &daemon.config)?;
+            p.finish()?;
+            let kind = spec.kind_str();
+            let (session, rx) =
+                daemon.registry.spawn("present", "hybrid", spec.detach, conn, move |r, s| {
+                    crate::present::run(r, s, spec)
+                })?;
+            Ok((
+                json!({"session": session.id, "kind": kind, "transport": "hybrid", "detached": session.detached}),
                 Some(Stream(rx)),
             ))
         }

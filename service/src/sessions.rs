@@ -360,7 +360,7 @@ impl Registry {
 
     /// A hybrid or linked route's advert source replaced by a feed from the daemon's shared
     /// intake ([`AdvertHub`]): one open source per spec for all pending sessions.
-    async fn shared_adverts(
+    pub(crate) async fn shared_adverts(
         &self,
         mut route: Route,
         cancel: &CancellationToken,

@@ -3,9 +3,13 @@
 //! JSON of `--request FILE.json` to the phone once it announced `"dc"`, and prints the phone's
 //! JSON reply. A phone without the feature (absent features mean CTAP only; a USB key behind
 //! `cablebridge bridge` never has it) fails at stage `post_handshake` with nothing sent.
-//! Thin over `cablebridged::desktop::present`.
+//! Thin over `cablebridged::desktop::present`; like `register`, it runs through the daemon's
+//! `ceremony.present` when the daemon is reachable (`--daemon` / `--no-daemon`), with the same
+//! lines printed either way, and in this process when a flag needs it (`--advert-source
+//! stdin|fifo:`, `--state-dir`).
 
 use crate::cmd::ceremony::{ceremony_error, Renderer};
+use crate::cmd::daemon::SocketArgs;
 use crate::cmd::register::HybridArgs;
 use crate::output::{CmdError, GlobalOpts, Report};
 use cablebridged::advert::AdvertSource;
@@ -34,6 +38,9 @@ pub struct PresentArgs {
     /// Hybrid flags (--linked and linking do not apply: no linking is offered).
     #[command(flatten)]
     pub hybrid: HybridArgs,
+    /// The daemon's socket (used when reachable, see --daemon / --no-daemon).
+    #[command(flatten)]
+    pub daemon: SocketArgs,
 }
 
 /// Runs `present`.
@@ -73,15 +80,49 @@ pub fn run(args: &PresentArgs, global: &GlobalOpts) -> Result<Report, CmdError> 
     config.timeouts.handshake = h.handshake_timeout;
     config.timeouts.user = args.user_timeout;
     let kind = if args.issuance { DcKind::Issuance } else { DcKind::Presentation };
-    let sink = Arc::new(Renderer { json: global.json });
-    let adverts = config.advert_source.clone().into();
+    let kind_name = if args.issuance { "issuance" } else { "presentation" };
+    let text = String::from_utf8(json.clone()).map_err(|_| {
+        CmdError::usage(format!("--request {} is not UTF-8", args.request.display()))
+    })?;
+    let ms = |d: Duration| serde_json::json!(format!("{}ms", d.as_millis()));
+    let mut params = serde_json::json!({
+        "request": text,
+        "kind": kind_name,
+        "user_timeout": ms(args.user_timeout),
+        "advert_source": crate::cmd::register::daemon_advert_source(h)?,
+        "allow_insecure_tunnel": h.allow_insecure_tunnel,
+        "advert_timeout": ms(h.advert_timeout),
+        "connect_timeout": ms(h.connect_timeout),
+        "handshake_timeout": ms(h.handshake_timeout),
+    });
+    if let Some(url) = &h.tunnel_url {
+        params["tunnel_url"] = serde_json::json!(url);
+    }
+    let cli_only = crate::cmd::register::hybrid_needs_this_process(h);
+    let renderer = Renderer { json: global.json };
+    let socket = &args.daemon;
     let reply = crate::cmd::usb::block_on(|cancel| async move {
+        let daemon = crate::cmd::daemon::connect_for_ceremony(global, socket, cli_only);
+        if let Some(mut client) = daemon.await? {
+            match crate::cmd::daemon::start(&mut client, "ceremony.present", params).await {
+                Ok(session) => {
+                    let path = socket.path();
+                    let result =
+                        crate::cmd::daemon::follow(client, &path, session, renderer, cancel)
+                            .await?;
+                    return Ok(result["response"].clone());
+                }
+                Err(e) if global.daemon => return Err(crate::cmd::daemon::refused(e)),
+                Err(e) => global.note(&format!(
+                    "running the request in this process: the daemon did not start it ({e})"
+                )),
+            }
+        }
+        let sink = Arc::new(renderer);
+        let adverts = config.advert_source.clone().into();
         cablebridged::desktop::present(&config, adverts, kind, &json, Some(sink), &cancel)
             .await
             .map_err(ceremony_error)
     })?;
-    Ok(Report::new()
-        .field("event", "result")
-        .field("kind", if args.issuance { "issuance" } else { "presentation" })
-        .field("response", reply))
+    Ok(Report::new().field("event", "result").field("kind", kind_name).field("response", reply))
 }

@@ -220,6 +220,11 @@ pub fn needs_this_process(c: &CeremonyArgs, h: &HybridArgs) -> Option<String> {
     if c.transport == TransportArg::Usb {
         return None;
     }
+    hybrid_needs_this_process(h)
+}
+
+/// [`needs_this_process`] for the hybrid flags alone (also `present`'s rule).
+pub fn hybrid_needs_this_process(h: &HybridArgs) -> Option<String> {
     match h.advert_source.parse::<AdvertSource>() {
         Ok(AdvertSource::Stdin) => {
             return Some("--advert-source stdin reads this process's standard input".into())
@@ -267,14 +272,7 @@ fn daemon_params(
     }
     let transport = if h.linked.is_some() { "linked" } else { "hybrid" };
     params.insert("transport".into(), json!(transport));
-    // The daemon's working directory is not ours: socket paths go absolute.
-    let source = match h.advert_source.split_once(':') {
-        Some((kind @ ("unix" | "unix-stream"), path)) if !path.is_empty() => {
-            format!("{kind}:{}", absolute(Path::new(path))?)
-        }
-        _ => h.advert_source.clone(),
-    };
-    params.insert("advert_source".into(), json!(source));
+    params.insert("advert_source".into(), json!(daemon_advert_source(h)?));
     insert_opt(&mut params, "tunnel_url", h.tunnel_url.as_deref());
     params.insert("allow_insecure_tunnel".into(), json!(h.allow_insecure_tunnel));
     params.insert("no_linking".into(), json!(h.no_linking));
@@ -283,6 +281,17 @@ fn daemon_params(
     params.insert("connect_timeout".into(), ms(h.connect_timeout));
     params.insert("handshake_timeout".into(), ms(h.handshake_timeout));
     Ok(params)
+}
+
+/// `--advert-source` as the daemon must see it: its working directory is not ours, so socket
+/// paths go absolute.
+pub fn daemon_advert_source(h: &HybridArgs) -> Result<String, CmdError> {
+    Ok(match h.advert_source.split_once(':') {
+        Some((kind @ ("unix" | "unix-stream"), path)) if !path.is_empty() => {
+            format!("{kind}:{}", absolute(Path::new(path))?)
+        }
+        _ => h.advert_source.clone(),
+    })
 }
 
 fn insert_opt(params: &mut Map<String, Json>, key: &str, value: Option<&str>) {

@@ -1,0 +1,170 @@
+//! `cablebridge present` through the daemon (`ceremony.present`) prints what it prints
+//! in-process: the same Digital Credentials request runs with `--no-daemon` and with
+//! `--daemon` (the service library on a temporary socket in this test process) against a
+//! virtual phone holding a lab document, and the JSON lines are diffed after normalising
+//! per-run values; a phone without the `"dc"` feature fails alike (stage post_handshake,
+//! exit 1). The daemon's `status` counters show it really ran the second one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cablebridge_protocol::hybrid::qr::QrPayload;
+use cablebridge_service::client::Client;
+use cablebridged::phone::sink::AdvertSinkSpec;
+use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const T: Duration = Duration::from_secs(60);
+
+async fn daemon(dir: &Path) -> PathBuf {
+    let socket = dir.join("control.sock");
+    let config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.join("daemon-state"),
+        ..Default::default()
+    };
+    tokio::spawn(cablebridge_service::run(config));
+    for _ in 0..1000 {
+        if Client::connect(&socket).await.is_ok() {
+            return socket;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the daemon did not start");
+}
+
+async fn counter(socket: &Path, name: &str) -> u64 {
+    let status = Client::connect(socket).await.unwrap().call("status", json!({})).await.unwrap();
+    status["counters"][name].as_u64().unwrap()
+}
+
+/// `present` in `mode`, answered by a virtual phone (with `document`, or CTAP-only without).
+async fn present(
+    mode: &str,
+    socket: &Path,
+    tunnel: &str,
+    dir: &Path,
+    document: Option<&[u8]>,
+) -> (i32, Vec<Value>) {
+    let request = dir.join("request.json");
+    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
+        .unwrap();
+    let adverts = dir.join(format!("adverts{mode}{}.sock", document.is_some()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+        .env("CABLEBRIDGE_SOCKET", socket)
+        .arg(mode)
+        .args(["present", "--json", "--request"])
+        .arg(&request)
+        .arg("--advert-source")
+        .arg(format!("unix:{}", adverts.display()))
+        .args(["--tunnel-url", tunnel, "--advert-timeout", "20s", "--user-timeout", "20s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    tokio::time::timeout(T, async {
+        let qr = loop {
+            let line = lines.next_line().await.unwrap().expect("present ended before its QR");
+            let e: Value = serde_json::from_str(&line).unwrap();
+            events.push(e.clone());
+            if e["event"] == "qr" {
+                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
+            }
+        };
+        assert_eq!(qr.effective_hint().as_str(), "dcp");
+        let mut cfg = PhoneConfig::new(tunnel.to_owned());
+        cfg.sink = AdvertSinkSpec::Unix(adverts.clone());
+        cfg.advert_interval = Duration::from_millis(20);
+        cfg.dc_document = document.map(<[u8]>::to_vec);
+        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
+        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                events.push(serde_json::from_str(&line).unwrap());
+            }
+        });
+    })
+    .await
+    .unwrap();
+    (child.wait().await.unwrap().code().unwrap_or(-1), events)
+}
+
+/// Per-run values (QR URL, timings) replaced; consecutive equal lines counted once.
+fn normalised(run: &(i32, Vec<Value>)) -> (i32, Vec<Value>) {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = match k.as_str() {
+                            "url" | "session" | "routing_id" => json!("<random>"),
+                            k if k.ends_with("_ms") => json!(0),
+                            _ => walk(v),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut lines: Vec<Value> = run.1.iter().map(walk).collect();
+    lines.dedup();
+    (run.0, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn present_prints_the_same_in_process_and_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path()).await;
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let tunnel = server.base_url();
+    let document = br#"{"protocol":"openid4vp","data":{"vp_token":"lab-token"}}"#;
+
+    let here = present("--no-daemon", &socket, &tunnel, dir.path(), Some(document)).await;
+    assert_eq!(counter(&socket, "sessions_started").await, 0);
+    let there = present("--daemon", &socket, &tunnel, dir.path(), Some(document)).await;
+    assert_eq!(counter(&socket, "sessions_started").await, 1, "the daemon ran it");
+    assert_eq!(here.0, 0, "{:#?}", here.1);
+    let last = here.1.last().unwrap();
+    assert_eq!((&last["event"], &last["kind"]), (&json!("result"), &json!("presentation")));
+    assert_eq!(last["response"]["data"]["vp_token"], "lab-token", "{last}");
+    assert_eq!(normalised(&here), normalised(&there), "present: output differs");
+    assert_eq!(counter(&socket, "sessions_succeeded").await, 1);
+
+    // A CTAP-only phone: refused before anything is sent, alike in both.
+    let here = present("--no-daemon", &socket, &tunnel, dir.path(), None).await;
+    let there = present("--daemon", &socket, &tunnel, dir.path(), None).await;
+    assert_eq!(here.0, 1, "{:#?}", here.1);
+    let last = here.1.last().unwrap();
+    assert_eq!((&last["event"], &last["stage"]), (&json!("error"), &json!("post_handshake")));
+    assert_eq!(normalised(&here), normalised(&there), "refusal: output differs");
+    assert_eq!(counter(&socket, "sessions_failed").await, 1);
+}
+
+#[tokio::test]
+async fn ceremony_present_refuses_bad_params_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path()).await;
+    let mut client = Client::connect(&socket).await.unwrap();
+    for (params, field) in [
+        (json!({}), "request"),
+        (json!({"request": "{not json"}), "request"),
+        (json!({"request": "{}", "kind": "receipt"}), "kind"),
+        (json!({"request": "{}", "linked": "Pixel"}), "linked"),
+        (json!({"request": "{}", "nonsense": 1}), "nonsense"),
+    ] {
+        let e = client.call("ceremony.present", params.clone()).await.unwrap_err().to_string();
+        assert!(e.contains(field), "{params}: {e}");
+    }
+    let version = client.call("version", json!({})).await.unwrap();
+    assert!(version["methods"].as_array().unwrap().contains(&json!("ceremony.present")));
+}
