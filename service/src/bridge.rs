@@ -10,6 +10,11 @@
 //! `--json` phone lines (`CeremonyEvent::Phone`), published as `ceremony.event` notifications
 //! like every session's; the last one is `result` (what the CLI reports) or `error`.
 //!
+//! Both kinds can link: with `offer_linking` the QR session sends linking info, and with
+//! `serve_linked` the session then serves that desktop's linked requests (no QR) until stopped —
+//! for a USB key, through the same key and bridge policy. `bridge.stop` with `revoke_links`
+//! ([`BridgeControls`]) revokes every link on the tunnel server as the session ends.
+//!
 //! A phone state file (`state`) is a *name*: the daemon keeps it as
 //! `<state_dir>/phones/<name>.json` (0600), so a client cannot make the daemon write elsewhere.
 
@@ -48,6 +53,13 @@ pub enum BridgeKind {
         device: DeviceAddress,
         /// `touch_timeout_secs`.
         touch_timeout: Duration,
+        /// The bridge's phone identity (root secret, linked desktops) under
+        /// `<state_dir>/phones/`, if any; else in memory for the session's lifetime.
+        state: Option<PathBuf>,
+        /// Keep serving linked desktops after the QR session.
+        serve_linked: bool,
+        /// Stop serving after this many linked desktops.
+        max_sessions: Option<u32>,
     },
     /// The software phone.
     Virtual {
@@ -129,11 +141,10 @@ pub fn parse(p: &mut Params, config: &Config) -> Result<BridgeSpec, RpcError> {
                 .map_err(|e| RpcError::param("device", e))?;
             let touch_timeout =
                 Duration::from_secs(p.opt_u64("touch_timeout_secs")?.unwrap_or(120));
-            if qr.is_none() {
-                return Err(RpcError::param("qr_url", "a USB bridge needs the desktop's QR code"));
-            }
-            c.name = "cablebridge bridge".to_owned();
-            BridgeKind::Usb { device, touch_timeout }
+            c.name = p.opt_string("name")?.unwrap_or_else(|| "cablebridge bridge".to_owned());
+            c.offer_linking = p.opt_bool("offer_linking")?.unwrap_or(false);
+            let (state, serve_linked, max_sessions) = linking_params(p, config, &qr, &c)?;
+            BridgeKind::Usb { device, touch_timeout, state, serve_linked, max_sessions }
         }
         "virtual" => {
             if let Some(a) = p.opt_string("aaguid")? {
@@ -165,32 +176,63 @@ pub fn parse(p: &mut Params, config: &Config) -> Result<BridgeSpec, RpcError> {
                 .map(|n| u32::try_from(n).map_err(|_| RpcError::param("drop_after", "too large")))
                 .transpose()?;
             c.faults.never_connect = p.opt_bool("never_connect")?.unwrap_or(false);
-            let state = p.opt_string("state")?.map(|n| state_path(&n, config)).transpose()?;
-            let serve_linked = p.opt_bool("serve_linked")?.unwrap_or(false);
-            let max_sessions = p
-                .opt_u64("max_sessions")?
-                .map(|n| u32::try_from(n).map_err(|_| RpcError::param("max_sessions", "too large")))
-                .transpose()?;
-            if qr.is_none() && !serve_linked {
-                return Err(RpcError::param("qr_url", "give qr_url, serve_linked or both"));
-            }
-            if qr.is_none() && state.is_none() {
-                return Err(RpcError::param(
-                    "state",
-                    "serving linked desktops without a QR session needs the phone's state",
-                ));
-            }
-            if serve_linked && qr.is_some() && state.is_none() && !c.offer_linking {
-                return Err(RpcError::param(
-                    "offer_linking",
-                    "serve_linked without state needs offer_linking (nothing would be linked)",
-                ));
-            }
+            let (state, serve_linked, max_sessions) = linking_params(p, config, &qr, &c)?;
             BridgeKind::Virtual { state, serve_linked, max_sessions }
         }
         other => return Err(RpcError::param("kind", format!("{other:?} is not usb or virtual"))),
     };
     Ok(BridgeSpec { kind, qr, config: c, detach })
+}
+
+/// `state`, `serve_linked`, `max_sessions` (both kinds): what a phone that links needs.
+fn linking_params(
+    p: &mut Params,
+    config: &Config,
+    qr: &Option<QrPayload>,
+    c: &PhoneConfig,
+) -> Result<(Option<PathBuf>, bool, Option<u32>), RpcError> {
+    let state = p.opt_string("state")?.map(|n| state_path(&n, config)).transpose()?;
+    let serve_linked = p.opt_bool("serve_linked")?.unwrap_or(false);
+    let max_sessions = p
+        .opt_u64("max_sessions")?
+        .map(|n| u32::try_from(n).map_err(|_| RpcError::param("max_sessions", "too large")))
+        .transpose()?;
+    if qr.is_none() && !serve_linked {
+        return Err(RpcError::param("qr_url", "give qr_url, serve_linked or both"));
+    }
+    if qr.is_none() && state.is_none() {
+        return Err(RpcError::param(
+            "state",
+            "serving linked desktops without a QR session needs the phone's state",
+        ));
+    }
+    if serve_linked && qr.is_some() && state.is_none() && !c.offer_linking {
+        return Err(RpcError::param(
+            "offer_linking",
+            "serve_linked without state needs offer_linking (nothing would be linked)",
+        ));
+    }
+    Ok((state, serve_linked, max_sessions))
+}
+
+/// Bridges asked to revoke their links as they stop (`bridge.stop` with `revoke_links`).
+#[derive(Debug, Default)]
+pub struct BridgeControls {
+    revoke_on_stop: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl BridgeControls {
+    /// Marks `session` to revoke every link it issued when it stops.
+    pub fn request_revoke(&self, session: u64) {
+        if let Ok(mut set) = self.revoke_on_stop.lock() {
+            set.insert(session);
+        }
+    }
+
+    /// Whether `session` was marked (and unmarks it).
+    pub fn take_revoke(&self, session: u64) -> bool {
+        self.revoke_on_stop.lock().map(|mut set| set.remove(&session)).unwrap_or(false)
+    }
 }
 
 /// `<state_dir>/phones/<name>.json`; the name is one plain path component.
@@ -212,7 +254,14 @@ fn state_path(name: &str, config: &Config) -> Result<PathBuf, RpcError> {
 }
 
 /// The session body: runs the phone until it is done or the session is cancelled.
-pub async fn run(registry: Arc<Registry>, session: Arc<Session>, spec: BridgeSpec) -> Ending {
+pub async fn run(
+    registry: Arc<Registry>,
+    session: Arc<Session>,
+    spec: BridgeSpec,
+    controls: Arc<BridgeControls>,
+) -> Ending {
+    let id = session.id;
+    let revoke = move || controls.take_revoke(id);
     let s = Arc::clone(&session);
     let r = Arc::clone(&registry);
     let sink = move |e: &CeremonyEvent| {
@@ -228,7 +277,7 @@ pub async fn run(registry: Arc<Registry>, session: Arc<Session>, spec: BridgeSpe
     let cancel = session.cancel.clone();
     let BridgeSpec { kind, qr, config, .. } = spec;
     let outcome = match kind {
-        BridgeKind::Usb { device, touch_timeout } => {
+        BridgeKind::Usb { device, touch_timeout, state, serve_linked, max_sessions } => {
             let bc = BridgeConfig { request_timeout: touch_timeout, ..BridgeConfig::default() };
             let opened = tokio::select! {
                 r = KeyBackend::open(&device, &bc, &cancel) => r,
@@ -240,11 +289,30 @@ pub async fn run(registry: Arc<Registry>, session: Arc<Session>, spec: BridgeSpe
                     let mut extra = Map::new();
                     extra.insert("device".into(), json!(backend.path()));
                     extra.insert("aaguid".into(), json!(hex::encode(backend.key_info().aaguid)));
-                    let mut phone = bridge::bridge(config, backend, events);
-                    serve(&mut phone, qr.as_ref(), false, None, &cancel).await.map(|mut v| {
-                        v.append(&mut extra);
-                        v
-                    })
+                    let loaded = match &state {
+                        Some(path) => PhoneState::load_or_new(path, &mut rand::rngs::OsRng)
+                            .map_err(|e| failure(&PhoneError::from(e))),
+                        None => Ok(PhoneState::new(&mut rand::rngs::OsRng)),
+                    };
+                    match loaded {
+                        Err(f) => Err(f),
+                        Ok(phone_state) => {
+                            let mut phone = bridge::bridge_with_state(
+                                config,
+                                backend,
+                                phone_state,
+                                state,
+                                events,
+                            );
+                            let linked = (serve_linked, max_sessions);
+                            serve(&mut phone, qr.as_ref(), linked, &revoke, &cancel).await.map(
+                                |mut v| {
+                                    v.append(&mut extra);
+                                    v
+                                },
+                            )
+                        }
+                    }
                 }
             }
         }
@@ -261,7 +329,8 @@ pub async fn run(registry: Arc<Registry>, session: Arc<Session>, spec: BridgeSpe
             match phone {
                 Err(e) => Err(failure(&e)),
                 Ok(mut phone) => {
-                    serve(&mut phone, qr.as_ref(), serve_linked, max_sessions, &cancel).await
+                    let linked = (serve_linked, max_sessions);
+                    serve(&mut phone, qr.as_ref(), linked, &revoke, &cancel).await
                 }
             }
         }
@@ -310,12 +379,13 @@ fn failure<E: Classify + std::fmt::Display>(e: &E) -> Failure {
     }))
 }
 
-/// The QR session (if any), then linked desktops (if asked) until `cancel`.
+/// The QR session (if any), then linked desktops (if asked) until `cancel`; then, if `revoke`
+/// says so (`bridge.stop` with `revoke_links`), every link is revoked on the tunnel server.
 async fn serve<B: CtapBackend>(
     phone: &mut Phone<B>,
     qr: Option<&QrPayload>,
-    serve_linked: bool,
-    max_sessions: Option<u32>,
+    (serve_linked, max_sessions): (bool, Option<u32>),
+    revoke: &(dyn Fn() -> bool + Send + Sync),
     cancel: &CancellationToken,
 ) -> Result<Map<String, Value>, Failure> {
     let mut out = Map::new();
@@ -340,6 +410,12 @@ async fn serve<B: CtapBackend>(
         if let Err(e) = phone.save() {
             return Err(failure(&e));
         }
+    }
+    if revoke() {
+        // Desktops then get 410 Gone on their contact id and forget the link.
+        let done = phone.forget_links().await.map_err(|e| failure(&e))?;
+        out.insert("links_revoked".into(), json!(done.revoked));
+        out.insert("revocations_unconfirmed".into(), json!(done.unconfirmed));
     }
     Ok(out)
 }

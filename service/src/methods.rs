@@ -233,12 +233,13 @@ pub async fn dispatch(
             let spec = crate::bridge::parse(&mut p, &daemon.config)?;
             p.finish()?;
             let kind = spec.kind_str();
+            let controls = Arc::clone(&daemon.bridges);
             let (session, rx) = daemon.registry.spawn(
                 "bridge",
                 kind,
                 spec.detach,
                 conn,
-                move |registry, session| crate::bridge::run(registry, session, spec),
+                move |registry, session| crate::bridge::run(registry, session, spec, controls),
             )?;
             Ok((
                 json!({"session": session.id, "kind": kind, "detached": session.detached}),
@@ -271,11 +272,19 @@ pub async fn dispatch(
         }
         "bridge.stop" => {
             let id = p.u64("session")?;
+            let revoke = p.opt_bool("revoke_links")?.unwrap_or(false);
             p.finish()?;
             match daemon.registry.get(id) {
                 Some(s) if s.kind == "bridge" => {
+                    if revoke {
+                        daemon.bridges.request_revoke(id);
+                    }
                     daemon.registry.cancel(id);
-                    plain(json!({"session": id, "stopped": true}))
+                    let mut answer = json!({"session": id, "stopped": true});
+                    if revoke {
+                        answer["revoke_links"] = json!(true);
+                    }
+                    plain(answer)
                 }
                 Some(_) => Err(RpcError::param("session", "is a ceremony: use ceremony.cancel")),
                 None => Err(no_such_session(id)),

@@ -46,6 +46,8 @@ pub struct Daemon {
     pub listening_on: String,
     /// The uhid front's run-time switch (`bridge.uhid`).
     pub uhid: crate::uhid::UhidControl,
+    /// Per-bridge requests from `bridge.stop` (revoke links on the way out).
+    pub bridges: Arc<crate::bridge::BridgeControls>,
 }
 
 impl Daemon {
@@ -60,6 +62,7 @@ impl Daemon {
             next_conn: AtomicU64::new(1),
             listening_on,
             uhid: crate::uhid::UhidControl::default(),
+            bridges: Arc::default(),
         }
     }
 

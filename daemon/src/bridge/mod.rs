@@ -28,7 +28,14 @@
 //!   [`BridgeConfig::request_timeout`] (120 s by default, like libwebauthn's hybrid timeout);
 //!   an untouched key answers `USER_ACTION_TIMEOUT`. Ctrl-C (the phone's shutdown token) and a
 //!   desktop that leaves both send CTAPHID_CANCEL so the key stops blinking.
-//! * Linking is not offered: the bridge keeps no identity between runs.
+//! * Linking is offered only when asked (`PhoneConfig::offer_linking`, built with
+//!   [`bridge_with_state`]): the bridge then has a phone identity (a [`PhoneState`]: root
+//!   secret and one contact per linked desktop, in memory or in a state file) and, served with
+//!   `Phone::serve_links`, answers that desktop's linked (state-assisted) requests with the same
+//!   key and the same policy, no QR code — in the daemon for as long as the bridge session runs
+//!   (`bridge.start` with `kind: "usb"`, `offer_linking`, `serve_linked`). `Phone::forget_links`
+//!   revokes the links on the tunnel server (`bridge.stop` with `revoke_links`). [`bridge`]
+//!   (what `cablebridge bridge` runs) never offers linking: a one-shot bridge keeps no identity.
 //!
 //! The QR comes as a string or from a screenshot ([`qr_image`]).
 //!
@@ -272,9 +279,22 @@ impl CtapBackend for KeyBackend {
 /// no persistent identity), and the key's `key_ready` event is emitted at once.
 pub fn bridge(mut config: PhoneConfig, backend: KeyBackend, events: Events) -> Bridge {
     config.offer_linking = false;
+    let state = PhoneState::new(&mut rand::rngs::OsRng);
+    bridge_with_state(config, backend, state, None, events)
+}
+
+/// Builds a bridge with a phone identity: `state` (fresh, or loaded from `state_path`, where it
+/// is saved after each session) holds its root secret and linked desktops, and
+/// `config.offer_linking` is honoured. The key's `key_ready` event is emitted at once.
+pub fn bridge_with_state(
+    config: PhoneConfig,
+    backend: KeyBackend,
+    state: PhoneState,
+    state_path: Option<std::path::PathBuf>,
+    events: Events,
+) -> Bridge {
     if let Some(sink) = &events {
         sink.emit(&CeremonyEvent::Phone { elapsed_ms: 0, event: backend.ready_event() });
     }
-    let state = PhoneState::new(&mut rand::rngs::OsRng);
-    Phone::with_backend(config, state, None, backend, events)
+    Phone::with_backend(config, state, state_path, backend, events)
 }
