@@ -97,6 +97,9 @@ pub struct VirtualKeyConfig {
     pub fault: LabFault,
     /// A U2F-only (CTAP1) key: no CBOR capability, CTAPHID_MSG answered with U2F APDUs.
     pub u2f_only: bool,
+    /// Lab switch for `u2f_only`: INIT still claims CBOR, but every CBOR request (getInfo
+    /// first) answers `ERR_INVALID_CMD`, like early FIDO2 firmware; hosts must fall back to U2F.
+    pub u2f_claims_cbor: bool,
 }
 
 impl VirtualKeyConfig {
@@ -112,6 +115,7 @@ impl VirtualKeyConfig {
             initial_pin: None,
             fault: LabFault::None,
             u2f_only: false,
+            u2f_claims_cbor: false,
         }
     }
 

@@ -101,9 +101,14 @@ impl Runner {
                 U2fAuthenticator::new(state.master_key.clone(), state.global_sign_count, &mut rng)
                     .map_err(|e| VirtualKeyError::U2fSetup(e.to_string()))?;
             let cert = auth.attestation_cert_der().to_vec();
-            // No CBOR, no NMSG: what a U2F-only key's INIT says.
-            let device =
-                DeviceConfig { capabilities: Capabilities::WINK, ..DeviceConfig::default() };
+            // No CBOR, no NMSG: what a U2F-only key's INIT says (unless the lab switch makes it
+            // claim CBOR it does not speak).
+            let capabilities = if config.u2f_claims_cbor {
+                Capabilities::WINK | Capabilities::CBOR
+            } else {
+                Capabilities::WINK
+            };
+            let device = DeviceConfig { capabilities, ..DeviceConfig::default() };
             (Some(U2fKey { auth, touch_at: None }), Some(cert), device)
         } else {
             let ca = auth.attestation_ca_der().map(<[u8]>::to_vec);
@@ -227,7 +232,7 @@ impl Runner {
     async fn drain_events(&mut self, fault: LabFault) -> Result<Option<Stop>, VirtualKeyError> {
         while let Some(event) = self.device.poll_event() {
             match event {
-                DeviceEvent::Request { cid, cmd: Command::Cbor, payload } => {
+                DeviceEvent::Request { cid, cmd: Command::Cbor, payload } if self.u2f.is_none() => {
                     if let Some(stop) = self.on_cbor(cid, &payload, fault).await? {
                         return Ok(Some(stop));
                     }

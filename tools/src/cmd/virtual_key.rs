@@ -139,6 +139,7 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         initial_pin: initial_pin(args)?,
         fault: args.fault.unwrap_or_default(),
         u2f_only: args.u2f_only,
+        u2f_claims_cbor: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
