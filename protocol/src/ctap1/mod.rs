@@ -37,3 +37,39 @@ pub const MAX_KEY_HANDLE_LEN: usize = 255;
 pub const REGISTER_RESERVED: u8 = 0x05;
 /// Length of an uncompressed P-256 point (`0x04 ‖ x ‖ y`).
 pub const P256_POINT_LEN: usize = 65;
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases!(256)))]
+
+        /// Peer input never panics: every parser returns a value or a typed error, and the
+        /// software key answers any byte string with a well-formed response APDU.
+        #[test]
+        fn parsers_and_the_software_key_survive_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = CommandApdu::parse(&bytes);
+            let _ = ResponseApdu::parse(&bytes);
+            let _ = RegisterResponse::parse(&bytes);
+            let _ = AuthenticateResponse::parse(&bytes);
+            let _ = messages::parse_version(&bytes);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+            let master = crate::authenticator::MasterKey::random(&mut rng);
+            let mut key = U2fAuthenticator::new(master, 0, &mut rng).unwrap();
+            let reply = key.handle(&bytes, true, &mut rng);
+            prop_assert!(ResponseApdu::parse(&reply.apdu).is_ok());
+        }
+
+        /// Whatever a host sends, the device side reads back the same command.
+        #[test]
+        fn command_apdus_round_trip(ins in any::<u8>(), p1 in any::<u8>(), p2 in any::<u8>(),
+                                    data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let apdu = CommandApdu { cla: 0, ins, p1, p2, data };
+            let wire = apdu.encode().unwrap();
+            prop_assert_eq!(CommandApdu::parse(&wire).unwrap(), apdu);
+        }
+    }
+}
