@@ -34,8 +34,9 @@
 //!   `Phone::serve_links`, answers that desktop's linked (state-assisted) requests with the same
 //!   key and the same policy, no QR code — in the daemon for as long as the bridge session runs
 //!   (`bridge.start` with `kind: "usb"`, `offer_linking`, `serve_linked`). `Phone::forget_links`
-//!   revokes the links on the tunnel server (`bridge.stop` with `revoke_links`). [`bridge`]
-//!   (what `cablebridge bridge` runs) never offers linking: a one-shot bridge keeps no identity.
+//!   revokes the links on the tunnel server (`bridge.stop` with `revoke_links`; the CLI's
+//!   `bridge --forget-links`). [`bridge`] never offers linking: a one-shot bridge with no
+//!   identity.
 //!
 //! The QR comes as a string or from a screenshot ([`qr_image`]).
 //!
