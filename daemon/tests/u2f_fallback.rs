@@ -86,4 +86,17 @@ async fn keys_without_cbor_or_with_a_failing_get_info_fall_back_to_u2f() {
     assert_eq!(auth.protocol, Some(CtapProtocol::Ctap1U2f));
     assert_eq!(auth.credential_id, reg.credential_id, "the key's own handle was found");
     auth.verify(&reg.public_key).unwrap();
+
+    // excludeCredentials: the key's own handle → a touch, then CREDENTIAL_EXCLUDED (as CTAP2
+    // keys answer); a foreign one is ignored.
+    let mut again = RegisterOptions::new("example.com", "alice");
+    again.exclude_credentials = vec![vec![0xbb; 61], reg.credential_id.clone()];
+    let cancel = CancellationToken::new();
+    let e = ceremony::run(usb(&device), CeremonyRequest::Register(again), None, cancel.clone())
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("excludeCredentials"), "{e}");
+    let mut other = RegisterOptions::new("example.com", "bob");
+    other.exclude_credentials = vec![vec![0xbb; 61]];
+    ceremony::run(usb(&device), CeremonyRequest::Register(other), None, cancel).await.unwrap();
 }
