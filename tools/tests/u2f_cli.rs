@@ -151,3 +151,41 @@ async fn a_touch_that_never_comes_times_out_after_polling() {
     let error = out["error"].as_str().unwrap();
     assert!(error.contains("timed out") && error.contains("touch"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_polling_for_a_touch_cancels() {
+    let (_key, d, _) = u2f_key(60_000).await;
+    let mut child = bin()
+        .args(["register", "--transport", "usb", "--device", &d, "--rp-id", "example.com"])
+        .args(["--user-name", "a", "--json", "--no-daemon"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The first 0x6985 is reported as "touch your key"; then Ctrl-C.
+    let mut last = Value::Null;
+    tokio::time::timeout(T, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("ended before asking for a touch");
+            let e: Value = serde_json::from_str(&line).unwrap();
+            if e.to_string().contains("touch your key") {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    tokio::time::timeout(T, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            last = serde_json::from_str(&line).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(child.wait().await.unwrap().code(), Some(1), "{last}");
+    assert_eq!(last["event"], "error", "{last}");
+    assert!(last["message"].as_str().unwrap().contains("cancelled"), "{last}");
+}
