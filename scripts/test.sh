@@ -11,6 +11,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # Installed only when missing, so a developer machine is not touched twice.
 need_pkgs=()
 command -v dbus-daemon >/dev/null 2>&1 || need_pkgs+=(dbus-daemon)
+# `script` drives the interactive picker through a pseudo-terminal (tools/tests/picker_tty.rs).
+command -v script >/dev/null 2>&1 || need_pkgs+=(bsdutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing system packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then
