@@ -1,6 +1,6 @@
-//! `adverts`: the BLE intake through the real path — [`crate::ble::scan`] (btleplug →
-//! bluez-async → libdbus) — against the hw-tests mock BlueZ served by the
-//! `cablebridge-mock-bluez` binary on its own private `dbus-daemon`.
+//! `adverts`: the BLE intake through the real path — [`crate::ble::scan`] (discovery through
+//! btleplug, adverts read from BlueZ's D-Bus signals with zbus) — against the hw-tests mock BlueZ
+//! served by the `cablebridge-mock-bluez` binary on its own private `dbus-daemon`.
 //!
 //! 1. Foreign adverts per second sustained: the mock emits N foreign 0xFFF9 service-data adverts
 //!    (`PropertiesChanged` on 64 known devices, every payload distinct) as fast as it can, and at

@@ -217,6 +217,17 @@ impl MockBluez {
         self.properties_changed(device, props::DEVICE, changed).await
     }
 
+    /// `PropertiesChanged` of `Device1` on `device` with exactly `changed`, whatever its types,
+    /// and no bookkeeping: for scanner tests that send what a broken or hostile BlueZ might
+    /// (`ServiceData` that is not `a{sv}` of `ay`, an `RSSI` that is not `n`...).
+    pub async fn emit_device_properties(
+        &self,
+        device: &str,
+        changed: Vec<(&str, Value<'_>)>,
+    ) -> zbus::Result<()> {
+        self.properties_changed(device, props::DEVICE, changed).await
+    }
+
     /// Make registered advertisements reappear as devices on `adapter` (phone → desktop).
     pub fn set_loopback(&self, adapter: Option<&str>) {
         lock(&self.state).loopback = adapter.map(str::to_owned);
