@@ -221,8 +221,8 @@ impl MockBluez {
     /// lowest cost the mock can manage — for floods (`cablebridge bench adverts`), where the
     /// emitter must not be what limits the rate. The signal is identical on the wire; the body
     /// is serialised from typed values (no `Value` tree, no signature parsing), the path is
-    /// validated once by the caller, and the device's stored data is updated in place. Per
-    /// advert this takes the mock ~40 % of the CPU time of `advertise_from` (docs/performance.md).
+    /// validated once by the caller, and the device's stored data is updated in place: about a
+    /// fifth less mock CPU per advert than `advertise_from` (docs/performance.md, adverts).
     pub async fn flood_advert(
         &self,
         device: &ObjectPath<'_>,
