@@ -15,8 +15,9 @@
 //!   address with its first advert) and `PropertiesChanged` of a `Device1` (later adverts:
 //!   `ServiceData`, `RSSI`). The bodies are deserialised in place ([`super::signals`]): only
 //!   0xFFF9 / 0xFDE2 service data and RSSI are read, borrowed from the message; a property of the
-//!   wrong type is skipped and counted ([`ScanStats::malformed`](super::ScanStats)). The only
-//!   per-advert allocation is the [`ReceivedAdvert`]'s own copy of the data.
+//!   wrong type is skipped and counted ([`ScanStats::malformed`](super::ScanStats)). Our only
+//!   per-advert allocation is the [`ReceivedAdvert`]'s own copy of the data (plus the
+//!   de-duplication entry of a sender's first advert; zbus allocates each message it reads).
 //! * **Adapter state**: `PropertiesChanged(Adapter1, Powered=false)` ends that adapter's scan
 //!   ([`BleError::AdapterPoweredOff`]); removal and BlueZ leaving the bus are the watcher's
 //!   ([`super::watch`]). The scan ends when no adapter is left.
