@@ -444,6 +444,30 @@ mod tests {
     }
 
     #[test]
+    fn signal_paths_locate_adapter_and_device_of_scanned_adapters_only() {
+        let slot =
+            |name: &str, alive| AdapterSlot { name: name.into(), alive: AtomicBool::new(alive) };
+        let reader = Reader {
+            slots: vec![slot("hci0", true), slot("hci1", false)].into(),
+            shared: Shared::new(4),
+            live: Arc::new(AtomicUsize::new(1)),
+            dedupe_window: Duration::from_secs(1),
+            rssi: HashMap::new(),
+            last: HashMap::new(),
+        };
+        let dev = BleAddress([0xaa, 0xbb, 0xcc, 0, 0x11, 0xff]);
+        assert_eq!(reader.locate("/org/bluez/hci0"), Some((0, None)));
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB_CC_00_11_FF"), Some((0, Some(dev))));
+        // GATT objects below a device, other adapters, stopped adapters, junk: not ours.
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB_CC_00_11_FF/service000a"), None);
+        assert_eq!(reader.locate("/org/bluez/hci1/dev_AA_BB_CC_00_11_FF"), None);
+        assert_eq!(reader.locate("/org/bluez/hci2"), None);
+        assert_eq!(reader.locate("/org/bluez/hci0/player0"), None);
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB"), None);
+        assert_eq!(reader.locate("/"), None);
+    }
+
+    #[test]
     fn maps_stay_bounded() {
         let mut m = HashMap::new();
         for i in 0..(MAP_BOUND as u32 * 2 + 5) {
