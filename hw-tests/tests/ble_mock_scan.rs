@@ -10,6 +10,7 @@ use cablebridged::ble::{self, BleAddress, BleError, FidoUuid, ReceivedAdvert, Sc
 use common::{mock_with, serial, STEP};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
+use zbus::zvariant::Value;
 
 const FFF9: &str = "0000fff9-0000-1000-8000-00805f9b34fb";
 const FDE2: &str = "0000fde2-0000-1000-8000-00805f9b34fb";
@@ -242,4 +243,132 @@ async fn advert_flood_does_not_starve_the_matching_advert() {
     );
     assert!(sent as f64 / send_secs > 1000.0, "the flood was not a flood");
     assert!(seen_at.duration_since(sent_match_at) < Duration::from_secs(5));
+}
+
+/// The phone rotates its random address: every new address is a new `Device1` whose first
+/// advert is only in `InterfacesAdded`; later adverts of that address are `PropertiesChanged`.
+/// Each advert is delivered with the address and RSSI of its own device, and the same data from
+/// two addresses is two adverts (de-duplication is per address).
+#[tokio::test]
+async fn address_rotation_each_new_address_is_heard() {
+    let _g = serial().await;
+    let mock = mock_with(&[AdapterSpec::new("hci0")]).await;
+    let mut scan = timeout(STEP, ble::scan(ScanOptions::default())).await.unwrap().unwrap();
+    let mut devices = vec![];
+    for i in 0..5u8 {
+        let address = [0x40 | i, 0x10, 0x20, 0x30, 0x40, i];
+        let rssi = -40 - i16::from(i);
+        let dev = mock.add_device("hci0", address, Some(rssi), &[(FFF9, &[i; 20])]).await.unwrap();
+        let a = next_advert(&mut scan).await;
+        assert_eq!(
+            (a.address, a.rssi, a.service_data),
+            (BleAddress(address), Some(rssi), vec![i; 20])
+        );
+        devices.push((dev, address));
+    }
+    // Same payload from a new address: not a duplicate.
+    mock.add_device("hci0", [0x7f; 6], None, &[(FFF9, &[4u8; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!((a.address, a.rssi), (BleAddress([0x7f; 6]), None));
+    // An earlier address advertises again: its own RSSI is remembered.
+    let (dev, address) = &devices[1];
+    mock.advertise_from(dev, None, &[(FFF9, &[0xee; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!(
+        (a.address, a.rssi, a.service_data),
+        (BleAddress(*address), Some(-41), vec![0xee; 20])
+    );
+    let stats = scan.stats();
+    assert_eq!(
+        (stats.forwarded, stats.duplicates_dropped, stats.malformed),
+        (7, 0, 0),
+        "{stats:?}"
+    );
+}
+
+/// A device whose first advert has no service data (`InterfacesAdded` without it) and whose
+/// caBLE data arrives later in `PropertiesChanged`; an RSSI-only change is not an advert but
+/// is used for the next one; a device announced with its data in `InterfacesAdded` is heard
+/// at once.
+#[tokio::test]
+async fn service_data_in_interfaces_added_or_in_properties_changed() {
+    let _g = serial().await;
+    let mock = mock_with(&[AdapterSpec::new("hci0")]).await;
+    let mut scan = timeout(STEP, ble::scan(ScanOptions::default())).await.unwrap().unwrap();
+    let late = mock.add_device("hci0", [0x51; 6], Some(-70), &[]).await.unwrap();
+    mock.emit_device_properties(&late, vec![("RSSI", Value::from(-33i16))]).await.unwrap();
+    mock.advertise_from(&late, None, &[(FFF9, &[5u8; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!(
+        (a.address, a.rssi, a.service_data),
+        (BleAddress([0x51; 6]), Some(-33), vec![5; 20])
+    );
+
+    mock.add_device("hci0", [0x52; 6], Some(-60), &[(FDE2, &[6u8; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!((a.address, a.uuid, a.rssi), (BleAddress([0x52; 6]), FidoUuid::Fde2, Some(-60)));
+    let stats = scan.stats();
+    assert_eq!(stats.forwarded, 2, "{stats:?}");
+    assert_eq!(stats.foreign_events, 1, "the data-less InterfacesAdded: {stats:?}");
+}
+
+/// ServiceData and RSSI of unexpected D-Bus types are skipped and counted; the scan keeps going
+/// and the next well-formed advert is delivered.
+#[tokio::test]
+async fn malformed_service_data_types_are_ignored_and_counted() {
+    let _g = serial().await;
+    let mock = mock_with(&[AdapterSpec::new("hci0")]).await;
+    let mut scan = timeout(STEP, ble::scan(ScanOptions::default())).await.unwrap().unwrap();
+    let dev = mock.add_device("hci0", [0x61; 6], None, &[]).await.unwrap();
+    let as_map =
+        |v: Value<'static>| Value::from(std::collections::HashMap::from([(FFF9.to_owned(), v)]));
+    let bad: Vec<Vec<(&str, Value<'_>)>> = vec![
+        // ServiceData not a dictionary.
+        vec![("ServiceData", Value::from(vec![1u8; 20]))],
+        // An entry that is a string, one that is an array of u32.
+        vec![("ServiceData", as_map(Value::from("0123456789")))],
+        vec![("ServiceData", as_map(Value::from(vec![1u32; 20])))],
+        // RSSI as a string (with no service data).
+        vec![("RSSI", Value::from("-40"))],
+        // A dictionary keyed by integers.
+        vec![(
+            "ServiceData",
+            Value::from(std::collections::HashMap::from([(1u16, Value::from(vec![1u8]))])),
+        )],
+    ];
+    for props in bad {
+        mock.emit_device_properties(&dev, props).await.unwrap();
+    }
+    mock.advertise_from(&dev, Some(-45), &[(FFF9, &[9u8; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!((a.service_data, a.rssi), (vec![9u8; 20], Some(-45)));
+    let stats = scan.stats();
+    assert_eq!(stats.malformed, 5, "{stats:?}");
+    assert_eq!((stats.forwarded, stats.fido_adverts), (1, 1), "{stats:?}");
+}
+
+/// Two adapters; one is unplugged mid-scan: the scan goes on with the other, then ends with
+/// `AdapterRemoved` when the second goes too. Nothing from the removed adapter is delivered
+/// after its removal.
+#[tokio::test]
+async fn adapter_removed_mid_scan_the_other_adapter_keeps_scanning() {
+    let _g = serial().await;
+    let mock = mock_with(&[AdapterSpec::new("hci0"), AdapterSpec::new("hci1")]).await;
+    let mut scan = timeout(STEP, ble::scan(ScanOptions::default())).await.unwrap().unwrap();
+    assert_eq!(scan.adapters().len(), 2);
+    let d0 = mock.add_device("hci0", [0x70; 6], None, &[(FFF9, &[1u8; 20])]).await.unwrap();
+    assert_eq!(&*next_advert(&mut scan).await.adapter, "hci0");
+    mock.remove_adapter("hci0").await.unwrap();
+    // A late advert signal for a device of the removed adapter: not delivered (the reader sees
+    // the removal first, on the same connection).
+    let late = std::collections::HashMap::from([(FFF9.to_owned(), Value::from(vec![0xddu8; 20]))]);
+    mock.emit_device_properties(&d0, vec![("ServiceData", Value::from(late))]).await.unwrap();
+    mock.add_device("hci1", [0x71; 6], None, &[(FFF9, &[2u8; 20])]).await.unwrap();
+    let a = next_advert(&mut scan).await;
+    assert_eq!((&*a.adapter, a.service_data), ("hci1", vec![2u8; 20]));
+    mock.remove_adapter("hci1").await.unwrap();
+    match timeout(STEP, scan.recv()).await {
+        Ok(Some(Err(e))) => assert_eq!(e, BleError::AdapterRemoved { adapter: "hci1".into() }),
+        other => panic!("expected the scan to end, got {other:?}"),
+    }
 }

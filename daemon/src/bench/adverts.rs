@@ -1,6 +1,6 @@
-//! `adverts`: the BLE intake through the real path — [`crate::ble::scan`] (btleplug →
-//! bluez-async → libdbus) — against the hw-tests mock BlueZ served by the
-//! `cablebridge-mock-bluez` binary on its own private `dbus-daemon`.
+//! `adverts`: the BLE intake through the real path — [`crate::ble::scan`] (discovery through
+//! btleplug, adverts read from BlueZ's D-Bus signals with zbus) — against the hw-tests mock BlueZ
+//! served by the `cablebridge-mock-bluez` binary on its own private `dbus-daemon`.
 //!
 //! 1. Foreign adverts per second sustained: the mock emits N foreign 0xFFF9 service-data adverts
 //!    (`PropertiesChanged` on 64 known devices, every payload distinct) as fast as it can, and at
@@ -19,6 +19,7 @@
 //! points it at the mock's bus and so must be the first Bluetooth user in the process (true for
 //! `cablebridge bench`, which does nothing else with Bluetooth).
 
+use super::ceremony::process_cpu_ns;
 use super::{Measurement, Options, Stats};
 use crate::advert::matcher::{AdvertMatcher, MatchOutcome};
 use crate::ble::{self, ScanOptions};
@@ -256,13 +257,18 @@ pub fn adverts(opts: &Options<'_>) -> Result<Vec<Measurement>, String> {
     for (count, rate) in runs {
         let (before, _, _) = drain(None, Duration::from_millis(300), Duration::from_secs(2));
         let t0 = Instant::now();
+        let cpu0 = process_cpu_ns();
         mock.send(&format!("flood {count} {rate}"))?;
         let limit = Duration::from_secs(30);
         let (after, last_at, _) = drain(Some(before + count), Duration::from_millis(1500), limit);
+        let cpu_ns = process_cpu_ns() - cpu0;
         let flooded = mock.expect("flooded", Duration::from_secs(30))?;
-        let emit_s: f64 =
-            flooded.split_whitespace().nth(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        let mut words = flooded.split_whitespace().skip(2).map(|s| s.parse::<f64>().ok());
+        let emit_s = words.next().flatten().unwrap_or(0.0);
+        // The mock's own CPU time for the flood (newer mocks print it).
+        let mock_cpu_s = words.next().flatten();
         let got = after - before;
+        let per_advert = |ns: f64| if got > 0 { ns / got as f64 / 1e3 } else { 0.0 };
         let secs = last_at.saturating_duration_since(t0).as_secs_f64().max(1e-9);
         let what = if rate == 0 {
             format!("foreign flood, mock max rate, {count}")
@@ -276,9 +282,13 @@ pub fn adverts(opts: &Options<'_>) -> Result<Vec<Measurement>, String> {
                 .field("delivered", got as f64)
                 .field("lost", count.saturating_sub(got) as f64)
                 .field("adverts_per_s", got as f64 / secs)
+                .field("cpu_us_per_advert", per_advert(cpu_ns))
+                .opt_field("mock_cpu_us_per_advert", mock_cpu_s.map(|s| per_advert(s * 1e9)))
                 .note(
                     "adverts_per_s: delivered by ble::scan to the matcher per second, from the \
-                     flood command to the last delivery; goal >= 10000",
+                     flood command to the last delivery; goal >= 10000. cpu_us_per_advert: this \
+                     process's CPU time (scan, matcher, bench bookkeeping) per delivered advert; \
+                     mock_cpu_us_per_advert: the emitter's",
                 ),
         );
     }

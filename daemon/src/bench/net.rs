@@ -19,6 +19,20 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Involuntary context switches of every thread of this process so far (the kernel took the CPU
+/// away from a runnable thread: another process, or another of ours, needed it), from
+/// `/proc/self/task/*/status`. A latency tail that comes with many of these is the machine's,
+/// not the relay's.
+fn involuntary_switches() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("nonvoluntary_ctxt_switches:"))?;
+        total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// Raises the soft open-file limit to the hard one; returns the soft limit now in force.
 fn raise_fd_limit() -> u64 {
     use rustix::process::{getrlimit, setrlimit, Resource};
@@ -159,6 +173,7 @@ async fn load(pairs: usize, wanted: usize) -> Result<Vec<Measurement>, String> {
     let paced_for = if pairs <= 100 { 0.4 } else { 2.0 };
     let round_trips = (RATE / 2.0 * paced_for) as usize;
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
+    let (switches_before, paced_started) = (involuntary_switches(), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for (i, ((_, mut d), (_, mut p))) in desktops.into_iter().zip(phones).enumerate() {
         let slots: Vec<usize> = (i..round_trips).step_by(pairs).collect();
@@ -194,6 +209,12 @@ async fn load(pairs: usize, wanted: usize) -> Result<Vec<Measurement>, String> {
     }
     let paced_n = paced.len();
     let paced = Stats::of(paced);
+    let switches_per_s = match (switches_before, involuntary_switches()) {
+        (Some(b), Some(a)) => {
+            Some(a.saturating_sub(b) as f64 / paced_started.elapsed().as_secs_f64().max(1e-9))
+        }
+        _ => None,
+    };
     server.shutdown().await;
 
     let rss_per_pair = match (rss_before, rss_after) {
@@ -227,9 +248,12 @@ async fn load(pairs: usize, wanted: usize) -> Result<Vec<Measurement>, String> {
             .field("rtt_p50_us", paced.median)
             .field("rtt_p99_us", paced.p99)
             .field("rtt_max_us", paced.max)
+            .opt_field("involuntary_switches_per_s", switches_per_s)
             .note(
                 "64 B round trips started on a fixed schedule (RATE/2 per second, over every pair \
-                 in turn, 1 ms timer ticks); latency from each send to its echo; goal p99 <= 1 ms",
+                 in turn, 1 ms timer ticks); latency from each send to its echo; goal p99 <= 1 ms. \
+                 involuntary_switches_per_s: this process's threads preempted while pacing (other \
+                 processes wanting the CPU)",
             ),
     ])
 }

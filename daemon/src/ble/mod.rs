@@ -1,9 +1,10 @@
 //! Bluetooth LE radio paths through BlueZ: scanning for caBLE adverts (desktop role) and
 //! advertising one (phone role).
 //!
-//! * [`scan`] — btleplug on BlueZ, every adapter, **unfiltered** (a service-UUID filter loses iOS,
-//!   which sends service data without a UUID list), picking out service data for 0xFFF9 and the
-//!   legacy 0xFDE2 (PROTOCOL-hybrid.md §5). The result is a bounded [`AdvertStream`] meant to be
+//! * [`scan`] — discovery started through btleplug on every adapter, **unfiltered** (a
+//!   service-UUID filter loses iOS, which sends service data without a UUID list); the adverts
+//!   themselves read straight from BlueZ's D-Bus signals with zbus ([`signals`]: typed, borrowing
+//!   decoding), picking out service data for 0xFFF9 and the legacy 0xFDE2 (PROTOCOL-hybrid.md §5). The result is a bounded [`AdvertStream`] meant to be
 //!   drained by a matcher that trial-decrypts every advert against every pending key before doing
 //!   anything else.
 //! * [`advertise`] — registers our exported `org.bluez.LEAdvertisement1` with
@@ -18,6 +19,7 @@ mod advertise;
 mod error;
 mod queue;
 mod scan;
+mod signals;
 mod watch;
 
 pub use advertise::{advertise, AdvertiseOptions, AdvertisementHandle, AdvertisingAdapter};

@@ -26,6 +26,9 @@ pub struct ScanStats {
     pub overflow_dropped: u64,
     /// Advertisement events without caBLE service data (other devices), ignored.
     pub foreign_events: u64,
+    /// BlueZ signals (or advert properties in them) of an unexpected shape — e.g. a
+    /// `ServiceData` entry that is not a byte array — skipped.
+    pub malformed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +38,7 @@ pub(crate) struct Counters {
     pub duplicates_dropped: AtomicU64,
     pub overflow_dropped: AtomicU64,
     pub foreign_events: AtomicU64,
+    pub malformed: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -112,6 +116,7 @@ impl Shared {
             duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
             overflow_dropped: c.overflow_dropped.load(Ordering::Relaxed),
             foreign_events: c.foreign_events.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,31 +1,55 @@
-//! The desktop-role scanner: btleplug on BlueZ, every adapter, unfiltered.
+//! The desktop-role scanner: BlueZ's own signals read directly (zbus), discovery through
+//! btleplug, every adapter, unfiltered.
 //!
-//! Event shapes (../shared/notes/testing-without-radios.md): a new device arrives as
-//! `DeviceDiscovered` with **no** service-data event, so its first advert is read with
-//! `properties()`; later adverts from the same address come as `ServiceDataAdvertisement`, which
-//! carries the data itself — those are forwarded with no further D-Bus round trip (RSSI comes from
-//! the last `RssiUpdate`). btleplug does not de-duplicate; identical repeats within
+//! Why not btleplug's event stream (ARCHITECTURE.md, "BLE scan"): btleplug 0.13 (bluez-async over
+//! libdbus) answers every device signal with a `Properties.GetAll` round trip to bluetoothd before
+//! it emits the event, which capped intake near 4-5k adverts/s on the mock and left a matching
+//! advert queued behind hundreds of round trips under a flood. So:
+//!
+//! * **Discovery** stays with btleplug: `start_scan` powers the adapter on, sets the discovery
+//!   filter (no UUID list: a UUID filter loses iOS, which sends service data only;
+//!   `DuplicateData: true`, `Transport: auto`) and calls `StartDiscovery`; the same errors, the
+//!   same [`BleError`] mapping as before. `stop_scan` on drop.
+//! * **Adverts** come from one zbus connection subscribed (before `StartDiscovery`) to every
+//!   signal of `org.bluez`: `InterfacesAdded` of a `Device1` (a new — often just rotated —
+//!   address with its first advert) and `PropertiesChanged` of a `Device1` (later adverts:
+//!   `ServiceData`, `RSSI`). The bodies are deserialised in place ([`super::signals`]): only
+//!   0xFFF9 / 0xFDE2 service data and RSSI are read, borrowed from the message; a property of the
+//!   wrong type is skipped and counted ([`ScanStats::malformed`](super::ScanStats)). Our only
+//!   per-advert allocation is the [`ReceivedAdvert`]'s own copy of the data (plus the
+//!   de-duplication entry of a sender's first advert; zbus allocates each message it reads).
+//! * **Adapter state**: `PropertiesChanged(Adapter1, Powered=false)` ends that adapter's scan
+//!   ([`BleError::AdapterPoweredOff`]); removal and BlueZ leaving the bus are the watcher's
+//!   ([`super::watch`]). The scan ends when no adapter is left.
+//!
+//! BlueZ does not de-duplicate (`DuplicateData: true`); identical repeats within
 //! [`ScanOptions::dedupe_window`] are dropped here. Everything ends up in a drop-oldest
-//! [`AdvertStream`](super::AdvertStream).
+//! [`AdvertStream`](super::AdvertStream). Devices BlueZ already knew before the scan started are
+//! not replayed: their next advert arrives as `PropertiesChanged`.
 //!
 //! What this is not: matching (the consumer trial-decrypts), connecting, GATT.
 
 use super::queue::{AdvertStream, ScanStats, Shared};
-use super::watch::{self, WatchedAdapter};
+use super::signals::{InterfacesAdded, PropertiesChanged, Props, ADAPTER_IFACE, DEVICE_IFACE};
+use super::watch;
 use super::{BleAddress, BleError, FidoUuid, ReceivedAdvert};
-use btleplug::api::{
-    Central, CentralEvent, CentralState, Manager as _, Peripheral as _, ScanFilter,
-};
-use btleplug::platform::{Adapter, Manager, PeripheralId};
+use btleplug::api::{Central, CentralState, Manager as _, ScanFilter};
+use btleplug::platform::{Adapter, Manager};
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+use zbus::message::{Message, Type as MessageType};
+use zbus::zvariant::ObjectPath;
 
-/// Per-task maps are cleared past this many entries: a bound under address-rotation floods.
+/// Per-scan maps are cleared past this many entries: a bound under address-rotation floods.
 const MAP_BOUND: usize = 8192;
+/// zbus's queue for our subscription. When full, zbus stops reading the socket (back-pressure
+/// into the bus daemon) until the reader catches up; the reader does no IO, so it rarely is.
+const SIGNAL_QUEUE: usize = 1024;
+const BLUEZ: &str = "org.bluez";
 
 /// How to scan.
 #[derive(Debug, Clone)]
@@ -136,166 +160,247 @@ pub async fn scan(opts: ScanOptions) -> Result<BleScan, BleError> {
         return Err(BleError::NoAdapter { wanted: opts.adapters.as_ref().map(|w| w.join(",")) });
     }
 
+    // Subscribe before StartDiscovery so the first adverts are not missed.
+    let signals = subscribe().await?;
     let shared = Shared::new(opts.queue_capacity);
-    let live = Arc::new(AtomicUsize::new(0));
-    let (mut adapters, mut skipped, mut tasks, mut scanning, mut watched) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut adapters, mut skipped, mut scanning, mut slots) = (vec![], vec![], vec![], vec![]);
     for (name, adapter) in named {
         let was_powered = matches!(adapter.adapter_state().await, Ok(CentralState::PoweredOn));
         if !was_powered {
             tracing::info!(adapter = %name, "adapter is powered off; start_scan powers it on");
         }
-        // Subscribe before StartDiscovery so the first adverts are not missed.
-        let events = match adapter.events().await {
-            Ok(ev) => ev,
-            Err(e) => {
-                skipped.push(BleError::from_btleplug(
-                    "subscribe to adapter events",
-                    e,
-                    Some(&name),
-                ));
-                continue;
-            }
-        };
         // Unfiltered on purpose: a UUID filter makes BlueZ drop iOS adverts (service data only).
         if let Err(e) = adapter.start_scan(ScanFilter::default()).await {
             skipped.push(BleError::from_btleplug("start scan", e, Some(&name)));
             continue;
         }
-        let name: Arc<str> = name.into();
-        live.fetch_add(1, Ordering::Relaxed);
-        let task = AdapterTask {
-            adapter: adapter.clone(),
-            name: name.clone(),
-            shared: shared.clone(),
-            live: live.clone(),
-            dedupe_window: opts.dedupe_window,
-        };
-        let handle = tokio::spawn(task.run(events));
-        watched.push(WatchedAdapter { name: name.to_string(), abort: handle.abort_handle() });
-        tasks.push(handle);
+        slots.push(AdapterSlot { name: name.as_str().into(), alive: AtomicBool::new(true) });
         scanning.push(adapter);
-        adapters.push(AdapterStatus { name: name.to_string(), was_powered });
+        adapters.push(AdapterStatus { name, was_powered });
     }
     if adapters.is_empty() {
         // The most specific diagnosis: the first adapter's failure.
         return Err(skipped.swap_remove(0));
     }
-    let watcher = watch::spawn(watched, shared.clone(), live).await?;
-    tasks.push(watcher);
+    let slots: Arc<[AdapterSlot]> = slots.into();
+    let live = Arc::new(AtomicUsize::new(slots.len()));
+    let reader = Reader {
+        slots: slots.clone(),
+        shared: shared.clone(),
+        live: live.clone(),
+        dedupe_window: opts.dedupe_window,
+        rssi: HashMap::new(),
+        last: HashMap::new(),
+    };
+    let reader = tokio::spawn(reader.run(signals));
+    let watcher = match watch::spawn(slots, reader.abort_handle(), shared.clone(), live).await {
+        Ok(w) => w,
+        Err(e) => {
+            reader.abort();
+            return Err(e);
+        }
+    };
     Ok(BleScan {
         stream: Some(AdvertStream::new(shared.clone())),
         adapters,
         skipped,
         shared,
-        tasks,
+        tasks: vec![reader, watcher],
         scanning,
     })
 }
 
-/// Mark one adapter as failed; the scan ends when no adapter is left.
-pub(crate) fn adapter_failed(shared: &Shared, live: &AtomicUsize, err: BleError) {
-    tracing::warn!(error = %err, "adapter stopped scanning");
-    if live.fetch_sub(1, Ordering::AcqRel) <= 1 {
-        shared.fail(err);
+/// Our own connection, subscribed to every signal `org.bluez` sends. One rule without argument
+/// matches: zbus re-checks rules client-side and an `arg0` rule would make it decode every
+/// body into a `Structure` first; interface and member are checked here from the header instead.
+async fn subscribe() -> Result<zbus::MessageStream, BleError> {
+    let op = "subscribe to BlueZ signals";
+    let err = |e: zbus::Error| BleError::from_zbus(op, e, None);
+    let conn = zbus::Connection::system()
+        .await
+        .map_err(|e| BleError::from_zbus("connect to the system bus", e, None))?;
+    let rule = zbus::MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(BLUEZ)
+        .map_err(err)?
+        .build();
+    zbus::MessageStream::for_match_rule(rule, &conn, Some(SIGNAL_QUEUE)).await.map_err(err)
+}
+
+/// One adapter being scanned; shared with the watcher.
+#[derive(Debug)]
+pub(crate) struct AdapterSlot {
+    /// `hci0`.
+    pub name: Arc<str>,
+    /// Still scanning: cleared exactly once (powered off, removed), by whoever saw it first.
+    pub alive: AtomicBool,
+}
+
+impl AdapterSlot {
+    /// Stop this adapter and report `err` (the scan ends when it was the last one). `false` if
+    /// it had already stopped.
+    pub(crate) fn stop(&self, shared: &Shared, live: &AtomicUsize, err: BleError) -> bool {
+        if !self.alive.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        tracing::warn!(error = %err, "adapter stopped scanning");
+        if live.fetch_sub(1, Ordering::AcqRel) <= 1 {
+            shared.fail(err);
+        }
+        true
     }
 }
 
-struct AdapterTask {
-    adapter: Adapter,
-    name: Arc<str>,
+/// Reads BlueZ's signals and feeds the queue (one task for every adapter).
+struct Reader {
+    slots: Arc<[AdapterSlot]>,
     shared: Arc<Shared>,
     live: Arc<AtomicUsize>,
     dedupe_window: Duration,
+    /// Latest RSSI per (adapter slot, address).
+    rssi: HashMap<(usize, BleAddress), i16>,
+    /// Latest data per (adapter slot, address, uuid), for de-duplication.
+    last: HashMap<(usize, BleAddress, FidoUuid), (Vec<u8>, Instant)>,
 }
 
-type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = CentralEvent> + Send>>;
-
-impl AdapterTask {
-    async fn run(self, mut events: Events) {
-        let mut rssi: HashMap<PeripheralId, i16> = HashMap::new();
-        let mut addresses: HashMap<PeripheralId, BleAddress> = HashMap::new();
-        let mut last: HashMap<(BleAddress, FidoUuid), (Vec<u8>, Instant)> = HashMap::new();
-        while let Some(event) = events.next().await {
-            match event {
-                CentralEvent::DeviceDiscovered(id) => {
-                    // The first advert of a new device only exists in its properties.
-                    let Ok(p) = self.adapter.peripheral(&id).await else {
-                        continue; // gone again before we asked
-                    };
-                    let Ok(Some(props)) = p.properties().await else {
-                        continue;
-                    };
-                    let address = BleAddress(props.address.into_inner());
-                    bounded_insert(&mut addresses, id.clone(), address);
-                    if let Some(r) = props.rssi {
-                        bounded_insert(&mut rssi, id, r);
-                    }
-                    self.offer(address, props.rssi, props.service_data.iter(), &mut last);
-                }
-                CentralEvent::ServiceDataAdvertisement { id, service_data } => {
-                    let address = match addresses.get(&id) {
-                        Some(a) => *a,
-                        None => match parse_device_address(&id.to_string()) {
-                            Some(a) => a,
-                            None => continue,
-                        },
-                    };
-                    let r = rssi.get(&id).copied();
-                    self.offer(address, r, service_data.iter(), &mut last);
-                }
-                CentralEvent::RssiUpdate { id, rssi: r } => bounded_insert(&mut rssi, id, r),
-                // Adverts of other devices: only counted (the doctor's "is the radio deaf?").
-                CentralEvent::ManufacturerDataAdvertisement { .. }
-                | CentralEvent::ServicesAdvertisement { .. } => {
-                    self.shared.counters.foreign_events.fetch_add(1, Ordering::Relaxed);
-                }
-                CentralEvent::StateUpdate(CentralState::PoweredOff) => {
-                    let err = BleError::AdapterPoweredOff { adapter: self.name.to_string() };
-                    adapter_failed(&self.shared, &self.live, err);
-                    return;
-                }
-                _ => {}
+impl Reader {
+    async fn run(mut self, mut signals: zbus::MessageStream) {
+        while let Some(msg) = signals.next().await {
+            // A read error is followed by the end of the stream.
+            let Ok(msg) = msg else { continue };
+            self.handle(&msg);
+            if self.live.load(Ordering::Acquire) == 0 {
+                return; // every adapter stopped; the terminal error is queued
             }
         }
-        // The dbus-tokio connection ended: the bus itself went away.
-        adapter_failed(&self.shared, &self.live, BleError::BluezVanished);
+        // Our connection ended: the system bus itself went away.
+        self.shared.fail(BleError::BluezVanished);
     }
 
-    fn offer<'a>(
-        &self,
-        address: BleAddress,
-        rssi: Option<i16>,
-        service_data: impl Iterator<Item = (&'a uuid::Uuid, &'a Vec<u8>)>,
-        last: &mut HashMap<(BleAddress, FidoUuid), (Vec<u8>, Instant)>,
-    ) {
-        let counters = &self.shared.counters;
-        let now = Instant::now();
-        let mut any = false;
-        for (uuid, data) in service_data {
-            let Some(uuid) = FidoUuid::from_u128(uuid.as_u128()) else {
-                continue;
-            };
-            any = true;
-            counters.fido_adverts.fetch_add(1, Ordering::Relaxed);
-            let key = (address, uuid);
-            if let Some((prev, at)) = last.get(&key) {
-                if prev == data && now.duration_since(*at) < self.dedupe_window {
-                    counters.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
+    fn handle(&mut self, msg: &Message) {
+        let hdr = msg.header();
+        let (Some(iface), Some(member)) = (hdr.interface(), hdr.member()) else { return };
+        match (iface.as_str(), member.as_str()) {
+            ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
+                let Some((slot, device)) = hdr.path().and_then(|p| self.locate(p.as_str())) else {
+                    return;
+                };
+                let body = msg.body();
+                let Ok(pc) = body.deserialize::<PropertiesChanged<'_>>() else {
+                    self.shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                match (pc.interface, device) {
+                    (DEVICE_IFACE, Some(address)) => self.device(slot, address, &pc.props, false),
+                    (ADAPTER_IFACE, None) if pc.props.powered == Some(false) => {
+                        if let Some(s) = self.slots.get(slot) {
+                            let err = BleError::AdapterPoweredOff { adapter: s.name.to_string() };
+                            s.stop(&self.shared, &self.live, err);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            bounded_insert(last, key, (data.clone(), now));
+            ("org.freedesktop.DBus.ObjectManager", "InterfacesAdded") => {
+                let body = msg.body();
+                let Ok(added) = body.deserialize::<InterfacesAdded<'_>>() else {
+                    self.shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let Some(props) = added.device else { return };
+                if let Some((slot, Some(address))) = self.locate(added.path) {
+                    self.device(slot, address, &props, true);
+                }
+            }
+            // The watcher reports removals too; seeing it here, in order, guarantees that no
+            // advert signal that BlueZ flushes after the removal is delivered.
+            ("org.freedesktop.DBus.ObjectManager", "InterfacesRemoved") => {
+                let body = msg.body();
+                let Ok((path, ifaces)) = body.deserialize::<(ObjectPath<'_>, Vec<&str>)>() else {
+                    return;
+                };
+                if !ifaces.contains(&ADAPTER_IFACE) {
+                    return;
+                }
+                if let Some((slot, None)) = self.locate(path.as_str()) {
+                    if let Some(s) = self.slots.get(slot) {
+                        let err = BleError::AdapterRemoved { adapter: s.name.to_string() };
+                        s.stop(&self.shared, &self.live, err);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `/org/bluez/hci0` → (slot, None); `/org/bluez/hci0/dev_AA_..` → (slot, Some(address));
+    /// anything else (a GATT object below a device, an adapter we do not scan, a stopped one)
+    /// → None.
+    fn locate(&self, path: &str) -> Option<(usize, Option<BleAddress>)> {
+        let rest = path.strip_prefix("/org/bluez/")?;
+        let (adapter, device) = match rest.split_once('/') {
+            Some((a, d)) => (a, Some(d)),
+            None => (rest, None),
+        };
+        let slot = self.slots.iter().position(|s| &*s.name == adapter)?;
+        if !self.slots.get(slot)?.alive.load(Ordering::Acquire) {
+            return None;
+        }
+        match device {
+            None => Some((slot, None)),
+            Some(d) if d.starts_with("dev_") && !d.contains('/') => {
+                Some((slot, Some(parse_device_address(d)?)))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// One advert (or RSSI update) of a device. `new`: its InterfacesAdded, which is an advert
+    /// even without advert properties.
+    fn device(&mut self, slot: usize, address: BleAddress, props: &Props<'_>, new: bool) {
+        let counters = &self.shared.counters;
+        if props.malformed > 0 {
+            counters.malformed.fetch_add(u64::from(props.malformed), Ordering::Relaxed);
+        }
+        let rssi = match props.rssi {
+            Some(r) => {
+                bounded_insert(&mut self.rssi, (slot, address), r);
+                Some(r)
+            }
+            None => self.rssi.get(&(slot, address)).copied(),
+        };
+        let Some(adapter) = self.slots.get(slot).map(|s| s.name.clone()) else { return };
+        let now = Instant::now();
+        let mut any = false;
+        for (uuid, data) in props.fido_entries() {
+            any = true;
+            counters.fido_adverts.fetch_add(1, Ordering::Relaxed);
+            match self.last.get_mut(&(slot, address, uuid)) {
+                Some((prev, at)) if prev.as_slice() == data => {
+                    if now.duration_since(*at) < self.dedupe_window {
+                        counters.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    *at = now;
+                }
+                Some((prev, at)) => {
+                    // Reuse the stored buffer: a busy sender costs no allocation here.
+                    prev.clear();
+                    prev.extend_from_slice(data);
+                    *at = now;
+                }
+                None => bounded_insert(&mut self.last, (slot, address, uuid), (data.to_vec(), now)),
+            }
             self.shared.push(ReceivedAdvert {
-                service_data: data.clone(),
+                service_data: data.to_vec(),
                 uuid,
                 rssi,
                 address,
-                adapter: self.name.clone(),
+                adapter: adapter.clone(),
                 received_at: now,
             });
         }
-        if !any {
+        if !any && (props.advert || new) {
             counters.foreign_events.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -336,6 +441,30 @@ mod tests {
         assert_eq!(parse_device_address("hci0"), None);
         assert_eq!(parse_device_address("hci0/dev_AA_BB"), None);
         assert_eq!(parse_device_address("hci0/dev_ZZ_BB_CC_00_11_FF"), None);
+    }
+
+    #[test]
+    fn signal_paths_locate_adapter_and_device_of_scanned_adapters_only() {
+        let slot =
+            |name: &str, alive| AdapterSlot { name: name.into(), alive: AtomicBool::new(alive) };
+        let reader = Reader {
+            slots: vec![slot("hci0", true), slot("hci1", false)].into(),
+            shared: Shared::new(4),
+            live: Arc::new(AtomicUsize::new(1)),
+            dedupe_window: Duration::from_secs(1),
+            rssi: HashMap::new(),
+            last: HashMap::new(),
+        };
+        let dev = BleAddress([0xaa, 0xbb, 0xcc, 0, 0x11, 0xff]);
+        assert_eq!(reader.locate("/org/bluez/hci0"), Some((0, None)));
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB_CC_00_11_FF"), Some((0, Some(dev))));
+        // GATT objects below a device, other adapters, stopped adapters, junk: not ours.
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB_CC_00_11_FF/service000a"), None);
+        assert_eq!(reader.locate("/org/bluez/hci1/dev_AA_BB_CC_00_11_FF"), None);
+        assert_eq!(reader.locate("/org/bluez/hci2"), None);
+        assert_eq!(reader.locate("/org/bluez/hci0/player0"), None);
+        assert_eq!(reader.locate("/org/bluez/hci0/dev_AA_BB"), None);
+        assert_eq!(reader.locate("/"), None);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Watching BlueZ itself while a scan runs.
 //!
-//! When bluetoothd dies or an adapter is unplugged, btleplug's event stream just goes silent: the
+//! When bluetoothd dies or an adapter is unplugged, the signal stream just goes silent: the
 //! D-Bus connection to the *bus* is still fine, so nothing errors. A ceremony would then wait for
 //! an advert that can never come. This task listens on its own (zbus) connection for
 //! `NameOwnerChanged(org.bluez, _, "")` and for `InterfacesRemoved` of an adapter we scan on, and
-//! ends the scan with [`BleError::BluezVanished`] / [`BleError::AdapterRemoved`]. Powered-off is
-//! seen by the adapter task itself (btleplug's `StateUpdate`).
+//! ends the scan with [`BleError::BluezVanished`] / [`BleError::AdapterRemoved`] (the scan ends
+//! when its last adapter is gone). Powered-off is seen by the signal reader itself
+//! (`PropertiesChanged` of `Adapter1`). Adapters plugged in after the scan started are not
+//! added to it.
 
 use super::queue::Shared;
-use super::scan::adapter_failed;
+use super::scan::AdapterSlot;
 use super::BleError;
 use futures_util::StreamExt;
 use std::sync::atomic::AtomicUsize;
@@ -17,20 +19,14 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 const BLUEZ: &str = "org.bluez";
 
-/// An adapter task the watcher may have to stop.
-#[derive(Debug)]
-pub(crate) struct WatchedAdapter {
-    pub name: String,
-    pub abort: AbortHandle,
-}
-
 fn zerr(op: &'static str) -> impl Fn(zbus::Error) -> BleError {
     move |e| BleError::from_zbus(op, e, None)
 }
 
 /// Subscribe (before returning, so nothing after this point is missed) and spawn the watcher.
 pub(crate) async fn spawn(
-    adapters: Vec<WatchedAdapter>,
+    adapters: Arc<[AdapterSlot]>,
+    reader: AbortHandle,
     shared: Arc<Shared>,
     live: Arc<AtomicUsize>,
 ) -> Result<JoinHandle<()>, BleError> {
@@ -53,16 +49,14 @@ pub(crate) async fn spawn(
         .await
         .map_err(|e| zerr(op)(e.into()))?;
 
-    let vanished = move |shared: &Shared, adapters: &[WatchedAdapter]| {
-        for a in adapters {
-            a.abort.abort();
-        }
+    let vanished = move |shared: &Shared, reader: &AbortHandle| {
+        reader.abort();
         shared.fail(BleError::BluezVanished);
     };
     Ok(tokio::spawn(async move {
         let _keep = (conn, dbus, objects);
         if !present {
-            vanished(&shared, &adapters);
+            vanished(&shared, &reader);
             return;
         }
         loop {
@@ -72,7 +66,7 @@ pub(crate) async fn spawn(
                     let gone = sig.args().map(|a| a.new_owner().is_none()).unwrap_or(false);
                     if gone {
                         tracing::warn!("org.bluez left the system bus");
-                        vanished(&shared, &adapters);
+                        vanished(&shared, &reader);
                         return;
                     }
                 }
@@ -84,13 +78,11 @@ pub(crate) async fn spawn(
                         .iter()
                         .any(|i| i.as_str() == "org.bluez.Adapter1");
                     let path = args.object_path().as_str();
-                    if let Some(a) = adapters
-                        .iter()
-                        .find(|a| was_adapter && path.strip_prefix("/org/bluez/") == Some(&a.name))
-                    {
-                        a.abort.abort();
-                        let err = BleError::AdapterRemoved { adapter: a.name.clone() };
-                        adapter_failed(&shared, &live, err);
+                    if let Some(a) = adapters.iter().find(|a| {
+                        was_adapter && path.strip_prefix("/org/bluez/") == Some(&*a.name)
+                    }) {
+                        let err = BleError::AdapterRemoved { adapter: a.name.to_string() };
+                        a.stop(&shared, &live, err);
                     }
                 }
             }
@@ -99,6 +91,6 @@ pub(crate) async fn spawn(
             }
         }
         // Our own bus connection ended: the system bus itself went away.
-        vanished(&shared, &adapters);
+        vanished(&shared, &reader);
     }))
 }

@@ -6,7 +6,7 @@
 //! * `flood <count> <rate>` — `count` foreign FIDO (0xFFF9) service-data adverts
 //!   (`PropertiesChanged`, round-robin over the foreign devices, each payload distinct) at
 //!   `rate` per second (`0`: as fast as the mock can emit), in the background; prints
-//!   `flooded <sent> <seconds>` when done.
+//!   `flooded <sent> <seconds> <cpu seconds of this process during the flood>` when done.
 //! * `advert <hex>` — one advert with that service data from the phone device, at once; prints
 //!   `sent`.
 //!
@@ -19,6 +19,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use zbus::zvariant::OwnedObjectPath;
 
 const FFF9: &str = "0000fff9-0000-1000-8000-00805f9b34fb";
 const FOREIGN: usize = 64;
@@ -36,8 +37,21 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-async fn flood(mock: Arc<MockBluez>, devices: Arc<Vec<String>>, count: u64, rate: u64) {
+/// This process's CPU time (user + system, all threads) from /proc/self/stat, in seconds
+/// (10 ms resolution: clock ticks at the usual USER_HZ of 100).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+async fn flood(mock: Arc<MockBluez>, devices: Arc<Vec<OwnedObjectPath>>, count: u64, rate: u64) {
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds().unwrap_or(0.0);
     let mut sent = 0u64;
     while sent < count {
         let due = if rate == 0 {
@@ -52,7 +66,7 @@ async fn flood(mock: Arc<MockBluez>, devices: Arc<Vec<String>>, count: u64, rate
             data[8..16].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_le_bytes());
             data[19] = 0xaa;
             let dev = &devices[(sent as usize) % devices.len()];
-            if let Err(e) = mock.advertise_from(dev, None, &[(FFF9, &data)]).await {
+            if let Err(e) = mock.flood_advert(dev, FFF9, &data).await {
                 say(&format!("error flood: {e}"));
                 return;
             }
@@ -61,7 +75,8 @@ async fn flood(mock: Arc<MockBluez>, devices: Arc<Vec<String>>, count: u64, rate
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    say(&format!("flooded {sent} {:.6}", t0.elapsed().as_secs_f64()));
+    let cpu = cpu_seconds().map_or("-".to_owned(), |c| format!("{:.3}", c - cpu0));
+    say(&format!("flooded {sent} {:.6} {cpu}", t0.elapsed().as_secs_f64()));
 }
 
 async fn run() -> Result<(), String> {
@@ -75,7 +90,7 @@ async fn run() -> Result<(), String> {
             .add_device("hci0", [0xf0, 0, 0, 0, 0, i as u8], Some(-90), &[])
             .await
             .map_err(|e| format!("device: {e}"))?;
-        devices.push(d);
+        devices.push(OwnedObjectPath::try_from(d).map_err(|e| format!("device path: {e}"))?);
     }
     let devices = Arc::new(devices);
     let phone = mock
