@@ -16,8 +16,12 @@
 //! [`crate::ctap2::AuthenticatorData`]; the PIN/UV auth protocols are [`crate::ctap2::pin`].
 //! This module owns only policy and state.
 //!
+//! authenticatorConfig (toggleAlwaysUv, setMinPINLength, enableEnterpriseAttestation; see
+//! `auth_config`), enterprise attestation and the `minPinLength` extension on makeCredential,
+//! the persistent read-only credential-management token (`pcmr`).
+//!
 //! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
-//! authenticatorConfig, bio enrollment, U2F/CTAP1.
+//! U2F/CTAP1.
 //!
 //! # Run loop
 //!
@@ -42,6 +46,7 @@
 //! unplugging: PIN tokens, key agreement and the PIN_AUTH_BLOCKED latch are reset.
 
 mod attestation;
+mod auth_config;
 mod ceremony;
 mod client_pin;
 mod config;
@@ -54,6 +59,7 @@ mod make_credential;
 mod store;
 
 pub use attestation::{AttestationMode, TestCa, OID_FIDO_GEN_CE_AAGUID};
+pub use auth_config::{Enrollment, PersistentToken, Settings, MAX_MIN_PIN_LENGTH_RPIDS};
 pub use config::{
     Config, PresenceDecision, PresenceKind, PresenceOutcome, PresencePolicy, PresenceRequest,
     UserPresence, CABLEBRIDGE_AAGUID,
@@ -307,6 +313,9 @@ impl<S: CredentialStore> Authenticator<S> {
                 if self.config.pin_capable =>
             {
                 self.credential_management(params, ctx)
+            }
+            Command::Config if self.config.configurable() => {
+                self.authenticator_config(params, ctx)
             }
             Command::Reset => self.reset(ctx),
             Command::Selection => Ok(Flow::Presence(
