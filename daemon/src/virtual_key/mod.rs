@@ -87,6 +87,12 @@ pub struct VirtualKeyConfig {
     pub initial_pin: Option<InitialPin>,
     /// Misbehaviour switch (can be changed at run time with [`VirtualKeyHandle::set_fault`]).
     pub fault: LabFault,
+    /// RP ids on the vendor-facilitated enterprise-attestation list (`--enterprise-rp-id`);
+    /// enterprise attestation itself is off until `cablebridge config enable-ep`.
+    pub enterprise_rp_ids: Vec<String>,
+    /// A simulated fingerprint sensor (`--bio`): bio enrollment, samples captured at once, and
+    /// built-in UV once a finger is enrolled.
+    pub bio: bool,
 }
 
 impl VirtualKeyConfig {
@@ -101,6 +107,8 @@ impl VirtualKeyConfig {
             state_file: None,
             initial_pin: None,
             fault: LabFault::None,
+            enterprise_rp_ids: Vec::new(),
+            bio: false,
         }
     }
 }

@@ -215,7 +215,8 @@ impl<S: CredentialStore> Authenticator<S> {
     }
 
     pub(super) fn authenticator_config(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
-        let req = decoded(ConfigRequest::from_cbor(p), "subCommand", StatusCode::InvalidSubcommand)?;
+        let req =
+            decoded(ConfigRequest::from_cbor(p), "subCommand", StatusCode::InvalidSubcommand)?;
         if matches!(req.sub_command, Sub::Other(_)) {
             return Err(StatusCode::InvalidSubcommand);
         }

@@ -6,9 +6,9 @@
 //! nothing is stored. An excludeList hit is reported only after user presence, as the spec
 //! requires, so a page cannot probe for credentials silently.
 
+use super::auth_config::min_pin_length_extension;
 use super::keys::{self, rp_id_hash, CredentialKey};
 use super::store::ResidentCredential;
-use super::auth_config::min_pin_length_extension;
 use super::{
     attestation, auth_data_flags, request_status, Authenticator, CmdResult, Continuation,
     CredentialStore, Ctx, Flow, PresenceKind, UvInputs,

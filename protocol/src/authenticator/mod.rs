@@ -314,9 +314,7 @@ impl<S: CredentialStore> Authenticator<S> {
             {
                 self.credential_management(params, ctx)
             }
-            Command::Config if self.config.configurable() => {
-                self.authenticator_config(params, ctx)
-            }
+            Command::Config if self.config.configurable() => self.authenticator_config(params, ctx),
             Command::Reset => self.reset(ctx),
             Command::Selection => Ok(Flow::Presence(
                 PresenceRequest {

@@ -5,6 +5,7 @@ pub mod advert;
 pub mod bench;
 pub mod bridge;
 pub mod ceremony;
+pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod demo;
@@ -54,6 +55,7 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Pin(c) => pin::run(c),
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::Config(c) => config::run(c),
         // Prints its own table and picks its exit code from the checks (see cmd/doctor.rs).
         Command::Doctor(_) => Err(CmdError::usage("doctor is dispatched by main")),
         Command::Run(a) => run::run(a, &cli.global),

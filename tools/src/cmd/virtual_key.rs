@@ -68,6 +68,17 @@ pub struct VirtualKeyArgs {
     /// Misbehave on CBOR requests: never-answer, keepalive-forever, wrong-cid or busy.
     #[arg(long, value_parser = |s: &str| s.parse::<LabFault>())]
     pub fault: Option<LabFault>,
+    /// An RP id on the key's vendor-facilitated enterprise-attestation list (repeat for
+    /// several): once `cablebridge config enable-ep` turned enterprise attestation on,
+    /// `register --enterprise-attestation 1` gets an attestation marked epAtt for these RPs
+    /// only (2, platform-managed, for any RP).
+    #[arg(long = "enterprise-rp-id", value_name = "ID")]
+    pub enterprise_rp_ids: Vec<String>,
+    /// Give the key a simulated fingerprint sensor: bio enrollment works (`cablebridge bio`,
+    /// every sample is captured at once) and, once a finger is enrolled, built-in user
+    /// verification (the `uv` option) approves with the touch.
+    #[arg(long)]
+    pub bio: bool,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -133,6 +144,8 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         state_file: args.state.clone(),
         initial_pin: initial_pin(args)?,
         fault: args.fault.unwrap_or_default(),
+        enterprise_rp_ids: args.enterprise_rp_ids.clone(),
+        bio: args.bio,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,165 @@
+//! `cablebridge config …` (authenticatorConfig), `register --min-pin-length` /
+//! `--enterprise-attestation`, and `credentials list` with the persistent read-only token, run
+//! through the real binary against an in-process virtual key on loopback UDP-HID.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use serde_json::Value;
+
+/// Runs the binary on a blocking thread (the key lives on the test's runtime).
+async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
+    let (last, _) = cli_lines(args, env, stdin, code).await;
+    last
+}
+
+/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
+async fn cli_lines(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    code: i32,
+) -> (Value, Vec<Value>) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.push("--json".into());
+    let env: Vec<(String, String)> =
+        env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let stdin = stdin.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+            .args(&all)
+            .env_remove("CABLEBRIDGE_PIN")
+            .env_remove("CABLEBRIDGE_NEW_PIN")
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: stdout {stdout} stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
+        })
+        .collect();
+    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
+}
+
+async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
+    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    config.enterprise_rp_ids = enterprise.iter().map(|s| s.to_string()).collect();
+    let key = VirtualKey::bind(config).await.unwrap();
+    let addr = key.device_address();
+    (key, addr)
+}
+
+fn register_args<'a>(d: &'a str, rp: &'a str, user: &'a str) -> Vec<&'a str> {
+    vec!["register", "--transport", "usb", "--device", d, "--rp-id", rp, "--user-name", user]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_uv_and_min_pin_length_through_the_binary() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (key, addr) = key(&[]).await;
+        let d = addr.as_str();
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["authnrCfg"], true, "{info}");
+        assert_eq!(info["options"]["alwaysUv"], false, "{info}");
+
+        // No PIN yet: no token needed to toggle; afterwards registration demands a PIN.
+        let on = cli(&["config", "toggle-always-uv", "--device", d], &[], "", 0).await;
+        assert_eq!(on["always_uv"], true, "{on}");
+        let err = cli(&register_args(d, "example.com", "alice"), &[], "", 1).await;
+        assert!(err["error"].as_str().unwrap().contains("pin set"), "{err}");
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "24680")], "", 0).await;
+        // A PIN is set now: without it the toggle is refused (exit 2, says how to give it).
+        let no_pin = cli(&["config", "toggle-always-uv", "--device", d], &[], "", 2).await;
+        assert!(no_pin["error"].as_str().unwrap().contains("--pin-stdin"), "{no_pin}");
+        let pin_env = [("CABLEBRIDGE_PIN", "24680")];
+        // Discouraged UV still gets a token: alwaysUv wins.
+        let mut args = register_args(d, "example.com", "alice");
+        args.extend(["--uv", "discouraged", "--pin-stdin"]);
+        let reg = cli(&args, &[], "24680\n", 0).await;
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        let off =
+            cli(&["config", "toggle-always-uv", "--device", d, "--pin-stdin"], &[], "24680\n", 0)
+                .await;
+        assert_eq!(off["always_uv"], false, "{off}");
+
+        // setMinPINLength 6 with an RP list and a forced change (the PIN has 5 characters).
+        let set = cli(
+            &[
+                "config",
+                "set-min-pin-length",
+                "6",
+                "--rp-id",
+                "example.com",
+                "--rp-id",
+                "corp.example",
+                "--force-change",
+                "--device",
+                d,
+            ],
+            &pin_env,
+            "",
+            0,
+        )
+        .await;
+        assert_eq!(set["min_pin_length"], 6, "{set}");
+        assert_eq!(set["force_pin_change"], true, "{set}");
+        assert_eq!(
+            set["min_pin_length_rp_ids"],
+            serde_json::json!(["example.com", "corp.example"])
+        );
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["min_pin_length"], 6, "{info}");
+        assert_eq!(info["force_pin_change"], true, "{info}");
+        // Until the PIN is changed nothing that needs a token works, and the error says so.
+        let forced = cli(&["credentials", "list", "--device", d], &pin_env, "", 1).await;
+        assert!(forced["error"].as_str().unwrap().contains("pin change"), "{forced}");
+        let config =
+            cli(&["config", "set-min-pin-length", "7", "--device", d], &pin_env, "", 1).await;
+        assert!(config["error"].as_str().unwrap().contains("pin change"), "{config}");
+        // Too short for the new minimum: refused before the key is asked.
+        let short = cli(
+            &["pin", "change", "--device", d],
+            &[("CABLEBRIDGE_PIN", "24680"), ("CABLEBRIDGE_NEW_PIN", "13579")],
+            "",
+            2,
+        )
+        .await;
+        assert!(short["error"].as_str().unwrap().contains("invalid PIN"), "{short}");
+        cli(
+            &["pin", "change", "--device", d],
+            &[("CABLEBRIDGE_PIN", "24680"), ("CABLEBRIDGE_NEW_PIN", "135790")],
+            "",
+            0,
+        )
+        .await;
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["force_pin_change"], false, "{info}");
+        let new_pin = [("CABLEBRIDGE_PIN", "135790")];
+        // Lowering is refused by the key.
+        let lower =
+            cli(&["config", "set-min-pin-length", "5", "--device", d], &new_pin, "", 1).await;
+        assert!(lower["error"].as_str().unwrap().contains("PIN policy"), "{lower}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
