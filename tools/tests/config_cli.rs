@@ -163,3 +163,52 @@ async fn always_uv_and_min_pin_length_through_the_binary() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_pin_length_extension_and_enterprise_attestation_on_register() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (key, addr) = key(&["corp.example"]).await;
+        let d = addr.as_str();
+        let with = |rp: &'static str, extra: &[&'static str]| {
+            let mut a = register_args(d, rp, "carol");
+            a.extend_from_slice(extra);
+            a
+        };
+        // ep is off until enabled: refused before the key is asked, naming the remedy.
+        let off = cli(&with("corp.example", &["--enterprise-attestation", "1"]), &[], "", 1).await;
+        assert!(off["error"].as_str().unwrap().contains("enable-ep"), "{off}");
+        let ep = cli(&["config", "enable-ep", "--device", d], &[], "", 0).await;
+        assert_eq!(ep["enterprise_attestation"], true, "{ep}");
+        // Vendor-facilitated: only the key's configured RP ids get one.
+        let corp = cli(&with("corp.example", &["--enterprise-attestation", "1"]), &[], "", 0).await;
+        assert_eq!(corp["enterprise_attestation"], true, "{corp}");
+        assert_eq!(corp["attestation_format"], "packed", "{corp}");
+        assert_eq!(corp["verification"]["ok"], true, "{corp}");
+        let other =
+            cli(&with("other.example", &["--enterprise-attestation", "1"]), &[], "", 0).await;
+        assert!(other.get("enterprise_attestation").is_none(), "{other}");
+        // Platform-managed: any RP.
+        let managed =
+            cli(&with("other.example", &["--enterprise-attestation", "2"]), &[], "", 0).await;
+        assert_eq!(managed["enterprise_attestation"], true, "{managed}");
+
+        // minPinLength: only for RP ids on the key's list.
+        cli(
+            &["config", "set-min-pin-length", "6", "--rp-id", "example.com", "--device", d],
+            &[],
+            "",
+            0,
+        )
+        .await;
+        let listed = cli(&with("example.com", &["--min-pin-length"]), &[], "", 0).await;
+        assert_eq!(listed["min_pin_length"], 6, "{listed}");
+        assert_eq!(listed["verification"]["ok"], true, "{listed}");
+        let unlisted = cli(&with("other.example", &["--min-pin-length"]), &[], "", 0).await;
+        assert!(unlisted.get("min_pin_length").is_none(), "{unlisted}");
+        let plain = cli(&with("example.com", &[]), &[], "", 0).await;
+        assert!(plain.get("min_pin_length").is_none(), "not asked: {plain}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -38,7 +38,7 @@ impl TransportKind {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 18] = [
+pub const RESULT_FIELDS: [&str; 20] = [
     "event",
     "ceremony",
     "transport",
@@ -57,6 +57,8 @@ pub const RESULT_FIELDS: [&str; 18] = [
     "credentials",
     "timings_ms",
     "linked_phone",
+    "min_pin_length",
+    "enterprise_attestation",
 ];
 
 /// A successful registration.
@@ -87,6 +89,10 @@ pub struct RegistrationResult {
     pub public_key: CoseKey,
     /// Per-stage timings.
     pub timings: Timings,
+    /// The `minPinLength` extension output (the key's minimum PIN length), when it answered.
+    pub min_pin_length: Option<u64>,
+    /// makeCredential `epAtt`: whether the attestation is an enterprise attestation.
+    pub enterprise_attestation: Option<bool>,
 }
 
 /// A successful authentication.
@@ -171,8 +177,15 @@ impl RegistrationResult {
         timings: Timings,
     ) -> Result<Self, CeremonyError> {
         let stage = CeremonyStage::UserResponse;
+        let enterprise_attestation = response.ep_att;
         let object = AttestationObject::from(response);
         let auth_data = object.auth_data().map_err(|e| bad(stage, &e))?;
+        let min_pin_length = auth_data
+            .extensions
+            .as_ref()
+            .and_then(|e| e.as_map())
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("minPinLength")))
+            .and_then(|(_, v)| v.as_u64());
         let cred = auth_data
             .attested_credential
             .ok_or_else(|| bad(stage, &Ctap2Error::MissingField("attestedCredentialData")))?;
@@ -194,6 +207,8 @@ impl RegistrationResult {
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
             timings,
+            min_pin_length,
+            enterprise_attestation,
         })
     }
 
@@ -220,7 +235,7 @@ impl RegistrationResult {
 
     /// The `{"event":"result", ...}` line.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "event": "result",
             "ceremony": "register",
             "transport": self.transport.as_str(),
@@ -237,7 +252,17 @@ impl RegistrationResult {
             "client_data_json": b64url(&self.client_data_json),
             "public_key_cose": b64url(&self.public_key_cose),
             "timings_ms": self.timings.to_json(),
-        })
+        });
+        // Only when the authenticator answered (extension output / epAtt present).
+        if let Some(m) = v.as_object_mut() {
+            if let Some(n) = self.min_pin_length {
+                m.insert("min_pin_length".into(), n.into());
+            }
+            if let Some(ep) = self.enterprise_attestation {
+                m.insert("enterprise_attestation".into(), ep.into());
+            }
+        }
+        v
     }
 }
 
