@@ -212,3 +212,35 @@ async fn min_pin_length_extension_and_enterprise_attestation_on_register() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_list_uses_the_persistent_read_only_token() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (key, addr) = key(&[]).await;
+        let d = addr.as_str();
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["perCredMgmtRO"], true, "{info}");
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "97531")], "", 0).await;
+        let pin_env = [("CABLEBRIDGE_PIN", "97531")];
+        let mut reg = register_args(d, "example.com", "dave");
+        reg.extend(["--resident-key", "required"]);
+        let made = cli(&reg, &pin_env, "", 0).await;
+        let listed = cli(&["credentials", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["token"], "persistent-read-only (pcmr)", "{listed}");
+        assert_eq!(listed["existing"], 1, "{listed}");
+        assert_eq!(listed["relying_parties"][0]["rp_id"], "example.com", "{listed}");
+        let id = listed["relying_parties"][0]["credentials"][0]["credential_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!made["credential_id"].as_str().unwrap().is_empty());
+        // Deleting needs the full cm token (the pcmr one could not), and works.
+        let deleted = cli(&["credentials", "delete", &id, "--device", d], &pin_env, "", 0).await;
+        assert_eq!(deleted["token"], "credential-management (cm)", "{deleted}");
+        let listed = cli(&["credentials", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["existing"], 0, "{listed}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
