@@ -311,3 +311,78 @@ fn settings_survive_export_and_old_files_import_with_defaults() {
     assert!(v.get(0x20).is_none());
     assert_eq!(PersistentState::import(bytes.expose()).unwrap().settings, Default::default());
 }
+
+fn bio(sub: u8, params: Option<Value>, token: Option<&[u8]>) -> Value {
+    let mut m = vec![(1, Value::int(1)), (2, Value::int(sub.into()))];
+    let mut msg = vec![0x01, sub];
+    if let Some(p) = params {
+        msg.extend(p.to_vec());
+        m.push((3, p));
+    }
+    if let Some(t) = token {
+        m.push((4, Value::int(2)));
+        m.push((5, Value::bytes(auth_with(2, t, &msg))));
+    }
+    Value::int_map(m)
+}
+
+#[test]
+fn bio_enrollment_on_the_simulated_sensor() {
+    // Without a sensor: no such command (0x09 and the 0x40 preview).
+    let mut plain = key();
+    assert_eq!(plain.call(0x09, Some(bio(7, None, None))).status(), StatusCode::InvalidCommand);
+    let mut h = Harness::new(Config { bio: true, ..Config::virtual_key() });
+    assert_eq!(info_option(&mut h, "bioEnroll"), Some(false));
+    assert_eq!(info_option(&mut h, "uv"), Some(false));
+    let modality = h.ok(0x09, Some(Value::int_map([(6, Value::Bool(true))])));
+    assert_eq!(modality.get(1).and_then(Value::as_u64), Some(1));
+    let sensor = h.ok(0x40, Some(bio(7, None, None)));
+    assert_eq!(sensor.get(2).and_then(Value::as_u64), Some(1), "touch sensor");
+    assert_eq!(sensor.get(3).and_then(Value::as_u64), Some(4));
+    // Enrolling needs a token with `be`.
+    assert_eq!(h.call(0x09, Some(bio(1, None, None))).status(), StatusCode::PuatRequired);
+    assert_eq!(set_pin(&mut h, 2, "1234").status(), StatusCode::Ok);
+    let (_, cm) = get_token(&mut h, 2, "1234", Some(CM), None);
+    assert_eq!(
+        h.call(0x09, Some(bio(1, None, Some(&cm.unwrap())))).status(),
+        StatusCode::PinAuthInvalid
+    );
+    let (_, be) = get_token(&mut h, 2, "1234", Some(0x08), None);
+    let be = be.unwrap();
+    let begin = h.ok(0x09, Some(bio(1, None, Some(&be))));
+    let id = begin.get(4).unwrap().clone();
+    assert_eq!(begin.get(5).and_then(Value::as_u64), Some(0), "FP_GOOD");
+    let mut remaining = begin.get(6).and_then(Value::as_u64).unwrap();
+    assert_eq!(remaining, 3);
+    while remaining > 0 {
+        let next = h.ok(0x09, Some(bio(2, Some(Value::int_map([(1, id.clone())])), Some(&be))));
+        remaining = next.get(6).and_then(Value::as_u64).unwrap();
+    }
+    assert_eq!(info_option(&mut h, "bioEnroll"), Some(true));
+    assert_eq!(info_option(&mut h, "uv"), Some(true), "built-in UV once enrolled");
+    let rename = Value::int_map([(1, id.clone()), (2, Value::text("left thumb"))]);
+    assert_eq!(h.call(0x09, Some(bio(5, Some(rename), Some(&be)))).status(), StatusCode::Ok);
+    let list = h.ok(0x09, Some(bio(4, None, Some(&be))));
+    let infos = list.get(7).unwrap().as_array().unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].get(2).and_then(Value::as_text), Some("left thumb"));
+    // Built-in UV now: a ceremony without a pinUvAuthParam is user-verified.
+    let att = h.ok(0x01, Some(make_credential("example.com", b"u", false)));
+    assert_eq!(parse_attested(att.get(2).unwrap().as_bytes().unwrap()).flags & 0x04, 0x04);
+    // A cancelled enrollment stores nothing; unknown ids are INVALID_OPTION.
+    let begin = h.ok(0x09, Some(bio(1, None, Some(&be))));
+    assert_eq!(h.call(0x09, Some(bio(3, None, None))).status(), StatusCode::Ok);
+    let next = Value::int_map([(1, begin.get(4).unwrap().clone())]);
+    assert_eq!(h.call(0x09, Some(bio(2, Some(next), Some(&be)))).status(), {
+        StatusCode::InvalidParameter
+    });
+    let bogus = Value::int_map([(1, Value::bytes(vec![9, 9, 9]))]);
+    assert_eq!(h.call(0x09, Some(bio(6, Some(bogus), Some(&be)))).status(), {
+        StatusCode::InvalidOption
+    });
+    assert_eq!(h.call(0x09, Some(bio(6, Some(Value::int_map([(1, id)])), Some(&be)))).status(), {
+        StatusCode::Ok
+    });
+    assert_eq!(h.call(0x09, Some(bio(4, None, Some(&be)))).status(), StatusCode::InvalidOption);
+    assert_eq!(info_option(&mut h, "uv"), Some(false));
+}

@@ -79,8 +79,7 @@ impl<S: CredentialStore> Authenticator<S> {
     /// Built-in UV right now: configured, or a simulated fingerprint sensor with a finger
     /// enrolled ([`super::Config::bio`]).
     pub(super) fn builtin_uv_available(&self) -> bool {
-        self.config.builtin_uv
-            || (self.config.bio && !self.store.state().settings.enrollments.is_empty())
+        self.config.builtin_uv || self.bio_enrolled()
     }
 
     /// The presence request of a makeCredential / getAssertion.

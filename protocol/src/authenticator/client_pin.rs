@@ -135,7 +135,7 @@ impl<S: CredentialStore> Authenticator<S> {
         // Without a PIN only a built-in-UV token can exist; a zero-length param is the platform
         // probing (CTAP 2.1 §6.1.2 step 1) and answers PIN_NOT_SET / PIN_INVALID.
         let pin_set = self.store.state().pin_hash.is_some();
-        if !pin_set && (param.is_empty() || !self.config.uv_token()) {
+        if !pin_set && (param.is_empty() || !self.uv_token_available()) {
             return Err(StatusCode::PinNotSet);
         }
         if param.is_empty() {
@@ -178,11 +178,17 @@ impl<S: CredentialStore> Authenticator<S> {
         token.verify(message, param).map_err(|_| StatusCode::PinAuthInvalid)
     }
 
+    /// getPinUvAuthTokenUsingUvWithPermissions exists: configured, or a finger is enrolled on
+    /// the simulated sensor.
+    fn uv_token_available(&self) -> bool {
+        self.config.uv_token() || self.bio_enrolled()
+    }
+
     pub(super) fn client_pin(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
         // A permission set no token could hold is unauthorized, not malformed.
         let req = ClientPinRequest::from_cbor(p);
         let req = decoded(req, "permissions", StatusCode::UnauthorizedPermission)?;
-        let (pin, uv) = (self.config.pin_capable, self.config.uv_token());
+        let (pin, uv) = (self.config.pin_capable, self.uv_token_available());
         let reply = match req.sub_command {
             Sub::GetPinRetries if pin => ClientPinResponse {
                 pin_retries: Some(self.store.state().pin_retries.into()),

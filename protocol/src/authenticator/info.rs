@@ -41,6 +41,13 @@ impl<S: CredentialStore> Authenticator<S> {
         if c.enterprise_attestation {
             options.push(("ep", settings.enterprise_attestation));
         }
+        // A simulated fingerprint sensor (see `bio`): uv/bioEnroll true once a finger is enrolled.
+        if c.bio && !c.builtin_uv {
+            options.push(("uv", self.bio_enrolled()));
+        }
+        if c.bio {
+            options.push(("bioEnroll", self.bio_enrolled()));
+        }
         let mut info = GetInfo {
             versions: c.versions.clone(),
             aaguid: c.aaguid,
@@ -53,6 +60,8 @@ impl<S: CredentialStore> Authenticator<S> {
             algorithms: vec![CredentialParameters::public_key(CoseAlgorithm::Es256)],
             force_pin_change: c.pin_capable.then_some(settings.force_pin_change),
             min_pin_length: c.pin_capable.then_some(settings.min_pin_length.into()),
+            // FIDO registry UVM fingerprint_internal (0x02).
+            uv_modality: c.bio.then_some(0x02),
             max_rpids_for_set_min_pin_length: c
                 .pin_capable
                 .then_some(super::MAX_MIN_PIN_LENGTH_RPIDS as u64),

@@ -11,6 +11,7 @@
 
 pub mod attestation;
 pub mod auth_data;
+pub mod bio;
 pub mod client_pin;
 pub mod command;
 pub mod config;
