@@ -244,3 +244,61 @@ async fn credentials_list_uses_the_persistent_read_only_token() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bio_enrollment_end_to_end_on_the_simulated_sensor() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        // A key without a sensor: a clear error, exit 1.
+        let (plain, plain_addr) = key(&[]).await;
+        let none = cli(&["bio", "info", "--device", &plain_addr], &[], "", 1).await;
+        assert!(none["error"].as_str().unwrap().contains("no fingerprint sensor"), "{none}");
+        plain.shutdown().await.unwrap();
+
+        let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+        config.bio = true;
+        let key = VirtualKey::bind(config).await.unwrap();
+        let addr = key.device_address();
+        let d = addr.as_str();
+        let info = cli(&["bio", "info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["modality"], "fingerprint", "{info}");
+        assert_eq!(info["fingerprint_kind"], "touch", "{info}");
+        assert_eq!(info["max_capture_samples"], 4, "{info}");
+        assert_eq!(info["enrolled"], false, "{info}");
+        let no_pin = cli(&["bio", "list", "--device", d], &[], "", 1).await;
+        assert!(no_pin["error"].as_str().unwrap().contains("pin set"), "{no_pin}");
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "86420")], "", 0).await;
+        let pin_env = [("CABLEBRIDGE_PIN", "86420")];
+        let empty = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(empty["enrollments"], serde_json::json!([]), "{empty}");
+        let enrolled =
+            cli(&["bio", "enroll", "--name", "left thumb", "--device", d], &pin_env, "", 0).await;
+        let samples = enrolled["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 4, "{enrolled}");
+        assert_eq!(samples.last().unwrap()["remaining"], 0, "{enrolled}");
+        assert!(samples.iter().all(|s| s["status"] == 0), "{enrolled}");
+        let id = enrolled["template_id"].as_str().unwrap().to_owned();
+        let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["enrollments"][0]["template_id"], id.as_str(), "{listed}");
+        assert_eq!(listed["enrollments"][0]["name"], "left thumb", "{listed}");
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["uv"], true, "built-in UV once enrolled: {info}");
+        assert_eq!(info["options"]["bioEnroll"], true, "{info}");
+        // With a finger enrolled the key verifies the user itself: no PIN needed to register.
+        let reg = cli(&register_args(d, "example.com", "erin"), &[], "", 0).await;
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        let renamed =
+            cli(&["bio", "rename", &id, "right index", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(renamed["name"], "right index", "{renamed}");
+        let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["enrollments"][0]["name"], "right index", "{listed}");
+        let unknown = cli(&["bio", "remove", "abcdef", "--device", d], &pin_env, "", 1).await;
+        assert!(unknown["error"].is_string(), "{unknown}");
+        let removed = cli(&["bio", "remove", &id, "--device", d], &pin_env, "", 0).await;
+        assert_eq!(removed["removed"], id.as_str(), "{removed}");
+        let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["enrollments"], serde_json::json!([]), "{listed}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
