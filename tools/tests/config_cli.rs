@@ -157,7 +157,7 @@ async fn always_uv_and_min_pin_length_through_the_binary() {
         // Lowering is refused by the key.
         let lower =
             cli(&["config", "set-min-pin-length", "5", "--device", d], &new_pin, "", 1).await;
-        assert!(lower["error"].as_str().unwrap().contains("PIN policy"), "{lower}");
+        assert!(lower["error"].as_str().unwrap().contains("only grows (it is 6 now)"), "{lower}");
         key.shutdown().await.unwrap();
     })
     .await
@@ -297,6 +297,48 @@ async fn bio_enrollment_end_to_end_on_the_simulated_sensor() {
         assert_eq!(removed["removed"], id.as_str(), "{removed}");
         let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
         assert_eq!(listed["enrollments"], serde_json::json!([]), "{listed}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_enrollments_survive_a_restart_with_a_state_file() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("vkey.cbor");
+        let bind = || {
+            let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+            config.state_file = Some(state.clone());
+            config.bio = true;
+            VirtualKey::bind(config)
+        };
+        let key = bind().await.unwrap();
+        let addr = key.device_address();
+        let d = addr.as_str();
+        cli(&["config", "toggle-always-uv", "--device", d], &[], "", 0).await;
+        // alwaysUv without a PIN: config needs one now, and says how to get one.
+        let no_pin = cli(&["config", "enable-ep", "--device", d], &[], "", 1).await;
+        assert!(no_pin["error"].as_str().unwrap().contains("pin set"), "{no_pin}");
+        cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "11223344")], "", 0).await;
+        let pin_env = [("CABLEBRIDGE_PIN", "11223344")];
+        cli(&["config", "enable-ep", "--device", d], &pin_env, "", 0).await;
+        cli(&["config", "set-min-pin-length", "8", "--device", d], &pin_env, "", 0).await;
+        cli(&["bio", "enroll", "--name", "kept", "--device", d], &pin_env, "", 0).await;
+        key.shutdown().await.unwrap();
+
+        let key = bind().await.unwrap();
+        let addr = key.device_address();
+        let d = addr.as_str();
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["alwaysUv"], true, "{info}");
+        assert_eq!(info["options"]["ep"], true, "{info}");
+        assert_eq!(info["options"]["bioEnroll"], true, "{info}");
+        assert_eq!(info["min_pin_length"], 8, "{info}");
+        assert_eq!(info["force_pin_change"], false, "the 8-digit PIN is long enough: {info}");
+        let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
+        assert_eq!(listed["enrollments"][0]["name"], "kept", "{listed}");
         key.shutdown().await.unwrap();
     })
     .await

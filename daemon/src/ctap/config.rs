@@ -9,7 +9,9 @@
 
 use cablebridge_protocol::ctap2::client_pin::Permissions;
 use cablebridge_protocol::ctap2::pin::Pin;
-use cablebridge_protocol::ctap2::{self, ConfigRequest, ConfigSubcommand, SetMinPinLengthParams};
+use cablebridge_protocol::ctap2::{
+    self, ConfigRequest, ConfigSubcommand, SetMinPinLengthParams, StatusCode,
+};
 use rand_core::CryptoRngCore;
 
 use super::client::Ctap2Client;
@@ -90,12 +92,34 @@ impl<T: HidTransport> Ctap2Client<T> {
             let token = self
                 .get_token(rng, pin, Permissions::AUTHENTICATOR_CONFIG, None, call)
                 .await?
-                .ok_or_else(|| CtapError::PinRequired { device: self.path().to_owned() })?
+                // Only alwaysUv protects a key without PIN or UV: nothing to authenticate with.
+                .ok_or_else(|| CtapError::Unsupported {
+                    device: self.path().to_owned(),
+                    what: "alwaysUv is on and the key has no PIN: set one with `cablebridge pin \
+                           set` first"
+                        .to_owned(),
+                })?
                 .token;
             request.pin_uv_auth_protocol = Some(token.protocol().to_u64());
             request.pin_uv_auth_param = Some(token.authenticate(&request.auth_message()));
         }
-        self.command(ctap2::Command::Config, Some(&request.to_cbor()), call).await?;
+        match self.command(ctap2::Command::Config, Some(&request.to_cbor()), call).await {
+            // The generic text talks about a new PIN; say what the key refused here.
+            Err(CtapError::Status { status: StatusCode::PinPolicyViolation, device, .. })
+                if matches!(change, ConfigChange::SetMinPinLength(_)) =>
+            {
+                let current = self.info().min_pin_length.unwrap_or(4);
+                let max_rps = self.info().max_rpids_for_set_min_pin_length.unwrap_or(0);
+                return Err(CtapError::Unsupported {
+                    device,
+                    what: format!(
+                        "the key refused setMinPINLength (PIN policy): the minimum only grows \
+                         (it is {current} now) and it takes at most {max_rps} RP ids"
+                    ),
+                });
+            }
+            other => other?,
+        };
         self.refresh_info(call).await?;
         Ok(())
     }
