@@ -1,7 +1,8 @@
 //! Cross-check with an independent CTAP2 client: python-fido2 (PyPI, pinned in scripts/test.sh)
 //! runs tests/interop/python_fido2_udp.py against the virtual key over UDP-HID — getInfo,
 //! packed attestation verified by python-fido2's own verifier, assertion signature, clientPIN,
-//! credential management.
+//! credential management; authenticatorConfig (Config), the minPinLength extension, enterprise
+//! attestation, the pcmr token and FPBioEnrollment on the key's simulated sensor (`bio`).
 //!
 //! CI must not skip this silently: without python3 or the `fido2` module the test FAILS with the
 //! command that fixes it. A developer can opt out with CB_SKIP_PYTHON_INTEROP=1.
@@ -44,8 +45,9 @@ async fn python_fido2_drives_the_virtual_key() {
         Ok(_) => {}
     }
 
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    config.bio = true;
+    let key = VirtualKey::bind(config).await.unwrap();
     let addr = key.local_addr().to_string();
     let run = tokio::process::Command::new(&py).arg(SCRIPT).arg(&addr).kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(60), run)
@@ -63,6 +65,10 @@ async fn python_fido2_drives_the_virtual_key() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["attestation"], "BASIC", "packed x5c attestation verified by python-fido2");
     assert_eq!(report["credentials_enumerated"], 1);
+    assert_eq!(report["min_pin_length"], 6, "python-fido2 Config.set_min_pin_length");
+    assert_eq!(report["enterprise_attestation"], true);
+    assert_eq!(report["pcmr_creds"], 1);
+    assert_eq!(report["bio_samples"], report["bio_max_samples"], "FPBioEnrollment captures");
     println!("python-fido2: {report}");
     let stats = key.shutdown().await.unwrap();
     assert!(stats.cbor_requests >= 10, "{stats:?}");

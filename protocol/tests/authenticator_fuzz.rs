@@ -52,7 +52,7 @@ proptest! {
         requests in proptest::collection::vec(
             prop_oneof![
                 proptest::collection::vec(any::<u8>(), 0..80),
-                (prop_oneof![0x01u8..=0x0Bu8, Just(0x41u8)], arb_value()).prop_map(|(cmd, v)| {
+                (prop_oneof![0x01u8..=0x0Du8, Just(0x40u8), Just(0x41u8)], arb_value()).prop_map(|(cmd, v)| {
                     let mut out = vec![cmd];
                     v.encode_into(&mut out);
                     out
@@ -62,7 +62,8 @@ proptest! {
         ),
         pin in any::<bool>(),
     ) {
-        let mut h = Harness::new(Config::virtual_key());
+        // With the simulated fingerprint sensor, so bio enrollment (0x09/0x40) is reachable too.
+        let mut h = Harness::new(Config { bio: true, ..Config::virtual_key() });
         if pin {
             set_pin(&mut h, 2, "1234");
         }
@@ -76,7 +77,10 @@ proptest! {
         prop_assert_eq!(&PersistentState::import(exported.expose()).unwrap(), h.auth.store().state());
         // Still works: getInfo and (if no PIN got set) a full ceremony.
         prop_assert_eq!(h.call(0x04, None).status(), StatusCode::Ok);
-        if h.auth.store().state().pin_hash.is_none() {
+        // (authenticatorConfig needs no token without a PIN: a random request may turn alwaysUv
+        // on, and then no ceremony runs without a PIN, as it should.)
+        let state = h.auth.store().state();
+        if state.pin_hash.is_none() && !state.settings.always_uv {
             let att = h.ok(0x01, Some(make_credential("example.com", b"u", true)));
             let cred = parse_attested(att.get(2).unwrap().as_bytes().unwrap());
             let a = h.ok(0x02, Some(get_assertion("example.com", &[&cred.credential_id])));

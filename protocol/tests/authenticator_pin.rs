@@ -85,7 +85,8 @@ fn permissions_are_enforced() {
     set_pin(&mut h, 2, "1234");
     let (r, _) = get_token(&mut h, 2, "1234", Some(0), None);
     assert_eq!(r.status(), StatusCode::InvalidParameter);
-    let (r, _) = get_token(&mut h, 2, "1234", Some(0x20), None);
+    // bioEnrollment: this key has no fingerprint sensor (acfg and pcmr are supported now).
+    let (r, _) = get_token(&mut h, 2, "1234", Some(0x08), None);
     assert_eq!(r.status(), StatusCode::UnauthorizedPermission);
     // A ga-only token cannot make credentials; a cm token cannot get assertions.
     let (_, ga_token) = get_token(&mut h, 2, "1234", Some(0x02), Some("example.com"));

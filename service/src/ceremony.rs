@@ -5,7 +5,7 @@
 //!
 //! Parameters (docs/api.md has the table): `transport` (`hybrid` | `usb` | `linked`), `rp_id`,
 //! `origin`, `challenge`, `uv`, `user_timeout`; register: `user_name`, `user_id`,
-//! `display_name`, `resident_key`; authenticate: `allow_credentials`, `public_key`; hybrid:
+//! `display_name`, `resident_key`, `min_pin_length`, `enterprise_attestation`; authenticate: `allow_credentials`, `public_key`; hybrid:
 //! `advert_source`, `tunnel_url`, `allow_insecure_tunnel`, `no_linking`, `linked`,
 //! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`; evidence:
 //! `policy`, `profile`, `mds` (loaded by the engine's [`Judge::load`], as the CLI's flags are),
@@ -150,6 +150,8 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
                 o.user.display_name = d;
             }
             o.resident_key = requirement(params, "resident_key")?.unwrap_or(Requirement::Preferred);
+            o.min_pin_length = params.opt_bool("min_pin_length")?.unwrap_or(false);
+            o.enterprise_attestation = params.opt_u64("enterprise_attestation")?;
             o.origin = origin;
             o.uv = uv;
             if let Some(c) = challenge {

@@ -310,3 +310,50 @@ async fn two_clients_asking_for_the_same_key_are_serialised_not_broken() {
         assert_eq!(last["verification"]["ok"], true, "{last}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usb_register_min_pin_length_and_enterprise_attestation_through_the_daemon() {
+    use cablebridge_protocol::ctap2::SetMinPinLengthParams;
+    use cablebridged::ctap::{open_client, Call, ConfigChange, OpenOptions};
+    use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+    let key =
+        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let device = key.device_address();
+    let daemon = Daemon::start("");
+    let mut c = daemon.client().await;
+    let params = json!({"transport": "usb", "device": device, "rp_id": "example.com",
+                        "user_name": "ep", "user_timeout": "10s", "enterprise_attestation": 2,
+                        "min_pin_length": true});
+    // ep is still off on the key: refused, naming the remedy.
+    let id = session_of(&c.call("ceremony.register", params.clone()).await.unwrap());
+    let last = wait_end(&mut c, id).await.pop().unwrap();
+    assert!(last["message"].as_str().unwrap().contains("enable-ep"), "{last}");
+
+    // Turn ep on and list the RP for minPinLength (no PIN: no token needed).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut sink = |_| {};
+    let mut call = Call {
+        deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(5),
+        cancel: &cancel,
+        progress: &mut sink,
+    };
+    let mut client =
+        open_client(&device.parse().unwrap(), &OpenOptions::default(), &mut call).await.unwrap();
+    let mut rng = rand::rngs::OsRng;
+    let ep = ConfigChange::EnableEnterpriseAttestation;
+    client.configure(&mut rng, None, &ep, &mut call).await.unwrap();
+    let min = ConfigChange::SetMinPinLength(SetMinPinLengthParams {
+        new_min_pin_length: Some(7),
+        min_pin_length_rp_ids: Some(vec!["example.com".into()]),
+        ..Default::default()
+    });
+    client.configure(&mut rng, None, &min, &mut call).await.unwrap();
+    drop(client);
+
+    let id = session_of(&c.call("ceremony.register", params).await.unwrap());
+    let result = wait_end(&mut c, id).await.pop().unwrap();
+    assert_eq!(result["event"], "result", "{result}");
+    assert_eq!(result["enterprise_attestation"], true, "{result}");
+    assert_eq!(result["min_pin_length"], 7, "{result}");
+    daemon.terminate();
+}

@@ -8,7 +8,11 @@ class (one 64-byte report per datagram, no report-ID byte: the simulator convent
 getInfo; makeCredential with packed attestation verified by fido2.attestation.PackedAttestation;
 getAssertion with the signature verified against the credential's COSE key; clientPIN set PIN +
 getPinUvAuthToken; makeCredential (resident) with pinUvAuthParam; credential management
-enumeration. Prints one JSON line with what was checked; any failure raises (exit 1).
+enumeration; then python-fido2's authenticatorConfig (setMinPINLength with an RP list and the
+forced PIN change it causes, toggleAlwaysUv, enableEnterpriseAttestation + an epAtt
+makeCredential), the minPinLength extension, the persistent read-only token (pcmr) enumerating
+credentials, and FPBioEnrollment on the simulated fingerprint sensor (run the key with --bio).
+Prints one JSON line with what was checked; any failure raises (exit 1).
 """
 
 import hashlib
@@ -19,7 +23,10 @@ import sys
 from fido2.attestation import PackedAttestation
 from fido2.cose import CoseKey
 from fido2.ctap2 import ClientPin, Ctap2, CredentialManagement
+from fido2.ctap2.bio import FPBioEnrollment
+from fido2.ctap2.config import Config
 from fido2.ctap2.pin import PinProtocolV2
+from fido2.ctap import CtapError
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 
@@ -121,9 +128,87 @@ def main() -> int:
     assert users == [b"py-user-2"], users
     checked["credentials_enumerated"] = len(creds)
 
+    checked.update(config_checks(ctap, client_pin, protocol, rp, params))
+    checked.update(bio_checks(ctap, client_pin, protocol))
+
     device.close()
     print(json.dumps({"ok": True, "client": "python-fido2", **checked}))
     return 0
+
+
+def config_checks(ctap, client_pin, protocol, rp, params) -> dict:
+    """authenticatorConfig, minPinLength and pcmr through python-fido2's own classes."""
+    info = ctap.get_info()
+    assert Config.is_supported(info), info.options
+    perm = ClientPin.PERMISSION
+    token = client_pin.get_pin_token("4321", perm.AUTHENTICATOR_CFG)
+    config = Config(ctap, protocol, token)
+    # Raising the minimum past the current PIN (4 characters) forces a change.
+    config.set_min_pin_length(min_pin_length=6, rp_ids=["interop.example"])
+    info = ctap.get_info()
+    assert info.min_pin_length == 6 and info.force_pin_change is True, info
+    client_pin.change_pin("4321", "654321")
+    assert ctap.get_info().force_pin_change is False
+    # minPinLength extension for a listed RP.
+    mc = client_pin.get_pin_token("654321", perm.MAKE_CREDENTIAL, permissions_rpid="interop.example")
+    cdh = hashlib.sha256(b"interop-min-pin-length").digest()
+    att = ctap.make_credential(
+        cdh, rp, {"id": b"py-user-3", "name": "mpl"}, params,
+        extensions={"minPinLength": True},
+        pin_uv_param=protocol.authenticate(mc, cdh), pin_uv_protocol=protocol.VERSION,
+    )
+    assert att.auth_data.extensions == {"minPinLength": 6}, att.auth_data.extensions
+    # toggleAlwaysUv on and off again.
+    token = client_pin.get_pin_token("654321", perm.AUTHENTICATOR_CFG)
+    config = Config(ctap, protocol, token)
+    config.toggle_always_uv()
+    assert ctap.get_info().options.get("alwaysUv") is True
+    config.toggle_always_uv()
+    assert ctap.get_info().options.get("alwaysUv") is False
+    # Enterprise attestation (platform-managed: any RP).
+    config.enable_enterprise_attestation()
+    assert ctap.get_info().options.get("ep") is True
+    mc = client_pin.get_pin_token("654321", perm.MAKE_CREDENTIAL, permissions_rpid="interop.example")
+    cdh = hashlib.sha256(b"interop-ep").digest()
+    att = ctap.make_credential(
+        cdh, rp, {"id": b"py-user-4", "name": "ep"}, params, enterprise_attestation=2,
+        pin_uv_param=protocol.authenticate(mc, cdh), pin_uv_protocol=protocol.VERSION,
+    )
+    assert att.ep_att is True, att
+    PackedAttestation().verify(att.att_stmt, att.auth_data, cdh)
+    # The persistent read-only token enumerates but cannot delete.
+    pcmr = client_pin.get_pin_token("654321", perm.PERSISTENT_CREDENTIAL_MGMT)
+    credman = CredentialManagement(ctap, protocol, pcmr)
+    rps = credman.enumerate_rps()
+    rp_hash = rps[0][CredentialManagement.RESULT.RP_ID_HASH]
+    creds = credman.enumerate_creds(rp_hash)
+    try:
+        credman.delete_cred(creds[0][CredentialManagement.RESULT.CREDENTIAL_ID])
+        raise AssertionError("a pcmr token deleted a credential")
+    except CtapError as e:
+        assert e.code == CtapError.ERR.PIN_AUTH_INVALID, e
+    return {"min_pin_length": info.min_pin_length, "enterprise_attestation": True, "pcmr_creds": len(creds)}
+
+
+def bio_checks(ctap, client_pin, protocol) -> dict:
+    """FPBioEnrollment on the simulated sensor: info, enroll, name, list, remove."""
+    info = ctap.get_info()
+    assert info.options.get("bioEnroll") is False, info.options
+    token = client_pin.get_pin_token("654321", ClientPin.PERMISSION.BIO_ENROLL)
+    bio = FPBioEnrollment(ctap, protocol, token)
+    sensor = bio.get_fingerprint_sensor_info()
+    context = bio.enroll()
+    template_id = None
+    samples = 0
+    while template_id is None:
+        template_id = context.capture()
+        samples += 1
+    bio.set_name(template_id, "py thumb")
+    assert bio.enumerate_enrollments() == {template_id: "py thumb"}
+    assert ctap.get_info().options.get("uv") is True
+    bio.remove_enrollment(template_id)
+    assert ctap.get_info().options.get("bioEnroll") is False
+    return {"bio_samples": samples, "bio_max_samples": sensor[FPBioEnrollment.RESULT.MAX_SAMPLES_REQUIRED]}
 
 
 if __name__ == "__main__":

@@ -49,6 +49,14 @@ pub enum Command {
     /// List or delete discoverable credentials on a security key.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Credentials(cmd::credentials::CredentialsCommand),
+    /// Change a security key's settings (authenticatorConfig): alwaysUv, minimum PIN length,
+    /// enterprise attestation.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Config(cmd::config::ConfigCommand),
+    /// Fingerprint enrollment on a security key with a sensor: info, list, enroll, rename,
+    /// remove.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Bio(cmd::bio::BioCommand),
     /// Run a virtual USB security key (CTAP2 over UDP-HID) until Ctrl-C.
     #[command(after_help = EXIT_CODES_HELP)]
     VirtualKey(cmd::virtual_key::VirtualKeyArgs),

@@ -10,6 +10,7 @@
 //! * `up` is never sent: its default (true) is what a ceremony wants, and makeCredential must
 //!   not carry it.
 
+use cablebridge_protocol::cbor::Value as Cbor;
 use cablebridge_protocol::ctap2::{
     CommandOptions, CoseAlgorithm, CredentialDescriptor, CredentialParameters, GetAssertionRequest,
     GetInfo, MakeCredentialRequest, RelyingParty, User,
@@ -76,6 +77,11 @@ pub struct RegisterOptions {
     pub algorithms: Vec<CoseAlgorithm>,
     /// Credentials that must not be created again (`excludeCredentials`).
     pub exclude_credentials: Vec<Vec<u8>>,
+    /// Ask for the key's minimum PIN length (CTAP 2.1 `minPinLength` extension); the key
+    /// answers only RP ids on its `minPinLengthRPIDs` list.
+    pub min_pin_length: bool,
+    /// makeCredential `enterpriseAttestation`: 1 vendor-facilitated, 2 platform-managed.
+    pub enterprise_attestation: Option<u64>,
 }
 
 /// Options of an authentication.
@@ -152,6 +158,8 @@ impl RegisterOptions {
             uv: Requirement::Preferred,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             exclude_credentials: Vec::new(),
+            min_pin_length: false,
+            enterprise_attestation: None,
         }
     }
 
@@ -163,6 +171,12 @@ impl RegisterOptions {
     /// Checks the options (exit 2 on failure).
     pub fn validate(&self) -> Result<(), CeremonyError> {
         check_common(&self.rp_id, &self.challenge)?;
+        if !matches!(self.enterprise_attestation, None | Some(1 | 2)) {
+            return Err(CeremonyError::usage(
+                CeremonyStage::Setup,
+                "enterprise attestation is 1 (vendor-facilitated) or 2 (platform-managed)",
+            ));
+        }
         if self.user.id.is_empty() || self.user.id.len() > 64 {
             return Err(CeremonyError::usage(
                 CeremonyStage::Setup,
@@ -202,7 +216,7 @@ impl RegisterOptions {
                 Requirement::Preferred if can_rk => Some(true),
                 _ => None,
             };
-        Ok(MakeCredentialRequest {
+        let mut request = MakeCredentialRequest {
             client_data_hash: *client_data.hash(),
             rp: RelyingParty { id: self.rp_id.clone(), name: Some(self.rp_id.clone()) },
             user: User {
@@ -225,7 +239,45 @@ impl RegisterOptions {
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,
             enterprise_attestation: None,
-        })
+        };
+        self.apply_config_requests(info, &mut request)?;
+        Ok(request)
+    }
+
+    /// `minPinLength` and `enterpriseAttestation` (authenticatorConfig's makeCredential side):
+    /// refused up front when the key does not advertise them.
+    fn apply_config_requests(
+        &self,
+        info: &GetInfo,
+        request: &mut MakeCredentialRequest,
+    ) -> Result<(), CeremonyError> {
+        let refuse = |what: &str| {
+            CeremonyError::new(
+                CeremonyStage::PostHandshake,
+                CeremonyErrorKind::Authenticator,
+                format!("{what} was requested but the authenticator does not support it"),
+            )
+        };
+        if self.min_pin_length {
+            if !info.extensions.iter().any(|e| e == "minPinLength") {
+                return Err(refuse("the minPinLength extension"));
+            }
+            let entry = (Cbor::text("minPinLength"), Cbor::Bool(true));
+            match &mut request.extensions {
+                Some(Cbor::Map(m)) => m.push(entry),
+                other => *other = Some(Cbor::Map(vec![entry])),
+            }
+        }
+        if let Some(kind) = self.enterprise_attestation {
+            if info.option("ep") != Some(true) {
+                return Err(refuse(
+                    "enterprise attestation (getInfo `ep` is not true; `cablebridge config \
+                     enable-ep` turns it on)",
+                ));
+            }
+            request.enterprise_attestation = Some(kind);
+        }
+        Ok(())
     }
 }
 

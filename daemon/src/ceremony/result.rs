@@ -57,7 +57,7 @@ impl CtapProtocol {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 19] = [
+pub const RESULT_FIELDS: [&str; 21] = [
     "event",
     "ceremony",
     "transport",
@@ -77,6 +77,8 @@ pub const RESULT_FIELDS: [&str; 19] = [
     "credentials",
     "timings_ms",
     "linked_phone",
+    "min_pin_length",
+    "enterprise_attestation",
 ];
 
 /// A successful registration.
@@ -109,6 +111,10 @@ pub struct RegistrationResult {
     pub public_key: CoseKey,
     /// Per-stage timings.
     pub timings: Timings,
+    /// The `minPinLength` extension output (the key's minimum PIN length), when it answered.
+    pub min_pin_length: Option<u64>,
+    /// makeCredential `epAtt`: whether the attestation is an enterprise attestation.
+    pub enterprise_attestation: Option<bool>,
 }
 
 /// A successful authentication.
@@ -201,8 +207,15 @@ impl RegistrationResult {
         timings: Timings,
     ) -> Result<Self, CeremonyError> {
         let stage = CeremonyStage::UserResponse;
+        let enterprise_attestation = response.ep_att;
         let object = AttestationObject::from(response);
         let auth_data = object.auth_data().map_err(|e| bad(stage, &e))?;
+        let min_pin_length = auth_data
+            .extensions
+            .as_ref()
+            .and_then(|e| e.as_map())
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("minPinLength")))
+            .and_then(|(_, v)| v.as_u64());
         let cred = auth_data
             .attested_credential
             .ok_or_else(|| bad(stage, &Ctap2Error::MissingField("attestedCredentialData")))?;
@@ -225,6 +238,8 @@ impl RegistrationResult {
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
             timings,
+            min_pin_length,
+            enterprise_attestation,
         })
     }
 
@@ -271,6 +286,15 @@ impl RegistrationResult {
         });
         if let Some(protocol) = self.protocol {
             json["protocol"] = protocol.as_str().into();
+        }
+        // Only when the authenticator answered (extension output / epAtt present).
+        if let Some(m) = json.as_object_mut() {
+            if let Some(n) = self.min_pin_length {
+                m.insert("min_pin_length".into(), n.into());
+            }
+            if let Some(ep) = self.enterprise_attestation {
+                m.insert("enterprise_attestation".into(), ep.into());
+            }
         }
         json
     }

@@ -126,6 +126,16 @@ pub enum CtapError {
         /// Device path or address.
         device: String,
     },
+    /// The key reports forcePINChange (set through authenticatorConfig setMinPINLength): it
+    /// issues no PIN token until the PIN is changed.
+    #[error(
+        "{device}: this key requires a PIN change before it can be used (forcePINChange): run \
+         `cablebridge pin change`"
+    )]
+    PinChangeRequired {
+        /// Device path or address.
+        device: String,
+    },
     /// A PIN typed by the user breaks the CTAP rules (too short, too long, NUL).
     #[error("invalid PIN: {0}")]
     InvalidPin(Ctap2Error),
@@ -255,7 +265,7 @@ impl Classify for CtapError {
             // No answer to INIT at all: nothing is there (simulator not running, dead key).
             CtapError::Timeout { command: HidCommand::Init, .. } => Fault::Environment,
             CtapError::Cancelled { .. } | CtapError::InvalidPin(_) => Fault::Caller,
-            CtapError::PinRequired { .. } => Fault::Caller,
+            CtapError::PinRequired { .. } | CtapError::PinChangeRequired { .. } => Fault::Caller,
             CtapError::U2fOnly { .. } => Fault::Caller,
             CtapError::NoKeyInserted { cancelled: true, .. } => Fault::Caller,
             // Like a touch that never came: the user did not act in time.

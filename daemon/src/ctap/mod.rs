@@ -6,6 +6,7 @@
 //!   `ctaphid::HostChannel` (keepalives, CANCEL on deadline or cancel, busy back-off);
 //! * [`client`]: [`Ctap2Client`], one method per CTAP2 command (CTAP 2.1 §6);
 //! * [`pin`] (clientPIN, §6.5) and [`cred_mgmt`] (§6.8) extend the client;
+//! * [`config`] (authenticatorConfig, §6.11) and [`bio`] (bio enrollment, §6.7) extend it too;
 //! * [`select`]: open by address, list keys, touch-to-select (§6.9);
 //! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling);
 //! * [`uv`]: user-verification policy for makeCredential / getAssertion (PIN/UV token, presence);
@@ -17,8 +18,10 @@
 //! type, [`CtapError`].
 
 pub mod arrival;
+pub mod bio;
 pub mod ceremony;
 pub mod client;
+pub mod config;
 pub mod cred_mgmt;
 pub mod error;
 pub mod hid_channel;
@@ -30,6 +33,7 @@ pub mod uv;
 
 pub use arrival::{select_attached, wait_for_key, KeyArrivals};
 pub use client::Ctap2Client;
+pub use config::ConfigChange;
 pub use cred_mgmt::{CredsMetadata, RpCredentials, StoredCredential};
 pub use error::CtapError;
 pub use hid_channel::{BusyPolicy, Call, CtapHidDevice, DeviceProgress, DriverConfig};

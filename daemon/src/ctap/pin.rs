@@ -143,6 +143,8 @@ impl<T: HidTransport> Ctap2Client<T> {
         let request = session.change_pin(rng, current, new_pin).map_err(CtapError::InvalidPin)?;
         let result = self.client_pin(&request, call).await;
         self.with_retries(result, call).await?;
+        // forcePINChange clears; keep getInfo current.
+        self.refresh_info(call).await?;
         Ok(())
     }
 
@@ -205,6 +207,9 @@ impl<T: HidTransport> Ctap2Client<T> {
         let Some(pin) = pin else {
             return Err(CtapError::PinRequired { device: self.path().to_owned() });
         };
+        if self.info().force_pin_change == Some(true) {
+            return Err(CtapError::PinChangeRequired { device: self.path().to_owned() });
+        }
         let session = self.session(rng, call).await?;
         let (request, source) = if token_capable {
             (
@@ -216,7 +221,13 @@ impl<T: HidTransport> Ctap2Client<T> {
         };
         let request = request.map_err(CtapError::InvalidPin)?;
         let result = self.client_pin(&request, call).await;
-        let answer = self.with_retries(result, call).await?;
+        let answer = match self.with_retries(result, call).await {
+            // The PIN matched but a change is forced (setMinPINLength since our getInfo).
+            Err(CtapError::Status { status: StatusCode::PinPolicyViolation, device, .. }) => {
+                return Err(CtapError::PinChangeRequired { device })
+            }
+            other => other?,
+        };
         let token = session
             .decrypt_token(&answer)
             .map_err(|e| self.decode_err(ctap2::Command::ClientPin, e))?;

@@ -86,8 +86,12 @@ async fn verify_user<T: HidTransport>(
         }
         _ => pin_set || builtin,
     };
+    // alwaysUv (authenticatorConfig): the key refuses every ceremony without UV.
+    let always_uv = info.option("alwaysUv") == Some(true);
+    let want = want || always_uv;
     let builtin_token = builtin && client.info().option("pinUvAuthToken") == Some(true);
     let may_skip = uv != UserVerification::Required
+        && !always_uv
         && (permission == Permissions::GET_ASSERTION || mc_uv_not_required);
     if want && pin.is_none() && !builtin_token && may_skip {
         // UV preferred but no PIN given: user presence is enough for this command.
@@ -103,7 +107,14 @@ async fn verify_user<T: HidTransport>(
             return Ok((None, true, Verification::BuiltInOption));
         }
     }
-    if uv == UserVerification::Required {
+    if uv == UserVerification::Required || always_uv {
+        if always_uv && has_client_pin && !pin_set {
+            return Err(CtapError::Unsupported {
+                device: client.path().to_owned(),
+                what: "this key has alwaysUv on but no PIN: set one with `cablebridge pin set`"
+                    .to_owned(),
+            });
+        }
         if has_client_pin {
             return Err(CtapError::PinRequired { device: client.path().to_owned() });
         }

@@ -100,6 +100,12 @@ pub struct VirtualKeyConfig {
     /// Lab switch for `u2f_only`: INIT still claims CBOR, but every CBOR request (getInfo
     /// first) answers `ERR_INVALID_CMD`, like early FIDO2 firmware; hosts must fall back to U2F.
     pub u2f_claims_cbor: bool,
+    /// RP ids on the vendor-facilitated enterprise-attestation list (`--enterprise-rp-id`);
+    /// enterprise attestation itself is off until `cablebridge config enable-ep`.
+    pub enterprise_rp_ids: Vec<String>,
+    /// A simulated fingerprint sensor (`--bio`): bio enrollment, samples captured at once, and
+    /// built-in UV once a finger is enrolled.
+    pub bio: bool,
 }
 
 impl VirtualKeyConfig {
@@ -116,6 +122,8 @@ impl VirtualKeyConfig {
             fault: LabFault::None,
             u2f_only: false,
             u2f_claims_cbor: false,
+            enterprise_rp_ids: Vec::new(),
+            bio: false,
         }
     }
 

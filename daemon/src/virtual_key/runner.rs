@@ -94,6 +94,8 @@ impl Runner {
         let mut auth_config = Config::virtual_key();
         auth_config.aaguid = config.aaguid;
         auth_config.attestation = config.attestation.mode();
+        auth_config.enterprise_rp_ids = config.enterprise_rp_ids.clone();
+        auth_config.bio = config.bio;
         let store = MemoryStore::from_state(state.clone());
         let auth = Authenticator::new(auth_config, store, &mut rng, std::time::Instant::now());
         let (u2f, ca_der, device_config) = if config.u2f_only {

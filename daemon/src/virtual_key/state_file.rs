@@ -35,6 +35,12 @@ impl InitialPin {
         Ok(InitialPin(SecretBytes::new(pin.as_bytes().to_vec())))
     }
 
+    /// Length in code points (what minPINLength counts), when it fits the state's byte.
+    fn code_points(&self) -> Option<u8> {
+        let text = std::str::from_utf8(self.0.expose()).ok()?;
+        u8::try_from(text.chars().count()).ok()
+    }
+
     /// `LEFT(SHA-256(pin), 16)`, what the authenticator stores.
     fn hash(&self) -> PinHash {
         let digest = Sha256::digest(self.0.expose());
@@ -55,6 +61,7 @@ pub(crate) fn apply_initial_pin(state: &mut PersistentState, pin: Option<&Initia
     match pin {
         Some(pin) if state.pin_hash.is_none() => {
             state.pin_hash = Some(pin.hash());
+            state.settings.pin_code_points = pin.code_points();
             true
         }
         _ => false,

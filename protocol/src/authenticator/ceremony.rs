@@ -45,7 +45,8 @@ pub(super) fn auth_data_flags(up: bool, uv: bool, backup_eligible: bool) -> Auth
 impl<S: CredentialStore> Authenticator<S> {
     /// How makeCredential / getAssertion establish UV (CTAP 2.1 §6.1.2 steps 6–11, §6.2.2): a
     /// pinUvAuthParam must verify; otherwise built-in UV counts; otherwise `uv: true` is an
-    /// invalid option and a PIN-protected key demands a token for makeCredential.
+    /// invalid option, `alwaysUv` demands a token (PUAT_REQUIRED; OPERATION_DENIED without
+    /// clientPIN) and a PIN-protected key demands a token for makeCredential.
     pub(super) fn user_verification(
         &mut self,
         inputs: UvInputs<'_>,
@@ -58,8 +59,14 @@ impl<S: CredentialStore> Authenticator<S> {
                 self.verify_pin_uv_auth(param, inputs.protocol, message, permission, rp, now)?;
                 Ok(true)
             }
-            None if self.config.builtin_uv => Ok(true),
+            None if self.builtin_uv_available() => Ok(true),
             None if inputs.uv_option => Err(StatusCode::InvalidOption),
+            // alwaysUv (authenticatorConfig): no ceremony without user verification.
+            None if self.store.state().settings.always_uv => Err(if self.config.pin_capable {
+                StatusCode::PuatRequired
+            } else {
+                StatusCode::OperationDenied
+            }),
             None if permission == Permissions::MAKE_CREDENTIAL
                 && self.store.state().pin_hash.is_some() =>
             {
@@ -67,6 +74,12 @@ impl<S: CredentialStore> Authenticator<S> {
             }
             None => Ok(false),
         }
+    }
+
+    /// Built-in UV right now: configured, or a simulated fingerprint sensor with a finger
+    /// enrolled ([`super::Config::bio`]).
+    pub(super) fn builtin_uv_available(&self) -> bool {
+        self.config.builtin_uv || self.bio_enrolled()
     }
 
     /// The presence request of a makeCredential / getAssertion.
@@ -79,7 +92,7 @@ impl<S: CredentialStore> Authenticator<S> {
         PresenceRequest {
             kind,
             rp_id: Some(rp_id.to_owned()),
-            user_verification: uv && self.config.builtin_uv,
+            user_verification: uv && self.builtin_uv_available(),
         }
     }
 }

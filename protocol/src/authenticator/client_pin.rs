@@ -16,6 +16,7 @@
 //! the token, any other outcome is the usual presence error. It never fails by mismatch, so
 //! uvRetries stays at [`MAX_UV_RETRIES`].
 
+use super::auth_config::PersistentToken;
 use super::store::{PinHash, MAX_PIN_RETRIES};
 use super::{
     decoded, request_status, Authenticator, CmdResult, Continuation, CredentialStore, Ctx, Flow,
@@ -32,16 +33,29 @@ use crate::ctap2::{
     ClientPinRequest, ClientPinResponse, ClientPinSubcommand as Sub, Ctap2Error, Permissions,
     StatusCode,
 };
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretBytes};
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
-/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm.
-const PERMS_SUPPORTED: Permissions = Permissions(
-    Permissions::MAKE_CREDENTIAL.0
-        | Permissions::GET_ASSERTION.0
-        | Permissions::CREDENTIAL_MANAGEMENT.0,
-);
+/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm everywhere; acfg where
+/// authenticatorConfig exists; pcmr (CTAP 2.2, alone: it yields the persistent read-only
+/// token) on PIN-capable configs; be only with a fingerprint sensor.
+fn perms_supported(c: &super::Config) -> Permissions {
+    let mut p = Permissions::MAKE_CREDENTIAL
+        | Permissions::GET_ASSERTION
+        | Permissions::CREDENTIAL_MANAGEMENT;
+    if c.configurable() {
+        p = p | Permissions::AUTHENTICATOR_CONFIG;
+    }
+    if c.pin_capable {
+        p = p | PCMR;
+    }
+    if c.bio {
+        p = p | Permissions::BIO_ENROLLMENT;
+    }
+    p
+}
+const PCMR: Permissions = Permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY;
 const MAX_CONSECUTIVE_MISMATCHES: u8 = 3;
 /// getUVRetries answer: built-in UV here is a yes/no from the user, never a failed match.
 pub(super) const MAX_UV_RETRIES: u64 = 8;
@@ -85,13 +99,16 @@ fn protocol(p: Option<u64>) -> Result<PinUvAuthProtocol, StatusCode> {
         .ok_or(StatusCode::InvalidParameter)
 }
 
-/// Required, non-zero and within what we support (§6.5.5.7.2 steps 3–4).
-fn requested_permissions(req: &ClientPinRequest) -> Result<Permissions, StatusCode> {
+/// Required, non-zero and within what we support (§6.5.5.7.2 steps 3–4); `pcmr` only alone.
+fn requested_permissions(
+    req: &ClientPinRequest,
+    config: &super::Config,
+) -> Result<Permissions, StatusCode> {
     let perms = req.permissions.ok_or(StatusCode::MissingParameter)?;
     if perms.is_empty() {
         return Err(StatusCode::InvalidParameter);
     }
-    if !PERMS_SUPPORTED.contains(perms) {
+    if !perms_supported(config).contains(perms) || (perms.contains(PCMR) && perms != PCMR) {
         return Err(StatusCode::UnauthorizedPermission);
     }
     Ok(perms)
@@ -118,7 +135,7 @@ impl<S: CredentialStore> Authenticator<S> {
         // Without a PIN only a built-in-UV token can exist; a zero-length param is the platform
         // probing (CTAP 2.1 §6.1.2 step 1) and answers PIN_NOT_SET / PIN_INVALID.
         let pin_set = self.store.state().pin_hash.is_some();
-        if !pin_set && (param.is_empty() || !self.config.uv_token()) {
+        if !pin_set && (param.is_empty() || !self.uv_token_available()) {
             return Err(StatusCode::PinNotSet);
         }
         if param.is_empty() {
@@ -144,11 +161,34 @@ impl<S: CredentialStore> Authenticator<S> {
         Ok(())
     }
 
+    /// Checks a pinUvAuthParam over `message` against the persistent `pcmr` token (CTAP 2.2):
+    /// it does not expire with [`super::Config::token_lifetime`] and survives power cycles, but
+    /// a PIN change or reset revokes it.
+    pub(super) fn verify_persistent_token(
+        &self,
+        param: &[u8],
+        proto: Option<u64>,
+        message: &[u8],
+    ) -> Result<(), StatusCode> {
+        let proto = protocol(proto)?;
+        let stored = self.store.state().settings.persistent_token.as_ref();
+        let stored = stored.ok_or(StatusCode::PinAuthInvalid)?;
+        let token = PinUvAuthToken::new(proto, SecretBytes::new(stored.expose().to_vec()))
+            .map_err(|_| StatusCode::OtherError)?;
+        token.verify(message, param).map_err(|_| StatusCode::PinAuthInvalid)
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions exists: configured, or a finger is enrolled on
+    /// the simulated sensor.
+    fn uv_token_available(&self) -> bool {
+        self.config.uv_token() || self.bio_enrolled()
+    }
+
     pub(super) fn client_pin(&mut self, p: &Value, ctx: &mut Ctx<'_>) -> CmdResult {
         // A permission set no token could hold is unauthorized, not malformed.
         let req = ClientPinRequest::from_cbor(p);
         let req = decoded(req, "permissions", StatusCode::UnauthorizedPermission)?;
-        let (pin, uv) = (self.config.pin_capable, self.config.uv_token());
+        let (pin, uv) = (self.config.pin_capable, self.uv_token_available());
         let reply = match req.sub_command {
             Sub::GetPinRetries if pin => ClientPinResponse {
                 pin_retries: Some(self.store.state().pin_retries.into()),
@@ -162,12 +202,14 @@ impl<S: CredentialStore> Authenticator<S> {
             Sub::ChangePin if pin => return self.change_pin(&req, ctx),
             Sub::GetPinToken if pin => {
                 let ss = self.shared_secret_after_pin(&req, ctx)?;
+                self.check_no_forced_change()?;
                 let mc_ga = Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION;
                 self.issue_token(&ss, mc_ga, None, ctx)?
             }
             Sub::GetPinUvAuthTokenUsingPinWithPermissions if pin => {
-                let perms = requested_permissions(&req)?;
+                let perms = requested_permissions(&req, &self.config)?;
                 let ss = self.shared_secret_after_pin(&req, ctx)?;
+                self.check_no_forced_change()?;
                 self.issue_token(&ss, perms, req.rp_id.clone(), ctx)?
             }
             Sub::GetPinUvAuthTokenUsingUvWithPermissions if uv => return self.uv_token(req),
@@ -189,7 +231,7 @@ impl<S: CredentialStore> Authenticator<S> {
         if self.store.state().pin_hash.is_some() {
             return Err(StatusCode::PinAuthInvalid);
         }
-        let pin = open_set_pin(&ss, req, DEFAULT_MIN_PIN_LENGTH).map_err(request_status)?;
+        let pin = open_set_pin(&ss, req, self.min_pin_length()).map_err(request_status)?;
         self.store_pin(&pin)
     }
 
@@ -211,15 +253,39 @@ impl<S: CredentialStore> Authenticator<S> {
         self.check_pin_hash(hash, ctx)?;
         let new_pin_enc = req.new_pin_enc.as_deref().unwrap_or_default();
         let pin =
-            decrypt_new_pin(&ss, new_pin_enc, DEFAULT_MIN_PIN_LENGTH).map_err(request_status)?;
+            decrypt_new_pin(&ss, new_pin_enc, self.min_pin_length()).map_err(request_status)?;
+        // A forced change must pick a different PIN (CTAP 2.1 §6.5.5.6).
+        let state = self.store.state();
+        if state.settings.force_pin_change
+            && PinHash::from_slice(pin.hash16().expose()) == state.pin_hash
+        {
+            return Err(StatusCode::PinPolicyViolation);
+        }
         self.store_pin(&pin)
     }
 
-    /// Stores LEFT(SHA-256(pin), 16) with full retries and drops the current token.
+    /// The current minimum PIN length (authenticatorConfig setMinPINLength).
+    fn min_pin_length(&self) -> usize {
+        usize::from(self.store.state().settings.min_pin_length).max(DEFAULT_MIN_PIN_LENGTH)
+    }
+
+    /// While `forcePINChange` is set, PIN tokens are refused (CTAP 2.1 §6.5.5.7.2).
+    fn check_no_forced_change(&self) -> Result<(), StatusCode> {
+        match self.store.state().settings.force_pin_change {
+            true => Err(StatusCode::PinPolicyViolation),
+            false => Ok(()),
+        }
+    }
+
+    /// Stores LEFT(SHA-256(pin), 16) with full retries and drops the current token, the
+    /// persistent token and a pending forced change.
     fn store_pin(&mut self, pin: &Pin) -> CmdResult {
         let mut state = self.store.state().clone();
         state.pin_hash = PinHash::from_slice(pin.hash16().expose());
         state.pin_retries = MAX_PIN_RETRIES;
+        state.settings.pin_code_points = u8::try_from(pin.code_points()).ok();
+        state.settings.force_pin_change = false;
+        state.settings.persistent_token = None;
         self.commit(state)?;
         self.volatile.pin.token = None;
         Ok(Flow::Reply(None))
@@ -279,7 +345,7 @@ impl<S: CredentialStore> Authenticator<S> {
     /// getPinUvAuthTokenUsingUvWithPermissions (§6.5.5.7.3): validate, then ask for built-in UV.
     fn uv_token(&mut self, req: ClientPinRequest) -> CmdResult {
         let shared = self.shared_secret(&req)?;
-        let permissions = requested_permissions(&req)?;
+        let permissions = requested_permissions(&req, &self.config)?;
         let request = PresenceRequest {
             kind: PresenceKind::UserVerification,
             rp_id: req.rp_id.clone(),
@@ -302,6 +368,14 @@ impl<S: CredentialStore> Authenticator<S> {
         let value = PinUvAuthToken::random(shared.protocol(), &mut rng);
         // 32-byte tokens are whole blocks, so encryption cannot fail.
         let resp = token_response(shared, &mut rng, &value).map_err(|_| StatusCode::OtherError)?;
+        if permissions == PCMR {
+            // The persistent token lives in the store, next to the PIN it depends on; it does
+            // not replace the current (volatile) token.
+            let mut state = self.store.state().clone();
+            state.settings.persistent_token = PersistentToken::from_slice(value.expose());
+            self.commit(state)?;
+            return Ok(resp);
+        }
         self.volatile.pin.token = Some(Token { value, permissions, rp_id, issued_at: ctx.now });
         Ok(resp)
     }

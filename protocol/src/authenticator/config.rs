@@ -48,6 +48,16 @@ pub struct Config {
     /// (backed up), WebAuthn §6.1 flag bits 3 and 4. Off by default (device-bound). Relying
     /// parties such as Entra ID read BE to tell synced from device-bound passkeys.
     pub backup_eligible: bool,
+    /// Enterprise attestation capability (getInfo `ep`, off until authenticatorConfig
+    /// enableEnterpriseAttestation turns it on). On for [`Config::virtual_key`].
+    pub enterprise_attestation: bool,
+    /// RP ids of the vendor-facilitated enterprise attestation list (enterpriseAttestation 1
+    /// returns an enterprise attestation only for these; 2, platform-managed, for any RP).
+    pub enterprise_rp_ids: Vec<String>,
+    /// A simulated fingerprint sensor: bio enrollment (0x09 and the 0x40 preview) exists, every
+    /// sample is "captured" at once, and once a finger is enrolled built-in UV (`uv`) works
+    /// through the presence hook, tokens included. Off by default.
+    pub bio: bool,
 }
 
 impl Config {
@@ -66,6 +76,9 @@ impl Config {
             reset_window: None,
             next_assertion_timeout: Duration::from_secs(30),
             backup_eligible: false,
+            enterprise_attestation: true,
+            enterprise_rp_ids: Vec::new(),
+            bio: false,
         }
     }
 
@@ -76,6 +89,7 @@ impl Config {
             builtin_uv: true,
             pin_capable: false,
             transports: vec!["internal".into(), "hybrid".into()],
+            enterprise_attestation: false,
             ..Config::virtual_key()
         }
     }
@@ -83,6 +97,12 @@ impl Config {
     /// Whether the built-in-UV token subcommands are on (needs built-in UV).
     pub(crate) fn uv_token(&self) -> bool {
         self.builtin_uv && self.builtin_uv_token
+    }
+
+    /// Whether authenticatorConfig exists (PIN-capable keys and keys with a fingerprint sensor;
+    /// not the virtual phone, which phones over hybrid do not offer).
+    pub(crate) fn configurable(&self) -> bool {
+        self.pin_capable || self.bio
     }
 }
 

@@ -2,7 +2,8 @@
 //! credentials, delete, updateUserInformation.
 //!
 //! Every subcommand except the two `GetNext…` ones needs a pinUvAuthParam over
-//! `subCommand ‖ subCommandParams` made with a token holding the `cm` permission. Enumeration
+//! `subCommand ‖ subCommandParams` made with a token holding the `cm` permission, or, for the
+//! read-only ones (metadata, enumerate RPs, enumerate credentials), the persistent `pcmr` token. Enumeration
 //! cursors are volatile and dropped by any other command.
 //!
 //! The authenticated message is built from the parameters *as received* (canonical CBOR
@@ -56,7 +57,17 @@ impl<S: CredentialStore> Authenticator<S> {
             }
             let proto = req.pin_uv_auth_protocol;
             let cm = Permissions::CREDENTIAL_MANAGEMENT;
-            self.verify_pin_uv_auth(param, proto, &message, cm, None, ctx.now)?;
+            let verified = self.verify_pin_uv_auth(param, proto, &message, cm, None, ctx.now);
+            // The persistent pcmr token (CTAP 2.2) may read, never change.
+            let read_only = matches!(
+                sub,
+                Sub::GetCredsMetadata | Sub::EnumerateRpsBegin | Sub::EnumerateCredentialsBegin
+            );
+            if let Err(status) = verified {
+                if !read_only || self.verify_persistent_token(param, proto, &message).is_err() {
+                    return Err(status);
+                }
+            }
         }
         let params = req.params.unwrap_or_default();
         let state = self.store.state();

@@ -28,7 +28,27 @@ impl<S: CredentialStore> Authenticator<S> {
         if c.pin_capable {
             options.push(("credMgmt", true));
         }
-        GetInfo {
+        // authenticatorConfig and friends (see `auth_config`).
+        let settings = &self.store.state().settings;
+        if c.configurable() {
+            options.push(("authnrCfg", true));
+            options.push(("alwaysUv", settings.always_uv));
+        }
+        if c.pin_capable {
+            options.push(("setMinPINLength", true));
+            options.push(("perCredMgmtRO", true));
+        }
+        if c.enterprise_attestation {
+            options.push(("ep", settings.enterprise_attestation));
+        }
+        // A simulated fingerprint sensor (see `bio`): uv/bioEnroll true once a finger is enrolled.
+        if c.bio && !c.builtin_uv {
+            options.push(("uv", self.bio_enrolled()));
+        }
+        if c.bio {
+            options.push(("bioEnroll", self.bio_enrolled()));
+        }
+        let mut info = GetInfo {
             versions: c.versions.clone(),
             aaguid: c.aaguid,
             options: options.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
@@ -38,7 +58,18 @@ impl<S: CredentialStore> Authenticator<S> {
             max_credential_id_length: Some(WRAPPED_ID_LEN as u64),
             transports: c.transports.clone(),
             algorithms: vec![CredentialParameters::public_key(CoseAlgorithm::Es256)],
+            force_pin_change: c.pin_capable.then_some(settings.force_pin_change),
+            min_pin_length: c.pin_capable.then_some(settings.min_pin_length.into()),
+            // FIDO registry UVM fingerprint_internal (0x02).
+            uv_modality: c.bio.then_some(0x02),
+            max_rpids_for_set_min_pin_length: c
+                .pin_capable
+                .then_some(super::MAX_MIN_PIN_LENGTH_RPIDS as u64),
             ..GetInfo::default()
+        };
+        if c.pin_capable {
+            info.extensions.push("minPinLength".to_owned());
         }
+        info
     }
 }

@@ -6,6 +6,7 @@
 //! nothing is stored. An excludeList hit is reported only after user presence, as the spec
 //! requires, so a page cannot probe for credentials silently.
 
+use super::auth_config::min_pin_length_extension;
 use super::keys::{self, rp_id_hash, CredentialKey};
 use super::store::ResidentCredential;
 use super::{
@@ -30,6 +31,10 @@ pub(super) struct Plan {
     resident: bool,
     uv: bool,
     excluded: bool,
+    /// Return an enterprise attestation (`epAtt`), see `auth_config`.
+    ep: bool,
+    /// The `minPinLength` extension output, see `auth_config`.
+    min_pin_length: Option<u64>,
 }
 
 /// Credential IDs of the `public-key` descriptors of an allow/exclude list (others are ignored,
@@ -73,6 +78,8 @@ impl<S: CredentialStore> Authenticator<S> {
         )?;
         let excluded =
             public_key_ids(&req.exclude_list).iter().any(|id| self.owns_credential(&req.rp.id, id));
+        let ep = self.enterprise_attestation_for(req.enterprise_attestation, &req.rp.id)?;
+        let min_pin_length = self.min_pin_length_output(req.extensions.as_ref(), &req.rp.id);
         let request = self.ceremony_presence(PresenceKind::MakeCredential, &req.rp.id, uv);
         let plan = Plan {
             rp: req.rp,
@@ -81,6 +88,8 @@ impl<S: CredentialStore> Authenticator<S> {
             resident: req.options.rk.unwrap_or(false),
             uv,
             excluded,
+            ep,
+            min_pin_length,
         };
         Ok(Flow::Presence(request, Continuation::MakeCredential(plan)))
     }
@@ -129,12 +138,15 @@ impl<S: CredentialStore> Authenticator<S> {
                 credential_id,
                 public_key,
             }),
-            extensions: None,
+            extensions: min_pin_length_extension(plan.min_pin_length),
         }
         .to_bytes()
         .map_err(|_| StatusCode::OtherError)?;
+        // An enterprise attestation is always a certificate chain (never `none`).
+        let mode =
+            if plan.ep { super::AttestationMode::PackedTestCa } else { self.config.attestation };
         let statement = attestation::statement(
-            self.config.attestation,
+            mode,
             self.test_ca.as_ref(),
             &key,
             &auth_data,
@@ -149,7 +161,7 @@ impl<S: CredentialStore> Authenticator<S> {
             fmt: statement.fmt().to_owned(),
             auth_data,
             att_stmt: statement.to_cbor(),
-            ep_att: None,
+            ep_att: plan.ep.then_some(true),
             large_blob_key: None,
         };
         Ok(Some(response.to_cbor()))

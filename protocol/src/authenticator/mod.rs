@@ -16,8 +16,13 @@
 //! [`crate::ctap2::AuthenticatorData`]; the PIN/UV auth protocols are [`crate::ctap2::pin`].
 //! This module owns only policy and state.
 //!
+//! authenticatorConfig (toggleAlwaysUv, setMinPINLength, enableEnterpriseAttestation; see
+//! `auth_config`), enterprise attestation and the `minPinLength` extension on makeCredential,
+//! the persistent read-only credential-management token (`pcmr`), bio enrollment on a simulated
+//! fingerprint sensor ([`Config::bio`]; see `bio`).
+//!
 //! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
-//! authenticatorConfig, bio enrollment, U2F/CTAP1.
+//! U2F/CTAP1.
 //!
 //! # Run loop
 //!
@@ -42,6 +47,8 @@
 //! unplugging: PIN tokens, key agreement and the PIN_AUTH_BLOCKED latch are reset.
 
 mod attestation;
+mod auth_config;
+mod bio;
 mod ceremony;
 mod client_pin;
 mod config;
@@ -55,6 +62,8 @@ mod store;
 
 pub(crate) use attestation::self_signed_certificate;
 pub use attestation::{AttestationMode, TestCa, OID_FIDO_GEN_CE_AAGUID};
+pub use auth_config::{Enrollment, PersistentToken, Settings, MAX_MIN_PIN_LENGTH_RPIDS};
+pub use bio::{MAX_ENROLLMENTS, SAMPLES_PER_ENROLLMENT};
 pub use config::{
     Config, PresenceDecision, PresenceKind, PresenceOutcome, PresencePolicy, PresenceRequest,
     UserPresence, CABLEBRIDGE_AAGUID,
@@ -157,6 +166,7 @@ struct Volatile {
     pin: client_pin::PinRuntime,
     next_assertion: Option<get_assertion::NextState>,
     enumeration: cred_mgmt::Cursor,
+    enrolling: Option<bio::Enrolling>,
 }
 
 /// The software authenticator.
@@ -309,6 +319,10 @@ impl<S: CredentialStore> Authenticator<S> {
             {
                 self.credential_management(params, ctx)
             }
+            Command::BioEnrollment | Command::BioEnrollmentPreview if self.config.bio => {
+                self.bio_enrollment(params, ctx)
+            }
+            Command::Config if self.config.configurable() => self.authenticator_config(params, ctx),
             Command::Reset => self.reset(ctx),
             Command::Selection => Ok(Flow::Presence(
                 PresenceRequest {
@@ -355,6 +369,7 @@ impl Volatile {
             pin: client_pin::PinRuntime::new(rng),
             next_assertion: None,
             enumeration: cred_mgmt::Cursor::None,
+            enrolling: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Not volatile state: PIN tokens, key-agreement keys and enumeration cursors live in the
 //! authenticator and vanish on power cycle.
 
+use super::auth_config::Settings;
 use super::error::StoreError;
 use super::keys::{CredentialKey, MasterKey};
 use crate::cbor::Value;
@@ -27,6 +28,8 @@ secret_type!(
 /// Initial (and maximum) PIN retries (CTAP 2.1 §6.5.2.2: 8).
 pub const MAX_PIN_RETRIES: u8 = 8;
 const EXPORT_VERSION: u64 = 1;
+/// Export key of [`PersistentState::settings`] (well apart from the other members' keys).
+const SETTINGS_KEY: i64 = 0x20;
 
 /// A discoverable credential kept on the authenticator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct PersistentState {
     pub global_sign_count: u32,
     /// Resident credentials, oldest first.
     pub credentials: Vec<ResidentCredential>,
+    /// authenticatorConfig / pcmr / bio enrollment settings (exported under key 0x20 when not
+    /// default; absent = default, so older files import unchanged).
+    pub settings: Settings,
 }
 
 impl ResidentCredential {
@@ -84,6 +90,7 @@ impl PersistentState {
             pin_retries: MAX_PIN_RETRIES,
             global_sign_count: 0,
             credentials: Vec::new(),
+            settings: Settings::default(),
         }
     }
 
@@ -107,7 +114,7 @@ impl PersistentState {
                 ])
             })
             .collect();
-        let v = Value::int_map([
+        let mut v = Value::int_map([
             (1, Value::Unsigned(EXPORT_VERSION)),
             (2, Value::bytes(self.master_key.expose().to_vec())),
             (3, self.pin_hash.as_ref().map_or(Value::Null, |h| Value::bytes(h.expose().to_vec()))),
@@ -115,6 +122,9 @@ impl PersistentState {
             (5, Value::Unsigned(self.global_sign_count.into())),
             (6, Value::Array(creds)),
         ]);
+        if let (false, Value::Map(m)) = (self.settings.is_default(), &mut v) {
+            m.push((Value::int(SETTINGS_KEY), self.settings.to_cbor()));
+        }
         SecretBytes::new(v.to_vec())
     }
 
@@ -145,7 +155,18 @@ impl PersistentState {
         let global_sign_count = u32_field(&v, 5).ok_or(StoreError::Corrupt("sign count"))?;
         let items = v.get(6).and_then(Value::as_array).ok_or(StoreError::Corrupt("credentials"))?;
         let credentials = items.iter().map(credential_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(PersistentState { master_key, pin_hash, pin_retries, global_sign_count, credentials })
+        let settings = match v.get(SETTINGS_KEY) {
+            None => Settings::default(),
+            Some(s) => Settings::from_cbor(s).ok_or(StoreError::Corrupt("settings"))?,
+        };
+        Ok(PersistentState {
+            master_key,
+            pin_hash,
+            pin_retries,
+            global_sign_count,
+            credentials,
+            settings,
+        })
     }
 }
 

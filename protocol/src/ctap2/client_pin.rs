@@ -85,6 +85,9 @@ impl Permissions {
     pub const LARGE_BLOB_WRITE: Permissions = Permissions(0x10);
     /// authenticatorConfiguration (0x20).
     pub const AUTHENTICATOR_CONFIG: Permissions = Permissions(0x20);
+    /// persistentCredentialManagementReadOnly, `pcmr` (0x40, CTAP 2.2): a persistent token
+    /// that may only enumerate credentials (getCredsMetadata, enumerateRPs…, enumerateCredentials…).
+    pub const PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY: Permissions = Permissions(0x40);
 
     /// Whether every bit of `other` is set here.
     pub fn contains(self, other: Permissions) -> bool {

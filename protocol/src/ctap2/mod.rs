@@ -11,8 +11,10 @@
 
 pub mod attestation;
 pub mod auth_data;
+pub mod bio;
 pub mod client_pin;
 pub mod command;
+pub mod config;
 pub mod cose;
 pub mod cred_mgmt;
 pub mod entities;
@@ -30,6 +32,7 @@ pub use attestation::{AttestationObject, AttestationStatement, AttestationType};
 pub use auth_data::{AttestedCredentialData, AuthDataFlags, AuthenticatorData};
 pub use client_pin::{ClientPinRequest, ClientPinResponse, ClientPinSubcommand, Permissions};
 pub use command::Command;
+pub use config::{ConfigRequest, ConfigSubcommand, SetMinPinLengthParams};
 pub use cose::{CoseAlgorithm, CoseKey};
 pub use cred_mgmt::{
     CredMgmtParams, CredMgmtSubcommand, CredentialManagementRequest, CredentialManagementResponse,

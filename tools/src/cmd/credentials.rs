@@ -1,5 +1,7 @@
 //! `cablebridge credentials list|delete`: discoverable credentials on the key (CTAP 2.1 §6.8
-//! credential management), with a pinUvAuthToken carrying the credentialManagement permission.
+//! credential management), with a pinUvAuthToken carrying the credentialManagement permission —
+//! or, for `list` on keys that advertise `perCredMgmtRO`, the persistent read-only token
+//! (`pcmr`, CTAP 2.2), which can enumerate but never delete; the report's `token` says which.
 
 use cablebridge_protocol::ctap2::client_pin::Permissions;
 use clap::{Args, Subcommand};
@@ -58,14 +60,17 @@ pub fn run(command: &CredentialsCommand) -> Result<Report, CmdError> {
         let mut printer = progress_printer();
         let mut call =
             Call { deadline: deadline(&args.device), cancel: &cancel, progress: &mut printer };
+        // Listing only reads: use the persistent read-only token where the key has one.
+        let read_only = delete.is_none() && client.info().option("perCredMgmtRO") == Some(true);
+        let (permission, token_kind) = match read_only {
+            true => (
+                Permissions::PERSISTENT_CREDENTIAL_MANAGEMENT_READ_ONLY,
+                "persistent-read-only (pcmr)",
+            ),
+            false => (Permissions::CREDENTIAL_MANAGEMENT, "credential-management (cm)"),
+        };
         let token = client
-            .get_token(
-                &mut OsRng,
-                pin.as_ref(),
-                Permissions::CREDENTIAL_MANAGEMENT,
-                None,
-                &mut call,
-            )
+            .get_token(&mut OsRng, pin.as_ref(), permission, None, &mut call)
             .await
             .map_err(key_error)?
             .ok_or_else(|| {
@@ -76,7 +81,7 @@ pub fn run(command: &CredentialsCommand) -> Result<Report, CmdError> {
                 })
             })?
             .token;
-        let report = Report::new().field("device", client.path());
+        let report = Report::new().field("device", client.path()).field("token", token_kind);
         if let Some(id) = delete {
             client.delete_credential(&token, &id, &mut call).await.map_err(key_error)?;
             return Ok(report.field("deleted", hex(&id)));

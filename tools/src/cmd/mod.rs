@@ -3,8 +3,10 @@
 
 pub mod advert;
 pub mod bench;
+pub mod bio;
 pub mod bridge;
 pub mod ceremony;
+pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod demo;
@@ -55,6 +57,8 @@ pub fn run(cli: &Cli) -> Result<Report, CmdError> {
         Command::Pin(c) => pin::run(c),
         Command::Reset(a) => reset::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::Config(c) => config::run(c),
+        Command::Bio(c) => bio::run(c),
         // Prints its own table and picks its exit code from the checks (see cmd/doctor.rs).
         Command::Doctor(_) => Err(CmdError::usage("doctor is dispatched by main")),
         Command::Run(a) => run::run(a, &cli.global),

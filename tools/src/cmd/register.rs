@@ -102,6 +102,16 @@ pub struct RegisterArgs {
     /// Discoverable credential (passkey).
     #[arg(long, value_enum, default_value = "preferred")]
     pub resident_key: RequirementArg,
+    /// Ask the key for its minimum PIN length (CTAP 2.1 minPinLength extension; the key answers
+    /// only RP ids on the list set with `cablebridge config set-min-pin-length --rp-id`);
+    /// reported as `min_pin_length` in the result.
+    #[arg(long)]
+    pub min_pin_length: bool,
+    /// Request enterprise attestation: 1 vendor-facilitated (only RP ids the key is configured
+    /// for), 2 platform-managed. The key must have it enabled (`cablebridge config enable-ep`);
+    /// the result's `enterprise_attestation` is the key's epAtt.
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u64).range(1..=2))]
+    pub enterprise_attestation: Option<u64>,
 }
 
 /// `cablebridge authenticate`.
@@ -142,18 +152,26 @@ pub struct AuthenticateArgs {
 /// Runs `register`.
 pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let c = &args.ceremony;
-    let options = c.register_options(
+    let mut options = c.register_options(
         &args.user_name,
         args.user_id.as_deref(),
         args.display_name.as_deref(),
         args.resident_key,
     )?;
+    options.min_pin_length = args.min_pin_length;
+    options.enterprise_attestation = args.enterprise_attestation;
     let policy = args.policy.load()?;
     let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
     params.insert("user_name".into(), json!(args.user_name));
     insert_opt(&mut params, "user_id", args.user_id.as_deref());
     insert_opt(&mut params, "display_name", args.display_name.as_deref());
     params.insert("resident_key".into(), json!(requirement(args.resident_key)));
+    if args.min_pin_length {
+        params.insert("min_pin_length".into(), json!(true));
+    }
+    if let Some(ep) = args.enterprise_attestation {
+        params.insert("enterprise_attestation".into(), json!(ep));
+    }
     let route = Route { method: "ceremony.register", params, socket: &args.daemon };
     let outcome = run(
         c,

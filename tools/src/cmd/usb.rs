@@ -168,7 +168,10 @@ impl PinSource {
         !self.stdin && std::io::stdin().is_terminal()
     }
 
-    /// A PIN validated against the key's minimum length, or `None`.
+    /// A PIN, or `None`. A new PIN (`CABLEBRIDGE_NEW_PIN`) is validated against the key's
+    /// minimum length; the current one only against the CTAP rules, since after
+    /// `config set-min-pin-length` it may be shorter than the new minimum (and must still be
+    /// given to change it).
     pub fn pin_for<T: cablebridged::hid::HidTransport>(
         &self,
         client: &Ctap2Client<T>,
@@ -176,7 +179,12 @@ impl PinSource {
         prompt: &str,
     ) -> Result<Option<Pin>, CmdError> {
         match self.read(env, prompt)? {
-            Some(text) => client.check_pin(&text).map(Some).map_err(key_error),
+            Some(text) if env == "CABLEBRIDGE_NEW_PIN" => {
+                client.check_pin(&text).map(Some).map_err(key_error)
+            }
+            Some(text) => Pin::new(&text)
+                .map(Some)
+                .map_err(|e| key_error(cablebridged::ctap::CtapError::InvalidPin(e))),
             None => Ok(None),
         }
     }

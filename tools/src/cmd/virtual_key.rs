@@ -73,6 +73,16 @@ pub struct VirtualKeyArgs {
     /// Requests that need a touch answer 0x6985 until --user-presence-delay-ms has passed.
     #[arg(long)]
     pub u2f_only: bool,
+    /// An RP id on the key's vendor-facilitated enterprise-attestation list (repeat for
+    /// several): once `cablebridge config enable-ep` turned enterprise attestation on,
+    /// `register --enterprise-attestation 1` gets an attestation marked epAtt for these RPs
+    /// only (2, platform-managed, for any RP).
+    #[arg(long = "enterprise-rp-id", value_name = "ID")]
+    pub enterprise_rp_ids: Vec<String>,
+    /// Give the key a simulated fingerprint sensor: bio enrollment works (`cablebridge bio`,
+    /// every sample is captured at once) and, once a finger is enrolled, built-in user
+    /// verification (the `uv` option) approves with the touch.
+    pub bio: bool,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -140,6 +150,8 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         fault: args.fault.unwrap_or_default(),
         u2f_only: args.u2f_only,
         u2f_claims_cbor: false,
+        enterprise_rp_ids: args.enterprise_rp_ids.clone(),
+        bio: args.bio,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
