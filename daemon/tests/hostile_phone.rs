@@ -798,12 +798,11 @@ async fn the_phone_refuses_a_hostile_desktop() {
         assert!(e.to_string().contains("read sequence 0"), "{e}");
     }
     // Over 1 MiB: the server closes the desktop with 1008 and tells the phone only that its
-    // peer left (a normal close). A phone must tolerate the desktop simply closing (§8.4), so
-    // this is a clean end — but nothing was answered, and it ends at once, not at a timeout.
+    // peer left (a normal close). Regression: the phone used to call that a clean end (exit 0,
+    // nothing answered); a tunnel that ends before any request is a failed session now.
     let (r, took) = hostile_desktop(DesktopMove::Oversize).await;
-    match r {
-        Ok(summary) => assert_eq!(summary.requests, 0, "{summary:?}"),
-        Err(e) => assert_eq!(e.fault(), Fault::Peer, "{e}"),
-    }
+    let e = refused(r, DesktopMove::Oversize);
+    assert!(matches!(e, PhoneError::DesktopClosed { stage: Stage::Transport }), "{e}");
+    assert_eq!(e.fault(), Fault::Peer, "{e}");
     assert!(took < Duration::from_secs(3), "ended by the close, not the idle timeout: {took:?}");
 }
