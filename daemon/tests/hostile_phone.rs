@@ -356,7 +356,7 @@ impl Hostile {
 }
 
 #[tokio::test]
-async fn wrong_psk_and_wrong_qr_secret() {
+async fn wrong_psk_wrong_qr_secret_and_handshake_replays() {
     let rig = Rig::new().await;
     // The phone answers message 1 with a PSK that is not its advert's: the desktop's Noise
     // read of message 2 fails.
@@ -376,6 +376,35 @@ async fn wrong_psk_and_wrong_qr_secret() {
     })
     .await;
     assert_typed(&e, CeremonyStage::Advert, CeremonyErrorKind::Timeout, "wrong QR secret");
+
+    // Message 2 sent twice: the copy arrives where the post-handshake message belongs and
+    // does not open as a sealed frame.
+    let e = case(&rig, rig.desktop(), "message 2 replayed", |qr, peer| async move {
+        let (mut conn, plaintext, msg1) = advertise(&peer, &qr, &qr.secret, BOUND).await;
+        let psk = OpenedAdvert { plaintext, suffix: Vec::new() }.psk(&qr.secret);
+        let keys = ResponderKeys::Qr { desktop_identity: &qr.public_key };
+        let (_, msg2) = noise::respond(keys, &psk, &msg1.unwrap(), &mut OsRng).unwrap();
+        let _ = conn.send(Message::binary(msg2.to_vec())).await;
+        let _ = conn.send(Message::binary(msg2.to_vec())).await;
+        while raw_recv(&mut conn).await.is_some() {}
+    })
+    .await;
+    assert_typed(&e, CeremonyStage::PostHandshake, CeremonyErrorKind::Peer, "msg2 replayed");
+
+    // Junk sent before any desktop arrived (the server holds early messages for the desktop):
+    // it is taken as message 2 and fails the handshake; the real message 2 never matters.
+    let e = case(&rig, rig.desktop(), "junk before message 1", |qr, peer| async move {
+        let path = TunnelPath::New { tunnel_id: qr.tunnel_id() };
+        let (mut conn, routing) = raw_connect(&peer.base, &path).await;
+        let _ = conn.send(Message::binary(vec![0x04; 81])).await;
+        let advert = EidKey::from_qr_secret(&qr.secret).seal(&eid(routing.unwrap()));
+        let sock = UnixDatagram::unbound().unwrap();
+        let line = format!("{}\n", hex::encode(advert));
+        let _ = sock.send_to(line.as_bytes(), &peer.adverts).await;
+        while raw_recv(&mut conn).await.is_some() {}
+    })
+    .await;
+    assert_typed(&e, CeremonyStage::Handshake, CeremonyErrorKind::Peer, "early junk");
     rig.finish().await;
 }
 
