@@ -308,7 +308,7 @@ async fn run(fault: Fault) -> Outcome {
             );
         }
     }
-    let rule = (fault == Fault::Stall).then(|| Rule {
+    let rule = (fault == Fault::Stall).then_some(Rule {
         path: "/cable/connect/",
         dir: Dir::ToServer,
         nth: 2,
