@@ -7,8 +7,10 @@
 //! server to `/cable/connect` clients". The fault is one of: close both TCP connections (FIN),
 //! reset them (RST, `SO_LINGER` 0), stall (stop forwarding, keep the sockets: a black hole),
 //! or replace that message with injected bytes (a hostile server's text or oversized frame).
-//! Every other connection and message passes untouched. Delay/rate faults for the netns suite
-//! apply to every byte ([`Relay::delay`]).
+//! Every other connection and message passes untouched. A fixed per-chunk delay (the `delay`
+//! argument of [`Relay::start`]) applies to every byte forwarded, both ways: the netns suite's
+//! delay where the kernel has no `sch_netem`. Messages split into continuation frames are not
+//! expected (tunnel messages are single frames); an injected replacement covers one frame.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
