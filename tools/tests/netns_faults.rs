@@ -354,6 +354,9 @@ async fn run(fault: Fault) -> Outcome {
     );
     let started = Instant::now();
     let stdout = t.children[desktop].stdout.take().unwrap();
+    // With a cut, the phone takes 2 s to "touch": without it a loopback-fast ceremony can be
+    // over before `ip link set … down` has even run, and the cut would land after the result.
+    let presence = if fault == Fault::CutAfterConnect { "2000" } else { "0" };
     let mut lines = BufReader::new(tokio::process::ChildStdout::from_std(stdout).unwrap()).lines();
     let mut phone = None;
     let mut last = Value::Null;
@@ -379,6 +382,8 @@ async fn run(fault: Fault) -> Outcome {
                         &adverts_spec,
                         "--timeout-secs",
                         "8",
+                        "--user-presence-delay-ms",
+                        presence,
                     ],
                     Stdio::null(),
                 ));
