@@ -429,7 +429,13 @@ impl<B: CtapBackend> Phone<B> {
             let idle = self.config.idle_timeout;
             let frame = match tokio::time::timeout(idle, out.conn.recv()).await {
                 Err(_) => return Err(PhoneError::Timeout { stage: Stage::Transport, after: idle }),
-                // A phone must tolerate the desktop simply closing (§8.4).
+                // A phone must tolerate the desktop simply closing (§8.4) — after it was
+                // served. A tunnel that ends before any request came (the desktop vanished,
+                // or the server cut it for misbehaving and told us only "peer left") is a
+                // failed session, not a clean one.
+                Ok(None) if summary.requests == 0 => {
+                    return Err(PhoneError::DesktopClosed { stage: Stage::Transport })
+                }
                 Ok(None) => break "desktop closed the tunnel",
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(frame))) => frame,
