@@ -13,6 +13,8 @@ need_pkgs=()
 command -v dbus-daemon >/dev/null 2>&1 || need_pkgs+=(dbus-daemon)
 # `script` drives the interactive picker through a pseudo-terminal (tools/tests/picker_tty.rs).
 command -v script >/dev/null 2>&1 || need_pkgs+=(bsdutils)
+# `ip` and `tc` build the network-namespace fault tests (tools/tests/netns_faults.rs; root only).
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing system packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then
