@@ -55,7 +55,7 @@ struct Token {
 
 /// Volatile PIN state.
 pub(super) struct PinRuntime {
-    key_agreement: KeyAgreementKey,
+    pub(super) key_agreement: KeyAgreementKey,
     token: Option<Token>,
     mismatches: u8,
     auth_blocked: bool,

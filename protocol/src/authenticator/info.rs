@@ -38,6 +38,8 @@ impl<S: CredentialStore> Authenticator<S> {
             max_credential_id_length: Some(WRAPPED_ID_LEN as u64),
             transports: c.transports.clone(),
             algorithms: vec![CredentialParameters::public_key(CoseAlgorithm::Es256)],
+            extensions: super::extensions::advertised(c.pin_capable || c.uv_token()),
+            max_cred_blob_length: Some(super::MAX_CRED_BLOB_LENGTH as u64),
             ..GetInfo::default()
         }
     }

@@ -30,6 +30,7 @@ pub(super) struct Plan {
     resident: bool,
     uv: bool,
     excluded: bool,
+    extensions: super::extensions::McInputs,
 }
 
 /// Credential IDs of the `public-key` descriptors of an allow/exclude list (others are ignored,
@@ -61,6 +62,7 @@ impl<S: CredentialStore> Authenticator<S> {
         if req.options.up == Some(false) {
             return Err(StatusCode::InvalidOption);
         }
+        let extensions = self.mc_extensions(req.extensions.as_ref())?;
         let uv = self.user_verification(
             UvInputs::of(
                 (&req.pin_uv_auth_param, req.pin_uv_auth_protocol),
@@ -81,6 +83,7 @@ impl<S: CredentialStore> Authenticator<S> {
             resident: req.options.rk.unwrap_or(false),
             uv,
             excluded,
+            extensions,
         };
         Ok(Flow::Presence(request, Continuation::MakeCredential(plan)))
     }
@@ -97,6 +100,7 @@ impl<S: CredentialStore> Authenticator<S> {
         let key = CredentialKey::generate(&mut rng);
         let rp_hash = rp_id_hash(&plan.rp.id);
         let mut next = None;
+        let mut stored = None;
         let credential_id = if plan.resident {
             let mut state = self.store.state().clone();
             state.credentials.retain(|c| !(c.rp_id == plan.rp.id && c.user_id == plan.user.id));
@@ -104,6 +108,8 @@ impl<S: CredentialStore> Authenticator<S> {
                 return Err(StatusCode::KeyStoreFull);
             }
             let id = keys::resident_id(&mut rng);
+            let extensions = plan.extensions.new_state(true, &mut rng);
+            stored = Some(extensions.clone());
             state.credentials.push(ResidentCredential {
                 id: id.clone(),
                 rp_id: plan.rp.id.clone(),
@@ -113,12 +119,19 @@ impl<S: CredentialStore> Authenticator<S> {
                 user_display_name: plan.user.display_name.clone(),
                 key: key.clone(),
                 sign_count: 0,
+                extensions,
             });
             next = Some(state);
             id
         } else {
-            self.store.state().master_key.wrap(&key, &rp_hash, &mut rng)
+            let protect = plan.extensions.cred_protect();
+            self.store.state().master_key.wrap_protected(&key, &rp_hash, protect, &mut rng)
         };
+        let cred_random = match stored.as_ref().and_then(|s| s.cred_random.clone()) {
+            Some(r) => r,
+            None => self.store.state().master_key.derived_cred_random(&credential_id),
+        };
+        let outputs = plan.extensions.outputs(stored.as_ref(), &cred_random, plan.uv, &mut rng)?;
         let public_key = key.public_cose().ok_or(StatusCode::OtherError)?;
         let auth_data = AuthenticatorData {
             rp_id_hash: rp_hash,
@@ -129,7 +142,7 @@ impl<S: CredentialStore> Authenticator<S> {
                 credential_id,
                 public_key,
             }),
-            extensions: None,
+            extensions: outputs.auth_data,
         }
         .to_bytes()
         .map_err(|_| StatusCode::OtherError)?;
@@ -150,7 +163,8 @@ impl<S: CredentialStore> Authenticator<S> {
             auth_data,
             att_stmt: statement.to_cbor(),
             ep_att: None,
-            large_blob_key: None,
+            large_blob_key: outputs.large_blob_key,
+            unsigned_extension_outputs: outputs.unsigned,
         };
         Ok(Some(response.to_cbor()))
     }

@@ -16,8 +16,10 @@
 //! [`crate::ctap2::AuthenticatorData`]; the PIN/UV auth protocols are [`crate::ctap2::pin`].
 //! This module owns only policy and state.
 //!
-//! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
-//! authenticatorConfig, bio enrollment, U2F/CTAP1.
+//! Extensions (hmac-secret, hmac-secret-mc, phone-style prf, credProtect, credBlob,
+//! largeBlobKey) are `extensions`; the large-blob store is `large_blobs`.
+//!
+//! Not here: CTAPHID framing, keepalive timing, authenticatorConfig, bio enrollment, U2F/CTAP1.
 //!
 //! # Run loop
 //!
@@ -47,6 +49,7 @@ mod client_pin;
 mod config;
 mod cred_mgmt;
 mod error;
+mod extensions;
 mod get_assertion;
 mod info;
 mod keys;
@@ -59,8 +62,12 @@ pub use config::{
     UserPresence, CABLEBRIDGE_AAGUID,
 };
 pub use error::{AuthenticatorError, StoreError};
+pub use extensions::MAX_CRED_BLOB_LENGTH;
 pub use keys::{rp_id_hash, CredentialKey, MasterKey};
-pub use store::{CredentialStore, MemoryStore, PersistentState, PinHash, ResidentCredential};
+pub use store::{
+    CredRandom, CredentialExtensions, CredentialStore, LargeBlobKey, MemoryStore, PersistentState,
+    PinHash, ResidentCredential,
+};
 
 use crate::cbor::Value;
 use crate::ctap2::framing::{decode_request, encode_response};
