@@ -16,7 +16,9 @@ use cablebridge_protocol::ctap2::{
 };
 use rand::RngCore;
 
-use super::{CeremonyError, CeremonyErrorKind, CeremonyStage, ClientData, ClientDataType};
+use super::{
+    CeremonyError, CeremonyErrorKind, CeremonyStage, ClientData, ClientDataType, ExtensionInputs,
+};
 
 /// Algorithms offered, in preference order: ES256 first (every authenticator has it), then RS256
 /// (Windows Hello) and EdDSA.
@@ -76,6 +78,8 @@ pub struct RegisterOptions {
     pub algorithms: Vec<CoseAlgorithm>,
     /// Credentials that must not be created again (`excludeCredentials`).
     pub exclude_credentials: Vec<Vec<u8>>,
+    /// Client extensions (`prf`, `credProtect`, `credBlob`, `largeBlob`).
+    pub extensions: ExtensionInputs,
 }
 
 /// Options of an authentication.
@@ -96,6 +100,8 @@ pub struct AuthenticateOptions {
     /// first, as a platform without an account picker does. Every one is listed in the
     /// result's `credentials` either way.
     pub pick: Option<usize>,
+    /// Client extensions (`prf`, `getCredBlob`, `largeBlob`).
+    pub extensions: ExtensionInputs,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -152,6 +158,7 @@ impl RegisterOptions {
             uv: Requirement::Preferred,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             exclude_credentials: Vec::new(),
+            extensions: ExtensionInputs::default(),
         }
     }
 
@@ -220,7 +227,7 @@ impl RegisterOptions {
                 .iter()
                 .map(|id| CredentialDescriptor::public_key(id.clone()))
                 .collect(),
-            extensions: None,
+            extensions: self.extensions.make_credential_map(info),
             options: CommandOptions { rk, up: None, uv: uv_option(self.uv, info)? },
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,
@@ -239,6 +246,7 @@ impl AuthenticateOptions {
             allow_credentials: Vec::new(),
             uv: Requirement::Preferred,
             pick: None,
+            extensions: ExtensionInputs::default(),
         }
     }
 
@@ -284,7 +292,7 @@ impl AuthenticateOptions {
                 .iter()
                 .map(|id| CredentialDescriptor::public_key(id.clone()))
                 .collect(),
-            extensions: None,
+            extensions: self.extensions.get_assertion_map(info),
             options: CommandOptions { rk: None, up: None, uv: uv_option(self.uv, info)? },
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,

@@ -13,7 +13,7 @@ use cablebridge_protocol::ctap2::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{b64url, CeremonyError, CeremonyStage, ClientData, Timings};
+use super::{b64url, CeremonyError, CeremonyStage, ClientData, ExtensionOutputs, Timings};
 use crate::evidence::aaguid::{Aaguid, AaguidTable};
 use crate::evidence::attestation::{self, AttestationError, AttestationReport};
 
@@ -38,7 +38,7 @@ impl TransportKind {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 18] = [
+pub const RESULT_FIELDS: [&str; 22] = [
     "event",
     "ceremony",
     "transport",
@@ -55,6 +55,10 @@ pub const RESULT_FIELDS: [&str; 18] = [
     "client_data_json",
     "public_key_cose",
     "credentials",
+    "prf",
+    "cred_protect",
+    "cred_blob",
+    "large_blob",
     "timings_ms",
     "linked_phone",
 ];
@@ -85,6 +89,8 @@ pub struct RegistrationResult {
     pub public_key_cose: Vec<u8>,
     /// The credential public key, parsed.
     pub public_key: CoseKey,
+    /// Client extension outputs (set by the transport, which knows what was asked).
+    pub extensions: ExtensionOutputs,
     /// Per-stage timings.
     pub timings: Timings,
 }
@@ -109,6 +115,8 @@ pub struct AuthenticationResult {
     /// Every discoverable credential the key offered when it had several (the result's
     /// `credentials`); empty otherwise.
     pub candidates: Vec<Candidate>,
+    /// Client extension outputs (set by the transport, which knows what was asked).
+    pub extensions: ExtensionOutputs,
     /// Per-stage timings.
     pub timings: Timings,
 }
@@ -193,6 +201,7 @@ impl RegistrationResult {
             client_data_json: client_data.json().to_vec(),
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
+            extensions: ExtensionOutputs::default(),
             timings,
         })
     }
@@ -220,7 +229,7 @@ impl RegistrationResult {
 
     /// The `{"event":"result", ...}` line.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "event": "result",
             "ceremony": "register",
             "transport": self.transport.as_str(),
@@ -237,7 +246,9 @@ impl RegistrationResult {
             "client_data_json": b64url(&self.client_data_json),
             "public_key_cose": b64url(&self.public_key_cose),
             "timings_ms": self.timings.to_json(),
-        })
+        });
+        self.extensions.add_json(&mut json);
+        json
     }
 }
 
@@ -276,6 +287,7 @@ impl AuthenticationResult {
             user_handle: response.user.map(|u| u.id),
             client_data_json: client_data.json().to_vec(),
             candidates: Vec::new(),
+            extensions: ExtensionOutputs::default(),
             timings,
         })
     }
@@ -305,6 +317,7 @@ impl AuthenticationResult {
         if !self.candidates.is_empty() {
             json["credentials"] = self.candidates_json();
         }
+        self.extensions.add_json(&mut json);
         json
     }
 

@@ -16,13 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::arrival::{select_attached, KeyArrivals};
 use super::error::CtapError;
+use super::extensions::add_hmac_secret;
 use super::hid_channel::{Call, DeviceProgress};
 use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
     AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
-    CeremonyRequest, CeremonyStage, Events, ProgressDetail, RegistrationResult, Requirement,
-    StageClock, TransportKind, UsbTransport,
+    CeremonyRequest, CeremonyStage, Events, ExtensionOutputs, ProgressDetail, RegistrationResult,
+    Requirement, StageClock, TransportKind, UsbTransport,
 };
 use crate::hid::HidError;
 
@@ -123,7 +124,20 @@ pub async fn run_with_arrivals(
     let outcome = match request {
         CeremonyRequest::Register(options) => {
             let client_data = options.client_data();
-            let req = options.to_request(client.info(), &client_data)?;
+            let mut req = options.to_request(client.info(), &client_data)?;
+            let hmac = match &options.extensions.prf {
+                Some(prf) => add_hmac_secret(
+                    &mut client,
+                    &mut rng,
+                    &prf.salts(),
+                    true,
+                    &mut req.extensions,
+                    &mut call,
+                )
+                .await
+                .map_err(|e| ceremony_error(stage, &e))?,
+                None => None,
+            };
             let (response, _) = register(
                 &mut client,
                 &mut rng,
@@ -135,18 +149,39 @@ pub async fn run_with_arrivals(
             .await
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
-            CeremonyOutcome::Registered(RegistrationResult::from_response(
+            let mut extensions = ExtensionOutputs::of_registration(&options.extensions, &response);
+            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
+                prf.results = session
+                    .open(&response.auth_data)
+                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+            }
+            let mut result = RegistrationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
                 response,
                 &client_data,
                 &config.aaguids,
                 progress.timings().clone(),
-            )?)
+            )?;
+            result.extensions = extensions;
+            CeremonyOutcome::Registered(result)
         }
         CeremonyRequest::Authenticate(options) => {
             let client_data = options.client_data();
-            let req = options.to_request(client.info(), &client_data)?;
+            let mut req = options.to_request(client.info(), &client_data)?;
+            let hmac = match &options.extensions.prf {
+                Some(prf) => add_hmac_secret(
+                    &mut client,
+                    &mut rng,
+                    &prf.salts(),
+                    false,
+                    &mut req.extensions,
+                    &mut call,
+                )
+                .await
+                .map_err(|e| ceremony_error(stage, &e))?,
+                None => None,
+            };
             let allow = req.allow_list.clone();
             let (responses, _) = authenticate(
                 &mut client,
@@ -182,6 +217,12 @@ pub async fn run_with_arrivals(
                     )
                 });
             };
+            let mut extensions = ExtensionOutputs::of_assertion(&options.extensions, &chosen);
+            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
+                prf.results = session
+                    .open(&chosen.auth_data)
+                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+            }
             let mut result = AuthenticationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
@@ -191,6 +232,7 @@ pub async fn run_with_arrivals(
                 progress.timings().clone(),
             )?;
             result.candidates = candidates;
+            result.extensions = extensions;
             CeremonyOutcome::Authenticated(result)
         }
     };

@@ -8,6 +8,7 @@
 //! * [`pin`] (clientPIN, §6.5) and [`cred_mgmt`] (§6.8) extend the client;
 //! * [`select`]: open by address, list keys, touch-to-select (§6.9);
 //! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling);
+//! * [`extensions`]: hmac-secret / hmac-secret-mc under WebAuthn `prf` (key agreement, salts);
 //! * [`uv`]: user-verification policy for makeCredential / getAssertion (PIN/UV token, presence);
 //! * [`ceremony`]: a whole WebAuthn ceremony on a key, run by `crate::ceremony::run`.
 //!
@@ -19,6 +20,7 @@ pub mod ceremony;
 pub mod client;
 pub mod cred_mgmt;
 pub mod error;
+pub mod extensions;
 pub mod hid_channel;
 pub mod listing;
 pub mod pin;

@@ -102,6 +102,9 @@ pub struct RegisterArgs {
     /// Discoverable credential (passkey).
     #[arg(long, value_enum, default_value = "preferred")]
     pub resident_key: RequirementArg,
+    /// WebAuthn extensions (prf, credProtect, credBlob, largeBlob).
+    #[command(flatten)]
+    pub extensions: crate::cmd::extension_flags::RegisterExtensionArgs,
 }
 
 /// `cablebridge authenticate`.
@@ -135,24 +138,29 @@ pub struct AuthenticateArgs {
     /// key's order); all are listed in the result's `credentials` [default: the first].
     #[arg(long, value_name = "N")]
     pub pick: Option<usize>,
+    /// WebAuthn extensions (prf, credBlob, largeBlob).
+    #[command(flatten)]
+    pub extensions: crate::cmd::extension_flags::AuthenticateExtensionArgs,
 }
 
 /// Runs `register`.
 pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let c = &args.ceremony;
-    let options = c.register_options(
+    let mut options = c.register_options(
         &args.user_name,
         args.user_id.as_deref(),
         args.display_name.as_deref(),
         args.resident_key,
     )?;
+    options.extensions = args.extensions.inputs()?;
+    let ext_only = crate::cmd::extension_flags::needs_this_process(&options.extensions);
     let policy = args.policy.load()?;
     let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
     params.insert("user_name".into(), json!(args.user_name));
     insert_opt(&mut params, "user_id", args.user_id.as_deref());
     insert_opt(&mut params, "display_name", args.display_name.as_deref());
     params.insert("resident_key".into(), json!(requirement(args.resident_key)));
-    let route = Route { method: "ceremony.register", params, socket: &args.daemon };
+    let route = Route { method: "ceremony.register", params, socket: &args.daemon, ext_only };
     let outcome = run(
         c,
         &args.hybrid,
@@ -178,6 +186,8 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
     options.pick = args.pick;
+    options.extensions = args.extensions.inputs()?;
+    let ext_only = crate::cmd::extension_flags::needs_this_process(&options.extensions);
     options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
@@ -186,7 +196,7 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
     insert_opt(&mut params, "public_key", args.public_key.as_deref());
     let aaguid = args.credential_aaguid.map(|a| a.to_string());
     insert_opt(&mut params, "credential_aaguid", aaguid.as_deref());
-    let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon };
+    let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon, ext_only };
     let outcome = run(
         &args.ceremony,
         &args.hybrid,
@@ -308,6 +318,8 @@ struct Route<'a> {
     method: &'static str,
     params: Map<String, Json>,
     socket: &'a SocketArgs,
+    /// Set when extension flags need this process.
+    ext_only: Option<String>,
 }
 
 /// Where the ceremony ran and what it gave.
@@ -346,7 +358,7 @@ fn run(
         hybrid_transport(c, h, policy)?
     };
     let renderer = Renderer { json: global.json };
-    let cli_only = needs_this_process(c, h);
+    let cli_only = needs_this_process(c, h).or(route.ext_only.take());
     crate::cmd::usb::block_on(|cancel| async move {
         let daemon = crate::cmd::daemon::connect_for_ceremony(global, route.socket, cli_only);
         if let Some(mut client) = daemon.await? {

@@ -1,0 +1,132 @@
+//! WebAuthn extensions through the binary against the virtual key (USB over UDP-HID): `--prf-*`
+//! (hmac-secret-mc at registration, hmac-secret at authentication), `--cred-protect`,
+//! `--cred-blob` / `--get-cred-blob`, and their result fields.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+use serde_json::Value;
+use tokio::process::Command;
+
+async fn cli(args: &[&str], code: i32) -> Value {
+    let (stdout, _) = run_cli(args, code).await;
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// A flag error from clap: exit 2, the message on stderr.
+async fn usage_error(args: &[&str]) -> String {
+    run_cli(args, 2).await.1
+}
+
+async fn run_cli(args: &[&str], code: i32) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+        .args(args)
+        .arg("--json")
+        .env_remove("CABLEBRIDGE_PIN")
+        .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prf_on_the_virtual_key_is_stable_and_input_dependent() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let key =
+            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let d = key.device_address();
+        let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
+        // "aW5wdXQtb25l" = "input-one", "aW5wdXQtdHdv" = "input-two".
+        let reg = cli(
+            &[&["register"], &usb[..], &["--user-name", "alice", "--prf-first", "aW5wdXQtb25l"]]
+                .concat(),
+            0,
+        )
+        .await;
+        assert_eq!(reg["prf"]["enabled"], true, "{reg}");
+        let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
+        assert_eq!(at_mc.len(), 43, "32 bytes base64url");
+        let id = reg["credential_id"].as_str().unwrap();
+        let auth = |extra: Vec<&'static str>| {
+            let mut a = vec!["authenticate"];
+            a.extend_from_slice(&usb);
+            a.extend(["--allow-credential", id]);
+            a.extend(extra);
+            a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let run = |args: Vec<String>| async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&refs, 0).await
+        };
+        let one = run(auth(vec!["--prf-first", "aW5wdXQtb25l"])).await;
+        assert_eq!(one["prf"]["results"]["first"], at_mc.as_str(), "{one}");
+        assert!(one["prf"]["results"].get("second").is_none(), "{one}");
+        assert!(one["prf"].get("enabled").is_none(), "enabled is a registration output");
+        let two =
+            run(auth(vec!["--prf-first", "aW5wdXQtdHdv", "--prf-second", "aW5wdXQtb25l"])).await;
+        assert_eq!(two["prf"]["results"]["second"], at_mc.as_str(), "{two}");
+        assert_ne!(two["prf"]["results"]["first"], at_mc.as_str(), "other input, other output");
+        let none = run(auth(vec![])).await;
+        assert!(none.get("prf").is_none(), "no flag, no field: {none}");
+        // --prf-second alone is a usage error.
+        let bad =
+            usage_error(&[&["authenticate"], &usb[..], &["--prf-second", "aW5wdXQtb25l"]].concat())
+                .await;
+        assert!(bad.contains("--prf-first"), "{bad}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cred_protect_and_cred_blob_through_the_cli() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let key =
+            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let d = key.device_address();
+        let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
+        let reg = cli(
+            &[
+                &["register"],
+                &usb[..],
+                &["--user-name", "alice", "--resident-key", "required"],
+                &["--cred-protect", "2", "--cred-blob", "bGFiIGJsb2I"],
+            ]
+            .concat(),
+            0,
+        )
+        .await;
+        assert_eq!(reg["cred_protect"], 2, "{reg}");
+        assert_eq!(reg["cred_blob"]["stored"], true, "{reg}");
+        let id = reg["credential_id"].as_str().unwrap();
+        // Level 2 without UV: not offered as a discoverable credential...
+        let hidden = cli(&[&["authenticate"], &usb[..]].concat(), 1).await;
+        assert!(hidden["error"].as_str().unwrap().contains("holds no credential"), "{hidden}");
+        // ...but usable with its ID in the allow list, and its blob comes back.
+        let got = cli(
+            &[&["authenticate"], &usb[..], &["--allow-credential", id, "--get-cred-blob"]].concat(),
+            0,
+        )
+        .await;
+        assert_eq!(got["cred_blob"]["blob"], "bGFiIGJsb2I", "{got}");
+        let level = usage_error(
+            &[&["register"], &usb[..], &["--user-name", "b", "--cred-protect", "4"]].concat(),
+        )
+        .await;
+        assert!(level.contains("--cred-protect"), "{level}");
+    })
+    .await
+    .unwrap();
+}
