@@ -130,3 +130,84 @@ async fn cred_protect_and_cred_blob_through_the_cli() {
     .await
     .unwrap();
 }
+
+/// One hybrid ceremony through the binary with the virtual `phone` scanning its QR code.
+async fn hybrid(
+    server: &cablebridged::tunnel::server::TunnelServerHandle,
+    phone: &mut cablebridged::phone::VirtualPhone,
+    sock: &std::path::Path,
+    args: &[&str],
+    more: &[&str],
+) -> Value {
+    use cablebridge_protocol::hybrid::qr::QrPayload;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+        .args(args)
+        .args(more)
+        .args(["--json", "--rp-id", "example.com", "--no-linking"])
+        .args(["--advert-source", &format!("unix:{}", sock.display())])
+        .args(["--tunnel-url", &server.base_url()])
+        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
+        .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut last = Value::Null;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let qr = loop {
+            let e: Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            if e["event"] == "qr" {
+                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
+            }
+        };
+        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                last = serde_json::from_str(&line).unwrap();
+            }
+        });
+    })
+    .await
+    .unwrap();
+    assert_eq!(child.wait().await.unwrap().code(), Some(0), "{last}");
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prf_over_hybrid_with_the_virtual_phone() {
+    use cablebridged::phone::sink::AdvertSinkSpec;
+    use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+    use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("adverts.sock");
+    let mut cfg = PhoneConfig::new(server.base_url());
+    cfg.sink = AdvertSinkSpec::Unix(sock.clone());
+    cfg.advert_interval = Duration::from_millis(20);
+    let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
+    let reg = hybrid(
+        &server,
+        &mut phone,
+        &sock,
+        &["register", "--user-name", "alice", "--prf-first", "aW5wdXQtb25l"],
+        &[],
+    )
+    .await;
+    assert_eq!(reg["transport"], "hybrid");
+    assert_eq!(reg["prf"]["enabled"], true, "{reg}");
+    let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
+    let key = reg["public_key_cose"].as_str().unwrap();
+    let auth = hybrid(
+        &server,
+        &mut phone,
+        &sock,
+        &["authenticate", "--prf-first", "aW5wdXQtdHdv", "--prf-second", "aW5wdXQtb25l"],
+        &["--public-key", key],
+    )
+    .await;
+    assert_eq!(auth["verification"]["ok"], true, "{auth}");
+    assert_eq!(auth["prf"]["results"]["second"], at_mc.as_str(), "{auth}");
+    assert_ne!(auth["prf"]["results"]["first"], at_mc.as_str(), "{auth}");
+}
