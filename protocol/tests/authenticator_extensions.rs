@@ -251,3 +251,72 @@ fn cred_blob_is_stored_for_resident_credentials_only() {
         assert_eq!(auth_data_ext(&resp, 2).get_text("credBlob"), Some(&Value::bytes(want)));
     }
 }
+
+#[test]
+fn large_blob_key_and_the_large_blob_array() {
+    use cablebridge_protocol::ctap2::extensions::large_blob;
+    let mut h = Harness::new(Config::virtual_key());
+    let info = h.ok(0x04, None);
+    assert_eq!(info.get(4).unwrap().get_text("largeBlobs"), Some(&Value::Bool(true)));
+    assert_eq!(info.get(0x0B).and_then(Value::as_u64), Some(4096));
+    let mc = ext(
+        make_credential("example.com", b"u", true),
+        6,
+        Value::text_map([("largeBlobKey", Value::Bool(true))]),
+    );
+    let att = h.ok(0x01, Some(mc));
+    let key: [u8; 32] = att.get(5).unwrap().as_bytes().unwrap().try_into().unwrap();
+    let id = new_id(&att);
+    let ga = ext(
+        get_assertion("example.com", &[&id]),
+        4,
+        Value::text_map([("largeBlobKey", Value::Bool(true))]),
+    );
+    assert_eq!(h.ok(0x02, Some(ga)).get(7).unwrap().as_bytes(), Some(&key[..]));
+    // Initially the empty array.
+    let read = |h: &mut Harness, offset: i64, n: i64| {
+        h.ok(0x0C, Some(Value::int_map([(1, Value::int(n)), (3, Value::int(offset))])))
+            .get(1)
+            .unwrap()
+            .as_bytes()
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(read(&mut h, 0, 1000), large_blob::EMPTY_ARRAY);
+    // Write a new array in two fragments (no PIN set: no pinUvAuthParam needed).
+    let blob = b"lab large blob".to_vec();
+    let array = large_blob::serialize_array(vec![large_blob::seal(&key, &blob, &mut h.rng)]);
+    let (a, b) = array.split_at(10);
+    let set = |frag: &[u8], offset: usize, length: Option<usize>| {
+        let mut m = vec![(2, Value::bytes(frag.to_vec())), (3, Value::int(offset as i64))];
+        if let Some(l) = length {
+            m.push((4, Value::int(l as i64)));
+        }
+        Value::int_map(m)
+    };
+    assert_eq!(h.call(0x0C, Some(set(b, 10, None))).status(), StatusCode::InvalidSeq);
+    h.ok(0x0C, Some(set(a, 0, Some(array.len()))));
+    assert_eq!(read(&mut h, 0, 1000), large_blob::EMPTY_ARRAY, "not committed yet");
+    h.ok(0x0C, Some(set(b, 10, None)));
+    let back = [read(&mut h, 0, 7), read(&mut h, 7, 1000)].concat();
+    assert_eq!(back, array);
+    let entries = large_blob::parse_array(&back).unwrap();
+    assert_eq!(large_blob::open(&key, &entries[0]), Some(blob));
+    // A corrupt trailer is refused and changes nothing.
+    let mut bad = array.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let r = h.call(0x0C, Some(set(&bad, 0, Some(bad.len()))));
+    assert_eq!(r.status(), StatusCode::IntegrityFailure);
+    assert_eq!(read(&mut h, 0, 1000), array);
+    // With a PIN set, writes need a token with lbw.
+    assert_eq!(set_pin(&mut h, 2, "1234").status(), StatusCode::Ok);
+    let r = h.call(0x0C, Some(set(&array, 0, Some(array.len()))));
+    assert_eq!(r.status(), StatusCode::PuatRequired);
+    let (_, token) = get_token(&mut h, 2, "1234", Some(0x10), None);
+    let token = token.unwrap();
+    let param = auth_with(2, &token, &large_blob::write_auth_message(0, &array));
+    let mut req = set(&array, 0, Some(array.len()));
+    req = with(req, 5, Value::bytes(param));
+    req = with(req, 6, Value::int(2));
+    assert_eq!(h.call(0x0C, Some(req)).status(), StatusCode::Ok);
+}

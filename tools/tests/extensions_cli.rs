@@ -211,3 +211,46 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
     assert_eq!(auth["prf"]["results"]["second"], at_mc.as_str(), "{auth}");
     assert_ne!(auth["prf"]["results"]["first"], at_mc.as_str(), "{auth}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blob_write_then_read_on_the_virtual_key() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let key =
+            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let d = key.device_address();
+        let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
+        let reg = cli(
+            &[
+                &["register"],
+                &usb[..],
+                &["--user-name", "alice", "--resident-key", "required", "--large-blob"],
+            ]
+            .concat(),
+            0,
+        )
+        .await;
+        assert_eq!(reg["large_blob"]["supported"], true, "{reg}");
+        let id = reg["credential_id"].as_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("blob.bin");
+        // Two fragments' worth (maxFragmentLength is 1984 on the virtual key), compressible.
+        let blob: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &blob).unwrap();
+        let allow = ["--allow-credential", id];
+        let empty =
+            cli(&[&["authenticate"], &usb[..], &allow, &["--large-blob-read"]].concat(), 0).await;
+        assert_eq!(empty["large_blob"]["blob"], Value::Null, "{empty}");
+        let path = file.to_str().unwrap();
+        let wrote =
+            cli(&[&["authenticate"], &usb[..], &allow, &["--large-blob-write", path]].concat(), 0)
+                .await;
+        assert_eq!(wrote["large_blob"]["written"], true, "{wrote}");
+        let read =
+            cli(&[&["authenticate"], &usb[..], &allow, &["--large-blob-read"]].concat(), 0).await;
+        let got = cablebridged::ceremony::from_b64url(read["large_blob"]["blob"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(got, blob);
+    })
+    .await
+    .unwrap();
+}

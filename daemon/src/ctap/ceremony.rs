@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::arrival::{select_attached, KeyArrivals};
 use super::error::CtapError;
-use super::extensions::add_hmac_secret;
+use super::extensions::{add_hmac_secret, large_blob};
 use super::hid_channel::{Call, DeviceProgress};
 use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
     AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
-    CeremonyRequest, CeremonyStage, Events, ExtensionOutputs, ProgressDetail, RegistrationResult,
-    Requirement, StageClock, TransportKind, UsbTransport,
+    CeremonyRequest, CeremonyStage, Events, ExtensionOutputs, LargeBlobInput, LargeBlobOutput,
+    ProgressDetail, RegistrationResult, Requirement, StageClock, TransportKind, UsbTransport,
 };
 use crate::hid::HidError;
 
@@ -222,6 +222,19 @@ pub async fn run_with_arrivals(
                 prf.results = session
                     .open(&chosen.auth_data)
                     .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+            }
+            if let Some(op) = &options.extensions.large_blob {
+                extensions.large_blob = Some(match &chosen.large_blob_key {
+                    Some(key) => {
+                        large_blob(&mut client, &mut rng, key, op, config.pin.as_ref(), &mut call)
+                            .await
+                            .map_err(|e| ceremony_error(CeremonyStage::UserResponse, &e))?
+                    }
+                    None if matches!(op, LargeBlobInput::Write(_)) => {
+                        LargeBlobOutput::Written(false)
+                    }
+                    None => LargeBlobOutput::Blob(None),
+                });
             }
             let mut result = AuthenticationResult::from_response(
                 TransportKind::Usb,

@@ -36,11 +36,12 @@ use crate::secret::Secret;
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
-/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm.
+/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm, lbw.
 const PERMS_SUPPORTED: Permissions = Permissions(
     Permissions::MAKE_CREDENTIAL.0
         | Permissions::GET_ASSERTION.0
-        | Permissions::CREDENTIAL_MANAGEMENT.0,
+        | Permissions::CREDENTIAL_MANAGEMENT.0
+        | Permissions::LARGE_BLOB_WRITE.0,
 );
 const MAX_CONSECUTIVE_MISMATCHES: u8 = 3;
 /// getUVRetries answer: built-in UV here is a yes/no from the user, never a failed match.

@@ -32,8 +32,12 @@ pub const MAX_CRED_BLOB_LENGTH: usize = 32;
 
 /// Extension identifiers in getInfo: a key (with key agreement) gets hmac-secret; a phone (no
 /// PIN/UV protocol a platform could use) gets `prf`, as hybrid phones advertise it.
-pub(super) fn advertised(key_agreement: bool) -> Vec<String> {
-    let mut v = vec![ext::CRED_PROTECT, ext::CRED_BLOB, ext::LARGE_BLOB_KEY];
+/// largeBlobKey only where authenticatorLargeBlobs exists (PIN-capable keys).
+pub(super) fn advertised(key_agreement: bool, large_blobs: bool) -> Vec<String> {
+    let mut v = vec![ext::CRED_PROTECT, ext::CRED_BLOB];
+    if large_blobs {
+        v.push(ext::LARGE_BLOB_KEY);
+    }
     if key_agreement {
         v.extend([ext::HMAC_SECRET, ext::HMAC_SECRET_MC]);
     } else {

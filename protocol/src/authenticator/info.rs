@@ -6,7 +6,7 @@ use super::{Authenticator, CredentialStore};
 use crate::ctap2::{CoseAlgorithm, CredentialParameters, GetInfo};
 
 /// The largest request we accept (what we advertise as maxMsgSize).
-const MAX_MSG_SIZE: u64 = 2048;
+pub(super) const MAX_MSG_SIZE: u64 = 2048;
 /// Advertised maxCredentialCountInList.
 const MAX_CREDENTIAL_COUNT_IN_LIST: u64 = 8;
 
@@ -27,6 +27,7 @@ impl<S: CredentialStore> Authenticator<S> {
         }
         if c.pin_capable {
             options.push(("credMgmt", true));
+            options.push(("largeBlobs", true));
         }
         GetInfo {
             versions: c.versions.clone(),
@@ -38,8 +39,11 @@ impl<S: CredentialStore> Authenticator<S> {
             max_credential_id_length: Some(WRAPPED_ID_LEN as u64),
             transports: c.transports.clone(),
             algorithms: vec![CredentialParameters::public_key(CoseAlgorithm::Es256)],
-            extensions: super::extensions::advertised(c.pin_capable || c.uv_token()),
+            extensions: super::extensions::advertised(c.pin_capable || c.uv_token(), c.pin_capable),
             max_cred_blob_length: Some(super::MAX_CRED_BLOB_LENGTH as u64),
+            max_serialized_large_blob_array: c
+                .pin_capable
+                .then_some(super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY),
             ..GetInfo::default()
         }
     }

@@ -53,6 +53,7 @@ mod extensions;
 mod get_assertion;
 mod info;
 mod keys;
+mod large_blobs;
 mod make_credential;
 mod store;
 
@@ -163,6 +164,7 @@ struct Volatile {
     pin: client_pin::PinRuntime,
     next_assertion: Option<get_assertion::NextState>,
     enumeration: cred_mgmt::Cursor,
+    large_blob_write: Option<large_blobs::PendingWrite>,
 }
 
 /// The software authenticator.
@@ -315,6 +317,7 @@ impl<S: CredentialStore> Authenticator<S> {
             {
                 self.credential_management(params, ctx)
             }
+            Command::LargeBlobs if self.config.pin_capable => self.large_blobs(params, ctx),
             Command::Reset => self.reset(ctx),
             Command::Selection => Ok(Flow::Presence(
                 PresenceRequest {
@@ -361,6 +364,7 @@ impl Volatile {
             pin: client_pin::PinRuntime::new(rng),
             next_assertion: None,
             enumeration: cred_mgmt::Cursor::None,
+            large_blob_write: None,
         }
     }
 }
