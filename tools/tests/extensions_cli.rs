@@ -254,3 +254,89 @@ async fn large_blob_write_then_read_on_the_virtual_key() {
     .await
     .unwrap();
 }
+
+/// Through the daemon (the service library on a temporary socket): the extension flags become
+/// `ceremony.*` params and the results carry the same fields as in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_through_the_daemon_match_in_process() {
+    use cablebridge_service::client::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let config = cablebridge_service::Config {
+        socket: socket.clone(),
+        state_dir: dir.path().join("daemon-state"),
+        ..Default::default()
+    };
+    tokio::spawn(cablebridge_service::run(config));
+    for _ in 0..1000 {
+        if Client::connect(&socket).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key =
+        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let d = key.device_address();
+    let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
+    let run = |mode: &'static str, args: Vec<String>| {
+        let socket = socket.clone();
+        async move {
+            let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+                .arg(mode)
+                .args(&args)
+                .arg("--json")
+                .env("CABLEBRIDGE_SOCKET", &socket)
+                .env_remove("CABLEBRIDGE_PIN")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(out.status.code(), Some(0), "{mode} {args:?}: {stdout}");
+            serde_json::from_str::<Value>(stdout.lines().last().unwrap()).unwrap()
+        }
+    };
+    let strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let reg = run(
+        "--daemon",
+        strings(
+            &[
+                &["register"],
+                &usb[..],
+                &["--user-name", "alice", "--resident-key", "required", "--large-blob"],
+                &["--prf-first", "aW5wdXQtb25l", "--cred-protect", "1", "--cred-blob", "YmxvYg"],
+            ]
+            .concat(),
+        ),
+    )
+    .await;
+    assert_eq!(reg["prf"]["enabled"], true, "{reg}");
+    assert_eq!(reg["cred_protect"], 1, "{reg}");
+    assert_eq!(reg["cred_blob"]["stored"], true, "{reg}");
+    assert_eq!(reg["large_blob"]["supported"], true, "{reg}");
+    let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
+    let id = reg["credential_id"].as_str().unwrap().to_owned();
+    let file = dir.path().join("blob.bin");
+    std::fs::write(&file, b"written through the daemon").unwrap();
+    let auth = |extra: &[&str]| {
+        let mut a = strings(&[&["authenticate"], &usb[..], &["--allow-credential"]].concat());
+        a.push(id.clone());
+        a.extend(strings(extra));
+        a
+    };
+    let path = file.to_str().unwrap();
+    let there = run(
+        "--daemon",
+        auth(&["--prf-first", "aW5wdXQtb25l", "--get-cred-blob", "--large-blob-write", path]),
+    )
+    .await;
+    let here =
+        run("--no-daemon", auth(&["--prf-first", "aW5wdXQtb25l", "--large-blob-read"])).await;
+    assert_eq!(there["prf"]["results"]["first"], at_mc.as_str(), "{there}");
+    assert_eq!(here["prf"]["results"]["first"], at_mc.as_str(), "{here}");
+    assert_eq!(there["cred_blob"]["blob"], "YmxvYg", "{there}");
+    assert_eq!(there["large_blob"]["written"], true, "{there}");
+    let blob = cablebridged::ceremony::from_b64url(here["large_blob"]["blob"].as_str().unwrap());
+    assert_eq!(blob.as_deref(), Some(&b"written through the daemon"[..]));
+}

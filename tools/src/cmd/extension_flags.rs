@@ -4,8 +4,9 @@
 //! `--large-blob-write`. They become the engine's [`ExtensionInputs`]; the outputs are the
 //! result's `prf`, `cred_protect`, `cred_blob` and `large_blob` fields.
 //!
-//! The daemon's `ceremony.*` methods do not take extension inputs yet: with any of these flags
-//! the ceremony runs in this process ([`ExtensionArgs::needs_this_process`]).
+//! Through the daemon they become the `ceremony.*` params of the same names in snake_case
+//! ([`RegisterExtensionArgs::params`], [`AuthenticateExtensionArgs::params`]; the large blob to
+//! write travels as base64url, read here from FILE).
 
 use crate::output::CmdError;
 use cablebridge_protocol::ctap2::extensions::CredProtect;
@@ -109,11 +110,51 @@ impl AuthenticateExtensionArgs {
     }
 }
 
-/// Why a ceremony with these inputs runs in this process, not the daemon.
-pub fn needs_this_process(inputs: &ExtensionInputs) -> Option<String> {
-    (!inputs.is_empty()).then(|| {
-        "extension flags (--prf-*, --cred-*, --large-blob*) are served by this process; the \
-         daemon's ceremony methods do not take extension inputs yet"
-            .to_owned()
-    })
+type Params = serde_json::Map<String, serde_json::Value>;
+
+impl PrfArgs {
+    fn params(&self, p: &mut Params) {
+        if let Some(f) = &self.prf_first {
+            p.insert("prf_first".into(), f.clone().into());
+        }
+        if let Some(s) = &self.prf_second {
+            p.insert("prf_second".into(), s.clone().into());
+        }
+    }
+}
+
+impl RegisterExtensionArgs {
+    /// The daemon's `ceremony.register` extension params.
+    pub fn params(&self, p: &mut Params) {
+        self.prf.params(p);
+        if let Some(n) = self.cred_protect {
+            p.insert("cred_protect".into(), n.into());
+        }
+        if let Some(b) = &self.cred_blob {
+            p.insert("cred_blob".into(), b.clone().into());
+        }
+        if self.large_blob {
+            p.insert("large_blob".into(), true.into());
+        }
+    }
+}
+
+impl AuthenticateExtensionArgs {
+    /// The daemon's `ceremony.authenticate` extension params (`inputs`: the parsed flags, so
+    /// the large blob is read from its file once).
+    pub fn params(&self, inputs: &ExtensionInputs, p: &mut Params) {
+        self.prf.params(p);
+        if self.get_cred_blob {
+            p.insert("get_cred_blob".into(), true.into());
+        }
+        match &inputs.large_blob {
+            Some(LargeBlobInput::Read) => {
+                p.insert("large_blob_read".into(), true.into());
+            }
+            Some(LargeBlobInput::Write(b)) => {
+                p.insert("large_blob_write".into(), cablebridged::ceremony::b64url(b).into());
+            }
+            _ => {}
+        }
+    }
 }

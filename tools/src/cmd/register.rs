@@ -153,14 +153,14 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.resident_key,
     )?;
     options.extensions = args.extensions.inputs()?;
-    let ext_only = crate::cmd::extension_flags::needs_this_process(&options.extensions);
     let policy = args.policy.load()?;
     let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
     params.insert("user_name".into(), json!(args.user_name));
     insert_opt(&mut params, "user_id", args.user_id.as_deref());
     insert_opt(&mut params, "display_name", args.display_name.as_deref());
     params.insert("resident_key".into(), json!(requirement(args.resident_key)));
-    let route = Route { method: "ceremony.register", params, socket: &args.daemon, ext_only };
+    args.extensions.params(&mut params);
+    let route = Route { method: "ceremony.register", params, socket: &args.daemon };
     let outcome = run(
         c,
         &args.hybrid,
@@ -187,7 +187,6 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
     let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
     options.pick = args.pick;
     options.extensions = args.extensions.inputs()?;
-    let ext_only = crate::cmd::extension_flags::needs_this_process(&options.extensions);
     options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
@@ -196,7 +195,8 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
     insert_opt(&mut params, "public_key", args.public_key.as_deref());
     let aaguid = args.credential_aaguid.map(|a| a.to_string());
     insert_opt(&mut params, "credential_aaguid", aaguid.as_deref());
-    let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon, ext_only };
+    args.extensions.params(&options.extensions, &mut params);
+    let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon };
     let outcome = run(
         &args.ceremony,
         &args.hybrid,
@@ -318,8 +318,6 @@ struct Route<'a> {
     method: &'static str,
     params: Map<String, Json>,
     socket: &'a SocketArgs,
-    /// Set when extension flags need this process.
-    ext_only: Option<String>,
 }
 
 /// Where the ceremony ran and what it gave.
@@ -358,7 +356,7 @@ fn run(
         hybrid_transport(c, h, policy)?
     };
     let renderer = Renderer { json: global.json };
-    let cli_only = needs_this_process(c, h).or(route.ext_only.take());
+    let cli_only = needs_this_process(c, h);
     crate::cmd::usb::block_on(|cancel| async move {
         let daemon = crate::cmd::daemon::connect_for_ceremony(global, route.socket, cli_only);
         if let Some(mut client) = daemon.await? {
