@@ -91,7 +91,7 @@ impl Rig {
             timeout: T,
             ..UsbTransport::default()
         });
-        let mut log = EventLog::new();
+        let log = EventLog::new();
         let run =
             cablebridged::ceremony::run(transport, request, log.sink(), CancellationToken::new());
         timeout(T, run).await.unwrap().unwrap()

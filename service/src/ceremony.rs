@@ -201,7 +201,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             if let Some(c) = challenge {
                 o.challenge = c;
             }
-            o.extensions = extensions(params, true)?;
+            o.extensions = Box::new(extensions(params, true)?);
             o.validate().map_err(|e| RpcError::param(setup_field(&e), e.message))?;
             CeremonyRequest::Register(o)
         }
@@ -230,7 +230,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             if let Some(c) = challenge {
                 o.challenge = c;
             }
-            o.extensions = extensions(params, false)?;
+            o.extensions = Box::new(extensions(params, false)?);
             o.validate().map_err(|e| RpcError::param(setup_field(&e), e.message))?;
             CeremonyRequest::Authenticate(o)
         }

@@ -78,8 +78,9 @@ pub struct RegisterOptions {
     pub algorithms: Vec<CoseAlgorithm>,
     /// Credentials that must not be created again (`excludeCredentials`).
     pub exclude_credentials: Vec<Vec<u8>>,
-    /// Client extensions (`prf`, `credProtect`, `credBlob`, `largeBlob`).
-    pub extensions: ExtensionInputs,
+    /// Client extensions (`prf`, `credProtect`, `credBlob`, `largeBlob`); boxed to keep
+    /// requests small when none are asked for.
+    pub extensions: Box<ExtensionInputs>,
 }
 
 /// Options of an authentication.
@@ -100,8 +101,9 @@ pub struct AuthenticateOptions {
     /// first, as a platform without an account picker does. Every one is listed in the
     /// result's `credentials` either way.
     pub pick: Option<usize>,
-    /// Client extensions (`prf`, `getCredBlob`, `largeBlob`).
-    pub extensions: ExtensionInputs,
+    /// Client extensions (`prf`, `getCredBlob`, `largeBlob`); boxed like
+    /// [`RegisterOptions::extensions`].
+    pub extensions: Box<ExtensionInputs>,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -158,7 +160,7 @@ impl RegisterOptions {
             uv: Requirement::Preferred,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             exclude_credentials: Vec::new(),
-            extensions: ExtensionInputs::default(),
+            extensions: Box::default(),
         }
     }
 
@@ -246,7 +248,7 @@ impl AuthenticateOptions {
             allow_credentials: Vec::new(),
             uv: Requirement::Preferred,
             pick: None,
-            extensions: ExtensionInputs::default(),
+            extensions: Box::default(),
         }
     }
 

@@ -35,7 +35,8 @@ pub(super) struct Plan {
     discoverable: bool,
     up: bool,
     uv: bool,
-    extensions: super::extensions::GaInputs,
+    /// Boxed: opened hmac-secret salts and their shared secret are large.
+    extensions: Box<super::extensions::GaInputs>,
 }
 
 /// getNextAssertion state.
@@ -105,7 +106,7 @@ impl<S: CredentialStore> Authenticator<S> {
             discoverable,
             up,
             uv,
-            extensions,
+            extensions: Box::new(extensions),
         };
         if !up {
             return self.finish_get_assertion(plan, ctx).map(Flow::Reply);

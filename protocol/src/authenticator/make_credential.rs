@@ -30,7 +30,8 @@ pub(super) struct Plan {
     resident: bool,
     uv: bool,
     excluded: bool,
-    extensions: super::extensions::McInputs,
+    /// Boxed: opened hmac-secret salts and their shared secret are large.
+    extensions: Box<super::extensions::McInputs>,
 }
 
 /// Credential IDs of the `public-key` descriptors of an allow/exclude list (others are ignored,
@@ -83,7 +84,7 @@ impl<S: CredentialStore> Authenticator<S> {
             resident: req.options.rk.unwrap_or(false),
             uv,
             excluded,
-            extensions,
+            extensions: Box::new(extensions),
         };
         Ok(Flow::Presence(request, Continuation::MakeCredential(plan)))
     }

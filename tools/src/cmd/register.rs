@@ -152,7 +152,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
         args.display_name.as_deref(),
         args.resident_key,
     )?;
-    options.extensions = args.extensions.inputs()?;
+    options.extensions = Box::new(args.extensions.inputs()?);
     let policy = args.policy.load()?;
     let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
     params.insert("user_name".into(), json!(args.user_name));
@@ -186,7 +186,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
     options.pick = args.pick;
-    options.extensions = args.extensions.inputs()?;
+    options.extensions = Box::new(args.extensions.inputs()?);
     options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
