@@ -203,9 +203,8 @@ mod tests {
     }
 
     #[test]
-    fn hmac_matches_rfc4231_case_2_shape() {
-        // RFC 4231 test case 2 uses a 4-byte key; hmac-secret uses 32-byte keys, so check the
-        // construction against a by-hand HMAC: H((K ⊕ opad) ‖ H((K ⊕ ipad) ‖ m)).
+    fn output_is_hmac_sha256_by_hand() {
+        // The construction against a by-hand HMAC: H((K ⊕ opad) ‖ H((K ⊕ ipad) ‖ m)).
         let k = [0x0b_u8; 32];
         let salt = [0x5a_u8; 32];
         let out = evaluate(&k, &Salts { first: salt, second: None });
@@ -246,6 +245,42 @@ mod tests {
                 assert!(open_outputs(&shared, &enc, salts.second.is_none()).is_err());
             }
         }
+    }
+
+    /// Known answers computed independently with python-fido2 2.2.1 (`PinProtocolV1.kdf`,
+    /// `encrypt`, `authenticate`) and `cryptography`'s ECDH: platform scalar 0x11…11,
+    /// authenticator scalar 0x22…22, salts 00..1f and 20..3f, CredRandom 0x33…33. Protocol one
+    /// is deterministic (IV 0), so every byte is fixed.
+    #[test]
+    fn protocol_one_known_answers_from_python_fido2() {
+        let key = |b: u8| {
+            KeyAgreementKey::from_secret_key(p256::SecretKey::from_slice(&[b; 32]).unwrap())
+        };
+        let (platform, auth) = (key(0x11), key(0x22));
+        let shared = platform.shared_secret(PinUvAuthProtocol::One, &auth.public_cose()).unwrap();
+        let first: [u8; 32] = core::array::from_fn(|i| i as u8);
+        let second: [u8; 32] = core::array::from_fn(|i| 32 + i as u8);
+        let salts = Salts { first, second: Some(second) };
+        let input =
+            HmacSecretInput::seal(&shared, platform.public_cose(), &salts, &mut rng()).unwrap();
+        assert_eq!(
+            hex::encode(&input.salt_enc),
+            "3a6fce1f2c0517ade8dc3b3f9f6dbb4b735732c052d19aafbcf85f336946cd07\
+             ad825a3373395baf9a855f53681420c0bc4ce0dc3f51d484edbbfe329ff34778"
+        );
+        assert_eq!(hex::encode(&input.salt_auth), "7fe72686ef87d865b786b495d52cd455");
+        let auth_shared = auth.shared_secret(PinUvAuthProtocol::One, &input.key_agreement).unwrap();
+        let outputs = evaluate(&[0x33; 32], &input.open(&auth_shared).unwrap());
+        assert_eq!(
+            hex::encode(outputs.concat().as_slice()),
+            "71cc1050905c872a02b6abcf0f8cd6ac6f27fede446d3b348efed8b925624fcd\
+             682c8ce566c7413949528b79e925c85196c8c8d70cf88cd2a5559781b23ca326"
+        );
+        assert_eq!(
+            hex::encode(seal_outputs(&auth_shared, &outputs, &mut rng()).unwrap()),
+            "ba00a8d171c0fd4e8d018b9c0ac2c418c2185bc664675dc16ea37cfe3a5d2137\
+             ad5560aaf3aed5fb07fb674753726ac5707ab37dee8d2a6c7f7b77f8e4a4cd6e"
+        );
     }
 
     #[test]
