@@ -55,7 +55,8 @@ impl HmacSecretSession {
 }
 
 /// Seals `salts` for the key's hmac-secret (getAssertion) or hmac-secret-mc (makeCredential,
-/// when the key lists it) and adds them to `extensions`. `None` when the key lists neither.
+/// when the key lists it) and adds them to `extensions`. `None` when the key lists neither or
+/// has no PIN/UV protocol for the key agreement.
 pub async fn add_hmac_secret<T: HidTransport>(
     client: &mut Ctap2Client<T>,
     rng: &mut (impl CryptoRngCore + Send),
@@ -69,7 +70,9 @@ pub async fn add_hmac_secret<T: HidTransport>(
     if !has(ext::HMAC_SECRET) || !has(name) {
         return Ok(None);
     }
-    let protocol = client.pin_protocol()?;
+    // hmac-secret without any PIN/UV protocol cannot carry salts: the key then just reports
+    // `enabled` (registration) and no results, as a browser would see it.
+    let Ok(protocol) = client.pin_protocol() else { return Ok(None) };
     let command = ctap2::Command::ClientPin;
     let answer = client.client_pin(&key_agreement_request(protocol), call).await?;
     let peer = answer
