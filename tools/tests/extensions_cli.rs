@@ -1,6 +1,8 @@
 //! WebAuthn extensions through the binary against the virtual key (USB over UDP-HID): `--prf-*`
 //! (hmac-secret-mc at registration, hmac-secret at authentication), `--cred-protect`,
-//! `--cred-blob` / `--get-cred-blob`, and their result fields.
+//! `--cred-blob` / `--get-cred-blob`, `--large-blob*`, and their result fields; the same over
+//! hybrid with the virtual phone (its own prf, credProtect 3 usable with its built-in UV) and
+//! through the daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Stdio;
@@ -192,10 +194,12 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
         &mut phone,
         &sock,
         &["register", "--user-name", "alice", "--prf-first", "aW5wdXQtb25l"],
-        &[],
+        &["--cred-protect", "3", "--cred-blob", "YmxvYg"],
     )
     .await;
     assert_eq!(reg["transport"], "hybrid");
+    assert_eq!(reg["cred_protect"], 3, "{reg}");
+    assert_eq!(reg["cred_blob"]["stored"], true, "{reg}");
     assert_eq!(reg["prf"]["enabled"], true, "{reg}");
     let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
     let key = reg["public_key_cose"].as_str().unwrap();
@@ -204,9 +208,10 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
         &mut phone,
         &sock,
         &["authenticate", "--prf-first", "aW5wdXQtdHdv", "--prf-second", "aW5wdXQtb25l"],
-        &["--public-key", key],
+        &["--public-key", key, "--get-cred-blob"],
     )
     .await;
+    assert_eq!(auth["cred_blob"]["blob"], "YmxvYg", "{auth}");
     assert_eq!(auth["verification"]["ok"], true, "{auth}");
     assert_eq!(auth["prf"]["results"]["second"], at_mc.as_str(), "{auth}");
     assert_ne!(auth["prf"]["results"]["first"], at_mc.as_str(), "{auth}");
