@@ -1,8 +1,10 @@
 //! Cross-check with an independent CTAP2 client: python-fido2 (PyPI, pinned in scripts/test.sh)
 //! runs tests/interop/python_fido2_udp.py against the virtual key over UDP-HID — getInfo,
 //! packed attestation verified by python-fido2's own verifier, assertion signature, clientPIN,
-//! credential management; authenticatorConfig (Config), the minPinLength extension, enterprise
-//! attestation, the pcmr token and FPBioEnrollment on the key's simulated sensor (`bio`).
+//! credential management; python-fido2's WebAuthn client extensions (prf over
+//! hmac-secret-mc / hmac-secret, credProtect enforced, credBlob, largeBlob write + read); then
+//! authenticatorConfig (Config), the minPinLength extension, enterprise attestation, the pcmr
+//! token and FPBioEnrollment on the key's simulated sensor (`bio`).
 //!
 //! CI must not skip this silently: without python3 or the `fido2` module the test FAILS with the
 //! command that fixes it. A developer can opt out with CB_SKIP_PYTHON_INTEROP=1.
@@ -69,6 +71,11 @@ async fn python_fido2_drives_the_virtual_key() {
     assert_eq!(report["enterprise_attestation"], true);
     assert_eq!(report["pcmr_creds"], 1);
     assert_eq!(report["bio_samples"], report["bio_max_samples"], "FPBioEnrollment captures");
+    for checked in ["prf_enabled", "prf_matches_mc", "cred_blob", "cred_protect_enforced"] {
+        assert_eq!(report[checked], true, "{checked}: {report}");
+    }
+    assert_eq!(report["cred_protect"], 3);
+    assert_eq!(report["large_blob"], 192);
     println!("python-fido2: {report}");
     let stats = key.shutdown().await.unwrap();
     assert!(stats.cbor_requests >= 10, "{stats:?}");

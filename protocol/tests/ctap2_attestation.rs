@@ -125,6 +125,7 @@ fn self_attestation_and_assertion_from_the_builder_verify() {
         number_of_credentials: None,
         user_selected: None,
         large_blob_key: None,
+        unsigned_extension_outputs: None,
     };
     assert!(verify_assertion(&public, &resp, &cdh).is_ok());
     assert!(verify_assertion(&public, &resp, &[0u8; 32]).is_err());

@@ -82,6 +82,7 @@ fn get_assertion_round_trips_through_framing() {
         number_of_credentials: Some(1),
         user_selected: Some(true),
         large_blob_key: None,
+        unsigned_extension_outputs: None,
     };
     let wire = encode_response(StatusCode::Ok, Some(&resp.to_cbor()));
     let body = framing::decode_ok_body(&wire).unwrap();

@@ -9,14 +9,19 @@
 //! `advert_source`, `tunnel_url`, `allow_insecure_tunnel`, `no_linking`, `linked`,
 //! `advert_timeout`, `connect_timeout`, `handshake_timeout`; usb: `device`, `pin`; evidence:
 //! `policy`, `profile`, `mds` (loaded by the engine's [`Judge::load`], as the CLI's flags are),
-//! authenticate: `credential_aaguid`. `detach` is read by the session layer.
+//! authenticate: `credential_aaguid`; WebAuthn extensions ([`extensions`]): `prf_first`,
+//! `prf_second`, register: `cred_protect`, `cred_blob`, `large_blob`; authenticate:
+//! `get_cred_blob`, `large_blob_read`, `large_blob_write` (the blob, base64url). `detach` is
+//! read by the session layer.
 
 use cablebridge_protocol::cbor::Value as Cbor;
+use cablebridge_protocol::ctap2::extensions::CredProtect;
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridge_protocol::ctap2::CoseKey;
 use cablebridged::ceremony::{
     from_b64url, AuthenticateOptions, CeremonyError, CeremonyOutcome, CeremonyRequest, Events,
-    HybridTransport, LinkedTransport, RegisterOptions, Requirement, Transport, UsbTransport,
+    ExtensionInputs, HybridTransport, LargeBlobInput, LinkedTransport, PrfInputs, RegisterOptions,
+    Requirement, Transport, UsbTransport,
 };
 use cablebridged::ctap::OpenOptions;
 use cablebridged::desktop::DesktopConfig;
@@ -126,6 +131,47 @@ fn b64(field: &str, s: &str) -> Result<Vec<u8>, RpcError> {
     from_b64url(s).ok_or_else(|| RpcError::param(field, "not valid base64url"))
 }
 
+/// The WebAuthn extension params (the CLI's `--prf-*`, `--cred-*`, `--large-blob*` flags).
+fn extensions(params: &mut Params, register: bool) -> Result<ExtensionInputs, RpcError> {
+    let mut e = ExtensionInputs::default();
+    let first = params.opt_string("prf_first")?;
+    let second = params.opt_string("prf_second")?;
+    e.prf = match (first, second) {
+        (Some(f), s) => Some(PrfInputs {
+            first: b64("prf_first", &f)?,
+            second: s.map(|s| b64("prf_second", &s)).transpose()?,
+        }),
+        (None, Some(_)) => return Err(RpcError::param("prf_second", "needs prf_first")),
+        (None, None) => None,
+    };
+    if register {
+        e.cred_protect = match params.opt_u64("cred_protect")? {
+            Some(n) => Some(
+                CredProtect::from_u64(n)
+                    .ok_or_else(|| RpcError::param("cred_protect", "not 1, 2 or 3"))?,
+            ),
+            None => None,
+        };
+        e.cred_blob = params.opt_string("cred_blob")?.map(|b| b64("cred_blob", &b)).transpose()?;
+        if params.opt_bool("large_blob")?.unwrap_or(false) {
+            e.large_blob = Some(LargeBlobInput::Support);
+        }
+    } else {
+        e.get_cred_blob = params.opt_bool("get_cred_blob")?.unwrap_or(false);
+        let read = params.opt_bool("large_blob_read")?.unwrap_or(false);
+        let write = params.opt_string("large_blob_write")?;
+        e.large_blob = match (read, write) {
+            (true, Some(_)) => {
+                return Err(RpcError::param("large_blob_write", "excludes large_blob_read"))
+            }
+            (_, Some(w)) => Some(LargeBlobInput::Write(b64("large_blob_write", &w)?)),
+            (true, None) => Some(LargeBlobInput::Read),
+            (false, None) => None,
+        };
+    }
+    Ok(e)
+}
+
 /// Reads a ceremony request's params against the daemon's configuration.
 pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<CeremonySpec, RpcError> {
     let transport = params.opt_string("transport")?.unwrap_or_else(|| "hybrid".to_owned());
@@ -157,6 +203,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             if let Some(c) = challenge {
                 o.challenge = c;
             }
+            o.extensions = Box::new(extensions(params, true)?);
             o.validate().map_err(|e| RpcError::param(setup_field(&e), e.message))?;
             CeremonyRequest::Register(o)
         }
@@ -185,6 +232,7 @@ pub fn parse(kind: Kind, params: &mut Params, config: &Config) -> Result<Ceremon
             if let Some(c) = challenge {
                 o.challenge = c;
             }
+            o.extensions = Box::new(extensions(params, false)?);
             o.validate().map_err(|e| RpcError::param(setup_field(&e), e.message))?;
             CeremonyRequest::Authenticate(o)
         }

@@ -8,15 +8,20 @@ class (one 64-byte report per datagram, no report-ID byte: the simulator convent
 getInfo; makeCredential with packed attestation verified by fido2.attestation.PackedAttestation;
 getAssertion with the signature verified against the credential's COSE key; clientPIN set PIN +
 getPinUvAuthToken; makeCredential (resident) with pinUvAuthParam; credential management
-enumeration; then python-fido2's authenticatorConfig (setMinPINLength with an RP list and the
-forced PIN change it causes, toggleAlwaysUv, enableEnterpriseAttestation + an epAtt
-makeCredential), the minPinLength extension, the persistent read-only token (pcmr) enumerating
-credentials, and FPBioEnrollment on the simulated fingerprint sensor (run the key with --bio).
-Prints one JSON line with what was checked; any failure raises (exit 1).
+enumeration. Then python-fido2's WebAuthn client (fido2.client.Fido2Client) with its own
+extension processors: prf (hmac-secret-mc at registration, hmac-secret at assertion, PIN/UV
+protocol 2), credProtect (userVerificationRequired, enforced), credBlob and largeBlob (read and
+write through largeBlobKey + authenticatorLargeBlobs). Then python-fido2's authenticatorConfig
+(setMinPINLength with an RP list and the forced PIN change it causes, toggleAlwaysUv,
+enableEnterpriseAttestation + an epAtt makeCredential), the minPinLength extension, the
+persistent read-only token (pcmr) enumerating credentials, and FPBioEnrollment on the simulated
+fingerprint sensor (run the key with --bio). Prints one JSON line with what was checked; any
+failure raises (exit 1).
 """
 
 import hashlib
 import json
+import os
 import socket
 import sys
 
@@ -27,8 +32,27 @@ from fido2.ctap2.bio import FPBioEnrollment
 from fido2.ctap2.config import Config
 from fido2.ctap2.pin import PinProtocolV2
 from fido2.ctap import CtapError
+from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.ctap2.extensions import (
+    CredBlobExtension,
+    CredProtectExtension,
+    HmacSecretExtension,
+    LargeBlobExtension,
+)
+from fido2.utils import websafe_decode
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
+from fido2.webauthn import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialCreationOptions,
+    PublicKeyCredentialDescriptor,
+    PublicKeyCredentialParameters,
+    PublicKeyCredentialRequestOptions,
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialUserEntity,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
 
 REPORT_LEN = 64
 TIMEOUT_S = 10.0
@@ -55,6 +79,112 @@ class UdpCtapHidConnection(CtapHidConnection):
 
     def close(self) -> None:
         self.sock.close()
+
+
+def as_bytes(v):
+    """Client extension results come in their JSON form (base64url strings)."""
+    return websafe_decode(v) if isinstance(v, str) else bytes(v)
+
+
+class PinInteraction(UserInteraction):
+    """The PIN the first part of the script set; no prompts."""
+
+    def request_pin(self, permissions, rd_id):
+        return "4321"
+
+    def request_uv(self, permissions, rd_id):
+        return True
+
+
+def extensions_via_client(device, checked) -> None:
+    """python-fido2's WebAuthn client and its own extension processors against our key."""
+    client = Fido2Client(
+        device,
+        DefaultClientDataCollector("https://interop.example"),
+        PinInteraction(),
+        extensions=[
+            HmacSecretExtension(),
+            CredProtectExtension(),
+            CredBlobExtension(),
+            LargeBlobExtension(),
+        ],
+    )
+    rp = PublicKeyCredentialRpEntity(id="interop.example", name="Interop")
+    user = PublicKeyCredentialUserEntity(id=b"py-user-ext", name="ext", display_name="Extensions")
+    first, second = b"python prf first", b"python prf second"
+    reg = client.make_credential(
+        PublicKeyCredentialCreationOptions(
+            rp=rp,
+            user=user,
+            challenge=os.urandom(32),
+            pub_key_cred_params=[PublicKeyCredentialParameters(type="public-key", alg=-7)],
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.REQUIRED,
+                user_verification=UserVerificationRequirement.REQUIRED,
+            ),
+            extensions={
+                "prf": {"eval": {"first": first}},
+                "credentialProtectionPolicy": "userVerificationRequired",
+                "enforceCredentialProtectionPolicy": True,
+                "credBlob": b"py cred blob",
+                "largeBlob": {"support": "required"},
+            },
+        )
+    )
+    results = reg.client_extension_results
+    prf = results["prf"]
+    assert prf["enabled"] is True, results
+    at_mc = as_bytes(prf["results"]["first"])
+    assert len(at_mc) == 32, prf
+    assert results["largeBlob"]["supported"] is True, results
+    auth_data = reg.response.attestation_object.auth_data
+    assert auth_data.extensions.get("credProtect") == 3, auth_data.extensions
+    assert auth_data.extensions.get("credBlob") is True, auth_data.extensions
+    cred_id = auth_data.credential_data.credential_id
+    allow = [PublicKeyCredentialDescriptor(type="public-key", id=cred_id)]
+    checked["prf_enabled"] = True
+    checked["cred_protect"] = 3
+
+    def get(extensions, uv=UserVerificationRequirement.REQUIRED):
+        return client.get_assertion(
+            PublicKeyCredentialRequestOptions(
+                challenge=os.urandom(32),
+                rp_id="interop.example",
+                allow_credentials=allow,
+                user_verification=uv,
+                extensions=extensions,
+            )
+        ).get_response(0)
+
+    # prf with two inputs: the first equals the registration's output (both with UV).
+    a = get({"prf": {"eval": {"first": first, "second": second}}, "getCredBlob": True})
+    out = a.client_extension_results["prf"]["results"]
+    assert as_bytes(out["first"]) == at_mc, "hmac-secret-mc output = hmac-secret output"
+    assert as_bytes(out["second"]) != at_mc and len(as_bytes(out["second"])) == 32
+    assert a.response.authenticator_data.extensions.get("credBlob") == b"py cred blob"
+    checked["prf_matches_mc"] = True
+    checked["cred_blob"] = True
+
+    # largeBlob write, then read back.
+    blob = b"python-fido2 large blob " * 8
+    w = get({"largeBlob": {"write": blob}})
+    assert w.client_extension_results["largeBlob"]["written"] is True, w.client_extension_results
+    r = get({"largeBlob": {"read": True}})
+    assert as_bytes(r.client_extension_results["largeBlob"]["blob"]) == blob, r.client_extension_results
+    checked["large_blob"] = len(blob)
+
+    # credProtect 3: without UV the credential does not exist.
+    ctap = Ctap2(device)
+    try:
+        ctap.get_assertion(
+            "interop.example",
+            hashlib.sha256(b"no-uv").digest(),
+            allow_list=[{"type": "public-key", "id": cred_id}],
+        )
+        raise AssertionError("credProtect 3 credential returned without UV")
+    except Exception as e:  # CtapError NO_CREDENTIALS
+        assert "NO_CREDENTIALS" in str(e), e
+    checked["cred_protect_enforced"] = True
 
 
 def main() -> int:
@@ -128,6 +258,7 @@ def main() -> int:
     assert users == [b"py-user-2"], users
     checked["credentials_enumerated"] = len(creds)
 
+    extensions_via_client(device, checked)
     checked.update(config_checks(ctap, client_pin, protocol, rp, params))
     checked.update(bio_checks(ctap, client_pin, protocol))
 

@@ -37,6 +37,9 @@
 //!   revokes the links on the tunnel server (`bridge.stop` with `revoke_links`; the CLI's
 //!   `bridge --forget-links`). [`bridge`] never offers linking: a one-shot bridge with no
 //!   identity.
+//! * WebAuthn `prf`: a key with `hmac-secret` is announced with `prf` instead (the desktop
+//!   cannot run hmac-secret's key agreement over hybrid), and the desktop's `prf` requests are
+//!   translated to hmac-secret and back ([`prf`]).
 //!
 //! The QR comes as a string or from a screenshot ([`qr_image`]).
 //!
@@ -44,6 +47,7 @@
 //! the key's PIN remotely.
 
 pub mod policy;
+pub mod prf;
 pub mod qr_image;
 
 use crate::ceremony::{CeremonyEvent, Events};
@@ -272,7 +276,66 @@ impl CtapBackend for KeyBackend {
                     .to_owned(),
             });
         }
-        self.forward(request, &checked, ctx).await
+        match prf::find(request) {
+            Ok(Some(found)) if prf::can_serve(&self.key_info) => {
+                self.forward_prf(found, &checked, ctx).await
+            }
+            _ => self.forward(request, &checked, ctx).await,
+        }
+    }
+}
+
+impl KeyBackend {
+    /// A request with `prf`: getKeyAgreement with the key, the request translated to
+    /// hmac-secret, and the key's answer translated back ([`prf`]). A translation failure is
+    /// answered with a CTAP error status and a warning, like any refused request.
+    async fn forward_prf(
+        &mut self,
+        found: prf::Found,
+        checked: &policy::Checked,
+        ctx: &BackendCtx<'_>,
+    ) -> Result<CtapReply, PhoneError> {
+        let refuse = |what: String| {
+            (ctx.emit)(PhoneEvent::Warning { message: format!("prf → hmac-secret: {what}") });
+            Ok(CtapReply::status(StatusCode::InvalidParameter))
+        };
+        let Some(protocol) = prf::protocol(&self.key_info) else {
+            return refuse("the key has no PIN/UV protocol".to_owned());
+        };
+        let mut ignore = |_: DeviceProgress| {};
+        let mut call = Call {
+            deadline: Instant::now() + self.request_timeout,
+            cancel: ctx.cancel,
+            progress: &mut ignore,
+        };
+        let answer = match self
+            .dev
+            .transact(HidCommand::Cbor, &prf::key_agreement(protocol), &mut call)
+            .await
+        {
+            Ok(a) => a,
+            Err(CtapError::Cancelled { .. }) => {
+                return Err(PhoneError::Cancelled { stage: Stage::Authenticator })
+            }
+            Err(e) => return Err(PhoneError::Key(e)),
+        };
+        let translated = match found.translate(&self.key_info, &answer, &mut rand::rngs::OsRng) {
+            Ok(t) => t,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let reply = self.forward(&translated.request, checked, ctx).await?;
+        if !reply.status.is_ok() {
+            return Ok(reply);
+        }
+        match translated.answer(&reply.body) {
+            Ok(body) => Ok(CtapReply { status: StatusCode::Ok, body }),
+            Err(e) => {
+                (ctx.emit)(PhoneEvent::Warning {
+                    message: format!("the key's hmac-secret answer: {e}"),
+                });
+                Ok(CtapReply::status(StatusCode::OtherError))
+            }
+        }
     }
 }
 

@@ -50,6 +50,14 @@ pub fn hybrid_get_info(key: &GetInfo) -> GetInfo {
     if !info.transports.iter().any(|t| t == "hybrid") {
         info.transports.push("hybrid".to_owned());
     }
+    // hmac-secret needs a key agreement the desktop cannot run over hybrid: offer `prf`, which
+    // the bridge translates (super::prf).
+    if super::prf::can_serve(key) {
+        info.extensions.retain(|e| e != "hmac-secret" && e != "hmac-secret-mc");
+        if !info.extensions.iter().any(|e| e == "prf") {
+            info.extensions.push("prf".to_owned());
+        }
+    }
     info
 }
 

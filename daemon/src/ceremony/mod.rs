@@ -17,6 +17,7 @@
 
 mod client_data;
 mod error;
+mod extensions;
 mod options;
 mod progress;
 mod result;
@@ -24,6 +25,10 @@ mod run;
 
 pub use client_data::{ClientData, ClientDataType};
 pub use error::{exit_code_for_fault, CeremonyError, CeremonyErrorKind};
+pub use extensions::{
+    CredBlobOutput, ExtensionInputs, ExtensionOutputs, LargeBlobInput, LargeBlobOutput, PrfInputs,
+    PrfOutput,
+};
 pub use options::{
     AuthenticateOptions, RegisterOptions, Requirement, UserInfo, DEFAULT_ALGORITHMS,
 };

@@ -17,7 +17,9 @@ use cablebridge_protocol::ctap2::{
 };
 use rand::RngCore;
 
-use super::{CeremonyError, CeremonyErrorKind, CeremonyStage, ClientData, ClientDataType};
+use super::{
+    CeremonyError, CeremonyErrorKind, CeremonyStage, ClientData, ClientDataType, ExtensionInputs,
+};
 
 /// Algorithms offered, in preference order: ES256 first (every authenticator has it), then RS256
 /// (Windows Hello) and EdDSA.
@@ -82,6 +84,9 @@ pub struct RegisterOptions {
     pub min_pin_length: bool,
     /// makeCredential `enterpriseAttestation`: 1 vendor-facilitated, 2 platform-managed.
     pub enterprise_attestation: Option<u64>,
+    /// Client extensions (`prf`, `credProtect`, `credBlob`, `largeBlob`); boxed to keep
+    /// requests small when none are asked for.
+    pub extensions: Box<ExtensionInputs>,
 }
 
 /// Options of an authentication.
@@ -102,6 +107,9 @@ pub struct AuthenticateOptions {
     /// first, as a platform without an account picker does. Every one is listed in the
     /// result's `credentials` either way.
     pub pick: Option<usize>,
+    /// Client extensions (`prf`, `getCredBlob`, `largeBlob`); boxed like
+    /// [`RegisterOptions::extensions`].
+    pub extensions: Box<ExtensionInputs>,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -160,6 +168,7 @@ impl RegisterOptions {
             exclude_credentials: Vec::new(),
             min_pin_length: false,
             enterprise_attestation: None,
+            extensions: Box::default(),
         }
     }
 
@@ -234,7 +243,7 @@ impl RegisterOptions {
                 .iter()
                 .map(|id| CredentialDescriptor::public_key(id.clone()))
                 .collect(),
-            extensions: None,
+            extensions: self.extensions.make_credential_map(info),
             options: CommandOptions { rk, up: None, uv: uv_option(self.uv, info)? },
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,
@@ -291,6 +300,7 @@ impl AuthenticateOptions {
             allow_credentials: Vec::new(),
             uv: Requirement::Preferred,
             pick: None,
+            extensions: Box::default(),
         }
     }
 
@@ -336,7 +346,7 @@ impl AuthenticateOptions {
                 .iter()
                 .map(|id| CredentialDescriptor::public_key(id.clone()))
                 .collect(),
-            extensions: None,
+            extensions: self.extensions.get_assertion_map(info),
             options: CommandOptions { rk: None, up: None, uv: uv_option(self.uv, info)? },
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,

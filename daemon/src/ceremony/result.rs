@@ -13,7 +13,7 @@ use cablebridge_protocol::ctap2::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{b64url, CeremonyError, CeremonyStage, ClientData, Timings};
+use super::{b64url, CeremonyError, CeremonyStage, ClientData, ExtensionOutputs, Timings};
 use crate::evidence::aaguid::{Aaguid, AaguidTable};
 use crate::evidence::attestation::{self, AttestationError, AttestationReport};
 
@@ -57,7 +57,7 @@ impl CtapProtocol {
 
 /// The fields of a `result` event in the order the CLI prints them; the daemon's `result`
 /// notification carries the same set (one list for both, plus `verification` and policy fields).
-pub const RESULT_FIELDS: [&str; 21] = [
+pub const RESULT_FIELDS: [&str; 25] = [
     "event",
     "ceremony",
     "transport",
@@ -75,6 +75,10 @@ pub const RESULT_FIELDS: [&str; 21] = [
     "client_data_json",
     "public_key_cose",
     "credentials",
+    "prf",
+    "cred_protect",
+    "cred_blob",
+    "large_blob",
     "timings_ms",
     "linked_phone",
     "min_pin_length",
@@ -109,6 +113,8 @@ pub struct RegistrationResult {
     pub public_key_cose: Vec<u8>,
     /// The credential public key, parsed.
     pub public_key: CoseKey,
+    /// Client extension outputs (set by the transport, which knows what was asked).
+    pub extensions: ExtensionOutputs,
     /// Per-stage timings.
     pub timings: Timings,
     /// The `minPinLength` extension output (the key's minimum PIN length), when it answered.
@@ -139,6 +145,8 @@ pub struct AuthenticationResult {
     /// Every discoverable credential the key offered when it had several (the result's
     /// `credentials`); empty otherwise.
     pub candidates: Vec<Candidate>,
+    /// Client extension outputs (set by the transport, which knows what was asked).
+    pub extensions: ExtensionOutputs,
     /// Per-stage timings.
     pub timings: Timings,
 }
@@ -237,6 +245,7 @@ impl RegistrationResult {
             client_data_json: client_data.json().to_vec(),
             public_key_cose: cred.public_key.to_cbor().to_vec(),
             public_key: cred.public_key,
+            extensions: ExtensionOutputs::default(),
             timings,
             min_pin_length,
             enterprise_attestation,
@@ -296,6 +305,7 @@ impl RegistrationResult {
                 m.insert("enterprise_attestation".into(), ep.into());
             }
         }
+        self.extensions.add_json(&mut json);
         json
     }
 }
@@ -336,6 +346,7 @@ impl AuthenticationResult {
             user_handle: response.user.map(|u| u.id),
             client_data_json: client_data.json().to_vec(),
             candidates: Vec::new(),
+            extensions: ExtensionOutputs::default(),
             timings,
         })
     }
@@ -386,6 +397,7 @@ impl AuthenticationResult {
         if let Some(protocol) = self.protocol {
             json["protocol"] = protocol.as_str().into();
         }
+        self.extensions.add_json(&mut json);
         json
     }
 

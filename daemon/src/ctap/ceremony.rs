@@ -16,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::arrival::{select_attached, KeyArrivals};
 use super::error::CtapError;
+use super::extensions::{add_hmac_secret, large_blob};
 use super::hid_channel::{Call, DeviceProgress};
 use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
 use crate::ceremony::{
     AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
-    CeremonyRequest, CeremonyStage, CtapProtocol, Events, ProgressDetail, RegistrationResult,
-    Requirement, StageClock, TransportKind, UsbTransport,
+    CeremonyRequest, CeremonyStage, CtapProtocol, Events, ExtensionOutputs, LargeBlobInput,
+    LargeBlobOutput, ProgressDetail, RegistrationResult, Requirement, StageClock, TransportKind,
+    UsbTransport,
 };
 use crate::hid::HidError;
 
@@ -129,7 +131,20 @@ pub async fn run_with_arrivals(
     let outcome = match request {
         CeremonyRequest::Register(options) => {
             let client_data = options.client_data();
-            let req = options.to_request(client.info(), &client_data)?;
+            let mut req = options.to_request(client.info(), &client_data)?;
+            let hmac = match &options.extensions.prf {
+                Some(prf) => add_hmac_secret(
+                    &mut client,
+                    &mut rng,
+                    &prf.salts(),
+                    true,
+                    &mut req.extensions,
+                    &mut call,
+                )
+                .await
+                .map_err(|e| ceremony_error(stage, &e))?,
+                None => None,
+            };
             let (response, _) = register(
                 &mut client,
                 &mut rng,
@@ -141,6 +156,12 @@ pub async fn run_with_arrivals(
             .await
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
+            let mut extensions = ExtensionOutputs::of_registration(&options.extensions, &response);
+            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
+                prf.results = session
+                    .open(&response.auth_data)
+                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+            }
             let mut result = RegistrationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
@@ -150,11 +171,25 @@ pub async fn run_with_arrivals(
                 progress.timings().clone(),
             )?;
             result.protocol = Some(protocol);
+            result.extensions = extensions;
             CeremonyOutcome::Registered(result)
         }
         CeremonyRequest::Authenticate(options) => {
             let client_data = options.client_data();
-            let req = options.to_request(client.info(), &client_data)?;
+            let mut req = options.to_request(client.info(), &client_data)?;
+            let hmac = match &options.extensions.prf {
+                Some(prf) => add_hmac_secret(
+                    &mut client,
+                    &mut rng,
+                    &prf.salts(),
+                    false,
+                    &mut req.extensions,
+                    &mut call,
+                )
+                .await
+                .map_err(|e| ceremony_error(stage, &e))?,
+                None => None,
+            };
             let allow = req.allow_list.clone();
             let (responses, _) = authenticate(
                 &mut client,
@@ -190,6 +225,25 @@ pub async fn run_with_arrivals(
                     )
                 });
             };
+            let mut extensions = ExtensionOutputs::of_assertion(&options.extensions, &chosen);
+            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
+                prf.results = session
+                    .open(&chosen.auth_data)
+                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+            }
+            if let Some(op) = &options.extensions.large_blob {
+                extensions.large_blob = Some(match &chosen.large_blob_key {
+                    Some(key) => {
+                        large_blob(&mut client, &mut rng, key, op, config.pin.as_ref(), &mut call)
+                            .await
+                            .map_err(|e| ceremony_error(CeremonyStage::UserResponse, &e))?
+                    }
+                    None if matches!(op, LargeBlobInput::Write(_)) => {
+                        LargeBlobOutput::Written(false)
+                    }
+                    None => LargeBlobOutput::Blob(None),
+                });
+            }
             let mut result = AuthenticationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
@@ -200,6 +254,7 @@ pub async fn run_with_arrivals(
             )?;
             result.candidates = candidates;
             result.protocol = Some(protocol);
+            result.extensions = extensions;
             CeremonyOutcome::Authenticated(result)
         }
     };

@@ -9,6 +9,7 @@
 //! * [`config`] (authenticatorConfig, §6.11) and [`bio`] (bio enrollment, §6.7) extend it too;
 //! * [`select`]: open by address, list keys, touch-to-select (§6.9);
 //! * [`arrival`]: with no key attached, wait for one to be plugged in (hot-plug, no polling);
+//! * [`extensions`]: hmac-secret / hmac-secret-mc under WebAuthn `prf` (key agreement, salts);
 //! * [`uv`]: user-verification policy for makeCredential / getAssertion (PIN/UV token, presence);
 //! * [`u2f`]: the CTAP1/U2F fallback for keys without CTAP2 (APDUs over CTAPHID_MSG, as
 //!   libfido2 does), chosen by [`Ctap2Client::connect`];
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod cred_mgmt;
 pub mod error;
+pub mod extensions;
 pub mod hid_channel;
 pub mod listing;
 pub mod pin;

@@ -73,7 +73,7 @@ impl<T: HidTransport> Ctap2Client<T> {
         self.info().option("clientPin") == Some(true)
     }
 
-    async fn client_pin(
+    pub(crate) async fn client_pin(
         &mut self,
         request: &ClientPinRequest,
         call: &mut Call<'_>,

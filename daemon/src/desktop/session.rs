@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::{unix_now, DesktopConfig, DesktopOutcome, DesktopRequest};
 use crate::ceremony::{
     cancellable, AuthenticationResult, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
-    CeremonyRequest, CeremonyStage, ClientData, ProgressDetail, RawCtapReply, RawCtapRequest,
-    RegistrationResult, StageClock, TransportKind,
+    CeremonyRequest, CeremonyStage, ClientData, ExtensionOutputs, ProgressDetail, RawCtapReply,
+    RawCtapRequest, RegistrationResult, StageClock, TransportKind,
 };
 use crate::store::{display_name, LinkStore, StoredLink};
 use crate::tunnel::client::TunnelConnection;
@@ -456,6 +456,8 @@ fn interpret(
         CeremonyRequest::Register(o) => {
             let resp = MakeCredentialResponse::from_cbor(&value)
                 .map_err(|e| CeremonyError::ctap2(ur, &e))?;
+            // The phone's own `prf` answers in the unsigned outputs (no hmac-secret over hybrid).
+            let extensions = ExtensionOutputs::of_registration(&o.extensions, &resp);
             RegistrationResult::from_response(
                 TransportKind::Hybrid,
                 &o.rp_id,
@@ -464,7 +466,7 @@ fn interpret(
                 &config.aaguids,
                 timings,
             )
-            .map(CeremonyOutcome::Registered)
+            .map(|r| CeremonyOutcome::Registered(RegistrationResult { extensions, ..r }))
         }
         CeremonyRequest::Authenticate(o) => {
             let resp = GetAssertionResponse::from_cbor(&value)
@@ -474,6 +476,7 @@ fn interpret(
                 .iter()
                 .map(|id| cablebridge_protocol::ctap2::CredentialDescriptor::public_key(id.clone()))
                 .collect();
+            let extensions = ExtensionOutputs::of_assertion(&o.extensions, &resp);
             AuthenticationResult::from_response(
                 TransportKind::Hybrid,
                 &o.rp_id,
@@ -482,7 +485,7 @@ fn interpret(
                 client_data,
                 timings,
             )
-            .map(CeremonyOutcome::Authenticated)
+            .map(|r| CeremonyOutcome::Authenticated(AuthenticationResult { extensions, ..r }))
         }
     }
 }

@@ -84,6 +84,7 @@ pub fn probe_marker(rp_id: &str, credential: &[u8]) -> Vec<u8> {
         number_of_credentials: None,
         user_selected: None,
         large_blob_key: None,
+        unsigned_extension_outputs: None,
     };
     response.to_cbor().to_vec()
 }

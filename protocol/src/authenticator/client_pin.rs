@@ -37,13 +37,14 @@ use crate::secret::{Secret, SecretBytes};
 use rand_core::CryptoRngCore;
 use std::time::Instant;
 
-/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm everywhere; acfg where
-/// authenticatorConfig exists; pcmr (CTAP 2.2, alone: it yields the persistent read-only
+/// The permissions our tokens can carry (CTAP 2.1 §6.5.5.7): mc, ga, cm, lbw everywhere; acfg
+/// where authenticatorConfig exists; pcmr (CTAP 2.2, alone: it yields the persistent read-only
 /// token) on PIN-capable configs; be only with a fingerprint sensor.
 fn perms_supported(c: &super::Config) -> Permissions {
     let mut p = Permissions::MAKE_CREDENTIAL
         | Permissions::GET_ASSERTION
-        | Permissions::CREDENTIAL_MANAGEMENT;
+        | Permissions::CREDENTIAL_MANAGEMENT
+        | Permissions::LARGE_BLOB_WRITE;
     if c.configurable() {
         p = p | Permissions::AUTHENTICATOR_CONFIG;
     }
@@ -69,7 +70,7 @@ struct Token {
 
 /// Volatile PIN state.
 pub(super) struct PinRuntime {
-    key_agreement: KeyAgreementKey,
+    pub(super) key_agreement: KeyAgreementKey,
     token: Option<Token>,
     mismatches: u8,
     auth_blocked: bool,

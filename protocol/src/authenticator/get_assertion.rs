@@ -35,6 +35,8 @@ pub(super) struct Plan {
     discoverable: bool,
     up: bool,
     uv: bool,
+    /// Boxed: opened hmac-secret salts and their shared secret are large.
+    extensions: Box<super::extensions::GaInputs>,
 }
 
 /// getNextAssertion state.
@@ -60,28 +62,35 @@ impl<S: CredentialStore> Authenticator<S> {
             Permissions::GET_ASSERTION,
             ctx.now,
         )?;
+        let extensions = self.ga_extensions(req.extensions.as_ref())?;
         let allow = public_key_ids(&req.allow_list);
         let rp_id = req.rp_id;
         let rp_hash = rp_id_hash(&rp_id);
         let state = self.store.state();
         let discoverable = allow.is_empty();
+        // credProtect (CTAP 2.1 §12.1): a credential the level hides is not there at all.
         let candidates: Vec<Candidate> = if discoverable {
             state
                 .credentials
                 .iter()
                 .rev()
-                .filter(|c| c.rp_id == rp_id)
+                .filter(|c| c.rp_id == rp_id && c.extensions.cred_protect.allows(uv, false))
                 .map(|c| Candidate::Resident(c.id.clone()))
                 .collect()
         } else {
             allow
                 .into_iter()
                 .find_map(|id| {
-                    if state.credentials.iter().any(|c| c.id == id && c.rp_id == rp_id) {
-                        Some(Candidate::Resident(id))
+                    if let Some(c) =
+                        state.credentials.iter().find(|c| c.id == id && c.rp_id == rp_id)
+                    {
+                        c.extensions
+                            .cred_protect
+                            .allows(uv, true)
+                            .then_some(Candidate::Resident(id))
                     } else {
-                        let key = state.master_key.unwrap(&id, &rp_hash)?;
-                        Some(Candidate::Wrapped { id, key })
+                        let (key, protect) = state.master_key.unwrap_protected(&id, &rp_hash)?;
+                        protect.allows(uv, true).then_some(Candidate::Wrapped { id, key })
                     }
                 })
                 .into_iter()
@@ -97,6 +106,7 @@ impl<S: CredentialStore> Authenticator<S> {
             discoverable,
             up,
             uv,
+            extensions: Box::new(extensions),
         };
         if !up {
             return self.finish_get_assertion(plan, ctx).map(Flow::Reply);
@@ -115,7 +125,7 @@ impl<S: CredentialStore> Authenticator<S> {
             return Err(StatusCode::NoCredentials);
         }
         let first = plan.candidates.remove(0);
-        let mut response = self.sign_one(&plan, first)?;
+        let mut response = self.sign_one(&plan, first, ctx)?;
         if plan.discoverable && total > 1 {
             response.number_of_credentials = Some(total as u64);
             self.volatile.next_assertion =
@@ -132,7 +142,7 @@ impl<S: CredentialStore> Authenticator<S> {
             return Err(StatusCode::NotAllowed);
         }
         let candidate = next.plan.candidates.remove(0);
-        let response = self.sign_one(&next.plan, candidate)?;
+        let response = self.sign_one(&next.plan, candidate, ctx)?;
         if !next.plan.candidates.is_empty() {
             self.volatile.next_assertion = Some(next);
         }
@@ -144,9 +154,10 @@ impl<S: CredentialStore> Authenticator<S> {
         &mut self,
         plan: &Plan,
         candidate: Candidate,
+        ctx: &mut Ctx<'_>,
     ) -> Result<GetAssertionResponse, StatusCode> {
         let mut state = self.store.state().clone();
-        let (id, key, count, user) = match candidate {
+        let (id, key, count, user, stored) = match candidate {
             Candidate::Resident(id) => {
                 let c = state
                     .credentials
@@ -154,19 +165,26 @@ impl<S: CredentialStore> Authenticator<S> {
                     .find(|c| c.id == id)
                     .ok_or(StatusCode::NoCredentials)?;
                 c.sign_count = c.sign_count.saturating_add(1);
-                (id, c.key.clone(), c.sign_count, Some(c.user()))
+                (id, c.key.clone(), c.sign_count, Some(c.user()), Some(c.extensions.clone()))
             }
             Candidate::Wrapped { id, key } => {
                 state.global_sign_count = state.global_sign_count.saturating_add(1);
-                (id, key, state.global_sign_count, None)
+                (id, key, state.global_sign_count, None, None)
             }
         };
+        let cred_random = match stored.as_ref().and_then(|s| s.cred_random.clone()) {
+            Some(r) => r,
+            None => state.master_key.derived_cred_random(&id),
+        };
+        let mut rng = &mut *ctx.rng;
+        let outputs =
+            plan.extensions.outputs(&id, stored.as_ref(), &cred_random, plan.uv, &mut rng)?;
         let auth_data = AuthenticatorData {
             rp_id_hash: plan.rp_id_hash,
             flags: auth_data_flags(plan.up, plan.uv, self.config.backup_eligible),
             sign_count: count,
             attested_credential: None,
-            extensions: None,
+            extensions: outputs.auth_data,
         }
         .to_bytes()
         .map_err(|_| StatusCode::OtherError)?;
@@ -182,7 +200,8 @@ impl<S: CredentialStore> Authenticator<S> {
             user: user.filter(|_| plan.discoverable),
             number_of_credentials: None,
             user_selected: None,
-            large_blob_key: None,
+            large_blob_key: outputs.large_blob_key,
+            unsigned_extension_outputs: outputs.unsigned,
         })
     }
 }

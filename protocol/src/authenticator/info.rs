@@ -6,7 +6,7 @@ use super::{Authenticator, CredentialStore};
 use crate::ctap2::{CoseAlgorithm, CredentialParameters, GetInfo};
 
 /// The largest request we accept (what we advertise as maxMsgSize).
-const MAX_MSG_SIZE: u64 = 2048;
+pub(super) const MAX_MSG_SIZE: u64 = 2048;
 /// Advertised maxCredentialCountInList.
 const MAX_CREDENTIAL_COUNT_IN_LIST: u64 = 8;
 
@@ -27,6 +27,7 @@ impl<S: CredentialStore> Authenticator<S> {
         }
         if c.pin_capable {
             options.push(("credMgmt", true));
+            options.push(("largeBlobs", true));
         }
         // authenticatorConfig and friends (see `auth_config`).
         let settings = &self.store.state().settings;
@@ -65,6 +66,11 @@ impl<S: CredentialStore> Authenticator<S> {
             max_rpids_for_set_min_pin_length: c
                 .pin_capable
                 .then_some(super::MAX_MIN_PIN_LENGTH_RPIDS as u64),
+            extensions: super::extensions::advertised(c.pin_capable || c.uv_token(), c.pin_capable),
+            max_cred_blob_length: Some(super::MAX_CRED_BLOB_LENGTH as u64),
+            max_serialized_large_blob_array: c
+                .pin_capable
+                .then_some(super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY),
             ..GetInfo::default()
         };
         if c.pin_capable {

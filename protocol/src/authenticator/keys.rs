@@ -10,6 +10,8 @@
 //! Not the PIN protocol keys (those are [`crate::ctap2::pin::KeyAgreementKey`]) and not
 //! attestation keys (see `attestation`).
 
+use super::store::CredRandom;
+use crate::ctap2::extensions::CredProtect;
 use crate::ctap2::CoseKey;
 use crate::secret_type;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -83,15 +85,30 @@ impl MasterKey {
         rp_id_hash: &[u8; 32],
         rng: &mut impl CryptoRngCore,
     ) -> Vec<u8> {
+        self.wrap_protected(key, rp_id_hash, CredProtect::UvOptional, rng)
+    }
+
+    /// [`MasterKey::wrap`] with a credProtect level. Level 1 keeps the original format
+    /// (version `0x01`, AAD = rpIdHash); levels 2 and 3 use version byte `0x42` / `0x43` and
+    /// bind it in the AAD (`rpIdHash ‖ version`), so the level cannot be changed without the
+    /// ID failing to open.
+    pub fn wrap_protected(
+        &self,
+        key: &CredentialKey,
+        rp_id_hash: &[u8; 32],
+        protect: CredProtect,
+        rng: &mut impl CryptoRngCore,
+    ) -> Vec<u8> {
+        let version = wrapped_version(protect);
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let mut body = zeroize::Zeroizing::new(key.expose().to_vec());
         let mut out = Vec::with_capacity(WRAPPED_ID_LEN);
-        out.push(WRAPPED_VERSION);
+        out.push(version);
         out.extend_from_slice(&nonce);
         match self.wrap_cipher().encrypt_in_place_detached(
             &Nonce::from(nonce),
-            rp_id_hash,
+            &wrapped_aad(rp_id_hash, version),
             &mut body,
         ) {
             Ok(tag) => {
@@ -107,20 +124,71 @@ impl MasterKey {
     /// Opens a non-resident credential ID for `rp_id_hash`; `None` if it is not ours, was made
     /// for another RP, or was tampered with.
     pub fn unwrap(&self, credential_id: &[u8], rp_id_hash: &[u8; 32]) -> Option<CredentialKey> {
-        if credential_id.len() != WRAPPED_ID_LEN || credential_id.first() != Some(&WRAPPED_VERSION)
-        {
+        self.unwrap_protected(credential_id, rp_id_hash).map(|(k, _)| k)
+    }
+
+    /// [`MasterKey::unwrap`] that also returns the credential's credProtect level.
+    pub fn unwrap_protected(
+        &self,
+        credential_id: &[u8],
+        rp_id_hash: &[u8; 32],
+    ) -> Option<(CredentialKey, CredProtect)> {
+        let version = *credential_id.first()?;
+        let protect = match version {
+            WRAPPED_VERSION => CredProtect::UvOptional,
+            0x42 => CredProtect::UvOptionalWithCredentialIdList,
+            0x43 => CredProtect::UvRequired,
+            _ => return None,
+        };
+        if credential_id.len() != WRAPPED_ID_LEN {
             return None;
         }
         let nonce: [u8; 12] = credential_id.get(1..13)?.try_into().ok()?;
         let mut body = zeroize::Zeroizing::new(credential_id.get(13..45)?.to_vec());
         let tag = credential_id.get(45..61)?;
         self.wrap_cipher()
-            .decrypt_in_place_detached(&Nonce::from(nonce), rp_id_hash, &mut body, tag.into())
+            .decrypt_in_place_detached(
+                &Nonce::from(nonce),
+                &wrapped_aad(rp_id_hash, version),
+                &mut body,
+                tag.into(),
+            )
             .ok()?;
         let key = CredentialKey::from_slice(&body)?;
         key.signing_key()?;
-        Some(key)
+        Some((key, protect))
     }
+
+    /// The hmac-secret `CredRandom` of a credential that is not stored (a wrapped ID, or a
+    /// resident credential from a state file older than extensions): derived from the master
+    /// key and the credential ID, so it is as persistent as the master key.
+    pub fn derived_cred_random(&self, credential_id: &[u8]) -> CredRandom {
+        let hk = hkdf::Hkdf::<Sha256>::new(None, self.expose());
+        let mut r = zeroize::Zeroizing::new([0u8; 64]);
+        // 64 bytes is far below HKDF-SHA-256's limit, so expand cannot fail.
+        let _ = hk.expand_multi_info(
+            &[b"cablebridge authenticator hmac-secret v1", credential_id],
+            r.as_mut(),
+        );
+        CredRandom::new(*r)
+    }
+}
+
+fn wrapped_version(protect: CredProtect) -> u8 {
+    match protect {
+        CredProtect::UvOptional => WRAPPED_VERSION,
+        CredProtect::UvOptionalWithCredentialIdList => 0x42,
+        CredProtect::UvRequired => 0x43,
+    }
+}
+
+/// Level 1 keeps the original AAD so IDs made before credProtect still open.
+fn wrapped_aad(rp_id_hash: &[u8; 32], version: u8) -> Vec<u8> {
+    let mut aad = rp_id_hash.to_vec();
+    if version != WRAPPED_VERSION {
+        aad.push(version);
+    }
+    aad
 }
 
 /// A fresh resident credential ID.
@@ -152,6 +220,15 @@ mod tests {
         assert_eq!(mk.unwrap(&bad, &h), None);
         assert_eq!(MasterKey::random(&mut rng).unwrap(&id, &h), None);
         assert_eq!(mk.unwrap(&id[..60], &h), None);
+        // credProtect levels are bound: flipping the version byte breaks the ID.
+        let three = mk.wrap_protected(&key, &h, CredProtect::UvRequired, &mut rng);
+        assert_eq!(mk.unwrap_protected(&three, &h), Some((key.clone(), CredProtect::UvRequired)));
+        let mut downgraded = three.clone();
+        downgraded[0] = WRAPPED_VERSION;
+        assert_eq!(mk.unwrap(&downgraded, &h), None);
+        assert_eq!(mk.unwrap_protected(&id, &h).map(|(_, p)| p), Some(CredProtect::UvOptional));
+        assert_ne!(mk.derived_cred_random(&id), mk.derived_cred_random(&three));
+        assert_eq!(mk.derived_cred_random(&id), mk.derived_cred_random(&id));
     }
 
     #[test]

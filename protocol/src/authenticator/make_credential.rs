@@ -35,6 +35,8 @@ pub(super) struct Plan {
     ep: bool,
     /// The `minPinLength` extension output, see `auth_config`.
     min_pin_length: Option<u64>,
+    /// Boxed: opened hmac-secret salts and their shared secret are large.
+    extensions: Box<super::extensions::McInputs>,
 }
 
 /// Credential IDs of the `public-key` descriptors of an allow/exclude list (others are ignored,
@@ -66,6 +68,7 @@ impl<S: CredentialStore> Authenticator<S> {
         if req.options.up == Some(false) {
             return Err(StatusCode::InvalidOption);
         }
+        let extensions = self.mc_extensions(req.extensions.as_ref())?;
         let uv = self.user_verification(
             UvInputs::of(
                 (&req.pin_uv_auth_param, req.pin_uv_auth_protocol),
@@ -90,6 +93,7 @@ impl<S: CredentialStore> Authenticator<S> {
             excluded,
             ep,
             min_pin_length,
+            extensions: Box::new(extensions),
         };
         Ok(Flow::Presence(request, Continuation::MakeCredential(plan)))
     }
@@ -106,6 +110,7 @@ impl<S: CredentialStore> Authenticator<S> {
         let key = CredentialKey::generate(&mut rng);
         let rp_hash = rp_id_hash(&plan.rp.id);
         let mut next = None;
+        let mut stored = None;
         let credential_id = if plan.resident {
             let mut state = self.store.state().clone();
             state.credentials.retain(|c| !(c.rp_id == plan.rp.id && c.user_id == plan.user.id));
@@ -113,6 +118,8 @@ impl<S: CredentialStore> Authenticator<S> {
                 return Err(StatusCode::KeyStoreFull);
             }
             let id = keys::resident_id(&mut rng);
+            let extensions = plan.extensions.new_state(true, &mut rng);
+            stored = Some(extensions.clone());
             state.credentials.push(ResidentCredential {
                 id: id.clone(),
                 rp_id: plan.rp.id.clone(),
@@ -122,12 +129,19 @@ impl<S: CredentialStore> Authenticator<S> {
                 user_display_name: plan.user.display_name.clone(),
                 key: key.clone(),
                 sign_count: 0,
+                extensions,
             });
             next = Some(state);
             id
         } else {
-            self.store.state().master_key.wrap(&key, &rp_hash, &mut rng)
+            let protect = plan.extensions.cred_protect();
+            self.store.state().master_key.wrap_protected(&key, &rp_hash, protect, &mut rng)
         };
+        let cred_random = match stored.as_ref().and_then(|s| s.cred_random.clone()) {
+            Some(r) => r,
+            None => self.store.state().master_key.derived_cred_random(&credential_id),
+        };
+        let outputs = plan.extensions.outputs(stored.as_ref(), &cred_random, plan.uv, &mut rng)?;
         let public_key = key.public_cose().ok_or(StatusCode::OtherError)?;
         let auth_data = AuthenticatorData {
             rp_id_hash: rp_hash,
@@ -138,7 +152,10 @@ impl<S: CredentialStore> Authenticator<S> {
                 credential_id,
                 public_key,
             }),
-            extensions: min_pin_length_extension(plan.min_pin_length),
+            extensions: super::extensions::merge_output_maps(
+                outputs.auth_data,
+                min_pin_length_extension(plan.min_pin_length),
+            ),
         }
         .to_bytes()
         .map_err(|_| StatusCode::OtherError)?;
@@ -162,7 +179,8 @@ impl<S: CredentialStore> Authenticator<S> {
             auth_data,
             att_stmt: statement.to_cbor(),
             ep_att: plan.ep.then_some(true),
-            large_blob_key: None,
+            large_blob_key: outputs.large_blob_key,
+            unsigned_extension_outputs: outputs.unsigned,
         };
         Ok(Some(response.to_cbor()))
     }

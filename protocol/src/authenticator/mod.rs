@@ -21,8 +21,10 @@
 //! the persistent read-only credential-management token (`pcmr`), bio enrollment on a simulated
 //! fingerprint sensor ([`Config::bio`]; see `bio`).
 //!
-//! Not here: CTAPHID framing, keepalive timing, extensions (credProtect, hmac-secret, largeBlob),
-//! U2F/CTAP1.
+//! Extensions (hmac-secret, hmac-secret-mc, phone-style prf, credProtect, credBlob,
+//! largeBlobKey) are `extensions`; the large-blob store is `large_blobs`.
+//!
+//! Not here: CTAPHID framing, keepalive timing, U2F/CTAP1 (that is `ctap1`).
 //!
 //! # Run loop
 //!
@@ -54,9 +56,11 @@ mod client_pin;
 mod config;
 mod cred_mgmt;
 mod error;
+mod extensions;
 mod get_assertion;
 mod info;
 mod keys;
+mod large_blobs;
 mod make_credential;
 mod store;
 
@@ -69,8 +73,12 @@ pub use config::{
     UserPresence, CABLEBRIDGE_AAGUID,
 };
 pub use error::{AuthenticatorError, StoreError};
+pub use extensions::MAX_CRED_BLOB_LENGTH;
 pub use keys::{rp_id_hash, CredentialKey, MasterKey};
-pub use store::{CredentialStore, MemoryStore, PersistentState, PinHash, ResidentCredential};
+pub use store::{
+    CredRandom, CredentialExtensions, CredentialStore, LargeBlobKey, MemoryStore, PersistentState,
+    PinHash, ResidentCredential,
+};
 
 use crate::cbor::Value;
 use crate::ctap2::framing::{decode_request, encode_response};
@@ -167,6 +175,7 @@ struct Volatile {
     next_assertion: Option<get_assertion::NextState>,
     enumeration: cred_mgmt::Cursor,
     enrolling: Option<bio::Enrolling>,
+    large_blob_write: Option<large_blobs::PendingWrite>,
 }
 
 /// The software authenticator.
@@ -323,6 +332,7 @@ impl<S: CredentialStore> Authenticator<S> {
                 self.bio_enrollment(params, ctx)
             }
             Command::Config if self.config.configurable() => self.authenticator_config(params, ctx),
+            Command::LargeBlobs if self.config.pin_capable => self.large_blobs(params, ctx),
             Command::Reset => self.reset(ctx),
             Command::Selection => Ok(Flow::Presence(
                 PresenceRequest {
@@ -370,6 +380,7 @@ impl Volatile {
             next_assertion: None,
             enumeration: cred_mgmt::Cursor::None,
             enrolling: None,
+            large_blob_write: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::auth_config::Settings;
 use super::error::StoreError;
 use super::keys::{CredentialKey, MasterKey};
 use crate::cbor::Value;
+use crate::ctap2::extensions::CredProtect;
 use crate::ctap2::User;
 use crate::secret::SecretBytes;
 use crate::secret_type;
@@ -24,6 +25,39 @@ secret_type!(
     PinHash,
     16
 );
+secret_type!(
+    /// hmac-secret `CredRandom` of one credential: `CredRandomWithUV ‖ CredRandomWithoutUV`
+    /// (CTAP 2.1 §12.5), 32 bytes each.
+    CredRandom,
+    64
+);
+secret_type!(
+    /// A credential's `largeBlobKey` (CTAP 2.1 §12.3).
+    LargeBlobKey,
+    32
+);
+
+impl CredRandom {
+    /// The half used for an assertion with (`true`) or without user verification.
+    pub fn for_uv(&self, uv: bool) -> [u8; 32] {
+        let (with, without) = self.expose().split_at(32);
+        let half = if uv { with } else { without };
+        half.try_into().unwrap_or([0; 32])
+    }
+}
+
+/// Per-credential extension state, persisted with a resident credential (CTAP 2.1 §12).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CredentialExtensions {
+    /// hmac-secret secrets (made for every credential).
+    pub cred_random: Option<CredRandom>,
+    /// credProtect level.
+    pub cred_protect: CredProtect,
+    /// credBlob contents.
+    pub cred_blob: Option<Vec<u8>>,
+    /// largeBlobKey, when the credential was made with the largeBlobKey extension.
+    pub large_blob_key: Option<LargeBlobKey>,
+}
 
 /// Initial (and maximum) PIN retries (CTAP 2.1 §6.5.2.2: 8).
 pub const MAX_PIN_RETRIES: u8 = 8;
@@ -50,6 +84,8 @@ pub struct ResidentCredential {
     pub key: CredentialKey,
     /// Per-credential signature counter.
     pub sign_count: u32,
+    /// hmac-secret, credProtect, credBlob and largeBlobKey state.
+    pub extensions: CredentialExtensions,
 }
 
 /// Everything the authenticator must remember across power cycles.
@@ -68,6 +104,8 @@ pub struct PersistentState {
     /// authenticatorConfig / pcmr / bio enrollment settings (exported under key 0x20 when not
     /// default; absent = default, so older files import unchanged).
     pub settings: Settings,
+    /// The serialized large-blob array (authenticatorLargeBlobs), trailer included.
+    pub large_blob_array: Vec<u8>,
 }
 
 impl ResidentCredential {
@@ -91,6 +129,7 @@ impl PersistentState {
             global_sign_count: 0,
             credentials: Vec::new(),
             settings: Settings::default(),
+            large_blob_array: crate::ctap2::extensions::large_blob::EMPTY_ARRAY.to_vec(),
         }
     }
 
@@ -102,7 +141,7 @@ impl PersistentState {
             .iter()
             .map(|c| {
                 let opt = |s: &Option<String>| s.as_ref().map_or(Value::Null, Value::text);
-                Value::int_map([
+                let mut m = vec![
                     (1, Value::bytes(c.id.clone())),
                     (2, Value::text(c.rp_id.clone())),
                     (3, opt(&c.rp_name)),
@@ -111,7 +150,20 @@ impl PersistentState {
                     (6, opt(&c.user_display_name)),
                     (7, Value::bytes(c.key.expose().to_vec())),
                     (8, Value::Unsigned(c.sign_count.into())),
-                ])
+                ];
+                // Extension state (keys 9..12); absent in files from before extensions.
+                let e = &c.extensions;
+                if let Some(r) = &e.cred_random {
+                    m.push((9, Value::bytes(r.expose().to_vec())));
+                }
+                m.push((10, Value::Unsigned(e.cred_protect.to_u64())));
+                if let Some(b) = &e.cred_blob {
+                    m.push((11, Value::bytes(b.clone())));
+                }
+                if let Some(k) = &e.large_blob_key {
+                    m.push((12, Value::bytes(k.expose().to_vec())));
+                }
+                Value::int_map(m)
             })
             .collect();
         let mut v = Value::int_map([
@@ -121,6 +173,7 @@ impl PersistentState {
             (4, Value::Unsigned(self.pin_retries.into())),
             (5, Value::Unsigned(self.global_sign_count.into())),
             (6, Value::Array(creds)),
+            (20, Value::bytes(self.large_blob_array.clone())),
         ]);
         if let (false, Value::Map(m)) = (self.settings.is_default(), &mut v) {
             m.push((Value::int(SETTINGS_KEY), self.settings.to_cbor()));
@@ -159,6 +212,10 @@ impl PersistentState {
             None => Settings::default(),
             Some(s) => Settings::from_cbor(s).ok_or(StoreError::Corrupt("settings"))?,
         };
+        let large_blob_array = match v.get(20) {
+            None => crate::ctap2::extensions::large_blob::EMPTY_ARRAY.to_vec(),
+            Some(b) => b.as_bytes().ok_or(StoreError::Corrupt("large blob array"))?.to_vec(),
+        };
         Ok(PersistentState {
             master_key,
             pin_hash,
@@ -166,6 +223,7 @@ impl PersistentState {
             global_sign_count,
             credentials,
             settings,
+            large_blob_array,
         })
     }
 }
@@ -196,7 +254,37 @@ fn credential_from(c: &Value) -> Result<ResidentCredential, StoreError> {
         user_display_name: text(6)?,
         key,
         sign_count: u32_field(c, 8).ok_or(bad)?,
+        extensions: extensions_from(c)?,
     })
+}
+
+fn extensions_from(c: &Value) -> Result<CredentialExtensions, StoreError> {
+    let bad = |what| StoreError::Corrupt(what);
+    let cred_random = match c.get(9) {
+        None => None,
+        Some(v) => Some(
+            v.as_bytes().and_then(CredRandom::from_slice).ok_or(bad("credential CredRandom"))?,
+        ),
+    };
+    let cred_protect = match c.get(10) {
+        None => CredProtect::default(),
+        Some(v) => {
+            v.as_u64().and_then(CredProtect::from_u64).ok_or(bad("credential credProtect"))?
+        }
+    };
+    let cred_blob = match c.get(11) {
+        None => None,
+        Some(v) => Some(v.as_bytes().ok_or(bad("credential credBlob"))?.to_vec()),
+    };
+    let large_blob_key = match c.get(12) {
+        None => None,
+        Some(v) => Some(
+            v.as_bytes()
+                .and_then(LargeBlobKey::from_slice)
+                .ok_or(bad("credential largeBlobKey"))?,
+        ),
+    };
+    Ok(CredentialExtensions { cred_random, cred_protect, cred_blob, large_blob_key })
 }
 
 /// Where the persistent state lives. `commit` is all-or-nothing.
@@ -255,7 +343,14 @@ mod tests {
             user_display_name: Some("Alice".into()),
             key: CredentialKey::generate(&mut rng),
             sign_count: 4,
+            extensions: CredentialExtensions {
+                cred_random: Some(CredRandom::random(&mut rng)),
+                cred_protect: CredProtect::UvRequired,
+                cred_blob: Some(vec![1, 2, 3]),
+                large_blob_key: Some(LargeBlobKey::random(&mut rng)),
+            },
         });
+        s.large_blob_array = vec![0x80, 1, 2];
         let bytes = s.export();
         assert_eq!(PersistentState::import(bytes.expose()).unwrap(), s);
         assert!(PersistentState::import(&bytes.expose()[..10]).is_err());

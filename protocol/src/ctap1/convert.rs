@@ -59,6 +59,7 @@ pub fn make_credential_response(
         att_stmt,
         ep_att: None,
         large_blob_key: None,
+        unsigned_extension_outputs: None,
     })
 }
 
@@ -80,5 +81,6 @@ pub fn get_assertion_response(
         number_of_credentials: None,
         user_selected: None,
         large_blob_key: None,
+        unsigned_extension_outputs: None,
     }
 }

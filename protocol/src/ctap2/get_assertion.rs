@@ -79,6 +79,8 @@ pub struct GetAssertionResponse {
     pub user_selected: Option<bool>,
     /// The largeBlobKey extension output.
     pub large_blob_key: Option<Vec<u8>>,
+    /// Unsigned extension outputs (CTAP 2.2 key 8), e.g. a hybrid phone's `prf` results.
+    pub unsigned_extension_outputs: Option<Value>,
 }
 
 impl GetAssertionResponse {
@@ -92,6 +94,7 @@ impl GetAssertionResponse {
             .put_opt(0x05, self.number_of_credentials)
             .put_opt(0x06, self.user_selected)
             .put_opt(0x07, self.large_blob_key.clone())
+            .put_opt(0x08, self.unsigned_extension_outputs.clone())
             .build()
     }
 
@@ -106,6 +109,7 @@ impl GetAssertionResponse {
             number_of_credentials: opt(f.get(0x05), "numberOfCredentials", fields::uint)?,
             user_selected: opt(f.get(0x06), "userSelected", fields::boolean)?,
             large_blob_key: opt(f.get(0x07), "largeBlobKey", fields::bytes)?,
+            unsigned_extension_outputs: opt(f.get(0x08), "unsignedExtensionOutputs", fields::map)?,
         })
     }
 }
@@ -134,6 +138,7 @@ mod tests {
             number_of_credentials: Some(2),
             user_selected: None,
             large_blob_key: Some(vec![9; 32]),
+            unsigned_extension_outputs: None,
         };
         assert_eq!(GetAssertionResponse::from_cbor(&resp.to_cbor()).unwrap(), resp);
     }

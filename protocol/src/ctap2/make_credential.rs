@@ -131,6 +131,8 @@ pub struct MakeCredentialResponse {
     pub ep_att: Option<bool>,
     /// The largeBlobKey extension output.
     pub large_blob_key: Option<Vec<u8>>,
+    /// Unsigned extension outputs (CTAP 2.2 key 6), e.g. a hybrid phone's `prf` results.
+    pub unsigned_extension_outputs: Option<Value>,
 }
 
 impl MakeCredentialResponse {
@@ -142,6 +144,7 @@ impl MakeCredentialResponse {
             .put(0x03, self.att_stmt.clone())
             .put_opt(0x04, self.ep_att)
             .put_opt(0x05, self.large_blob_key.clone())
+            .put_opt(0x06, self.unsigned_extension_outputs.clone())
             .build()
     }
 
@@ -154,6 +157,7 @@ impl MakeCredentialResponse {
             att_stmt: fields::map(fields::req(f.get(0x03), "attStmt")?, "attStmt")?,
             ep_att: opt(f.get(0x04), "epAtt", fields::boolean)?,
             large_blob_key: opt(f.get(0x05), "largeBlobKey", fields::bytes)?,
+            unsigned_extension_outputs: opt(f.get(0x06), "unsignedExtensionOutputs", fields::map)?,
         })
     }
 }
@@ -192,6 +196,7 @@ mod tests {
             att_stmt: Value::Map(vec![]),
             ep_att: Some(false),
             large_blob_key: None,
+            unsigned_extension_outputs: None,
         };
         assert_eq!(MakeCredentialResponse::from_cbor(&resp.to_cbor()).unwrap(), resp);
     }

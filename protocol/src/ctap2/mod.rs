@@ -19,6 +19,7 @@ pub mod cose;
 pub mod cred_mgmt;
 pub mod entities;
 pub mod error;
+pub mod extensions;
 mod fields;
 pub mod framing;
 pub mod get_assertion;

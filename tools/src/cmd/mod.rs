@@ -13,6 +13,7 @@ pub mod demo;
 pub mod devices;
 pub mod doctor;
 pub mod domain;
+pub mod extension_flags;
 pub mod info;
 pub mod links;
 pub mod phone;

@@ -112,6 +112,9 @@ pub struct RegisterArgs {
     /// the result's `enterprise_attestation` is the key's epAtt.
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u64).range(1..=2))]
     pub enterprise_attestation: Option<u64>,
+    /// WebAuthn extensions (prf, credProtect, credBlob, largeBlob).
+    #[command(flatten)]
+    pub extensions: crate::cmd::extension_flags::RegisterExtensionArgs,
 }
 
 /// `cablebridge authenticate`.
@@ -147,6 +150,9 @@ pub struct AuthenticateArgs {
     /// (Ctrl-C / Ctrl-D cancel); otherwise [default: the first].
     #[arg(long, value_name = "N")]
     pub pick: Option<usize>,
+    /// WebAuthn extensions (prf, credBlob, largeBlob).
+    #[command(flatten)]
+    pub extensions: crate::cmd::extension_flags::AuthenticateExtensionArgs,
 }
 
 /// Runs `register`.
@@ -160,6 +166,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
     )?;
     options.min_pin_length = args.min_pin_length;
     options.enterprise_attestation = args.enterprise_attestation;
+    options.extensions = Box::new(args.extensions.inputs()?);
     let policy = args.policy.load()?;
     let mut params = daemon_params(c, &args.hybrid, &args.usb, &args.policy)?;
     params.insert("user_name".into(), json!(args.user_name));
@@ -172,6 +179,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
     if let Some(ep) = args.enterprise_attestation {
         params.insert("enterprise_attestation".into(), json!(ep));
     }
+    args.extensions.params(&mut params);
     let route = Route { method: "ceremony.register", params, socket: &args.daemon };
     let outcome = run(
         c,
@@ -198,6 +206,7 @@ pub fn register(args: &RegisterArgs, global: &GlobalOpts) -> Result<Report, CmdE
 pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Report, CmdError> {
     let mut options = args.ceremony.authenticate_options(&args.allow_credential)?;
     options.pick = args.pick;
+    options.extensions = Box::new(args.extensions.inputs()?);
     options.validate().map_err(crate::cmd::ceremony::ceremony_error)?;
     let key = args.public_key.as_deref().map(parse_cose_key).transpose()?;
     let policy = args.policy.load()?;
@@ -206,6 +215,7 @@ pub fn authenticate(args: &AuthenticateArgs, global: &GlobalOpts) -> Result<Repo
     insert_opt(&mut params, "public_key", args.public_key.as_deref());
     let aaguid = args.credential_aaguid.map(|a| a.to_string());
     insert_opt(&mut params, "credential_aaguid", aaguid.as_deref());
+    args.extensions.params(&options.extensions, &mut params);
     let route = Route { method: "ceremony.authenticate", params, socket: &args.daemon };
     let outcome = run(
         &args.ceremony,
