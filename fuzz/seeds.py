@@ -172,7 +172,8 @@ put("uhid_codec", b"\x02" + le32(12) + struct.pack("<H", 64) + init.ljust(64, b"
 put("uhid_codec", b"\x03" + init.ljust(64, b"\0"))
 put("uhid_codec", b"\x03" + b"name\0phy" + b"sical\0un" + b"iq\0" + fido)
 
-# the established-session target (arbitrary): byte strings to start from; the long run's
-# working corpus is where its real structure comes from
+# the established-session target (arbitrary): byte strings to start from; the other files in
+# fuzz/corpus/hybrid_established/ are small inputs copied from a 120 s run's working corpus
+# (reaching the open, awaiting-response and closed phases), not written by this script
 for i in range(3):
     put("hybrid_established", hashlib.sha256(f"hybrid_established{i}".encode()).digest() * (i + 1))
