@@ -149,3 +149,31 @@ put("hid_device", b"\x02" + b"DRIVER=hid-generic\nHID_ID=0003:00001050:00000407\
 for t in ("ctaphid_host", "ctaphid_device", "hybrid_session"):
     for i in range(3):
         put(t, hashlib.sha256(f"{t}{i}".encode()).digest() * (i + 1))
+
+# uhid event codec: byte 0 picks the direction (0 kernel event, 1 CREATE2, 2 INPUT2, 3 what we
+# encode). OUTPUT's size field is at offset 4100, so its seed is a (nearly) whole event: that
+# also lifts libFuzzer's -max_len to where OUTPUT is reachable.
+def le32(n): return struct.pack("<I", n)
+init = b"\xff\xff\xff\xff\x86\x00\x08" + bytes(range(8))
+output = bytearray(4103)
+output[0:4] = le32(6); output[4:5] = b"\x00"; output[5:5 + len(init)] = init
+output[4100:4102] = struct.pack("<H", 65); output[4102] = 1
+put("uhid_codec", b"\x00" + bytes(output))
+put("uhid_codec", b"\x00" + le32(2) + struct.pack("<Q", 0))          # START
+put("uhid_codec", b"\x00" + le32(4))                                  # OPEN
+put("uhid_codec", b"\x00" + le32(9) + le32(7))                        # GET_REPORT id 7
+put("uhid_codec", b"\x00" + le32(13) + le32(8))                       # SET_REPORT id 8
+create = bytearray(4 + 276)
+create[0:4] = le32(11); create[4:21] = b"cablebridge phone"
+create[260:262] = struct.pack("<H", len(fido)); create[262:264] = struct.pack("<H", 3)
+create[264:268] = le32(0x1209); create[268:272] = le32(0xcab1)
+put("uhid_codec", b"\x01" + (bytes(create) + fido).ljust(4380, b"\0"))  # whole event
+put("uhid_codec", b"\x02" + le32(12) + struct.pack("<H", 64) + init.ljust(64, b"\0"))
+put("uhid_codec", b"\x03" + init.ljust(64, b"\0"))
+put("uhid_codec", b"\x03" + b"name\0phy" + b"sical\0un" + b"iq\0" + fido)
+
+# the established-session target (arbitrary): byte strings to start from; the other files in
+# fuzz/corpus/hybrid_established/ are small inputs copied from a 120 s run's working corpus
+# (reaching the open, awaiting-response and closed phases), not written by this script
+for i in range(3):
+    put("hybrid_established", hashlib.sha256(f"hybrid_established{i}".encode()).digest() * (i + 1))

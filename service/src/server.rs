@@ -84,6 +84,10 @@ impl Daemon {
             // The shared advert intake: open sources, pending sessions per source, counters.
             "adverts": self.registry.adverts.to_json(),
             "counters": self.registry.counters.to_json(),
+            // Live tokio tasks (sessions, connections, forwarders, timers): a leak shows here
+            // (the fault tests check it returns to its baseline).
+            "runtime": {"tasks": tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks()).ok()},
         })
     }
 }

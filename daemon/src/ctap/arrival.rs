@@ -17,9 +17,13 @@
 //! device-list poll. Where the netlink socket is refused (EPERM in containers) there is no
 //! waiting: the "no FIDO security key found" error says why hot-plug is unavailable.
 //!
-//! Not here: keys removed mid-ceremony. The read path reports those
-//! ([`crate::hid::HidError::DeviceGone`] from ENODEV/EIO on hidraw) and the ceremony names
-//! the stage it was in.
+//! Keys removed mid-ceremony: the hidraw read path reports those itself
+//! ([`crate::hid::HidError::DeviceGone`] from ENODEV/EIO), but a UDP-HID device (or a key whose
+//! node the kernel removes while no read is pending) gives no such error: the transaction would
+//! only end at its deadline, as a generic timeout. So the USB ceremony keeps the same event
+//! source open after selecting a key and races the transaction against
+//! [`KeyArrivals::removed`]: a `remove` for the selected device ends it at once with
+//! `DeviceGone` ([`super::ceremony`]).
 
 use std::path::Path;
 use std::pin::Pin;
@@ -46,6 +50,10 @@ type Recognise = Box<dyn Fn(&Path) -> Option<DeviceAddress> + Send + Sync>;
 pub struct KeyArrivals {
     events: EventStream,
     recognise: Recognise,
+    /// Added paths recognised so far, with the address each was opened as: a later `remove`
+    /// of the path names that device (the kernel's sysfs entry is gone by then, so the path
+    /// cannot be recognised again).
+    seen: Vec<(std::path::PathBuf, DeviceAddress)>,
 }
 
 impl std::fmt::Debug for KeyArrivals {
@@ -60,7 +68,7 @@ impl KeyArrivals {
         events: impl Stream<Item = std::result::Result<HotplugEvent, HidError>> + Send + 'static,
         recognise: impl Fn(&Path) -> Option<DeviceAddress> + Send + Sync + 'static,
     ) -> Self {
-        KeyArrivals { events: Box::pin(events), recognise: Box::new(recognise) }
+        KeyArrivals { events: Box::pin(events), recognise: Box::new(recognise), seen: Vec::new() }
     }
 
     /// The kernel's uevents, filtered through sysfs. Fails with [`HidError::Hotplug`] where
@@ -88,6 +96,7 @@ impl KeyArrivals {
             match event {
                 Ok(HotplugEvent::Added(path)) => {
                     if let Some(address) = (self.recognise)(&path) {
+                        self.seen.push((path, address.clone()));
                         return Some(address);
                     }
                     tracing::debug!(path = %path.display(), "added hidraw node is not a FIDO key");
@@ -97,6 +106,43 @@ impl KeyArrivals {
             }
         }
         None
+    }
+}
+
+impl KeyArrivals {
+    /// Waits until the device `device` (a transport path as [`crate::hid::HidTransport::path`]
+    /// gives it: `/dev/hidraw3`, `udp:127.0.0.1:8111`) is removed; pending forever when the
+    /// event stream ends first (no events means no removal). Other events are consumed: keys
+    /// arriving now are not wanted, the ceremony already has one.
+    pub async fn removed(&mut self, device: &str) {
+        while let Some(event) = self.events.next().await {
+            match event {
+                Ok(HotplugEvent::Removed(path)) => {
+                    if self.names(&path, device) {
+                        tracing::info!(device, "security key removed mid-ceremony");
+                        return;
+                    }
+                }
+                Ok(HotplugEvent::Added(path)) => {
+                    if let Some(address) = (self.recognise)(&path) {
+                        self.seen.push((path, address));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "hot-plug event error"),
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
+    /// Whether a removed `path` is the device the transport calls `device`.
+    fn names(&self, path: &Path, device: &str) -> bool {
+        if path.to_str() == Some(device) {
+            return true;
+        }
+        let latest = self.seen.iter().rev().find(|(p, _)| p == path).map(|(_, a)| a.clone());
+        // A device given by address (never seen added): the injected recogniser may still map
+        // the path (the kernel one cannot any more: its sysfs entry is gone).
+        latest.or_else(|| (self.recognise)(path)).is_some_and(|a| a.to_string() == device)
     }
 }
 
@@ -150,14 +196,24 @@ pub async fn wait_for_key(
 /// in. `arrivals` is `Err` when hot-plug is unavailable: then no key fails at once, saying why.
 pub async fn select_attached(
     options: &OpenOptions,
-    arrivals: std::result::Result<KeyArrivals, HidError>,
+    mut arrivals: std::result::Result<KeyArrivals, HidError>,
+    call: &mut Call<'_>,
+) -> Result<Ctap2Client<HidDevice>> {
+    select_attached_with(options, arrivals.as_mut(), call).await
+}
+
+/// [`select_attached`] on a borrowed event source, which the caller keeps (to watch for the
+/// selected key's removal afterwards).
+pub async fn select_attached_with(
+    options: &OpenOptions,
+    arrivals: std::result::Result<&mut KeyArrivals, &mut HidError>,
     call: &mut Call<'_>,
 ) -> Result<Ctap2Client<HidDevice>> {
     // Subscribed before enumerating, so a key plugged in meanwhile still produces an event.
     let (found, hint) = attached_keys(&options.hidraw);
     match arrivals {
         _ if !found.is_empty() => select_device(&found, options, call, hint).await,
-        Ok(mut arrivals) => wait_for_key(&mut arrivals, options, call).await,
+        Ok(arrivals) => wait_for_key(arrivals, options, call).await,
         Err(e) => Err(CtapError::NoDevice {
             hint: format!(
                 "{}; not waiting for one to be plugged in: {e}",

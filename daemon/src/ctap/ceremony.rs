@@ -8,13 +8,17 @@
 //! event until the deadline) → `user_presence` (the CTAP2 command; keepalives are noted as progress text: "touch your key")
 //! → `done`. Every [`CtapError`] becomes a [`CeremonyError`] naming the stage in progress; a
 //! Ctrl-C (the cancel token) sends CTAPHID_CANCEL and fails as
-//! [`CeremonyErrorKind::Cancelled`]. Reached through [`crate::ceremony::run`]
+//! [`CeremonyErrorKind::Cancelled`]. A hot-plug `remove` of the selected key while a
+//! transaction is in flight ends the ceremony at once with [`HidError::DeviceGone`] at the stage
+//! in progress (an environment error saying the key was unplugged), not at its deadline as a
+//! timeout: the event source opened for "insert your key" stays open for that (see
+//! [`super::arrival`]). Reached through [`crate::ceremony::run`]
 //! (`Transport::Usb`).
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::arrival::{select_attached, KeyArrivals};
+use super::arrival::{select_attached_with, KeyArrivals};
 use super::error::CtapError;
 use super::extensions::{add_hmac_secret, large_blob};
 use super::hid_channel::{Call, DeviceProgress};
@@ -73,9 +77,11 @@ pub(crate) async fn run(
     .await
 }
 
-/// [`crate::ceremony::run`] on a USB key with the source of plugged-in keys chosen by the
-/// caller (tests inject events). It is only called when `config.devices` is empty and no key
-/// is attached.
+/// [`crate::ceremony::run`] on a USB key with the source of hot-plug events chosen by the
+/// caller (tests inject events). `arrivals` is called once, before the key is chosen: its
+/// `add` events are waited for when no key is attached, and its `remove` events end the
+/// ceremony when they name the chosen key. Where it fails (no netlink socket), a key that
+/// vanishes silently ends at the deadline instead.
 pub async fn run_with_arrivals(
     config: &UsbTransport,
     request: CeremonyRequest,
@@ -107,10 +113,14 @@ pub async fn run_with_arrivals(
     };
     let mut call = Call { deadline, cancel, progress: &mut on_progress };
     let stage = CeremonyStage::DeviceSelect;
+    let mut arrivals = arrivals();
+    if let Err(e) = &arrivals {
+        tracing::debug!(error = %e, "no hot-plug events: an unplugged key ends at the deadline");
+    }
     let mut client = if let [one] = config.devices.as_slice() {
         open_client(one, &config.open, &mut call).await
     } else if config.devices.is_empty() {
-        select_attached(&config.open, arrivals(), &mut call).await
+        select_attached_with(&config.open, arrivals.as_mut(), &mut call).await
     } else {
         select_device(&config.devices, &config.open, &mut call, None).await
     }
@@ -127,6 +137,14 @@ pub async fn run_with_arrivals(
             .map_err(|e| ceremony_error(CeremonyStage::DeviceSelect, &e))?;
     }
     let protocol = if u2f { CtapProtocol::Ctap1U2f } else { CtapProtocol::Ctap2 };
+    let device = client.path().to_owned();
+    let mut unplugged = std::pin::pin!(async {
+        match arrivals.as_mut() {
+            Ok(a) => a.removed(&device).await,
+            Err(_) => std::future::pending().await,
+        }
+        CtapError::Hid(HidError::DeviceGone { device: device.clone() })
+    });
     let mut rng = rand::rngs::OsRng;
     let outcome = match request {
         CeremonyRequest::Register(options) => {
@@ -145,15 +163,17 @@ pub async fn run_with_arrivals(
                 .map_err(|e| ceremony_error(stage, &e))?,
                 None => None,
             };
-            let (response, _) = register(
-                &mut client,
-                &mut rng,
-                req,
-                uv(options.uv),
-                config.pin.as_ref(),
-                &mut call,
-            )
-            .await
+            let (response, _) = tokio::select! {
+                done = register(
+                    &mut client,
+                    &mut rng,
+                    req,
+                    uv(options.uv),
+                    config.pin.as_ref(),
+                    &mut call,
+                ) => done,
+                gone = &mut unplugged => Err(gone),
+            }
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
             let mut extensions = ExtensionOutputs::of_registration(&options.extensions, &response);
@@ -191,15 +211,17 @@ pub async fn run_with_arrivals(
                 None => None,
             };
             let allow = req.allow_list.clone();
-            let (responses, _) = authenticate(
-                &mut client,
-                &mut rng,
-                req,
-                uv(options.uv),
-                config.pin.as_ref(),
-                &mut call,
-            )
-            .await
+            let (responses, _) = tokio::select! {
+                done = authenticate(
+                    &mut client,
+                    &mut rng,
+                    req,
+                    uv(options.uv),
+                    config.pin.as_ref(),
+                    &mut call,
+                ) => done,
+                gone = &mut unplugged => Err(gone),
+            }
             .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
             // Several discoverable credentials: `--pick N`, else the first (most recent) one as

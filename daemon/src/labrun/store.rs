@@ -4,6 +4,13 @@
 //! print exactly what the run printed and old rows stay readable as records gain fields.
 //!
 //! Library API so the daemon can offer the same listing and comparison.
+//!
+//! Crash safety is SQLite's: each run is stored in one transaction under the default rollback
+//! journal with `synchronous = FULL` (set explicitly), so a process killed mid-insert (or a power
+//! loss) leaves a hot journal the next open rolls back — the store then holds every earlier run
+//! and none of the interrupted one. SQLite creates the journal with the database file's mode
+//! (0600), and fsyncs the directory after creating it. Not the temp-and-rename of
+//! [`crate::store::atomic`], which suits whole small files, not an append-only table.
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +73,7 @@ impl RunStore {
         conn.execute_batch(
             "PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;
+             PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS runs (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  scenario TEXT NOT NULL,

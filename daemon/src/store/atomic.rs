@@ -6,6 +6,11 @@
 //! rename itself durable). Parent directories are created `0700` because they hold secrets (link
 //! secrets, credential keys). It is not a lock: two concurrent writers each produce a whole file and
 //! the last rename wins.
+//!
+//! A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind: mode 0600
+//! like the target, so nothing leaks, but it may hold secrets. The next successful write of the
+//! same file removes such leftovers of processes that no longer exist ([`remove_stale_temps`]);
+//! a live process's temporary file (a concurrent write in progress) is never touched.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -105,8 +110,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
     if result.is_err() {
         // Best effort: a failed write must not leave temporary files behind.
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_stale_temps(&dir, &file_name.to_string_lossy());
     }
     result
+}
+
+/// Removes `.{file_name}.tmp.{pid}.{random}` files in `dir` whose writer process is gone (it
+/// was killed mid-write). Best effort: errors are ignored, the write itself already succeeded.
+pub fn remove_stale_temps(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(file = %entry.path().display(), "removing a write interrupted by a crash");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn write_then_rename(
@@ -179,6 +204,23 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp."))
             .count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn a_crashed_writers_temp_file_is_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("links.json");
+        // A dead writer (no such pid), a live one (us: a write in progress), another file's.
+        let dead = dir.path().join(".links.json.tmp.4294967295.00000000000000aa");
+        let live = dir.path().join(format!(".links.json.tmp.{}.bb", std::process::id()));
+        let other = dir.path().join(".runs.json.tmp.4294967295.cc");
+        for f in [&dead, &live, &other] {
+            fs::write(f, b"half").unwrap();
+        }
+        write_atomic(&path, b"whole", SECRET_FILE_MODE).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+        assert_eq!(read_optional(&path).unwrap().unwrap(), b"whole");
     }
 
     #[test]

@@ -20,8 +20,16 @@
 //! characters and caps its length for terminals; [`StoredLink::summary`] caps it for JSON (where
 //! escaping is JSON's). [`StoredLink`]'s `Debug` and [`StoredLink::summary`] never show the link
 //! secret.
+//!
+//! Updates ([`LinkStore::upsert`], [`LinkStore::forget`], [`LinkStore::forget_key`]) are
+//! read-modify-write of the whole file, serialised by a process-wide lock: the daemon runs
+//! several sessions and connections at once, and two unserialised updates would each write back
+//! the list they read, so one of them (a new link, or a forget) would silently be lost. Another
+//! *process* writing the same file (the CLI with the daemon's `--state-dir`) is not serialised:
+//! last rename wins, and the file is always whole (see [`super::atomic`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::LinkingInfo;
@@ -283,6 +291,7 @@ impl LinkStore {
 
     /// Adds a link, or replaces the one with the same phone key (keeping its `created`).
     pub fn upsert(&self, mut link: StoredLink) -> Result<(), StoreError> {
+        let _serialised = update_lock();
         let mut links = self.load()?;
         if let Some(old) = links.iter().position(|l| l.phone_public_key == link.phone_public_key) {
             link.created = links[old].created;
@@ -302,17 +311,27 @@ impl LinkStore {
     /// Removes the link [`Self::find`] picks for `name_or_id` (nothing on no or several
     /// matches) and returns the lookup.
     pub fn forget(&self, name_or_id: &str) -> Result<LinkLookup, StoreError> {
+        let _serialised = update_lock();
         let links = self.load()?;
         let found = pick(&links, name_or_id);
         if let LinkLookup::Found(l) = &found {
-            self.forget_key(&l.phone_public_key)?;
+            self.remove_key(links, &l.phone_public_key)?;
         }
         Ok(found)
     }
 
     /// Removes the link of this phone key; returns whether there was one.
     pub fn forget_key(&self, phone: &PublicKey) -> Result<bool, StoreError> {
-        let mut links = self.load()?;
+        let _serialised = update_lock();
+        self.remove_key(self.load()?, phone)
+    }
+
+    /// Writes `links` minus `phone`'s link back (the caller holds the update lock).
+    fn remove_key(
+        &self,
+        mut links: Vec<StoredLink>,
+        phone: &PublicKey,
+    ) -> Result<bool, StoreError> {
         let before = links.len();
         links.retain(|l| l.phone_public_key != *phone);
         if links.len() == before {
@@ -321,6 +340,14 @@ impl LinkStore {
         self.save(&links)?;
         Ok(true)
     }
+}
+
+/// Serialises this process's read-modify-write updates of link files (one lock for every store:
+/// updates are rare and quick, and a daemon has one state directory).
+fn update_lock() -> MutexGuard<'static, ()> {
+    static UPDATE: Mutex<()> = Mutex::new(());
+    // A panic while holding it cannot leave the file half-written (writes are atomic renames).
+    UPDATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn pick(links: &[StoredLink], query: &str) -> LinkLookup {
@@ -364,6 +391,34 @@ mod tests {
             created: 10,
             updated: 10,
         }
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        // Regression: unserialised read-modify-write let two sessions' upserts (or a forget and
+        // an upsert) each write back what they read, dropping the other's change.
+        let dir = tempfile::tempdir().unwrap();
+        let store = LinkStore::in_dir(dir.path());
+        for i in 0..8 {
+            store.upsert(link(100 + i, &format!("old{i}"))).unwrap();
+        }
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..4 {
+                        store.upsert(link(t * 10 + i, &format!("p{t}-{i}"))).unwrap();
+                    }
+                    assert!(store.forget_key(&link(100 + t, "").phone_public_key).unwrap());
+                });
+            }
+        });
+        let mut names: Vec<String> = store.load().unwrap().into_iter().map(|l| l.name).collect();
+        names.sort();
+        let mut want: Vec<String> =
+            (0..8).flat_map(|t| (0..4).map(move |i| format!("p{t}-{i}"))).collect();
+        want.sort();
+        assert_eq!(names, want);
     }
 
     #[test]

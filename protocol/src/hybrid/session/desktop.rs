@@ -212,6 +212,28 @@ pub struct DesktopAwaitingPostHandshake {
 }
 
 impl DesktopAwaitingPostHandshake {
+    /// The state a handshake would have produced, from its outputs (fuzzing and tests only:
+    /// an established session without the P-256 handshake's cost per input). `crypter` holds
+    /// the desktop's traffic keys (write = k1, read = k2); `qr_identity` is `Some` for a QR
+    /// session (linking signatures are verified against it).
+    #[doc(hidden)]
+    pub fn from_established_for_tests(
+        crypter: Crypter,
+        handshake_hash: [u8; 32],
+        qr_identity: Option<SecretKey>,
+    ) -> Self {
+        DesktopAwaitingPostHandshake {
+            channel: Channel {
+                crypter,
+                handshake_hash,
+                qr_identity,
+                scratch: Zeroizing::new(Vec::new()),
+                failed: false,
+                revision: Revision::One,
+            },
+        }
+    }
+
     /// `h` after message 2.
     pub fn handshake_hash(&self) -> &[u8; 32] {
         &self.channel.handshake_hash

@@ -110,6 +110,19 @@ impl PhoneHandshaken {
         Ok((phase, msg2))
     }
 
+    /// The state a handshake would have produced, from its outputs (fuzzing and tests only:
+    /// an established session without the P-256 handshake's cost per input). `crypter` holds
+    /// the phone's traffic keys (write = k2, read = k1); `desktop_qr` is `Some` for a QR
+    /// session.
+    #[doc(hidden)]
+    pub fn from_established_for_tests(
+        crypter: Crypter,
+        handshake_hash: [u8; 32],
+        desktop_qr: Option<PublicKey>,
+    ) -> Self {
+        PhoneHandshaken { crypter, handshake_hash, desktop_qr }
+    }
+
     /// `h` after message 2.
     pub fn handshake_hash(&self) -> &[u8; 32] {
         &self.handshake_hash
