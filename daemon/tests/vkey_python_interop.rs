@@ -69,7 +69,9 @@ async fn python_fido2_drives_the_virtual_key() {
     assert_eq!(report["credentials_enumerated"], 1);
     assert_eq!(report["min_pin_length"], 6, "python-fido2 Config.set_min_pin_length");
     assert_eq!(report["enterprise_attestation"], true);
-    assert_eq!(report["pcmr_creds"], 1);
+    // Two discoverable credentials for interop.example by then: the credential-management
+    // one (py-user-2) and the one the extensions check made through the WebAuthn client.
+    assert_eq!(report["pcmr_creds"], 2);
     assert_eq!(report["bio_samples"], report["bio_max_samples"], "FPBioEnrollment captures");
     for checked in ["prf_enabled", "prf_matches_mc", "cred_blob", "cred_protect_enforced"] {
         assert_eq!(report[checked], true, "{checked}: {report}");

@@ -82,6 +82,7 @@ pub struct VirtualKeyArgs {
     /// Give the key a simulated fingerprint sensor: bio enrollment works (`cablebridge bio`,
     /// every sample is captured at once) and, once a finger is enrolled, built-in user
     /// verification (the `uv` option) approves with the touch.
+    #[arg(long)]
     pub bio: bool,
 }
 
