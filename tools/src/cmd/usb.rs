@@ -61,8 +61,15 @@ where
     let result = runtime.block_on(async {
         let cancel = CancellationToken::new();
         let on_ctrl_c = cancel.clone();
+        // The SIGINT handler is installed here, before the body runs. `tokio::signal::ctrl_c()`
+        // would install it only when the spawned task is first polled, and on a loaded machine
+        // a Ctrl-C right after the QR code appeared could arrive before that and kill the
+        // process with no error line (seen in CI: ceremony_live::ctrl_c_while_waiting_for_the_advert).
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CmdError::environment(format!("cannot listen for Ctrl-C: {e}")))?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt.recv().await.is_some() {
                 on_ctrl_c.cancel();
             }
         });
