@@ -200,8 +200,16 @@ async fn paced(
     let round_trips = (rate / 2.0 * secs) as usize;
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut tasks = tokio::task::JoinSet::new();
+    // Pairs without a slot stay open until the end, and each task hands its pair back: a pair
+    // closing mid-phase would make the server tear it down while others are timed (with 10,000
+    // pairs and 5,000 round trips, half of them would close at the start).
+    let mut keep = Vec::new();
     for (i, (mut d, mut p)) in desktops.into_iter().zip(phones).enumerate() {
         let slots: Vec<usize> = (i..round_trips).step_by(pairs).collect();
+        if slots.is_empty() {
+            keep.push((d, p));
+            continue;
+        }
         tasks.spawn(async move {
             let mut lat = Vec::with_capacity(slots.len());
             for slot in slots {
@@ -221,17 +229,21 @@ async fn paced(
                     _ => return Err("no echo".to_string()),
                 }
             }
-            Ok::<_, String>(lat)
+            Ok::<_, String>((lat, d, p))
         });
     }
     let mut out = Vec::with_capacity(round_trips);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(lat)) => out.extend(lat),
+            Ok(Ok((lat, d, p))) => {
+                out.extend(lat);
+                keep.push((d, p));
+            }
             Ok(Err(e)) => return Err(format!("paced: {e}")),
             Err(e) => return Err(format!("paced task: {e}")),
         }
     }
+    drop(keep);
     Ok(out)
 }
 
