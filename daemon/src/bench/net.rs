@@ -261,6 +261,21 @@ struct Kid {
 
 impl Kid {
     fn spawn(name: String, cmd: &mut Command) -> Result<Kid, String> {
+        // Drop covers every return and panic of the bench; the parent-death signal covers the
+        // bench itself being killed (SIGKILL, or SIGINT sent to it alone): the kernel then
+        // kills the child too, so no server or generator outlives the bench.
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
