@@ -11,8 +11,9 @@ use std::process::ExitCode;
 /// `bench` flags.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: eid, crypter, handshake, ctaphid, session, ceremony, tunnel, idle, adverts
-    /// (needs the cablebridge-mock-bluez binary and dbus-daemon), or all.
+    /// What to measure: eid, crypter, handshake, ctaphid, session, ceremony, tunnel (starts
+    /// `cablebridge tunnel-server` and load generator child processes, then repeats in one
+    /// process), idle, adverts (needs the cablebridge-mock-bluez binary and dbus-daemon), or all.
     #[arg(value_name = "WHAT")]
     pub what: String,
     /// Small counts (each bench in well under a few seconds): for CI; numbers are indicative.
