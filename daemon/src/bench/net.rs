@@ -264,16 +264,23 @@ impl Kid {
         // Drop covers every return and panic of the bench; the parent-death signal covers the
         // bench itself being killed (SIGKILL, or SIGINT sent to it alone): the kernel then
         // kills the child too, so no server or generator outlives the bench.
+        // If the bench died between fork and prctl, the signal would never come: the child
+        // then sees another parent and does not exec.
+        let bench = rustix::process::getpid();
         #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe; it touches no memory of the parent.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+        // getppid(2), both async-signal-safe; it reads one copied pid and allocates nothing on
+        // success (the error path's io::Error from an errno does not allocate either).
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
                     rustix::process::Signal::KILL,
-                ))
-                .map_err(std::io::Error::from)
+                ))?;
+                if rustix::process::getppid() != Some(bench) {
+                    return Err(rustix::io::Errno::SRCH.into());
+                }
+                Ok(())
             });
         }
         let mut child = cmd
