@@ -60,6 +60,9 @@ fn named_with_unit(name: &str) -> bool {
         "pending",
         "pairs",
         "pairs_wanted",
+        // tunnel: load generator processes, timed round trips.
+        "generators",
+        "round_trips",
         "reports",
         "ceremonies",
         "sessions",
@@ -270,4 +273,92 @@ fn adverts_quick_measures_the_intake_or_says_why_not() {
         delay["match_delay_p50_ms"].as_f64() <= delay["match_delay_p99_ms"].as_f64(),
         "{delay}"
     );
+}
+
+#[test]
+fn tunnel_quick_measures_a_separate_server_process_and_the_in_process_baseline() {
+    let (code, stdout, stderr) = run(&["bench", "tunnel", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let objects = objects(&stdout);
+    assert!(objects.iter().all(|o| o["bench"] == "tunnel"), "{stdout}");
+    let (separate, in_process): (Vec<_>, Vec<_>) =
+        objects.iter().partition(|o| o["what"].as_str().unwrap().ends_with("server process"));
+    assert_eq!(separate.len(), 3, "{stdout}");
+    assert_eq!(in_process.len(), 3, "{stdout}");
+    for o in &in_process {
+        assert!(o["what"].as_str().unwrap().ends_with("in one process"), "{o}");
+    }
+    // Separate process: 200 pairs reached with one generator, the server's own RSS measured.
+    let first = separate[0];
+    assert_eq!(first["pairs"].as_f64(), Some(200.0), "{first}");
+    assert_eq!(first["pairs_wanted"].as_f64(), Some(200.0), "{first}");
+    assert_eq!(first["generators"].as_f64(), Some(1.0), "{first}");
+    assert!(first["server_rss_kib_per_pair"].as_f64().unwrap() >= 0.0, "{first}");
+    assert!(first["rtt_p50_us"].as_f64().unwrap() > 0.0, "{first}");
+    assert!(first["rtt_p50_us"].as_f64() <= first["rtt_p99_us"].as_f64(), "{first}");
+    // Paced: 5,000 msg/s for 0.4 s = 1,000 round trips, every one echoed.
+    let paced = separate[2];
+    assert_eq!(paced["round_trips"].as_f64(), Some(1000.0), "{paced}");
+    assert!(paced["server_involuntary_switches_per_s"].is_number(), "{paced}");
+    // The baseline keeps its fields: RSS of the whole process.
+    assert!(in_process[0]["rss_kib_per_pair"].is_number(), "{}", in_process[0]);
+    assert_eq!(in_process[2]["round_trips"].as_f64(), Some(1000.0), "{}", in_process[2]);
+}
+
+/// Children of `pid` (every thread's), from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// Alive and not a zombie.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn tunnel_bench_killed_leaves_no_server_or_generator_behind() {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
+        .args(["bench", "tunnel", "--quick", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the tunnel server and the generator are both up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kids = loop {
+        let kids = children(bench.id());
+        if kids.len() >= 2 {
+            break kids;
+        }
+        assert!(Instant::now() < deadline, "the bench started no server and generator");
+        assert!(
+            bench.try_wait().unwrap().is_none(),
+            "the bench ended before its children were seen"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    // SIGKILL: no destructor runs in the bench, only the kernel's parent-death signal.
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kids.iter().any(|&k| running(k)) {
+        if Instant::now() > deadline {
+            // Leave nothing running after a failure either.
+            for k in &kids {
+                let _ = Command::new("kill").args(["-9", &k.to_string()]).status();
+            }
+            panic!("children {kids:?} outlived the killed bench");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -30,7 +30,7 @@ pub use adverts::adverts;
 pub use ceremony::ceremony;
 pub use idle::idle;
 pub use micro::{crypter, ctaphid, eid, handshake};
-pub use net::tunnel;
+pub use net::{tunnel, tunnel_generator};
 pub use session::session;
 
 /// Counts heap allocations while switched on (implemented by the binary's global allocator).
