@@ -68,13 +68,17 @@ impl Tty {
     /// -f: flush at once, /dev/null: no typescript file).
     fn authenticate(device: &str) -> Tty {
         let bin = env!("CARGO_BIN_EXE_cablebridge").replace('\'', r"'\''");
+        // `exec`: the shell `script` starts must not stay between the tty and us. dash (the
+        // /bin/sh `script` uses when $SHELL is unset) waits on its child and dies of the
+        // tty's SIGINT itself, which `script -e` then reports as 130 whatever we exit with.
         let cmd = format!(
-            "'{bin}' authenticate --transport usb --device {device} --rp-id example.com \
+            "exec '{bin}' authenticate --transport usb --device {device} --rp-id example.com \
              --no-daemon"
         );
         let mut child = Command::new("script")
             .args(["-qefc", &cmd, "/dev/null"])
             .env_remove("CABLEBRIDGE_PIN")
+            .env("SHELL", "/bin/sh")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
