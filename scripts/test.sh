@@ -37,10 +37,30 @@ if [ "${CB_SKIP_PYTHON_INTEROP:-0}" != 1 ]; then
     echo "python3 is required for the python-fido2 cross-check (or set CB_SKIP_PYTHON_INTEROP=1)" >&2
     exit 1
   fi
-  if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('fido2') != '$CB_FIDO2_VERSION')" 2>/dev/null; then
-    step "installing python-fido2 $CB_FIDO2_VERSION (interop cross-check)"
-    "$PY" -m pip install --quiet --disable-pip-version-check "fido2==$CB_FIDO2_VERSION"
+  has_fido2() {
+    "$1" -c "import importlib.metadata as m, sys; sys.exit(m.version('fido2') != '$CB_FIDO2_VERSION')" 2>/dev/null
+  }
+  # A Debian system Python refuses pip installs (PEP 668, "externally-managed-environment"):
+  # then python-fido2 goes into a virtual environment under target/, and the tests use it.
+  VENV="$PWD/target/python-venv"
+  if ! has_fido2 "$PY" && [ -x "$VENV/bin/python" ] && has_fido2 "$VENV/bin/python"; then
+    PY="$VENV/bin/python"
   fi
+  if ! has_fido2 "$PY"; then
+    step "installing python-fido2 $CB_FIDO2_VERSION (interop cross-check)"
+    if ! "$PY" -m pip install --quiet --disable-pip-version-check "fido2==$CB_FIDO2_VERSION" 2>/dev/null; then
+      echo "$PY does not take pip installs here; using a virtual environment in $VENV"
+      if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+          apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        fi
+        "$PY" -m venv "$VENV"
+      fi
+      PY="$VENV/bin/python"
+      "$PY" -m pip install --quiet --disable-pip-version-check "fido2==$CB_FIDO2_VERSION"
+    fi
+  fi
+  export PYTHON="$PY"
 fi
 # --- end python-fido2 interop -----------------------------------------------------------------
 
