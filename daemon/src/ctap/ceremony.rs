@@ -20,17 +20,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::arrival::{select_attached_with, KeyArrivals};
 use super::error::CtapError;
-use super::extensions::{add_hmac_secret, large_blob};
+use super::extensions::{add_hmac_secret, large_blob, HmacSecretSession};
 use super::hid_channel::{Call, DeviceProgress};
 use super::select::{open_client, select_device};
 use super::uv::{authenticate, register, UserVerification};
+use super::Ctap2Client;
 use crate::ceremony::{
     AuthenticationResult, Candidate, CeremonyError, CeremonyErrorKind, CeremonyOutcome,
     CeremonyRequest, CeremonyStage, CtapProtocol, Events, ExtensionOutputs, LargeBlobInput,
-    LargeBlobOutput, ProgressDetail, RegistrationResult, Requirement, StageClock, TransportKind,
-    UsbTransport,
+    LargeBlobOutput, PrfInputs, ProgressDetail, RegistrationResult, Requirement, StageClock,
+    TransportKind, UsbTransport,
 };
-use crate::hid::HidError;
+use crate::hid::{HidDevice, HidError};
+use cablebridge_protocol::cbor::Value;
+use rand_core::CryptoRngCore;
 
 fn uv(r: Requirement) -> UserVerification {
     match r {
@@ -150,38 +153,19 @@ pub async fn run_with_arrivals(
         CeremonyRequest::Register(options) => {
             let client_data = options.client_data();
             let mut req = options.to_request(client.info(), &client_data)?;
-            let hmac = match &options.extensions.prf {
-                Some(prf) => add_hmac_secret(
-                    &mut client,
-                    &mut rng,
-                    &prf.salts(),
-                    true,
-                    &mut req.extensions,
-                    &mut call,
-                )
+            let prf = options.extensions.prf.as_ref();
+            let hmac =
+                prf_session(&mut client, &mut rng, prf, true, &mut req.extensions, &mut call)
+                    .await
+                    .map_err(|e| ceremony_error(stage, &e))?;
+            let pin = config.pin.as_ref();
+            let work = register(&mut client, &mut rng, req, uv(options.uv), pin, &mut call);
+            let (response, _) = unless_unplugged(work, unplugged.as_mut())
                 .await
-                .map_err(|e| ceremony_error(stage, &e))?,
-                None => None,
-            };
-            let (response, _) = tokio::select! {
-                done = register(
-                    &mut client,
-                    &mut rng,
-                    req,
-                    uv(options.uv),
-                    config.pin.as_ref(),
-                    &mut call,
-                ) => done,
-                gone = &mut unplugged => Err(gone),
-            }
-            .map_err(|e| ceremony_error(stage, &e))?;
+                .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
             let mut extensions = ExtensionOutputs::of_registration(&options.extensions, &response);
-            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
-                prf.results = session
-                    .open(&response.auth_data)
-                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
-            }
+            open_prf(hmac.as_ref(), &mut extensions, &response.auth_data)?;
             let mut result = RegistrationResult::from_response(
                 TransportKind::Usb,
                 &options.rp_id,
@@ -197,32 +181,17 @@ pub async fn run_with_arrivals(
         CeremonyRequest::Authenticate(options) => {
             let client_data = options.client_data();
             let mut req = options.to_request(client.info(), &client_data)?;
-            let hmac = match &options.extensions.prf {
-                Some(prf) => add_hmac_secret(
-                    &mut client,
-                    &mut rng,
-                    &prf.salts(),
-                    false,
-                    &mut req.extensions,
-                    &mut call,
-                )
-                .await
-                .map_err(|e| ceremony_error(stage, &e))?,
-                None => None,
-            };
+            let prf = options.extensions.prf.as_ref();
+            let hmac =
+                prf_session(&mut client, &mut rng, prf, false, &mut req.extensions, &mut call)
+                    .await
+                    .map_err(|e| ceremony_error(stage, &e))?;
             let allow = req.allow_list.clone();
-            let (responses, _) = tokio::select! {
-                done = authenticate(
-                    &mut client,
-                    &mut rng,
-                    req,
-                    uv(options.uv),
-                    config.pin.as_ref(),
-                    &mut call,
-                ) => done,
-                gone = &mut unplugged => Err(gone),
-            }
-            .map_err(|e| ceremony_error(stage, &e))?;
+            let pin = config.pin.as_ref();
+            let work = authenticate(&mut client, &mut rng, req, uv(options.uv), pin, &mut call);
+            let (responses, _) = unless_unplugged(work, unplugged.as_mut())
+                .await
+                .map_err(|e| ceremony_error(stage, &e))?;
             progress.finish(stage, CeremonyStage::Done, ProgressDetail::None);
             // Several discoverable credentials: `--pick N`, else the first (most recent) one as
             // a platform without an account picker does; all of them are listed.
@@ -248,11 +217,7 @@ pub async fn run_with_arrivals(
                 });
             };
             let mut extensions = ExtensionOutputs::of_assertion(&options.extensions, &chosen);
-            if let (Some(session), Some(prf)) = (&hmac, extensions.prf.as_mut()) {
-                prf.results = session
-                    .open(&chosen.auth_data)
-                    .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
-            }
+            open_prf(hmac.as_ref(), &mut extensions, &chosen.auth_data)?;
             if let Some(op) = &options.extensions.large_blob {
                 extensions.large_blob = Some(match &chosen.large_blob_key {
                     Some(key) => {
@@ -281,6 +246,51 @@ pub async fn run_with_arrivals(
         }
     };
     Ok(outcome)
+}
+
+/// The `hmac-secret` half of WebAuthn `prf`: when `prf` was asked for and the key supports it,
+/// agrees a PIN/UV-protocol key and seals the salts into `extensions`. `None` otherwise (the
+/// result then reports `enabled` and no results, as a browser would see it).
+async fn prf_session(
+    client: &mut Ctap2Client<HidDevice>,
+    rng: &mut (impl CryptoRngCore + Send),
+    prf: Option<&PrfInputs>,
+    make_credential: bool,
+    extensions: &mut Option<Value>,
+    call: &mut Call<'_>,
+) -> Result<Option<HmacSecretSession>, CtapError> {
+    match prf {
+        Some(prf) => {
+            add_hmac_secret(client, rng, &prf.salts(), make_credential, extensions, call).await
+        }
+        None => Ok(None),
+    }
+}
+
+/// Decrypts the key's `hmac-secret` output into the `prf` results.
+fn open_prf(
+    session: Option<&HmacSecretSession>,
+    extensions: &mut ExtensionOutputs,
+    auth_data: &[u8],
+) -> Result<(), CeremonyError> {
+    if let (Some(session), Some(prf)) = (session, extensions.prf.as_mut()) {
+        prf.results = session
+            .open(auth_data)
+            .map_err(|e| CeremonyError::ctap2(CeremonyStage::UserResponse, &e))?;
+    }
+    Ok(())
+}
+
+/// Runs one key transaction unless the selected key is unplugged first (then the unplug's
+/// [`HidError::DeviceGone`], at once rather than at the deadline).
+async fn unless_unplugged<T>(
+    work: impl std::future::Future<Output = Result<T, CtapError>>,
+    unplugged: std::pin::Pin<&mut impl std::future::Future<Output = CtapError>>,
+) -> Result<T, CtapError> {
+    tokio::select! {
+        done = work => done,
+        gone = unplugged => Err(gone),
+    }
 }
 
 #[cfg(test)]
