@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
-const BLUEZ: &str = "org.bluez";
+use super::BLUEZ;
 const MANAGER_IFACE: &str = "org.bluez.LEAdvertisingManager1";
 const ADAPTER_IFACE: &str = "org.bluez.Adapter1";
 /// A caBLE v2 advert is exactly one sealed EID (§5.2).
@@ -176,16 +176,7 @@ async fn pick_adapter(
     wanted: Option<&str>,
 ) -> Result<(String, OwnedObjectPath), BleError> {
     let op = "list adapters";
-    let objects = zbus::fdo::ObjectManagerProxy::builder(conn)
-        .destination(BLUEZ)
-        .and_then(|b| b.path("/"))
-        .map_err(|e| BleError::from_zbus(op, e, None))?
-        .build()
-        .await
-        .map_err(|e| BleError::from_zbus(op, e, None))?
-        .get_managed_objects()
-        .await
-        .map_err(|e| BleError::from_zbus(op, e.into(), None))?;
+    let objects = super::managed_objects(conn, op).await?;
     let mut adapters: Vec<_> = objects
         .iter()
         .filter_map(|(path, ifaces)| {

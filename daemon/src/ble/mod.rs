@@ -31,6 +31,35 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// BlueZ's well-known bus name.
+pub(crate) const BLUEZ: &str = "org.bluez";
+
+/// BlueZ's `org.freedesktop.DBus.ObjectManager` at `/` on `conn`; errors name `op`.
+pub(crate) async fn object_manager(
+    conn: &zbus::Connection,
+    op: &'static str,
+) -> Result<zbus::fdo::ObjectManagerProxy<'static>, BleError> {
+    zbus::fdo::ObjectManagerProxy::builder(conn)
+        .destination(BLUEZ)
+        .and_then(|b| b.path("/"))
+        .map_err(|e| BleError::from_zbus(op, e, None))?
+        .build()
+        .await
+        .map_err(|e| BleError::from_zbus(op, e, None))
+}
+
+/// Every object BlueZ exports (adapters, devices) with its interfaces and properties.
+pub(crate) async fn managed_objects(
+    conn: &zbus::Connection,
+    op: &'static str,
+) -> Result<zbus::fdo::ManagedObjects, BleError> {
+    object_manager(conn, op)
+        .await?
+        .get_managed_objects()
+        .await
+        .map_err(|e| BleError::from_zbus(op, e.into(), None))
+}
+
 /// The 16-bit service UUIDs a caBLE v2 advert is carried under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FidoUuid {

@@ -49,7 +49,7 @@ const MAP_BOUND: usize = 8192;
 /// zbus's queue for our subscription. When full, zbus stops reading the socket (back-pressure
 /// into the bus daemon) until the reader catches up; the reader does no IO, so it rarely is.
 const SIGNAL_QUEUE: usize = 1024;
-const BLUEZ: &str = "org.bluez";
+use super::BLUEZ;
 
 /// How to scan.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::task::{AbortHandle, JoinHandle};
 
-const BLUEZ: &str = "org.bluez";
+use super::BLUEZ;
 
 fn zerr(op: &'static str) -> impl Fn(zbus::Error) -> BleError {
     move |e| BleError::from_zbus(op, e, None)
@@ -35,13 +35,7 @@ pub(crate) async fn spawn(
     let dbus = zbus::fdo::DBusProxy::new(&conn).await.map_err(zerr(op))?;
     let mut owner_changes =
         dbus.receive_name_owner_changed_with_args(&[(0, BLUEZ)]).await.map_err(zerr(op))?;
-    let objects = zbus::fdo::ObjectManagerProxy::builder(&conn)
-        .destination(BLUEZ)
-        .and_then(|b| b.path("/"))
-        .map_err(zerr(op))?
-        .build()
-        .await
-        .map_err(zerr(op))?;
+    let objects = super::object_manager(&conn, op).await?;
     let mut removed = objects.receive_interfaces_removed().await.map_err(zerr(op))?;
     // BlueZ may have left between start_scan and the subscription above.
     let present = dbus

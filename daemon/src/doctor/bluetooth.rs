@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tokio::time::{timeout, timeout_at, Instant};
 
-const BLUEZ: &str = "org.bluez";
+use crate::ble::BLUEZ;
 const ADAPTER_IFACE: &str = "org.bluez.Adapter1";
 const ADV_MANAGER_IFACE: &str = "org.bluez.LEAdvertisingManager1";
 const IDS: [&str; 9] = [
@@ -389,16 +389,7 @@ async fn probe(opts: &DoctorOptions, f: &mut Findings) -> Result<(), String> {
 
 async fn adapters(conn: &zbus::Connection) -> Result<Vec<AdapterInfo>, BleError> {
     let op = "list adapters";
-    let objects = zbus::fdo::ObjectManagerProxy::builder(conn)
-        .destination(BLUEZ)
-        .and_then(|b| b.path("/"))
-        .map_err(|e| BleError::from_zbus(op, e, None))?
-        .build()
-        .await
-        .map_err(|e| BleError::from_zbus(op, e, None))?
-        .get_managed_objects()
-        .await
-        .map_err(|e| BleError::from_zbus(op, e.into(), None))?;
+    let objects = ble::managed_objects(conn, op).await?;
     let mut out: Vec<AdapterInfo> = objects
         .iter()
         .filter_map(|(path, ifaces)| {
