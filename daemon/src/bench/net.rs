@@ -92,32 +92,13 @@ pub fn tunnel(opts: &Options<'_>) -> Result<Vec<Measurement>, String> {
 // Load primitives shared by both modes. `desktops[i]` and `phones[i]` are the two ends of pair i.
 
 /// Opens pairs `first..first + count` against the server at `base`.
-async fn open_pairs(
-    base: &str,
-    first: usize,
-    count: usize,
-) -> Result<(Vec<TunnelConnection>, Vec<TunnelConnection>), String> {
-    let copts = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::default() };
-    let mut phones: Vec<(usize, TunnelConnection)> = stream::iter(first..first + count)
-        .map(|i| {
-            let target = url(base, &TunnelPath::New { tunnel_id: tunnel_id(i) });
-            let copts = copts.clone();
-            async move { connect(&target, &copts).await.map(|c| (i, c)) }
-        })
-        .buffer_unordered(128)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("phone connect: {e}"))?;
-    phones.sort_by_key(|(i, _)| *i);
-    let mut targets = Vec::with_capacity(count);
-    for (i, p) in &phones {
-        let routing_id = p.routing_id().ok_or("the server sent no routing id".to_string())?;
-        targets
-            .push((*i, url(base, &TunnelPath::Connect { routing_id, tunnel_id: tunnel_id(*i) })));
-    }
-    let mut desktops: Vec<(usize, TunnelConnection)> = stream::iter(targets)
+/// Connects to every `(index, url)`, 128 at a time; the connections come back sorted by index.
+async fn connect_all(
+    targets: impl IntoIterator<Item = (usize, String)>,
+    copts: &ConnectOptions,
+    side: &str,
+) -> Result<Vec<(usize, TunnelConnection)>, String> {
+    let mut out: Vec<(usize, TunnelConnection)> = stream::iter(targets)
         .map(|(i, target)| {
             let copts = copts.clone();
             async move { connect(&target, &copts).await.map(|c| (i, c)) }
@@ -127,8 +108,31 @@ async fn open_pairs(
         .await
         .into_iter()
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("desktop connect: {e}"))?;
-    desktops.sort_by_key(|(i, _)| *i);
+        .map_err(|e| format!("{side} connect: {e}"))?;
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+async fn open_pairs(
+    base: &str,
+    first: usize,
+    count: usize,
+) -> Result<(Vec<TunnelConnection>, Vec<TunnelConnection>), String> {
+    let copts = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::default() };
+    let phones = connect_all(
+        (first..first + count)
+            .map(|i| (i, url(base, &TunnelPath::New { tunnel_id: tunnel_id(i) }))),
+        &copts,
+        "phone",
+    )
+    .await?;
+    let mut targets = Vec::with_capacity(count);
+    for (i, p) in &phones {
+        let routing_id = p.routing_id().ok_or("the server sent no routing id".to_string())?;
+        targets
+            .push((*i, url(base, &TunnelPath::Connect { routing_id, tunnel_id: tunnel_id(*i) })));
+    }
+    let desktops = connect_all(targets, &copts, "desktop").await?;
     Ok((
         desktops.into_iter().map(|(_, c)| c).collect(),
         phones.into_iter().map(|(_, c)| c).collect(),
