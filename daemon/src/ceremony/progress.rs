@@ -72,6 +72,11 @@ impl CeremonyStage {
     /// The stage named `name` ([`CeremonyStage::as_str`]'s inverse), for clients that read the
     /// JSON events back (the CLI renders a daemon's events like its own).
     pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Every stage, in the order of the enum.
+    pub const ALL: [CeremonyStage; 12] = {
         use CeremonyStage::*;
         [
             Setup,
@@ -87,9 +92,7 @@ impl CeremonyStage {
             UserPresence,
             Done,
         ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
+    };
 
     /// The protocol layer this stage works in (for [`Classify::stage`]).
     ///
@@ -432,8 +435,25 @@ mod tests {
 
     #[test]
     fn stage_names_round_trip() {
-        for s in [CeremonyStage::Setup, CeremonyStage::UserPresence, CeremonyStage::Done] {
+        for (i, s) in CeremonyStage::ALL.into_iter().enumerate() {
             assert_eq!(CeremonyStage::from_name(s.as_str()), Some(s));
+            // `ALL` is in declaration order and complete: a new variant that is not added
+            // there breaks this exhaustive index.
+            let index = match s {
+                CeremonyStage::Setup => 0,
+                CeremonyStage::QrShown => 1,
+                CeremonyStage::Advert => 2,
+                CeremonyStage::TunnelConnect => 3,
+                CeremonyStage::Handshake => 4,
+                CeremonyStage::PostHandshake => 5,
+                CeremonyStage::UserResponse => 6,
+                CeremonyStage::Linking => 7,
+                CeremonyStage::DeviceSelect => 8,
+                CeremonyStage::KeepaliveProcessing => 9,
+                CeremonyStage::UserPresence => 10,
+                CeremonyStage::Done => 11,
+            };
+            assert_eq!(index, i, "{s}");
         }
         assert_eq!(CeremonyStage::from_name("nope"), None);
     }
