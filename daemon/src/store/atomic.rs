@@ -5,7 +5,7 @@
 //! contents, never a torn mix (rename is atomic within one filesystem; the directory fsync makes the
 //! rename itself durable). Parent directories are created `0700` because they hold secrets (link
 //! secrets, credential keys). It is not a lock: two concurrent writers each produce a whole file and
-//! the last rename wins.
+//! the last rename wins; read-modify-write updates take [`lock_for_update`] for that.
 //!
 //! A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind: mode 0600
 //! like the target, so nothing leaks, but it may hold secrets. The next successful write of the
@@ -54,6 +54,19 @@ pub enum StoreError {
         /// The path given.
         path: PathBuf,
     },
+    /// Another process held the file's update lock for longer than we wait (a stopped or hung
+    /// writer); nothing was changed.
+    #[error(
+        "{path} is being updated by another process (its lock {lock} was held for over {waited_ms} ms); nothing was changed, try again"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// How long we waited.
+        waited_ms: u64,
+    },
 }
 
 impl StoreError {
@@ -65,7 +78,9 @@ impl StoreError {
 impl Classify for StoreError {
     fn fault(&self) -> Fault {
         match self {
-            StoreError::Io { .. } | StoreError::Corrupt { .. } => Fault::Environment,
+            StoreError::Io { .. } | StoreError::Corrupt { .. } | StoreError::Locked { .. } => {
+                Fault::Environment
+            }
             StoreError::BadPath { .. } => Fault::Caller,
         }
     }
@@ -81,6 +96,61 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
+/// An exclusive advisory lock (`flock`) on `.{file_name}.lock` beside a state file, held until
+/// dropped. Read-modify-write updates take it so that two *processes* (the daemon and a CLI
+/// with the same `--state-dir`) do not each write back the list they read and lose the other's
+/// change; within a process the caller serialises its own threads first. Readers do not take it:
+/// files are replaced whole, so a read sees the old or the new contents.
+#[derive(Debug)]
+pub struct UpdateLock {
+    _file: File,
+}
+
+/// Takes `path`'s [`UpdateLock`], waiting up to `wait` for another process to release it
+/// (polling every few milliseconds: `flock` itself cannot time out). The lock file is created
+/// 0600 (with its directory, 0700) and left in place; it holds nothing.
+pub fn lock_for_update(path: &Path, wait: std::time::Duration) -> Result<UpdateLock, StoreError> {
+    let file_name =
+        path.file_name().ok_or_else(|| StoreError::BadPath { path: path.to_path_buf() })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(&dir)
+        .map_err(|e| StoreError::io("create directory", &dir, e))?;
+    let lock = dir.join(format!(".{}.lock", file_name.to_string_lossy()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(SECRET_FILE_MODE)
+        .open(&lock)
+        .map_err(|e| StoreError::io("open lock", &lock, e))?;
+    let started = std::time::Instant::now();
+    loop {
+        // (std's File::try_lock would do, but it needs Rust 1.89; the MSRV is 1.85.)
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(UpdateLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) if started.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StoreError::Locked {
+                    path: path.to_path_buf(),
+                    lock,
+                    waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(StoreError::io("lock", &lock, e.into())),
+        }
     }
 }
 
@@ -163,6 +233,30 @@ fn write_then_rename(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_update_lock_held_elsewhere_is_waited_for_then_refused_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/links.json");
+        let held = lock_for_update(&path, std::time::Duration::ZERO).unwrap();
+        let lock = dir.path().join("state/.links.json.lock");
+        assert_eq!(fs::metadata(&lock).unwrap().permissions().mode() & 0o777, 0o600);
+        // A second open file description is refused like another process would be.
+        let started = std::time::Instant::now();
+        let err = lock_for_update(&path, std::time::Duration::from_millis(50)).unwrap_err();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+        assert!(matches!(err, StoreError::Locked { waited_ms: 50, .. }), "{err:?}");
+        assert!(err.to_string().contains("being updated by another process"), "{err}");
+        assert_eq!(err.fault(), Fault::Environment);
+        // Released: the next waiter gets it, even one that started waiting before.
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || lock_for_update(&path, std::time::Duration::from_secs(10)).map(drop)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+    }
 
     #[test]
     fn missing_file_reads_as_none() {

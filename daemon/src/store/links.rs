@@ -24,9 +24,11 @@
 //! Updates ([`LinkStore::upsert`], [`LinkStore::forget`], [`LinkStore::forget_key`]) are
 //! read-modify-write of the whole file, serialised by a process-wide lock: the daemon runs
 //! several sessions and connections at once, and two unserialised updates would each write back
-//! the list they read, so one of them (a new link, or a forget) would silently be lost. Another
-//! *process* writing the same file (the CLI with the daemon's `--state-dir`) is not serialised:
-//! last rename wins, and the file is always whole (see [`super::atomic`]).
+//! the list they read, so one of them (a new link, or a forget) would silently be lost. Other
+//! *processes* updating the same file (the CLI with the daemon's `--state-dir`) are serialised
+//! too, by an `flock` on `.links.json.lock` beside it ([`super::atomic::lock_for_update`],
+//! waiting up to 5 s, then a typed "being updated by another process" error with nothing
+//! changed). Reads take no lock: the file is always whole (see [`super::atomic`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -38,7 +40,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-use super::atomic::{read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
+use super::atomic::{lock_for_update, read_optional, write_atomic, StoreError, SECRET_FILE_MODE};
 
 /// Longest link name shown, in characters (after escaping); longer ones end in `…`.
 pub const MAX_NAME_SHOWN: usize = 64;
@@ -292,6 +294,7 @@ impl LinkStore {
     /// Adds a link, or replaces the one with the same phone key (keeping its `created`).
     pub fn upsert(&self, mut link: StoredLink) -> Result<(), StoreError> {
         let _serialised = update_lock();
+        let _other_processes = lock_for_update(&self.path, LOCK_WAIT)?;
         let mut links = self.load()?;
         if let Some(old) = links.iter().position(|l| l.phone_public_key == link.phone_public_key) {
             link.created = links[old].created;
@@ -312,6 +315,7 @@ impl LinkStore {
     /// matches) and returns the lookup.
     pub fn forget(&self, name_or_id: &str) -> Result<LinkLookup, StoreError> {
         let _serialised = update_lock();
+        let _other_processes = lock_for_update(&self.path, LOCK_WAIT)?;
         let links = self.load()?;
         let found = pick(&links, name_or_id);
         if let LinkLookup::Found(l) = &found {
@@ -323,6 +327,7 @@ impl LinkStore {
     /// Removes the link of this phone key; returns whether there was one.
     pub fn forget_key(&self, phone: &PublicKey) -> Result<bool, StoreError> {
         let _serialised = update_lock();
+        let _other_processes = lock_for_update(&self.path, LOCK_WAIT)?;
         self.remove_key(self.load()?, phone)
     }
 
@@ -341,6 +346,10 @@ impl LinkStore {
         Ok(true)
     }
 }
+
+/// How long an update waits for another process's update of the same file (they take
+/// milliseconds; a writer holding it longer is stopped or hung, and we fail typed instead).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serialises this process's read-modify-write updates of link files (one lock for every store:
 /// updates are rare and quick, and a daemon has one state directory).
