@@ -3,65 +3,15 @@
 //! through the real binary against an in-process virtual key on loopback UDP-HID.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
-use serde_json::Value;
-
-/// Runs the binary on a blocking thread (the key lives on the test's runtime).
-async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
-    let (last, _) = cli_lines(args, env, stdin, code).await;
-    last
-}
-
-/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
-async fn cli_lines(
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: &str,
-    code: i32,
-) -> (Value, Vec<Value>) {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.push("--json".into());
-    let env: Vec<(String, String)> =
-        env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let stdin = stdin.to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-            .args(&all)
-            .env_remove("CABLEBRIDGE_PIN")
-            .env_remove("CABLEBRIDGE_NEW_PIN")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: stdout {stdout} stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
-        })
-        .collect();
-    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
-}
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
+use common::{cli, key_config};
 
 async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
-    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut config = key_config();
     config.enterprise_rp_ids = enterprise.iter().map(|s| s.to_string()).collect();
     let key = VirtualKey::bind(config).await.unwrap();
     let addr = key.device_address();
@@ -254,7 +204,7 @@ async fn bio_enrollment_end_to_end_on_the_simulated_sensor() {
         assert!(none["error"].as_str().unwrap().contains("no fingerprint sensor"), "{none}");
         plain.shutdown().await.unwrap();
 
-        let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut config = key_config();
         config.bio = true;
         let key = VirtualKey::bind(config).await.unwrap();
         let addr = key.device_address();
@@ -309,7 +259,7 @@ async fn settings_and_enrollments_survive_a_restart_with_a_state_file() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("vkey.cbor");
         let bind = || {
-            let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+            let mut config = key_config();
             config.state_file = Some(state.clone());
             config.bio = true;
             VirtualKey::bind(config)

@@ -7,9 +7,12 @@
 //! comes (0x6985 until the deadline).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::{json_command, last_json, run_expecting};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -40,21 +43,9 @@ async fn u2f_key(delay_ms: u64) -> (Child, String, Value) {
 }
 
 async fn cli(args: &[&str], code: i32) -> Value {
-    let out = tokio::time::timeout(
-        T,
-        bin().args(args).arg("--json").arg("--no-daemon").stdin(Stdio::null()).output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    let mut c = json_command(args);
+    c.arg("--no-daemon").env_remove("CABLEBRIDGE_VKEY_PIN");
+    last_json(&tokio::time::timeout(T, run_expecting(c, args, code)).await.unwrap().0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
