@@ -5,19 +5,16 @@
 //! `present` (Digital Credentials) against a phone with and without `--dc-document`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use common::{answer_qr, bin, hybrid_flags, spawn_lines};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-}
 
 /// Runs `register` with `desktop_flags` and, once it shows its QR, `phone` with `phone_flags`;
 /// returns the desktop's JSON lines, its exit code and the phone's exit code.
@@ -34,46 +31,30 @@ async fn register_with_phone_process(
     } else {
         &["register", "--json", "--rp-id", "example.com", "--user-name", "dora"]
     };
-    let mut desktop = bin()
-        .args(&desktop_flags[..usize::from(desktop_flags.first() == Some(&"present"))])
+    let present = usize::from(desktop_flags.first() == Some(&"present"));
+    let mut c = bin();
+    c.args(&desktop_flags[..present])
         .args(command)
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--state-dir", state.to_str().unwrap()])
-        .args(["--advert-timeout", "30s", "--user-timeout", "30s"])
-        .args(&desktop_flags[usize::from(desktop_flags.first() == Some(&"present"))..])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+        .args(hybrid_flags(&sock, &server.base_url(), "30s"))
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(&desktop_flags[present..]);
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let phone_code = tokio::time::timeout(T, async {
-        let url = loop {
-            let line = lines.next_line().await.unwrap().expect("desktop ended before its QR");
-            let e: Value = serde_json::from_str(&line).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e["url"].as_str().unwrap().to_owned();
-            }
-        };
+    let (tunnel, sink) = (server.base_url(), format!("unix:{}", sock.display()));
+    let answer = |url: String| async move {
         let mut phone = bin()
-            .args(["phone", "--json", "--qr", &url, "--tunnel-url", &server.base_url()])
-            .args(["--advert-sink", &format!("unix:{}", sock.display()), "--timeout-secs", "30"])
+            .args(["phone", "--json", "--qr", &url, "--tunnel-url", &tunnel])
+            .args(["--advert-sink", &sink, "--timeout-secs", "30"])
             .args(phone_flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let (status, ()) = tokio::join!(phone.wait(), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        status.unwrap().code()
-    })
-    .await
-    .expect("bounded");
+        phone.wait().await.unwrap().code()
+    };
+    let phone_code =
+        tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.expect("bounded");
     let code = desktop.wait().await.unwrap().code();
     (events, code, phone_code)
 }
