@@ -10,11 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cablebridge_protocol::authenticator::AttestationMode;
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{
-    bin, hybrid_flags, json_cli, phone_answers, phone_config, spawn_lines, virtual_key,
-    virtual_phone,
-};
+use common::{json_cli, phone_answers, spawn_lines, virtual_key, virtual_phone, Hybrid};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
@@ -104,15 +100,11 @@ async fn virtual_key_packed_attestation_is_verified_and_checked_against_mds_root
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_phone_packed_self_attestation_of_a_synced_passkey() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut c = bin();
-    c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(hybrid_flags(&sock, &server.base_url(), "20s"))
-        .args(["--state-dir", dir.path().join("state").to_str().unwrap()]);
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("20s");
+    c.args(["--state-dir", rig.dir.path().join("state").to_str().unwrap()]);
     let (mut child, mut lines) = spawn_lines(&mut c);
-    let mut cfg = phone_config(&server.base_url(), &sock);
+    let mut cfg = rig.phone_config();
     cfg.attestation = AttestationMode::PackedSelf;
     cfg.backup_eligible = true;
     let mut phone = virtual_phone(cfg);

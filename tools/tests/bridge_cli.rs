@@ -7,8 +7,7 @@
 
 mod common;
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{answer_qr, bin, hybrid_flags, spawn_lines};
+use common::{answer_qr, bin, spawn_lines, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,10 +24,8 @@ fn qr_png(url: &str, path: &std::path::Path) {
 
 #[tokio::test]
 async fn register_through_bridge_with_qr_image_and_virtual_key() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let png = dir.path().join("qr.png");
+    let rig = Hybrid::start().await;
+    let png = rig.dir.path().join("qr.png");
 
     let mut key = bin()
         .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
@@ -45,13 +42,11 @@ async fn register_through_bridge_with_qr_image_and_virtual_key() {
     assert_eq!(listening["event"], "listening");
     let device = listening["address"].as_str().unwrap().to_owned();
 
-    let mut c = bin();
-    c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(hybrid_flags(&sock, &server.base_url(), "30s"))
-        .arg("--no-linking");
+    let mut c = rig.register("30s");
+    c.arg("--no-linking");
     let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let (tunnel, sink) = (server.base_url(), format!("unix:{}", sock.display()));
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
     let answer = |url: String| async move {
         qr_png(&url, &png);
         let mut bridge = bin()

@@ -5,8 +5,7 @@
 
 mod common;
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{answer_qr, bin, hybrid_flags, phone_config, qr, spawn_lines, virtual_phone};
+use common::{answer_qr, bin, qr, spawn_lines, virtual_phone, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,16 +14,12 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn register_json_lines_with_virtual_phone_then_links() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let state = dir.path().join("state");
-    let mut c = bin();
-    c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(hybrid_flags(&sock, &server.base_url(), "15s"))
-        .args(["--state-dir", state.to_str().unwrap()]);
+    let rig = Hybrid::start().await;
+    let state = rig.dir.path().join("state");
+    let mut c = rig.register("15s");
+    c.args(["--state-dir", state.to_str().unwrap()]);
     let (mut child, mut lines) = spawn_lines(&mut c);
-    let mut cfg = phone_config(&server.base_url(), &sock);
+    let mut cfg = rig.phone_config();
     cfg.offer_linking = true;
     cfg.name = "CLI Phone".into();
     let mut phone = virtual_phone(cfg);

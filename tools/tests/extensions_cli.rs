@@ -119,9 +119,8 @@ async fn cred_protect_and_cred_blob_through_the_cli() {
 
 /// One hybrid ceremony through the binary with the virtual `phone` scanning its QR code.
 async fn hybrid(
-    server: &cablebridged::tunnel::server::TunnelServerHandle,
+    rig: &common::Hybrid,
     phone: &mut cablebridged::phone::VirtualPhone,
-    sock: &std::path::Path,
     args: &[&str],
     more: &[&str],
 ) -> Value {
@@ -129,7 +128,7 @@ async fn hybrid(
     c.args(args)
         .args(more)
         .args(["--json", "--rp-id", "example.com", "--no-linking"])
-        .args(common::hybrid_flags(sock, &server.base_url(), "15s"))
+        .args(common::hybrid_flags(&rig.adverts, &rig.tunnel(), "15s"))
         .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock");
     let (mut child, mut lines) = common::spawn_lines(&mut c);
     let mut events = Vec::new();
@@ -146,15 +145,11 @@ async fn hybrid(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prf_over_hybrid_with_the_virtual_phone() {
-    use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut phone = common::virtual_phone(common::phone_config(&server.base_url(), &sock));
+    let rig = common::Hybrid::start().await;
+    let mut phone = common::virtual_phone(rig.phone_config());
     let reg = hybrid(
-        &server,
+        &rig,
         &mut phone,
-        &sock,
         &["register", "--user-name", "alice", "--prf-first", "aW5wdXQtb25l"],
         &["--cred-protect", "3", "--cred-blob", "YmxvYg"],
     )
@@ -166,9 +161,8 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
     let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
     let key = reg["public_key_cose"].as_str().unwrap();
     let auth = hybrid(
-        &server,
+        &rig,
         &mut phone,
-        &sock,
         &["authenticate", "--prf-first", "aW5wdXQtdHdv", "--prf-second", "aW5wdXQtb25l"],
         &["--public-key", key, "--get-cred-blob"],
     )

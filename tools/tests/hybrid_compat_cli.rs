@@ -7,10 +7,8 @@
 
 mod common;
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
-use common::{answer_qr, bin, hybrid_flags, spawn_lines};
+use common::{answer_qr, bin, hybrid_flags, spawn_lines, Hybrid};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,13 +17,11 @@ const T: Duration = Duration::from_secs(60);
 /// Runs `register` with `desktop_flags` and, once it shows its QR, `phone` with `phone_flags`;
 /// returns the desktop's JSON lines, its exit code and the phone's exit code.
 async fn register_with_phone_process(
-    server: &TunnelServerHandle,
-    dir: &Path,
+    rig: &Hybrid,
     desktop_flags: &[&str],
     phone_flags: &[&str],
 ) -> (Vec<Value>, Option<i32>, Option<i32>) {
-    let sock = dir.join("adverts.sock");
-    let state = dir.join("state");
+    let state = rig.dir.path().join("state");
     let command: &[&str] = if desktop_flags.first() == Some(&"present") {
         &["--json"]
     } else {
@@ -35,12 +31,12 @@ async fn register_with_phone_process(
     let mut c = bin();
     c.args(&desktop_flags[..present])
         .args(command)
-        .args(hybrid_flags(&sock, &server.base_url(), "30s"))
+        .args(hybrid_flags(&rig.adverts, &rig.tunnel(), "30s"))
         .args(["--state-dir", state.to_str().unwrap()])
         .args(&desktop_flags[present..]);
     let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let (tunnel, sink) = (server.base_url(), format!("unix:{}", sock.display()));
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
     let answer = |url: String| async move {
         let mut phone = bin()
             .args(["phone", "--json", "--qr", &url, "--tunnel-url", &tunnel])
@@ -65,11 +61,10 @@ fn index(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
 
 #[tokio::test]
 async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &["--wait-for-linking=30s"],
         &["--offer-linking", "--late-linking-ms", "300", "--force-advert-suffix", "a10119ffff"],
     )
@@ -87,7 +82,7 @@ async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
     assert!(advert["advert_suffix"].as_str().unwrap().contains("PSM 65535"), "{advert}");
     let out = bin()
         .args(["links", "list", "--json", "--state-dir"])
-        .arg(dir.path().join("state"))
+        .arg(dir.join("state"))
         .output()
         .await
         .unwrap();
@@ -97,11 +92,9 @@ async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
 
 #[tokio::test]
 async fn revision0_phone_completes_a_registration_and_links() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let rig = Hybrid::start().await;
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &[],
         &["--legacy-revision-0", "--offer-linking", "--name", "Old Phone"],
     )
@@ -116,18 +109,17 @@ async fn revision0_phone_completes_a_registration_and_links() {
 
 #[tokio::test]
 async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let request = dir.path().join("request.json");
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
+    let request = dir.join("request.json");
     std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
         .unwrap();
-    let document = dir.path().join("document.json");
+    let document = dir.join("document.json");
     std::fs::write(&document, r#"{"protocol":"openid4vp","data":{"vp_token":"lab-token"}}"#)
         .unwrap();
     let req = request.to_str().unwrap();
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &["present", "--request", req],
         &["--dc-document", document.to_str().unwrap()],
     )
@@ -143,13 +135,8 @@ async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused
     assert_eq!(last["response"]["data"]["vp_token"], "lab-token");
 
     // A phone without the "dc" feature: refused before sending, stage post_handshake, exit 1.
-    let (events, code, _) = register_with_phone_process(
-        &server,
-        dir.path(),
-        &["present", "--request", req, "--issuance"],
-        &[],
-    )
-    .await;
+    let (events, code, _) =
+        register_with_phone_process(&rig, &["present", "--request", req, "--issuance"], &[]).await;
     assert_eq!(code, Some(1), "{events:#?}");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "error", "{last}");

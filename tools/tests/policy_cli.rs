@@ -6,10 +6,7 @@
 
 mod common;
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{
-    answer_qr, bin, hybrid_flags, phone_answers, phone_config, spawn_lines, virtual_phone,
-};
+use common::{answer_qr, bin, phone_answers, spawn_lines, virtual_phone, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -176,15 +173,11 @@ async fn bad_policy_files_are_usage_errors_naming_the_file_before_any_ceremony()
 /// `register --policy` over hybrid with the virtual phone answering as a synced provider.
 #[tokio::test]
 async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut c = bin();
-    c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(hybrid_flags(&sock, &server.base_url(), "15s"))
-        .args(["--no-linking", "--policy", &fixture("profiles.json"), "--profile", DEVICE_BOUND]);
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("15s");
+    c.args(["--no-linking", "--policy", &fixture("profiles.json"), "--profile", DEVICE_BOUND]);
     let (mut child, mut lines) = spawn_lines(&mut c);
-    let mut cfg = phone_config(&server.base_url(), &sock);
+    let mut cfg = rig.phone_config();
     cfg.backup_eligible = true;
     let mut phone = virtual_phone(cfg);
     let mut events: Vec<Value> = Vec::new();
@@ -201,16 +194,12 @@ async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
 /// `--attestation none` and `--backup-eligible` reach the verdict.
 #[tokio::test]
 async fn register_with_the_phone_binary_flags() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut c = bin();
-    c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(hybrid_flags(&sock, &server.base_url(), "15s"))
-        .args(["--no-linking", "--policy", &fixture("legacy-attestation-enforced.json")]);
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("15s");
+    c.args(["--no-linking", "--policy", &fixture("legacy-attestation-enforced.json")]);
     let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let (tunnel, sink) = (server.base_url(), format!("unix:{}", sock.display()));
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
     let answer = |qr: String| async move {
         bin()
             .args(["phone", "--json", "--qr", &qr, "--tunnel-url", &tunnel])

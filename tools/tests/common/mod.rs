@@ -16,6 +16,7 @@ use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_service::client::Client;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -180,6 +181,41 @@ pub fn counter(status: &Value, name: &str) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // The hybrid rig.
+
+/// Our tunnel server (in this process, on loopback) and a private directory holding the Unix
+/// datagram socket the desktop reads adverts from.
+pub struct Hybrid {
+    pub server: TunnelServerHandle,
+    pub dir: tempfile::TempDir,
+    pub adverts: PathBuf,
+}
+
+impl Hybrid {
+    pub async fn start() -> Hybrid {
+        let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let adverts = dir.path().join("adverts.sock");
+        Hybrid { server, dir, adverts }
+    }
+
+    pub fn tunnel(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// `cablebridge register --json` for alice at example.com over this rig (`timeout` for the
+    /// advert and the user).
+    pub fn register(&self, timeout: &str) -> Command {
+        let mut c = bin();
+        c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
+            .args(hybrid_flags(&self.adverts, &self.tunnel(), timeout));
+        c
+    }
+
+    /// A virtual phone's configuration for this rig ([`phone_config`]).
+    pub fn phone_config(&self) -> PhoneConfig {
+        phone_config(&self.tunnel(), &self.adverts)
+    }
+}
 
 /// A child's stdout, line by line.
 pub type JsonLines = Lines<BufReader<ChildStdout>>;
