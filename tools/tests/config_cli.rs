@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
-use common::{cli, key_config};
+use common::{cli, key_config, register_args};
 
 async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
     let mut config = key_config();
@@ -16,10 +16,6 @@ async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
     let key = VirtualKey::bind(config).await.unwrap();
     let addr = key.device_address();
     (key, addr)
-}
-
-fn register_args<'a>(d: &'a str, rp: &'a str, user: &'a str) -> Vec<&'a str> {
-    vec!["register", "--transport", "usb", "--device", d, "--rp-id", rp, "--user-name", user]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

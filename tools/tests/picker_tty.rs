@@ -32,20 +32,9 @@ async fn key_with_two_accounts() -> (VirtualKeyHandle, String) {
     let key = common::virtual_key().await;
     let d = key.device_address();
     for user in ["alice", "bob"] {
-        json_cli(&[
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            &d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            user,
-            "--resident-key",
-            "required",
-        ])
-        .await;
+        let mut args = common::register_args(&d, "example.com", user);
+        args.extend(["--resident-key", "required"]);
+        json_cli(&args).await;
     }
     (key, d)
 }

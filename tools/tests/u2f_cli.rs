@@ -122,23 +122,9 @@ async fn a_touch_that_never_comes_times_out_after_polling() {
     // The key wants a touch for 60 s; the user gives up after 800 ms: conditions not
     // satisfied on every poll, then a timeout (exit 1) that says the key waited for a touch.
     let (_key, d, _) = u2f_key(60_000).await;
-    let out = cli(
-        &[
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            &d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            "a",
-            "--user-timeout",
-            "800ms",
-        ],
-        1,
-    )
-    .await;
+    let mut args = common::register_args(&d, "example.com", "a");
+    args.extend(["--user-timeout", "800ms"]);
+    let out = cli(&args, 1).await;
     let error = out["error"].as_str().unwrap();
     assert!(error.contains("timed out") && error.contains("touch"), "{out}");
 }

@@ -13,7 +13,7 @@ use cablebridge_protocol::ctap2::{
 use cablebridged::ctap::uv::{register, UserVerification};
 use cablebridged::ctap::{open_client, Call, OpenOptions};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
-use common::{cli, cli_lines, key_config};
+use common::{cli, cli_lines, key_config, register_args};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -152,23 +152,7 @@ async fn register_and_authenticate_with_transport_usb() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let (key, addr) = key().await;
         let d = addr.as_str();
-        let (reg, events) = cli_lines(
-            &[
-                "register",
-                "--transport",
-                "usb",
-                "--device",
-                d,
-                "--rp-id",
-                "example.com",
-                "--user-name",
-                "alice",
-            ],
-            &[],
-            "",
-            0,
-        )
-        .await;
+        let (reg, events) = cli_lines(&register_args(d, "example.com", "alice"), &[], "", 0).await;
         assert_eq!(reg["transport"], "usb", "{reg}");
         assert_eq!(reg["ceremony"], "register");
         assert_eq!(reg["verification"]["ok"], true, "{reg}");
@@ -200,17 +184,7 @@ async fn register_and_authenticate_with_transport_usb() {
 
         // With a PIN set, registration needs it: exit 2 naming the remedy, then success with it.
         cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "1122")], "", 0).await;
-        let args = [
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            "bob",
-        ];
+        let args = register_args(d, "example.com", "bob");
         let err = cli(&args, &[], "", 2).await;
         assert!(err.to_string().contains("--pin-stdin"), "{err}");
         let ok = cli(&[&args[..], &["--pin-stdin"]].concat(), &[], "1122\n", 0).await;

@@ -127,6 +127,11 @@ pub async fn virtual_key() -> VirtualKeyHandle {
     VirtualKey::bind(key_config()).await.unwrap()
 }
 
+/// `register --transport usb` against the key at `device` for `user` at `rp`.
+pub fn register_args<'a>(device: &'a str, rp: &'a str, user: &'a str) -> Vec<&'a str> {
+    vec!["register", "--transport", "usb", "--device", device, "--rp-id", rp, "--user-name", user]
+}
+
 // ---------------------------------------------------------------------------------------------
 // The daemon.
 
