@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
-use common::{cli, key_config, register_args};
+use common::{
+    cli, json_command, key_config, last_json, read_rest, register_args, run_expecting, spawn_lines,
+};
 
 async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
     let mut config = key_config();
@@ -285,6 +287,56 @@ async fn settings_and_enrollments_survive_a_restart_with_a_state_file() {
         assert_eq!(info["force_pin_change"], false, "the 8-digit PIN is long enough: {info}");
         let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
         assert_eq!(listed["enrollments"][0]["name"], "kept", "{listed}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// Two clients on one key at once: a registration holds the key (the CTAPHID channel lock)
+/// while it waits for the touch; `config toggle-always-uv` from a second process meets
+/// ERR_CHANNEL_BUSY, says it is retrying, and goes through once the registration is done.
+/// Both exit 0, the registration verifies, and the key ends with alwaysUv on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_while_another_client_registers_waits_for_the_key() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let mut config = key_config();
+        // Long enough that the second process starts while the key still waits for the touch;
+        // shorter than the busy back-off (about 3.6 s) it then waits through.
+        config.presence_delay = Duration::from_millis(2500);
+        let key = VirtualKey::bind(config).await.unwrap();
+        let addr = key.device_address();
+        let d = addr.as_str();
+        let register = register_args(d, "example.com", "alice");
+        let (mut registering, mut lines) = spawn_lines(&mut json_command(&register));
+        let mut events: Vec<serde_json::Value> = Vec::new();
+        // The key's keepalive (user presence needed): the registration holds the key now.
+        loop {
+            let line = lines.next_line().await.unwrap().expect("register ended before the touch");
+            let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let waiting = e.to_string().contains("touch your key");
+            events.push(e);
+            if waiting {
+                break;
+            }
+        }
+        let toggle = ["config", "toggle-always-uv", "--device", d];
+        let ((stdout, stderr), ()) = tokio::join!(
+            run_expecting(json_command(&toggle), toggle, 0),
+            read_rest(&mut lines, &mut events)
+        );
+        assert!(stderr.contains("busy with another client; retrying"), "{stderr}");
+        let toggled = last_json(&stdout);
+        assert_eq!(toggled["always_uv"], true, "{toggled}");
+
+        let code = registering.wait().await.unwrap().code();
+        let reg = events.last().unwrap();
+        assert_eq!(code, Some(0), "{events:?}");
+        assert_eq!(reg["event"], "result", "{reg}");
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        // The key is usable by either afterwards and kept the change.
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["alwaysUv"], true, "{info}");
         key.shutdown().await.unwrap();
     })
     .await
