@@ -4,41 +4,26 @@
 //! attestation of a synced passkey over hybrid.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use cablebridge_protocol::authenticator::AttestationMode;
-use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+use common::{json_cli, phone_answers, spawn_lines, virtual_key, virtual_phone, Hybrid};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-}
-
 /// `register` over USB against `device`; the last JSON line (the result).
 async fn register_usb(device: &str, extra: &[&str]) -> Value {
-    let out = bin()
-        .args(["register", "--json", "--transport", "usb", "--device", device])
-        .args(["--rp-id", "example.com", "--user-name", "alice"])
-        .args(extra)
-        .env_remove("CABLEBRIDGE_PIN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    let args = [
+        &["register", "--transport", "usb", "--device", device][..],
+        &["--rp-id", "example.com", "--user-name", "alice"],
+        extra,
+    ]
+    .concat();
+    json_cli(&args, 0).await
 }
 
 fn mds_with_root(dir: &std::path::Path, aaguid: &str, root_der: &[u8]) -> std::path::PathBuf {
@@ -53,8 +38,7 @@ fn mds_with_root(dir: &std::path::Path, aaguid: &str, root_der: &[u8]) -> std::p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_key_packed_attestation_is_verified_and_checked_against_mds_roots() {
     tokio::time::timeout(T, async {
-        let key =
-            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let key = virtual_key().await;
         let device = key.device_address();
         let reg = register_usb(&device, &[]).await;
         let att = &reg["attestation"];
@@ -116,43 +100,17 @@ async fn virtual_key_packed_attestation_is_verified_and_checked_against_mds_root
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_phone_packed_self_attestation_of_a_synced_passkey() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut child = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url()])
-        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
-        .args(["--advert-timeout", "20s", "--user-timeout", "20s"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut last = Value::Null;
-    tokio::time::timeout(T, async {
-        let qr = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            if e["event"] == "qr" {
-                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
-            }
-        };
-        let mut cfg = PhoneConfig::new(server.base_url());
-        cfg.sink = AdvertSinkSpec::Unix(sock.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        cfg.attestation = AttestationMode::PackedSelf;
-        cfg.backup_eligible = true;
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                last = serde_json::from_str(&line).unwrap();
-            }
-        });
-    })
-    .await
-    .unwrap();
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("20s");
+    c.args(["--state-dir", rig.dir.path().join("state").to_str().unwrap()]);
+    let (mut child, mut lines) = spawn_lines(&mut c);
+    let mut cfg = rig.phone_config();
+    cfg.attestation = AttestationMode::PackedSelf;
+    cfg.backup_eligible = true;
+    let mut phone = virtual_phone(cfg);
+    let mut events = Vec::new();
+    tokio::time::timeout(T, phone_answers(&mut phone, &mut lines, &mut events)).await.unwrap();
+    let last = events.last().cloned().unwrap_or(Value::Null);
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "{last}");
     assert_eq!(last["event"], "result", "{last}");
     let att = &last["attestation"];

@@ -5,19 +5,16 @@
 //! `--qr-image` failures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+mod common;
+
+use common::{answer_qr, bin, spawn_lines, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
 const AAGUID: &str = "0123456789abcdef0123456789abcdef";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-}
 
 fn qr_png(url: &str, path: &std::path::Path) {
     let code = qrcode::QrCode::new(url.as_bytes()).unwrap();
@@ -27,10 +24,8 @@ fn qr_png(url: &str, path: &std::path::Path) {
 
 #[tokio::test]
 async fn register_through_bridge_with_qr_image_and_virtual_key() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let png = dir.path().join("qr.png");
+    let rig = Hybrid::start().await;
+    let png = rig.dir.path().join("qr.png");
 
     let mut key = bin()
         .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
@@ -47,31 +42,17 @@ async fn register_through_bridge_with_qr_image_and_virtual_key() {
     assert_eq!(listening["event"], "listening");
     let device = listening["address"].as_str().unwrap().to_owned();
 
-    let mut desktop = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--no-linking"])
-        .args(["--advert-timeout", "30s", "--user-timeout", "30s"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+    let mut c = rig.register("30s");
+    c.arg("--no-linking");
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let (bridge_out, bridge_err, bridge_code) = tokio::time::timeout(T, async {
-        let url = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e["url"].as_str().unwrap().to_owned();
-            }
-        };
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
+    let answer = |url: String| async move {
         qr_png(&url, &png);
         let mut bridge = bin()
             .args(["bridge", "--json", "--qr-image", png.to_str().unwrap(), "--device", &device])
-            .args(["--tunnel-url", &server.base_url()])
-            .args(["--advert-sink", &format!("unix:{}", sock.display())])
+            .args(["--tunnel-url", &tunnel])
+            .args(["--advert-sink", &sink])
             .args(["--timeout-secs", "30"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,16 +62,11 @@ async fn register_through_bridge_with_qr_image_and_virtual_key() {
         let mut out = bridge.stdout.take().unwrap();
         let mut err = bridge.stderr.take().unwrap();
         let (mut so, mut se) = (String::new(), String::new());
-        let (_, _, ()) =
-            tokio::join!(out.read_to_string(&mut so), err.read_to_string(&mut se), async {
-                while let Some(line) = lines.next_line().await.unwrap() {
-                    events.push(serde_json::from_str(&line).unwrap());
-                }
-            });
+        let (_, _) = tokio::join!(out.read_to_string(&mut so), err.read_to_string(&mut se));
         (so, se, bridge.wait().await.unwrap().code())
-    })
-    .await
-    .unwrap();
+    };
+    let (bridge_out, bridge_err, bridge_code) =
+        tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.unwrap();
     assert_eq!(desktop.wait().await.unwrap().code(), Some(0), "{events:?}\n{bridge_err}");
     assert_eq!(bridge_code, Some(0), "{bridge_out}\n{bridge_err}");
 

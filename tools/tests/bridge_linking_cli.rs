@@ -7,12 +7,14 @@
 //! 410 Gone and forgets it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+use common::{spawn_lines, until_qr, virtual_key};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -60,8 +62,7 @@ fn sigint(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_bridge_links_serves_linked_desktops_and_revokes() {
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = virtual_key().await;
     let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
     let tunnel = server.base_url();
     let dir = tempfile::tempdir().unwrap();
@@ -72,19 +73,8 @@ async fn the_cli_bridge_links_serves_linked_desktops_and_revokes() {
     let mut reg = bin();
     reg.arg("register").args(["--user-name", "dora"]);
     desktop(&mut reg, dir, &tunnel);
-    let mut reg = reg.stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(reg.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(T, async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("register ended before its QR");
-            let e: Value = serde_json::from_str(&line).unwrap();
-            if e["event"] == "qr" {
-                break e["url"].as_str().unwrap().to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (mut reg, mut lines) = spawn_lines(&mut reg);
+    let url = tokio::time::timeout(T, until_qr(&mut lines, &mut Vec::new())).await.unwrap();
     let mut bridge = bin()
         .args(["bridge", "--json", "--qr", &url, "--device", &key.device_address()])
         .args(["--tunnel-url", &tunnel, "--timeout-secs", "20", "--touch-timeout-secs", "20"])

@@ -3,65 +3,34 @@
 //! progress, result/error with `event`), exit codes, link storage and `links list|forget`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+mod common;
+
+use common::{answer_qr, bin, qr, spawn_lines, virtual_phone, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(30);
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-}
-
 #[tokio::test]
 async fn register_json_lines_with_virtual_phone_then_links() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let state = dir.path().join("state");
-    let mut child = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--state-dir", state.to_str().unwrap()])
-        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let rig = Hybrid::start().await;
+    let state = rig.dir.path().join("state");
+    let mut c = rig.register("15s");
+    c.args(["--state-dir", state.to_str().unwrap()]);
+    let (mut child, mut lines) = spawn_lines(&mut c);
+    let mut cfg = rig.phone_config();
+    cfg.offer_linking = true;
+    cfg.name = "CLI Phone".into();
+    let mut phone = virtual_phone(cfg);
     let mut events: Vec<Value> = Vec::new();
-    tokio::time::timeout(T, async {
-        // Setup progress, then the QR event; the phone scans it.
-        let first = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e;
-            }
-        };
-        let qr = QrPayload::from_url(first["url"].as_str().unwrap()).unwrap();
+    // Setup progress, then the QR event; the phone scans it.
+    let answer = |url: String| async move {
+        let qr = qr(&url);
         assert_eq!(qr.linking, Some(true));
-        let mut cfg = PhoneConfig::new(server.base_url());
-        cfg.sink = AdvertSinkSpec::Unix(sock.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        cfg.offer_linking = true;
-        cfg.name = "CLI Phone".into();
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-    })
-    .await
-    .unwrap();
+        let _ = phone.run_qr(&qr).await;
+    };
+    tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.unwrap();
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0), "{events:?}");
     assert!(events.iter().all(|e| e["event"].is_string()));
@@ -94,20 +63,16 @@ async fn register_json_lines_with_virtual_phone_then_links() {
     let stored: Value = serde_json::from_str(&raw).unwrap();
     let secret = stored["links"][0]["link_secret"].as_str().unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
-    let out = bin()
-        .args(["links", "forget", "cli phone", "--state-dir"])
-        .arg(&state)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let out = bin()
-        .args(["links", "forget", "cli phone", "--state-dir"])
-        .arg(&state)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Forgotten once; a second time there is no such link (usage error, exit 2).
+    for code in [0, 2] {
+        let out = bin()
+            .args(["links", "forget", "cli phone", "--state-dir"])
+            .arg(&state)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code));
+    }
 }
 
 #[tokio::test]

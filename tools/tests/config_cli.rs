@@ -3,73 +3,21 @@
 //! through the real binary against an in-process virtual key on loopback UDP-HID.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
-use serde_json::Value;
-
-/// Runs the binary on a blocking thread (the key lives on the test's runtime).
-async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
-    let (last, _) = cli_lines(args, env, stdin, code).await;
-    last
-}
-
-/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
-async fn cli_lines(
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: &str,
-    code: i32,
-) -> (Value, Vec<Value>) {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.push("--json".into());
-    let env: Vec<(String, String)> =
-        env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let stdin = stdin.to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-            .args(&all)
-            .env_remove("CABLEBRIDGE_PIN")
-            .env_remove("CABLEBRIDGE_NEW_PIN")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: stdout {stdout} stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
-        })
-        .collect();
-    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
-}
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
+use common::{
+    cli, json_command, key_config, last_json, read_rest, register_args, run_expecting, spawn_lines,
+};
 
 async fn key(enterprise: &[&str]) -> (VirtualKeyHandle, String) {
-    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut config = key_config();
     config.enterprise_rp_ids = enterprise.iter().map(|s| s.to_string()).collect();
     let key = VirtualKey::bind(config).await.unwrap();
     let addr = key.device_address();
     (key, addr)
-}
-
-fn register_args<'a>(d: &'a str, rp: &'a str, user: &'a str) -> Vec<&'a str> {
-    vec!["register", "--transport", "usb", "--device", d, "--rp-id", rp, "--user-name", user]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +202,7 @@ async fn bio_enrollment_end_to_end_on_the_simulated_sensor() {
         assert!(none["error"].as_str().unwrap().contains("no fingerprint sensor"), "{none}");
         plain.shutdown().await.unwrap();
 
-        let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut config = key_config();
         config.bio = true;
         let key = VirtualKey::bind(config).await.unwrap();
         let addr = key.device_address();
@@ -309,7 +257,7 @@ async fn settings_and_enrollments_survive_a_restart_with_a_state_file() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("vkey.cbor");
         let bind = || {
-            let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+            let mut config = key_config();
             config.state_file = Some(state.clone());
             config.bio = true;
             VirtualKey::bind(config)
@@ -339,6 +287,56 @@ async fn settings_and_enrollments_survive_a_restart_with_a_state_file() {
         assert_eq!(info["force_pin_change"], false, "the 8-digit PIN is long enough: {info}");
         let listed = cli(&["bio", "list", "--device", d], &pin_env, "", 0).await;
         assert_eq!(listed["enrollments"][0]["name"], "kept", "{listed}");
+        key.shutdown().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// Two clients on one key at once: a registration holds the key (the CTAPHID channel lock)
+/// while it waits for the touch; `config toggle-always-uv` from a second process meets
+/// ERR_CHANNEL_BUSY, says it is retrying, and goes through once the registration is done.
+/// Both exit 0, the registration verifies, and the key ends with alwaysUv on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_while_another_client_registers_waits_for_the_key() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let mut config = key_config();
+        // Long enough that the second process starts while the key still waits for the touch;
+        // shorter than the busy back-off (about 3.6 s) it then waits through.
+        config.presence_delay = Duration::from_millis(2500);
+        let key = VirtualKey::bind(config).await.unwrap();
+        let addr = key.device_address();
+        let d = addr.as_str();
+        let register = register_args(d, "example.com", "alice");
+        let (mut registering, mut lines) = spawn_lines(&mut json_command(&register));
+        let mut events: Vec<serde_json::Value> = Vec::new();
+        // The key's keepalive (user presence needed): the registration holds the key now.
+        loop {
+            let line = lines.next_line().await.unwrap().expect("register ended before the touch");
+            let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let waiting = e.to_string().contains("touch your key");
+            events.push(e);
+            if waiting {
+                break;
+            }
+        }
+        let toggle = ["config", "toggle-always-uv", "--device", d];
+        let ((stdout, stderr), ()) = tokio::join!(
+            run_expecting(json_command(&toggle), toggle, 0),
+            read_rest(&mut lines, &mut events)
+        );
+        assert!(stderr.contains("busy with another client; retrying"), "{stderr}");
+        let toggled = last_json(&stdout);
+        assert_eq!(toggled["always_uv"], true, "{toggled}");
+
+        let code = registering.wait().await.unwrap().code();
+        let reg = events.last().unwrap();
+        assert_eq!(code, Some(0), "{events:?}");
+        assert_eq!(reg["event"], "result", "{reg}");
+        assert_eq!(reg["verification"]["ok"], true, "{reg}");
+        // The key is usable by either afterwards and kept the change.
+        let info = cli(&["info", "--device", d], &[], "", 0).await;
+        assert_eq!(info["options"]["alwaysUv"], true, "{info}");
         key.shutdown().await.unwrap();
     })
     .await

@@ -2,6 +2,8 @@
 //! temporary socket) and without one (exit 3), `completions` and `man`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Command;
 
 fn cli() -> Command {
@@ -24,19 +26,7 @@ fn status_without_a_daemon_exits_3_and_says_how_to_start_it() {
 #[test]
 fn status_prints_the_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.path().join("state"),
-        ..Default::default()
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.spawn(cablebridge_service::run(config));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (_runtime, socket) = common::daemon_blocking(dir.path());
     let out = cli().args(["status", "--json", "--socket"]).arg(&socket).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -82,19 +72,7 @@ fn with_closed_stdout(mut c: Command) -> std::process::Output {
 fn a_closed_stdout_ends_the_process_quietly_with_141() {
     // `cablebridge status | head -c 10` panicked in output::finish (println! on EPIPE).
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.path().join("state"),
-        ..Default::default()
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.spawn(cablebridge_service::run(config));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (_runtime, socket) = common::daemon_blocking(dir.path());
     let mut status = cli();
     status.arg("status").arg("--socket").arg(&socket);
     let mut status_json = cli();

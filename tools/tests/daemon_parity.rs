@@ -9,47 +9,25 @@
 //! another client started.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_service::client::Client;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+use cablebridged::virtual_key::VirtualKey;
+use common::{
+    counter, daemon, daemon_config, hybrid_flags, key_config, phone_answers, phone_config,
+    spawn_lines, status, virtual_phone,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const T: Duration = Duration::from_secs(60);
-
-/// The daemon (service library) on a socket in `dir`, until the test's runtime ends.
-async fn daemon(dir: &Path) -> PathBuf {
-    let socket = dir.join("control.sock");
-    let config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.join("daemon-state"),
-        ..Default::default()
-    };
-    tokio::spawn(cablebridge_service::run(config));
-    for _ in 0..1000 {
-        if Client::connect(&socket).await.is_ok() {
-            return socket;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the daemon did not start");
-}
-
-async fn status(socket: &Path) -> Value {
-    Client::connect(socket).await.unwrap().call("status", json!({})).await.unwrap()
-}
-
-fn counter(status: &Value, name: &str) -> u64 {
-    status["counters"][name].as_u64().unwrap()
-}
 
 fn cli(mode: &str, socket: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cablebridge"));
@@ -145,36 +123,12 @@ async fn hybrid_register(mode: &str, socket: &Path, tunnel: &str, dir: &Path) ->
     let adverts = dir.join(format!("adverts{mode}.sock"));
     let mut c = cli(mode, socket);
     c.args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .arg("--advert-source")
-        .arg(format!("unix:{}", adverts.display()))
-        .args(["--tunnel-url", tunnel, "--no-linking"])
-        .args(["--advert-timeout", "20s", "--user-timeout", "20s"])
-        .args(["--policy", &policy_fixture()])
-        .stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .args(hybrid_flags(&adverts, tunnel, "20s"))
+        .args(["--no-linking", "--policy", &policy_fixture()]);
+    let (mut child, mut lines) = spawn_lines(&mut c);
+    let mut phone = virtual_phone(phone_config(tunnel, &adverts));
     let mut events: Vec<Value> = Vec::new();
-    tokio::time::timeout(T, async {
-        let qr = loop {
-            let line = lines.next_line().await.unwrap().expect("the CLI ended before its QR");
-            let e: Value = serde_json::from_str(&line).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
-            }
-        };
-        let mut cfg = PhoneConfig::new(tunnel.to_owned());
-        cfg.sink = AdvertSinkSpec::Unix(adverts.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-    })
-    .await
-    .unwrap();
+    tokio::time::timeout(T, phone_answers(&mut phone, &mut lines, &mut events)).await.unwrap();
     let code = child.wait().await.unwrap().code().unwrap_or(-1);
     (code, events)
 }
@@ -223,7 +177,7 @@ async fn usb_ceremonies_print_the_same_in_process_and_through_the_daemon() {
     let run = |mode: &'static str| {
         let socket = socket.clone();
         async move {
-            let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+            let mut config = key_config();
             config.presence_delay = Duration::from_millis(20);
             let key = VirtualKey::bind(config).await.unwrap();
             let d = key.device_address();
@@ -475,10 +429,7 @@ async fn watch_shows_the_qr_and_result_of_a_session_another_client_started() {
                 break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
             }
         };
-        let mut cfg = PhoneConfig::new(server.base_url());
-        cfg.sink = AdvertSinkSpec::Unix(adverts.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
+        let mut phone = virtual_phone(phone_config(&server.base_url(), &adverts));
         phone.run_qr(&qr).await.unwrap();
         loop {
             let e: Value =
@@ -535,12 +486,8 @@ async fn watch_shows_the_qr_and_result_of_a_session_another_client_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_refuses_us_is_skipped_in_auto_mode_and_exit_3_with_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let mut config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.path().join("daemon-state"),
-        ..Default::default()
-    };
+    let mut config = daemon_config(dir.path());
+    let socket = config.socket.clone();
     // The tests run as root: without this the daemon would let us in.
     config.control.allow_root = false;
     config.control.allowed_groups = Vec::new();

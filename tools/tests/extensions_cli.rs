@@ -5,16 +5,16 @@
 //! through the daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
+use common::{json_command, last_json, run_expecting, virtual_key};
 use serde_json::Value;
-use tokio::process::Command;
 
 async fn cli(args: &[&str], code: i32) -> Value {
     let (stdout, _) = run_cli(args, code).await;
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    last_json(&stdout)
 }
 
 /// A flag error from clap: exit 2, the message on stderr.
@@ -22,32 +22,17 @@ async fn usage_error(args: &[&str]) -> String {
     run_cli(args, 2).await.1
 }
 
+/// In this process: no daemon reachable.
 async fn run_cli(args: &[&str], code: i32) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-        .args(args)
-        .arg("--json")
-        .env_remove("CABLEBRIDGE_PIN")
-        .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut c = json_command(args);
+    c.env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock");
+    run_expecting(c, args, code).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prf_on_the_virtual_key_is_stable_and_input_dependent() {
     tokio::time::timeout(Duration::from_secs(90), async {
-        let key =
-            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let key = virtual_key().await;
         let d = key.device_address();
         let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
         // "aW5wdXQtb25l" = "input-one", "aW5wdXQtdHdv" = "input-two".
@@ -95,8 +80,7 @@ async fn prf_on_the_virtual_key_is_stable_and_input_dependent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cred_protect_and_cred_blob_through_the_cli() {
     tokio::time::timeout(Duration::from_secs(90), async {
-        let key =
-            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let key = virtual_key().await;
         let d = key.device_address();
         let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
         let reg = cli(
@@ -135,64 +119,37 @@ async fn cred_protect_and_cred_blob_through_the_cli() {
 
 /// One hybrid ceremony through the binary with the virtual `phone` scanning its QR code.
 async fn hybrid(
-    server: &cablebridged::tunnel::server::TunnelServerHandle,
+    rig: &common::Hybrid,
     phone: &mut cablebridged::phone::VirtualPhone,
-    sock: &std::path::Path,
     args: &[&str],
     more: &[&str],
 ) -> Value {
-    use cablebridge_protocol::hybrid::qr::QrPayload;
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-        .args(args)
+    let mut c = common::bin();
+    c.args(args)
         .args(more)
         .args(["--json", "--rp-id", "example.com", "--no-linking"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url()])
-        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
-        .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut last = Value::Null;
-    tokio::time::timeout(Duration::from_secs(30), async {
-        let qr = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            if e["event"] == "qr" {
-                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
-            }
-        };
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                last = serde_json::from_str(&line).unwrap();
-            }
-        });
-    })
+        .args(common::hybrid_flags(&rig.adverts, &rig.tunnel(), "15s"))
+        .env("CABLEBRIDGE_SOCKET", "/nonexistent/cablebridge.sock");
+    let (mut child, mut lines) = common::spawn_lines(&mut c);
+    let mut events = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        common::phone_answers(phone, &mut lines, &mut events),
+    )
     .await
     .unwrap();
+    let last = events.last().cloned().unwrap_or(Value::Null);
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "{last}");
     last
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prf_over_hybrid_with_the_virtual_phone() {
-    use cablebridged::phone::sink::AdvertSinkSpec;
-    use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
-    use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut cfg = PhoneConfig::new(server.base_url());
-    cfg.sink = AdvertSinkSpec::Unix(sock.clone());
-    cfg.advert_interval = Duration::from_millis(20);
-    let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
+    let rig = common::Hybrid::start().await;
+    let mut phone = common::virtual_phone(rig.phone_config());
     let reg = hybrid(
-        &server,
+        &rig,
         &mut phone,
-        &sock,
         &["register", "--user-name", "alice", "--prf-first", "aW5wdXQtb25l"],
         &["--cred-protect", "3", "--cred-blob", "YmxvYg"],
     )
@@ -204,9 +161,8 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
     let at_mc = reg["prf"]["results"]["first"].as_str().unwrap().to_owned();
     let key = reg["public_key_cose"].as_str().unwrap();
     let auth = hybrid(
-        &server,
+        &rig,
         &mut phone,
-        &sock,
         &["authenticate", "--prf-first", "aW5wdXQtdHdv", "--prf-second", "aW5wdXQtb25l"],
         &["--public-key", key, "--get-cred-blob"],
     )
@@ -220,8 +176,7 @@ async fn prf_over_hybrid_with_the_virtual_phone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_blob_write_then_read_on_the_virtual_key() {
     tokio::time::timeout(Duration::from_secs(90), async {
-        let key =
-            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let key = virtual_key().await;
         let d = key.device_address();
         let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
         let reg = cli(
@@ -264,42 +219,19 @@ async fn large_blob_write_then_read_on_the_virtual_key() {
 /// `ceremony.*` params and the results carry the same fields as in-process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extensions_through_the_daemon_match_in_process() {
-    use cablebridge_service::client::Client;
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.path().join("daemon-state"),
-        ..Default::default()
-    };
-    tokio::spawn(cablebridge_service::run(config));
-    for _ in 0..1000 {
-        if Client::connect(&socket).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let socket = common::daemon(dir.path()).await;
+    let key = virtual_key().await;
     let d = key.device_address();
     let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
     let run = |mode: &'static str, args: Vec<String>| {
         let socket = socket.clone();
         async move {
-            let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-                .arg(mode)
-                .args(&args)
-                .arg("--json")
-                .env("CABLEBRIDGE_SOCKET", &socket)
-                .env_remove("CABLEBRIDGE_PIN")
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .unwrap();
-            let stdout = String::from_utf8(out.stdout).unwrap();
-            assert_eq!(out.status.code(), Some(0), "{mode} {args:?}: {stdout}");
-            serde_json::from_str::<Value>(stdout.lines().last().unwrap()).unwrap()
+            let all: Vec<&str> =
+                [mode].into_iter().chain(args.iter().map(String::as_str)).collect();
+            let mut c = json_command(&all);
+            c.env("CABLEBRIDGE_SOCKET", &socket);
+            last_json(&run_expecting(c, &all, 0).await.0)
         }
     };
     let strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();

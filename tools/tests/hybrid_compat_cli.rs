@@ -5,75 +5,52 @@
 //! `present` (Digital Credentials) against a phone with and without `--dc-document`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+mod common;
+
+use common::{answer_qr, bin, hybrid_flags, spawn_lines, Hybrid};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-}
 
 /// Runs `register` with `desktop_flags` and, once it shows its QR, `phone` with `phone_flags`;
 /// returns the desktop's JSON lines, its exit code and the phone's exit code.
 async fn register_with_phone_process(
-    server: &TunnelServerHandle,
-    dir: &Path,
+    rig: &Hybrid,
     desktop_flags: &[&str],
     phone_flags: &[&str],
 ) -> (Vec<Value>, Option<i32>, Option<i32>) {
-    let sock = dir.join("adverts.sock");
-    let state = dir.join("state");
+    let state = rig.dir.path().join("state");
     let command: &[&str] = if desktop_flags.first() == Some(&"present") {
         &["--json"]
     } else {
         &["register", "--json", "--rp-id", "example.com", "--user-name", "dora"]
     };
-    let mut desktop = bin()
-        .args(&desktop_flags[..usize::from(desktop_flags.first() == Some(&"present"))])
+    let present = usize::from(desktop_flags.first() == Some(&"present"));
+    let mut c = bin();
+    c.args(&desktop_flags[..present])
         .args(command)
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--state-dir", state.to_str().unwrap()])
-        .args(["--advert-timeout", "30s", "--user-timeout", "30s"])
-        .args(&desktop_flags[usize::from(desktop_flags.first() == Some(&"present"))..])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+        .args(hybrid_flags(&rig.adverts, &rig.tunnel(), "30s"))
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(&desktop_flags[present..]);
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let phone_code = tokio::time::timeout(T, async {
-        let url = loop {
-            let line = lines.next_line().await.unwrap().expect("desktop ended before its QR");
-            let e: Value = serde_json::from_str(&line).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e["url"].as_str().unwrap().to_owned();
-            }
-        };
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
+    let answer = |url: String| async move {
         let mut phone = bin()
-            .args(["phone", "--json", "--qr", &url, "--tunnel-url", &server.base_url()])
-            .args(["--advert-sink", &format!("unix:{}", sock.display()), "--timeout-secs", "30"])
+            .args(["phone", "--json", "--qr", &url, "--tunnel-url", &tunnel])
+            .args(["--advert-sink", &sink, "--timeout-secs", "30"])
             .args(phone_flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let (status, ()) = tokio::join!(phone.wait(), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        status.unwrap().code()
-    })
-    .await
-    .expect("bounded");
+        phone.wait().await.unwrap().code()
+    };
+    let phone_code =
+        tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.expect("bounded");
     let code = desktop.wait().await.unwrap().code();
     (events, code, phone_code)
 }
@@ -84,11 +61,10 @@ fn index(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
 
 #[tokio::test]
 async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &["--wait-for-linking=30s"],
         &["--offer-linking", "--late-linking-ms", "300", "--force-advert-suffix", "a10119ffff"],
     )
@@ -106,7 +82,7 @@ async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
     assert!(advert["advert_suffix"].as_str().unwrap().contains("PSM 65535"), "{advert}");
     let out = bin()
         .args(["links", "list", "--json", "--state-dir"])
-        .arg(dir.path().join("state"))
+        .arg(dir.join("state"))
         .output()
         .await
         .unwrap();
@@ -116,11 +92,9 @@ async fn wait_for_linking_stores_a_late_link_and_reports_the_advert_suffix() {
 
 #[tokio::test]
 async fn revision0_phone_completes_a_registration_and_links() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let rig = Hybrid::start().await;
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &[],
         &["--legacy-revision-0", "--offer-linking", "--name", "Old Phone"],
     )
@@ -135,18 +109,17 @@ async fn revision0_phone_completes_a_registration_and_links() {
 
 #[tokio::test]
 async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let request = dir.path().join("request.json");
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
+    let request = dir.join("request.json");
     std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
         .unwrap();
-    let document = dir.path().join("document.json");
+    let document = dir.join("document.json");
     std::fs::write(&document, r#"{"protocol":"openid4vp","data":{"vp_token":"lab-token"}}"#)
         .unwrap();
     let req = request.to_str().unwrap();
     let (events, code, phone) = register_with_phone_process(
-        &server,
-        dir.path(),
+        &rig,
         &["present", "--request", req],
         &["--dc-document", document.to_str().unwrap()],
     )
@@ -162,13 +135,8 @@ async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused
     assert_eq!(last["response"]["data"]["vp_token"], "lab-token");
 
     // A phone without the "dc" feature: refused before sending, stage post_handshake, exit 1.
-    let (events, code, _) = register_with_phone_process(
-        &server,
-        dir.path(),
-        &["present", "--request", req, "--issuance"],
-        &[],
-    )
-    .await;
+    let (events, code, _) =
+        register_with_phone_process(&rig, &["present", "--request", req, "--issuance"], &[]).await;
     assert_eq!(code, Some(1), "{events:#?}");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "error", "{last}");

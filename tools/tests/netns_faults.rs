@@ -268,38 +268,11 @@ async fn run(fault: Fault) -> Outcome {
         }
         emulation.push("tbf 2 Mbit/s on the desktop's and the phone's links".to_owned());
         if netem_available(&t.m, &t.from_server) {
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                &t.m,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &t.from_server,
-                "root",
-                "netem",
-                "delay",
-                "40ms",
-                "10ms",
-                "loss",
-                "2%",
-            ]);
-            must(&[
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &t.toward_desktop,
-                "root",
-                "netem",
-                "delay",
-                "40ms",
-                "10ms",
-                "loss",
-                "2%",
-            ]);
+            let netem = ["root", "netem", "delay", "40ms", "10ms", "loss", "2%"];
+            let from_server = ["ip", "netns", "exec", &t.m, "tc", "qdisc", "add", "dev"];
+            must(&[&from_server[..], &[t.from_server.as_str()], &netem].concat());
+            let toward_desktop = ["tc", "qdisc", "add", "dev", t.toward_desktop.as_str()];
+            must(&[&toward_desktop[..], &netem].concat());
             emulation.push("netem delay 40±10 ms + loss 2% each way on the desktop's leg".into());
         } else {
             relay_delay = Duration::from_millis(40);

@@ -3,38 +3,16 @@
 //! and a `--pick` past the end is a usage error naming the count.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use serde_json::Value;
-use tokio::process::Command;
-
-async fn cli(args: &[&str], code: i32) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-        .args(args)
-        .arg("--json")
-        .env_remove("CABLEBRIDGE_PIN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
+use common::{json_cli as cli, virtual_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pick_among_several_discoverable_credentials() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let key =
-            VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let key = virtual_key().await;
         let d = key.device_address();
         let usb = ["--transport", "usb", "--device", d.as_str(), "--rp-id", "example.com"];
         let mut ids = Vec::new();

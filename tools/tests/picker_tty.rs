@@ -5,10 +5,12 @@
 //! Skipped (with a note) where `script` is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use cablebridged::virtual_key::VirtualKeyHandle;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -20,38 +22,19 @@ fn have_script() -> bool {
 }
 
 async fn json_cli(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-        .args(args)
-        .args(["--json", "--no-daemon"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    let mut c = common::json_command(args);
+    c.arg("--no-daemon");
+    common::last_json(&common::run_expecting(c, args, 0).await.0)
 }
 
 /// A key holding two discoverable credentials for example.com; returns it and its address.
 async fn key_with_two_accounts() -> (VirtualKeyHandle, String) {
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = common::virtual_key().await;
     let d = key.device_address();
     for user in ["alice", "bob"] {
-        json_cli(&[
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            &d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            user,
-            "--resident-key",
-            "required",
-        ])
-        .await;
+        let mut args = common::register_args(&d, "example.com", user);
+        args.extend(["--resident-key", "required"]);
+        json_cli(&args).await;
     }
     (key, d)
 }

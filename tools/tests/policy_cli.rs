@@ -4,15 +4,12 @@
 //! policy files are the Graph exports under daemon/tests/fixtures/policy/.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+mod common;
+
+use common::{answer_qr, bin, phone_answers, spawn_lines, virtual_phone, Hybrid};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
 const AUTHENTICATOR_ANDROID: &str = "de1e552d-db1d-4423-a619-566b625cdc84";
@@ -20,10 +17,6 @@ const DEVICE_BOUND: &str = "Device-bound Authenticator and lab keys";
 
 fn fixture(name: &str) -> String {
     format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cablebridge"))
 }
 
 /// Runs `demo --json` with `args`; returns the exit code and the register/authenticate results.
@@ -180,44 +173,15 @@ async fn bad_policy_files_are_usage_errors_naming_the_file_before_any_ceremony()
 /// `register --policy` over hybrid with the virtual phone answering as a synced provider.
 #[tokio::test]
 async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut child = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--no-linking"])
-        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
-        .args(["--policy", &fixture("profiles.json"), "--profile", DEVICE_BOUND])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("15s");
+    c.args(["--no-linking", "--policy", &fixture("profiles.json"), "--profile", DEVICE_BOUND]);
+    let (mut child, mut lines) = spawn_lines(&mut c);
+    let mut cfg = rig.phone_config();
+    cfg.backup_eligible = true;
+    let mut phone = virtual_phone(cfg);
     let mut events: Vec<Value> = Vec::new();
-    tokio::time::timeout(T, async {
-        let qr = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e;
-            }
-        };
-        let qr = QrPayload::from_url(qr["url"].as_str().unwrap()).unwrap();
-        let mut cfg = PhoneConfig::new(server.base_url());
-        cfg.sink = AdvertSinkSpec::Unix(sock.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        cfg.backup_eligible = true;
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-    })
-    .await
-    .unwrap();
+    tokio::time::timeout(T, phone_answers(&mut phone, &mut lines, &mut events)).await.unwrap();
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "{events:?}");
     let result = events.last().unwrap();
     assert_eq!(result["event"], "result", "{result}");
@@ -230,48 +194,26 @@ async fn register_over_hybrid_reports_the_verdict_in_the_result_event() {
 /// `--attestation none` and `--backup-eligible` reach the verdict.
 #[tokio::test]
 async fn register_with_the_phone_binary_flags() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("adverts.sock");
-    let mut desktop = bin()
-        .args(["register", "--json", "--rp-id", "example.com", "--user-name", "alice"])
-        .args(["--advert-source", &format!("unix:{}", sock.display())])
-        .args(["--tunnel-url", &server.base_url(), "--no-linking"])
-        .args(["--advert-timeout", "15s", "--user-timeout", "15s"])
-        .args(["--policy", &fixture("legacy-attestation-enforced.json")])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(desktop.stdout.take().unwrap()).lines();
+    let rig = Hybrid::start().await;
+    let mut c = rig.register("15s");
+    c.args(["--no-linking", "--policy", &fixture("legacy-attestation-enforced.json")]);
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
-    let phone = tokio::time::timeout(T, async {
-        let qr = loop {
-            let e: Value =
-                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break e["url"].as_str().unwrap().to_owned();
-            }
-        };
-        let phone = bin()
-            .args(["phone", "--json", "--qr", &qr, "--tunnel-url", &server.base_url()])
-            .args(["--advert-sink", &format!("unix:{}", sock.display())])
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
+    let answer = |qr: String| async move {
+        bin()
+            .args(["phone", "--json", "--qr", &qr, "--tunnel-url", &tunnel])
+            .args(["--advert-sink", &sink])
             .args(["--aaguid", AUTHENTICATOR_ANDROID, "--attestation", "none"])
             .args(["--backup-eligible", "--timeout-secs", "15"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .output();
-        let (phone, ()) = tokio::join!(phone, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        phone.unwrap()
-    })
-    .await
-    .unwrap();
+            .output()
+            .await
+            .unwrap()
+    };
+    let phone = tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.unwrap();
     assert_eq!(phone.status.code(), Some(0), "{}", String::from_utf8_lossy(&phone.stderr));
     assert_eq!(desktop.wait().await.unwrap().code(), Some(0), "{events:?}");
     let result = events.last().unwrap();

@@ -6,41 +6,20 @@
 //! exit 1). The daemon's `status` counters show it really ran the second one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
-use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_service::client::Client;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+use common::{answer_qr, bin, daemon, hybrid_flags, phone_config, qr, spawn_lines, virtual_phone};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
 
-async fn daemon(dir: &Path) -> PathBuf {
-    let socket = dir.join("control.sock");
-    let config = cablebridge_service::Config {
-        socket: socket.clone(),
-        state_dir: dir.join("daemon-state"),
-        ..Default::default()
-    };
-    tokio::spawn(cablebridge_service::run(config));
-    for _ in 0..1000 {
-        if Client::connect(&socket).await.is_ok() {
-            return socket;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the daemon did not start");
-}
-
 async fn counter(socket: &Path, name: &str) -> u64 {
-    let status = Client::connect(socket).await.unwrap().call("status", json!({})).await.unwrap();
-    status["counters"][name].as_u64().unwrap()
+    common::counter(&common::status(socket).await, name)
 }
 
 /// `present` in `mode`, answered by a virtual phone (with `document`, or CTAP-only without).
@@ -55,44 +34,24 @@ async fn present(
     std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
         .unwrap();
     let adverts = dir.join(format!("adverts{mode}{}.sock", document.is_some()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-        .env("CABLEBRIDGE_SOCKET", socket)
+    let mut c = bin();
+    c.env("CABLEBRIDGE_SOCKET", socket)
         .arg(mode)
         .args(["present", "--json", "--request"])
         .arg(&request)
-        .arg("--advert-source")
-        .arg(format!("unix:{}", adverts.display()))
-        .args(["--tunnel-url", tunnel, "--advert-timeout", "20s", "--user-timeout", "20s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .args(hybrid_flags(&adverts, tunnel, "20s"))
+        .stdin(std::process::Stdio::null());
+    let (mut child, mut lines) = spawn_lines(&mut c);
+    let mut cfg = phone_config(tunnel, &adverts);
+    cfg.dc_document = document.map(<[u8]>::to_vec);
+    let mut phone = virtual_phone(cfg);
     let mut events: Vec<Value> = Vec::new();
-    tokio::time::timeout(T, async {
-        let qr = loop {
-            let line = lines.next_line().await.unwrap().expect("present ended before its QR");
-            let e: Value = serde_json::from_str(&line).unwrap();
-            events.push(e.clone());
-            if e["event"] == "qr" {
-                break QrPayload::from_url(e["url"].as_str().unwrap()).unwrap();
-            }
-        };
+    let answer = |url: String| async move {
+        let qr = qr(&url);
         assert_eq!(qr.effective_hint().as_str(), "dcp");
-        let mut cfg = PhoneConfig::new(tunnel.to_owned());
-        cfg.sink = AdvertSinkSpec::Unix(adverts.clone());
-        cfg.advert_interval = Duration::from_millis(20);
-        cfg.dc_document = document.map(<[u8]>::to_vec);
-        let mut phone = VirtualPhone::new(cfg, PhoneState::new(&mut rand::rngs::OsRng), None, None);
-        let (_, ()) = tokio::join!(phone.run_qr(&qr), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                events.push(serde_json::from_str(&line).unwrap());
-            }
-        });
-    })
-    .await
-    .unwrap();
+        let _ = phone.run_qr(&qr).await;
+    };
+    tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.unwrap();
     (child.wait().await.unwrap().code().unwrap_or(-1), events)
 }
 

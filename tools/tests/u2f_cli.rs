@@ -7,9 +7,12 @@
 //! comes (0x6985 until the deadline).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::{json_command, last_json, run_expecting};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -40,21 +43,9 @@ async fn u2f_key(delay_ms: u64) -> (Child, String, Value) {
 }
 
 async fn cli(args: &[&str], code: i32) -> Value {
-    let out = tokio::time::timeout(
-        T,
-        bin().args(args).arg("--json").arg("--no-daemon").stdin(Stdio::null()).output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    let mut c = json_command(args);
+    c.arg("--no-daemon").env_remove("CABLEBRIDGE_VKEY_PIN");
+    last_json(&tokio::time::timeout(T, run_expecting(c, args, code)).await.unwrap().0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,23 +122,9 @@ async fn a_touch_that_never_comes_times_out_after_polling() {
     // The key wants a touch for 60 s; the user gives up after 800 ms: conditions not
     // satisfied on every poll, then a timeout (exit 1) that says the key waited for a touch.
     let (_key, d, _) = u2f_key(60_000).await;
-    let out = cli(
-        &[
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            &d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            "a",
-            "--user-timeout",
-            "800ms",
-        ],
-        1,
-    )
-    .await;
+    let mut args = common::register_args(&d, "example.com", "a");
+    args.extend(["--user-timeout", "800ms"]);
+    let out = cli(&args, 1).await;
     let error = out["error"].as_str().unwrap();
     assert!(error.contains("timed out") && error.contains("touch"), "{out}");
 }

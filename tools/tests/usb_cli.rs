@@ -3,8 +3,8 @@
 //! list/delete, reset, and the error exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use cablebridge_protocol::ctap2::{
@@ -12,62 +12,13 @@ use cablebridge_protocol::ctap2::{
 };
 use cablebridged::ctap::uv::{register, UserVerification};
 use cablebridged::ctap::{open_client, Call, OpenOptions};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
+use common::{cli, cli_lines, key_config, register_args};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// Runs the binary on a blocking thread (the key lives on the test's runtime).
-async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str, code: i32) -> Value {
-    let (last, _) = cli_lines(args, env, stdin, code).await;
-    last
-}
-
-/// Like [`cli`], also returning every JSON line (ceremonies print progress events first).
-async fn cli_lines(
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: &str,
-    code: i32,
-) -> (Value, Vec<Value>) {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.push("--json".into());
-    let env: Vec<(String, String)> =
-        env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let stdin = stdin.to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridge"))
-            .args(&all)
-            .env_remove("CABLEBRIDGE_PIN")
-            .env_remove("CABLEBRIDGE_NEW_PIN")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: stdout {stdout} stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
-        })
-        .collect();
-    (lines.last().cloned().unwrap_or_else(|| panic!("{args:?}: no output")), lines)
-}
-
 async fn key() -> (VirtualKeyHandle, String) {
-    let mut config = VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut config = key_config();
     config.presence_delay = Duration::from_millis(50);
     let key = VirtualKey::bind(config).await.unwrap();
     let addr = key.device_address();
@@ -201,23 +152,7 @@ async fn register_and_authenticate_with_transport_usb() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let (key, addr) = key().await;
         let d = addr.as_str();
-        let (reg, events) = cli_lines(
-            &[
-                "register",
-                "--transport",
-                "usb",
-                "--device",
-                d,
-                "--rp-id",
-                "example.com",
-                "--user-name",
-                "alice",
-            ],
-            &[],
-            "",
-            0,
-        )
-        .await;
+        let (reg, events) = cli_lines(&register_args(d, "example.com", "alice"), &[], "", 0).await;
         assert_eq!(reg["transport"], "usb", "{reg}");
         assert_eq!(reg["ceremony"], "register");
         assert_eq!(reg["verification"]["ok"], true, "{reg}");
@@ -249,17 +184,7 @@ async fn register_and_authenticate_with_transport_usb() {
 
         // With a PIN set, registration needs it: exit 2 naming the remedy, then success with it.
         cli(&["pin", "set", "--device", d], &[("CABLEBRIDGE_NEW_PIN", "1122")], "", 0).await;
-        let args = [
-            "register",
-            "--transport",
-            "usb",
-            "--device",
-            d,
-            "--rp-id",
-            "example.com",
-            "--user-name",
-            "bob",
-        ];
+        let args = register_args(d, "example.com", "bob");
         let err = cli(&args, &[], "", 2).await;
         assert!(err.to_string().contains("--pin-stdin"), "{err}");
         let ok = cli(&[&args[..], &["--pin-stdin"]].concat(), &[], "1122\n", 0).await;
