@@ -14,8 +14,9 @@
 //! (`python_fido2_cross_real.rs`, which also covers U2F-only keys). ARCHITECTURE.md
 //! ("Independent clients") says why neither is our driver.
 //!
-//! Both tests are `#[ignore]`d (CI has no USB). Procedure (hw-tests/README.md "Cross-check with
-//! an independent client"):
+//! `the_signature_checks_accept_a_good_assertion_and_refuse_another` runs in CI (no key): the
+//! verification used below, on a software key. The two cross-checks are `#[ignore]`d (CI has no
+//! USB). Procedure (hw-tests/README.md "Cross-check with an independent client"):
 //! 1. One CTAP2 (FIDO2) key attached, readable by you (the udev rule; see "Real USB security
 //!    keys"). ctap-hid-fido2 speaks CTAP2 only: a U2F-only key is for the python-fido2 test.
 //!    Close browsers and other FIDO clients.
@@ -52,6 +53,7 @@ use ctap_hid_fido2::public_key_credential_user_entity::PublicKeyCredentialUserEn
 use ctap_hid_fido2::{verifier, Cfg, FidoKeyHid, FidoKeyHidFactory, HidParam};
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use serde_json::Value as Json;
 use sha2::{Digest as _, Sha256};
 
@@ -189,7 +191,7 @@ fn ours(path: &str, args: &[&str], what: &str) -> Json {
 fn es256_point(cose: &[u8]) -> Vec<u8> {
     let key = CoseKey::from_cbor(&Value::decode(cose).unwrap()).unwrap();
     assert_eq!(key.alg(), Some(CoseAlgorithm::Es256), "{key:?}");
-    key.as_p256().unwrap().to_sec1_bytes().to_vec()
+    key.as_p256().unwrap().to_encoded_point(false).as_bytes().to_vec()
 }
 
 /// The relying party's checks on an assertion, with p256: rpIdHash, UP, and the ES256 signature
@@ -323,4 +325,46 @@ fn a_credential_ctap_hid_fido2_creates_is_asserted_by_our_cli() {
         ),
         "ctap-hid-fido2's verifier rejects our CLI's assertion under its own credential key"
     );
+}
+
+/// Runs in CI (no key): the checks above are not vacuous and read both sides' key formats the
+/// same way. A software ES256 key signs `authData ‖ clientDataHash`; its COSE encoding (what our
+/// CLI reports) becomes the SEC1 point ctap-hid-fido2 uses, and both verifiers (p256 here,
+/// ring in ctap-hid-fido2) accept the signature with the challenge hashed the way each side
+/// hashes it, while a signature over other data is refused by both.
+#[test]
+fn the_signature_checks_accept_a_good_assertion_and_refuse_another() {
+    use p256::ecdsa::signature::Signer as _;
+    use p256::ecdsa::SigningKey;
+
+    let rp = "cablebridge.test";
+    let signer = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let cose = CoseKey::es256(p256::PublicKey::from(signer.verifying_key())).to_cbor().to_vec();
+    let point = es256_point(&cose);
+    assert_eq!(point.len(), 65, "uncompressed SEC1 point");
+
+    let mut auth_data = Sha256::digest(rp.as_bytes()).to_vec();
+    auth_data.extend_from_slice(&[0x01, 0, 0, 0, 42]); // UP, counter 42
+    let challenge = b"{\"type\":\"webauthn.get\",\"challenge\":\"AAAA\"}";
+    let cdh: [u8; 32] = Sha256::digest(challenge).into();
+    let sig: Signature = signer.sign(&[auth_data.as_slice(), &cdh].concat());
+    let sig = sig.to_der().as_bytes().to_vec();
+
+    verify_assertion(rp, &point, &auth_data, &cdh, &sig);
+    let theirs = PublicKey::with_der(&point, PublicKeyType::Ecdsa256);
+    let mut assertion = Assertion {
+        rpid_hash: auth_data[..32].to_vec(),
+        auth_data: auth_data.clone(),
+        signature: sig,
+        ..Assertion::default()
+    };
+    assert!(verifier::verify_assertion(rp, &theirs, challenge, &assertion));
+
+    let other: Signature = signer.sign(b"something else");
+    assertion.signature = other.to_der().as_bytes().to_vec();
+    assert!(!verifier::verify_assertion(rp, &theirs, challenge, &assertion));
+    let refused = std::panic::catch_unwind(|| {
+        verify_assertion(rp, &point, &auth_data, &cdh, &assertion.signature);
+    });
+    assert!(refused.is_err(), "p256 accepted a signature over other data");
 }
