@@ -15,6 +15,10 @@ command -v dbus-daemon >/dev/null 2>&1 || need_pkgs+=(dbus-daemon)
 command -v script >/dev/null 2>&1 || need_pkgs+=(bsdutils)
 # `ip` and `tc` build the network-namespace fault tests (tools/tests/netns_faults.rs; root only).
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# hidapi (under ctap-hid-fido2, the real-key cross-check in hw-tests; compiled by every run with
+# --all-targets) builds its hidraw backend against libudev, found through pkg-config.
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+pkg-config --exists libudev 2>/dev/null || need_pkgs+=(libudev-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing system packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -1,10 +1,10 @@
 //! Real-hardware tier: an independent client cross-checks what our CLI does on a **real** key.
 //!
-//! The design card names the Rust crate `ctap-hid-fido2` for this. It is not in this build's
-//! offline crate cache and the tier must build without fetching, so the independent client here
-//! is python-fido2 (Yubico's library, PyPI, pinned in scripts/test.sh) through
-//! `tests/interop/python_fido2_cross.py`; swapping in ctap-hid-fido2 later changes only the
-//! "theirs" half. ARCHITECTURE.md ("Independent clients") says why neither is our driver.
+//! The independent client here is python-fido2 (Yubico's library, PyPI, pinned in
+//! scripts/test.sh) through `tests/interop/python_fido2_cross.py`; it also covers U2F-only keys.
+//! The design card's Rust crate, `ctap-hid-fido2`, does the same for CTAP2 keys in
+//! `ctap_hid_fido2_cross.rs`. ARCHITECTURE.md ("Independent clients") says why neither is our
+//! driver.
 //!
 //! Both tests are `#[ignore]`d (CI has no USB). Procedure (hw-tests/README.md "Cross-check with
 //! an independent client"):
