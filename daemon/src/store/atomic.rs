@@ -135,7 +135,6 @@ pub fn lock_for_update(path: &Path, wait: std::time::Duration) -> Result<UpdateL
         .map_err(|e| StoreError::io("open lock", &lock, e))?;
     let started = std::time::Instant::now();
     loop {
-        // (std's File::try_lock would do, but it needs Rust 1.89; the MSRV is 1.85.)
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return Ok(UpdateLock { _file: file }),
             Err(rustix::io::Errno::WOULDBLOCK) if started.elapsed() < wait => {

@@ -161,7 +161,7 @@ impl SharedSecret {
         rng: &mut impl rand_core::CryptoRngCore,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Ctap2Error> {
-        if plaintext.len() % BLOCK != 0 {
+        if !plaintext.len().is_multiple_of(BLOCK) {
             return Err(Ctap2Error::InvalidArgument("plaintext is not a multiple of 16 bytes"));
         }
         let key = self.aes_key.expose().into();
@@ -245,7 +245,9 @@ impl PinUvAuthToken {
     /// Wraps token bytes, checking the length rule above.
     pub fn new(protocol: PinUvAuthProtocol, key: SecretBytes) -> Result<Self, Ctap2Error> {
         let ok = match protocol {
-            PinUvAuthProtocol::One => !key.is_empty() && key.len() % 16 == 0 && key.len() <= 64,
+            PinUvAuthProtocol::One => {
+                !key.is_empty() && key.len().is_multiple_of(16) && key.len() <= 64
+            }
             PinUvAuthProtocol::Two => key.len() == 32,
         };
         if ok {

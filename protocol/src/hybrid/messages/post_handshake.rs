@@ -83,7 +83,7 @@ fn unpad_revision0(plaintext: &[u8]) -> Option<&[u8]> {
 }
 
 fn unpad_with(total: usize, block: usize, rest: &[u8], zeros: usize) -> Option<&[u8]> {
-    if total == 0 || total % block != 0 || zeros > rest.len() {
+    if total == 0 || !total.is_multiple_of(block) || zeros > rest.len() {
         return None;
     }
     let (cbor, padding) = rest.split_at(rest.len() - zeros);
