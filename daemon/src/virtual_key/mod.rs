@@ -95,6 +95,10 @@ pub struct VirtualKeyConfig {
     pub initial_pin: Option<InitialPin>,
     /// Misbehaviour switch (can be changed at run time with [`VirtualKeyHandle::set_fault`]).
     pub fault: LabFault,
+    /// Apply `fault` only to CBOR requests of this CTAP2 command byte (e.g. 0x01,
+    /// makeCredential), answering the others (getInfo, clientPIN...) normally, so a fault hits
+    /// mid-ceremony instead of at the first request. `None`: every CBOR request.
+    pub fault_on: Option<u8>,
     /// A U2F-only (CTAP1) key: no CBOR capability, CTAPHID_MSG answered with U2F APDUs.
     pub u2f_only: bool,
     /// Lab switch for `u2f_only`: INIT still claims CBOR, but every CBOR request (getInfo
@@ -120,6 +124,7 @@ impl VirtualKeyConfig {
             state_file: None,
             initial_pin: None,
             fault: LabFault::None,
+            fault_on: None,
             u2f_only: false,
             u2f_claims_cbor: false,
             enterprise_rp_ids: Vec::new(),

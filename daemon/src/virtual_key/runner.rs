@@ -69,6 +69,8 @@ pub(super) struct Runner {
     last_sender: Option<SocketAddr>,
     stats: KeyStats,
     u2f: Option<U2fKey>,
+    /// [`super::VirtualKeyConfig::fault_on`].
+    fault_on: Option<u8>,
 }
 
 impl Runner {
@@ -131,6 +133,7 @@ impl Runner {
             last_sender: None,
             stats: KeyStats::default(),
             u2f,
+            fault_on: config.fault_on,
         };
         Ok((runner, local_addr, ca_der))
     }
@@ -265,6 +268,10 @@ impl Runner {
         fault: LabFault,
     ) -> Result<Option<Stop>, VirtualKeyError> {
         self.stats.cbor_requests += 1;
+        let fault = match self.fault_on {
+            Some(command) if request.first() != Some(&command) => LabFault::None,
+            _ => fault,
+        };
         match fault {
             LabFault::NeverAnswer => return Ok(None),
             LabFault::KeepaliveForever => {

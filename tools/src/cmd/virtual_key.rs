@@ -68,6 +68,11 @@ pub struct VirtualKeyArgs {
     /// Misbehave on CBOR requests: never-answer, keepalive-forever, wrong-cid or busy.
     #[arg(long, value_parser = |s: &str| s.parse::<LabFault>())]
     pub fault: Option<LabFault>,
+    /// With --fault: misbehave only on this CTAP2 command, answering the others normally, so
+    /// the fault hits mid-ceremony (after getInfo): make-credential, get-assertion,
+    /// client-pin, or a command byte such as 0x01.
+    #[arg(long, value_name = "COMMAND", requires = "fault", value_parser = parse_ctap2_command)]
+    pub fault_on: Option<u8>,
     /// Be a U2F-only (CTAP1) key: INIT advertises no CBOR, CTAPHID_MSG is answered with U2F
     /// APDUs, registrations carry `fido-u2f` attestation from a self-signed certificate.
     /// Requests that need a touch answer 0x6985 until --user-presence-delay-ms has passed.
@@ -149,6 +154,7 @@ pub fn run(args: &VirtualKeyArgs, global: &GlobalOpts) -> Result<Report, CmdErro
         state_file: args.state.clone(),
         initial_pin: initial_pin(args)?,
         fault: args.fault.unwrap_or_default(),
+        fault_on: args.fault_on,
         u2f_only: args.u2f_only,
         u2f_claims_cbor: false,
         enterprise_rp_ids: args.enterprise_rp_ids.clone(),
@@ -196,6 +202,7 @@ fn announce(address: &str, config: &VirtualKeyConfig, json: bool) {
             "user_presence_delay_ms": config.presence_delay.as_millis() as u64,
             "state": config.state_file.as_ref().map(|p| p.display().to_string()),
             "fault": config.fault.name(),
+            "fault_on": config.fault_on,
             "protocol": if config.u2f_only { "ctap1/u2f" } else { "ctap2" },
         })
         .to_string()
@@ -209,4 +216,34 @@ fn announce(address: &str, config: &VirtualKeyConfig, json: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// `--fault-on`: a CTAP2 command by name or as a byte (`0x01`, `1`).
+fn parse_ctap2_command(s: &str) -> Result<u8, String> {
+    let named = match s {
+        "make-credential" => Some(0x01),
+        "get-assertion" => Some(0x02),
+        "get-info" => Some(0x04),
+        "client-pin" => Some(0x06),
+        "reset" => Some(0x07),
+        "get-next-assertion" => Some(0x08),
+        "bio-enrollment" => Some(0x09),
+        "credential-management" => Some(0x0a),
+        "selection" => Some(0x0b),
+        "large-blobs" => Some(0x0c),
+        "config" => Some(0x0d),
+        _ => None,
+    };
+    named
+        .or_else(|| match s.strip_prefix("0x") {
+            Some(hex) => u8::from_str_radix(hex, 16).ok(),
+            None => s.parse().ok(),
+        })
+        .ok_or_else(|| {
+            format!(
+                "unknown CTAP2 command {s:?}: expected make-credential, get-assertion, \
+                 get-info, client-pin, reset, get-next-assertion, bio-enrollment, \
+                 credential-management, selection, large-blobs, config, or a byte like 0x01"
+            )
+        })
 }
