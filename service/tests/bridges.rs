@@ -6,30 +6,10 @@
 
 mod common;
 
-use cablebridge_service::client::{Client, ClientError};
+use cablebridge_service::client::ClientError;
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, wait_end, wait_qr, Daemon, T};
-use serde_json::{json, Value};
-use tokio::time::timeout;
-
-fn session_of(v: &Value) -> u64 {
-    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
-}
-
-/// Reads notifications of `session` until one with `event == name`; returns it.
-async fn wait_event(c: &mut Client, session: u64, name: &str) -> Value {
-    loop {
-        let n = timeout(T, c.next_notification()).await.unwrap().unwrap();
-        let p = n["params"].clone();
-        if p["session"] != session {
-            continue;
-        }
-        assert!(!(p["event"] == "error" || p["event"] == "result"), "ended early: {p}");
-        if p["event"] == name {
-            return p;
-        }
-    }
-}
+use common::{eventually, hybrid_register, session_of, wait_end, wait_event, wait_qr, Daemon};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {

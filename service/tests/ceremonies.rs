@@ -9,13 +9,9 @@ mod common;
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, phone, wait_end, wait_qr, Daemon, T};
+use common::{eventually, hybrid_register, phone, session_of, wait_end, wait_qr, Daemon, T};
 use serde_json::{json, Value};
 use tokio::time::timeout;
-
-fn session_of(v: &Value) -> u64 {
-    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_link_authenticate_and_links_through_the_daemon() {

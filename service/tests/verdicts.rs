@@ -13,14 +13,10 @@ use cablebridge_service::client::ClientError;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{hybrid_register, wait_end, wait_qr, Daemon};
+use common::{hybrid_register, policy_fixture as fixture, wait_end, wait_qr, Daemon};
 use serde_json::{json, Value};
 
 const AUTHENTICATOR_ANDROID: &str = "de1e552d-db1d-4423-a619-566b625cdc84";
-
-fn fixture(name: &str) -> String {
-    format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn failed_rules(policy: &Value) -> Vec<String> {
     policy["checks"]
