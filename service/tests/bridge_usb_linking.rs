@@ -9,19 +9,13 @@
 
 mod common;
 
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use common::{hybrid_register, session_of, wait_end, wait_event, wait_qr, Daemon};
+use common::{hybrid_register, hybrid_rig, plain_key, session_of, wait_end, wait_event, wait_qr};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_usb_key_bridge_links_serves_linked_desktops_and_revokes() {
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let key = plain_key().await;
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut desk = daemon.client().await;
     let mut bridges = daemon.client().await;
 

@@ -7,16 +7,15 @@
 mod common;
 
 use cablebridge_service::client::ClientError;
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, session_of, wait_end, wait_event, wait_qr, Daemon};
+use common::{
+    eventually, hybrid_register, hybrid_rig, plain_key, session_of, wait_end, wait_event, wait_qr,
+    Daemon,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut desk = daemon.client().await;
     let mut phones = daemon.client().await;
     desk.call("status", json!({})).await.unwrap();
@@ -105,13 +104,8 @@ async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_usb_key_bridged_as_a_phone_answers_a_desktop() {
-    use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let key = plain_key().await;
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut c = daemon.client().await;
     let mut params = hybrid_register(&tunnel, &adverts);
     params["no_linking"] = json!(true);

@@ -22,8 +22,7 @@ use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_service::client::Client;
 use cablebridged::labrun::RunStore;
 use cablebridged::store::{LinkStore, StoredLink};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use common::{Daemon, T};
+use common::{plain_key, Daemon, T};
 use faults_common::Baseline;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -124,8 +123,7 @@ async fn sigkill_during_link_and_run_writes_keeps_every_store_readable() {
     seed_links(&state, &mut rng, next_link, 40);
     next_link += 40;
 
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = plain_key().await;
     let scenario = format!(
         "name = \"kill loop\"\n[defaults]\nrp_id = \"kill.example\"\ntransport = \"usb\"\n\
          device = \"{}\"\ntimeout = \"5s\"\n[[step]]\nname = \"register\"\n\

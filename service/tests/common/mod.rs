@@ -13,6 +13,8 @@ use std::time::Duration;
 use cablebridge_service::client::Client;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
 use serde_json::{json, Value};
 
 /// Upper bound for anything a test waits for.
@@ -179,6 +181,21 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The hybrid rig: a tunnel server in this process (keep its handle alive), its URL, the
+/// daemon (empty config) and the path of an advert socket in the daemon's dir.
+pub async fn hybrid_rig() -> (TunnelServerHandle, String, Daemon, PathBuf) {
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let tunnel = server.base_url();
+    let daemon = Daemon::start("");
+    let adverts = daemon.path("adverts.sock");
+    (server, tunnel, daemon, adverts)
+}
+
+/// A virtual key on loopback UDP-HID with the default config.
+pub async fn plain_key() -> VirtualKeyHandle {
+    VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap()
 }
 
 /// A virtual phone answering on `tunnel` and advertising into `adverts`.
