@@ -6,6 +6,8 @@
 //! leaves mid-touch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
     AttestationType, Command, CoseAlgorithm, CredentialParameters, GetInfo, MakeCredentialRequest,
@@ -14,9 +16,8 @@ use cablebridge_protocol::ctap2::{
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, TrialOpen};
 use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopHandshake, DesktopOpen};
-use cablebridge_protocol::hybrid::tunnel::{url, RequestHint};
-use cablebridged::advert::AdvertSource;
+use cablebridge_protocol::hybrid::session::{DesktopEvent, DesktopOpen};
+use cablebridge_protocol::hybrid::tunnel::RequestHint;
 use cablebridged::bridge::{self, Bridge, BridgeConfig, KeyBackend};
 use cablebridged::ceremony::{
     AuthenticateOptions, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest, HybridTransport,
@@ -24,16 +25,16 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{phone_sink, PhoneConfig, PhoneEvent};
+use cablebridged::phone::PhoneEvent;
 use cablebridged::testkit::{with_phone, EventLog};
-use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelConnection};
+use cablebridged::tunnel::client::TunnelConnection;
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use cablebridged::virtual_key::{InitialPin, VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use common::{desktop_config, phone_config, qr_connect, recording_sink, Seen};
 use p256::ecdsa::signature::Verifier;
 use rand::rngs::OsRng;
 use sha2::Digest;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::UnixDatagram;
 use tokio::time::timeout;
@@ -65,17 +66,11 @@ impl Rig {
     }
 
     fn desktop(&self) -> DesktopConfig {
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
-        c.tunnel_url = Some(self.server.base_url());
-        c.timeouts.advert = Duration::from_secs(10);
-        c.timeouts.user = Duration::from_secs(10);
-        c
+        desktop_config(self.server.base_url(), self.advert_path())
     }
 
-    async fn bridge(&self) -> (Bridge, Arc<Mutex<Vec<PhoneEvent>>>) {
-        let mut c = PhoneConfig::new(self.server.base_url());
-        c.sink = AdvertSinkSpec::Unix(self.advert_path());
-        c.advert_interval = Duration::from_millis(20);
+    async fn bridge(&self) -> (Bridge, Seen) {
+        let mut c = phone_config(self.server.base_url(), self.advert_path());
         c.desktop_timeout = Duration::from_secs(10);
         c.idle_timeout = Duration::from_secs(10);
         let address: DeviceAddress = self.key.device_address().parse().unwrap();
@@ -83,9 +78,7 @@ impl Rig {
             KeyBackend::open(&address, &BridgeConfig::default(), &CancellationToken::new())
                 .await
                 .unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = Arc::clone(&seen);
-        let progress = phone_sink(move |_: u64, p: &PhoneEvent| s2.lock().unwrap().push(p.clone()));
+        let (seen, progress) = recording_sink();
         (bridge::bridge(c, backend, progress), seen)
     }
 }
@@ -208,12 +201,7 @@ async fn hand_desktop(
             break o;
         }
     };
-    let psk = opened.psk(&qr.secret);
-    let path = opened.plaintext.connect_path(qr.tunnel_id());
-    let mut conn =
-        connect(&url(&rig.server.base_url(), &path), &ConnectOptions::default()).await.unwrap();
-    let (hs, msg1) = DesktopHandshake::start_qr(&psk, sk, &mut OsRng);
-    conn.send(&msg1).await.unwrap();
+    let (mut conn, hs) = qr_connect(&rig.server.base_url(), &opened, qr, sk).await;
     let msg2 = timeout(T, conn.recv()).await.unwrap().unwrap().unwrap();
     let hs = hs.read_response(&msg2).unwrap();
     let post = timeout(T, conn.recv()).await.unwrap().unwrap().unwrap();

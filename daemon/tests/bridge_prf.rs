@@ -4,19 +4,19 @@
 //! with the same PRF inputs gets from the key directly, and the signatures still verify.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridged::advert::AdvertSource;
+mod common;
+
 use cablebridged::bridge::{self, Bridge, BridgeConfig, KeyBackend};
 use cablebridged::ceremony::{
     AuthenticateOptions, AuthenticationResult, CeremonyOutcome, CeremonyRequest, HybridTransport,
     PrfInputs, RegisterOptions, Transport, UsbTransport,
 };
-use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{phone_sink, PhoneConfig, PhoneEvent};
+use cablebridged::phone::PhoneEvent;
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
+use common::{desktop_config, phone_config, recording_sink, Seen};
 use std::time::Duration;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -45,10 +45,8 @@ impl Rig {
         self.key.device_address().parse().unwrap()
     }
 
-    async fn bridge(&self) -> (Bridge, std::sync::Arc<std::sync::Mutex<Vec<PhoneEvent>>>) {
-        let mut c = PhoneConfig::new(self.server.base_url());
-        c.sink = AdvertSinkSpec::Unix(self.advert_path());
-        c.advert_interval = Duration::from_millis(20);
+    async fn bridge(&self) -> (Bridge, Seen) {
+        let c = phone_config(self.server.base_url(), self.advert_path());
         let backend =
             KeyBackend::open(&self.address(), &BridgeConfig::default(), &CancellationToken::new())
                 .await
@@ -56,18 +54,13 @@ impl Rig {
         let announced = backend.announced_info();
         assert!(announced.extensions.iter().any(|e| e == "prf"), "{:?}", announced.extensions);
         assert!(!announced.extensions.iter().any(|e| e == "hmac-secret"));
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let s2 = std::sync::Arc::clone(&seen);
-        let progress = phone_sink(move |_: u64, p: &PhoneEvent| s2.lock().unwrap().push(p.clone()));
+        let (seen, progress) = recording_sink();
         (bridge::bridge(c, backend, progress), seen)
     }
 
     async fn via_bridge(&self, request: CeremonyRequest) -> CeremonyOutcome {
         let (mut bridge, seen) = self.bridge().await;
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
-        c.tunnel_url = Some(self.server.base_url());
-        c.timeouts.advert = Duration::from_secs(10);
-        c.timeouts.user = Duration::from_secs(10);
+        let c = desktop_config(self.server.base_url(), self.advert_path());
         let transport = Transport::Hybrid(HybridTransport::new(c));
         let mut log = EventLog::new();
         let phone = |qr| async move {

@@ -6,6 +6,8 @@
 //! p256 check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::ctap2::AttestationType;
 use cablebridge_protocol::error::Fault;
@@ -19,14 +21,11 @@ use cablebridged::ceremony::{
     RegisterOptions, RegistrationResult, Transport,
 };
 use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{phone_sink, FailAt, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
-use cablebridged::store::LinkStore;
 use cablebridged::testkit::{with_phone, EventLog};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use common::{phone_config, TunnelRig as Rig};
 use p256::ecdsa::signature::Verifier;
 use sha2::Digest;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -35,33 +34,9 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound for any one test ceremony.
 const T: Duration = Duration::from_secs(20);
 
-struct Rig {
-    server: TunnelServerHandle,
-    dir: tempfile::TempDir,
-}
-
 impl Rig {
-    async fn new() -> Rig {
-        let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-        Rig { server, dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn advert_path(&self) -> PathBuf {
-        self.dir.path().join("adverts.sock")
-    }
-
-    fn store(&self) -> LinkStore {
-        LinkStore::in_dir(&self.dir.path().join("state"))
-    }
-
     fn desktop(&self) -> DesktopConfig {
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
-        c.tunnel_url = Some(self.server.base_url());
-        c.link_store = Some(self.store());
-        c.timeouts.advert = Duration::from_secs(10);
-        c.timeouts.user = Duration::from_secs(10);
-        c.timeouts.late_updates = Duration::from_millis(500);
-        c
+        self.linking_desktop(Duration::from_millis(500))
     }
 
     fn phone(&self, tweak: impl FnOnce(&mut PhoneConfig)) -> VirtualPhone {
@@ -74,9 +49,7 @@ impl Rig {
         tweak: impl FnOnce(&mut PhoneConfig),
         listening: Arc<tokio::sync::Notify>,
     ) -> VirtualPhone {
-        let mut c = PhoneConfig::new(self.server.base_url());
-        c.sink = AdvertSinkSpec::Unix(self.advert_path());
-        c.advert_interval = Duration::from_millis(20);
+        let mut c = phone_config(self.server.base_url(), self.advert_path());
         c.desktop_timeout = Duration::from_secs(5);
         c.idle_timeout = Duration::from_secs(5);
         c.offer_linking = true;
@@ -209,7 +182,7 @@ async fn register_authenticate_link_and_linked_reconnect() {
     {
         assert!(json[f].is_string(), "{f} in {json}");
     }
-    let links = rig.store().load().unwrap();
+    let links = rig.state_store().load().unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].name, "Test Phone");
 
@@ -267,14 +240,14 @@ async fn register_authenticate_link_and_linked_reconnect() {
     assert_eq!(e.stage, CeremonyStage::TunnelConnect);
     assert_eq!(e.fault, Fault::Peer);
     assert!(e.message.contains("not reachable"), "{e}");
-    assert_eq!(rig.store().load().unwrap().len(), 1, "an offline phone is not forgotten");
+    assert_eq!(rig.state_store().load().unwrap().len(), 1, "an offline phone is not forgotten");
     // The phone revokes its links (one per linking QR session above): 410 Gone forgets the link.
     assert_eq!(timeout(T, phone.forget_links()).await.unwrap().unwrap().revoked, 3);
     let a = AuthenticateOptions::new("example.com");
     let e = alone(linked(), CeremonyRequest::Authenticate(a)).await;
     assert_eq!(e.stage, CeremonyStage::TunnelConnect);
     assert!(e.message.contains("410"), "{e}");
-    assert!(rig.store().load().unwrap().is_empty(), "the dead link is forgotten");
+    assert!(rig.state_store().load().unwrap().is_empty(), "the dead link is forgotten");
     // And an unknown name is a usage error.
     let e = alone(linked(), CeremonyRequest::Authenticate(AuthenticateOptions::new("example.com")))
         .await;

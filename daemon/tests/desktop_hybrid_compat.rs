@@ -6,23 +6,21 @@
 //! answers first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::hybrid::advert_suffix::ble_suffix;
 use cablebridge_protocol::hybrid::qr::QrPayload;
-use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
     CeremonyError, CeremonyEvent, CeremonyOutcome, CeremonyRequest, HybridTransport,
     ProgressDetail, RegisterOptions, RegistrationResult, Transport,
 };
 use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{
     phone_sink, AdvertSuffixPolicy, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone,
 };
-use cablebridged::store::LinkStore;
 use cablebridged::testkit::{with_phone, EventLog};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
-use std::path::PathBuf;
+use common::{phone_config, TunnelRig as Rig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::timeout;
@@ -30,42 +28,16 @@ use tokio::time::timeout;
 /// Upper bound for any one test ceremony.
 const T: Duration = Duration::from_secs(30);
 
-struct Rig {
-    server: TunnelServerHandle,
-    dir: tempfile::TempDir,
-}
-
 /// The hex adverts a phone put out (its `Advertising` events).
 type Adverts = Arc<Mutex<Vec<String>>>;
 
 impl Rig {
-    async fn new() -> Rig {
-        let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-        Rig { server, dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn store(&self) -> LinkStore {
-        LinkStore::in_dir(&self.dir.path().join("state"))
-    }
-
-    fn advert_path(&self) -> PathBuf {
-        self.dir.path().join("adverts.sock")
-    }
-
     fn desktop(&self) -> DesktopConfig {
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
-        c.tunnel_url = Some(self.server.base_url());
-        c.link_store = Some(self.store());
-        c.timeouts.advert = Duration::from_secs(10);
-        c.timeouts.user = Duration::from_secs(10);
-        c.timeouts.late_updates = Duration::from_millis(300);
-        c
+        self.linking_desktop(Duration::from_millis(300))
     }
 
     fn phone(&self, tweak: impl FnOnce(&mut PhoneConfig)) -> (VirtualPhone, Adverts) {
-        let mut c = PhoneConfig::new(self.server.base_url());
-        c.sink = AdvertSinkSpec::Unix(self.advert_path());
-        c.advert_interval = Duration::from_millis(20);
+        let mut c = phone_config(self.server.base_url(), self.advert_path());
         c.desktop_timeout = Duration::from_secs(5);
         c.idle_timeout = Duration::from_secs(5);
         c.name = "Compat Phone".into();
@@ -206,7 +178,7 @@ async fn revision0_phone_registers_authenticates_and_links_through_key_2() {
     assert!(said, "the post_handshake progress names revision 0");
     assert!(log.warnings().is_empty(), "{:?}", log.warnings());
     // Linking info came in post-handshake key 2, verified, and was stored.
-    let links = rig.store().load().unwrap();
+    let links = rig.state_store().load().unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].name, "Compat Phone");
 
@@ -245,7 +217,7 @@ async fn late_linking_update_is_stored_after_the_result_event() {
     let result_at = position(&log, is_result).expect("result event");
     let linked_at = position(&log, is_linking).expect("linking stored");
     assert!(result_at < linked_at, "the late link did not delay the result");
-    assert_eq!(rig.store().load().unwrap().len(), 1);
+    assert_eq!(rig.state_store().load().unwrap().len(), 1);
 
     // Detached (the daemon): `run` returns right after the result; the read goes on in a task
     // and stores the link when it arrives.
@@ -262,7 +234,7 @@ async fn late_linking_update_is_stored_after_the_result_event() {
     // `register` also waited for the phone, which sent the late update before returning; the
     // detached reader stores it shortly after.
     timeout(T, async {
-        while !rig.store().load().unwrap().iter().any(|l| l.name == "Late Phone") {
+        while !rig.state_store().load().unwrap().iter().any(|l| l.name == "Late Phone") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -312,7 +284,7 @@ async fn cancel_ends_the_wait_for_late_updates_without_touching_the_result() {
     .expect("cancel ended the 600 s window");
     registered(r);
     // The link never arrived: the desktop stopped reading when cancelled.
-    assert!(rig.store().load().unwrap().is_empty());
+    assert!(rig.state_store().load().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -353,7 +325,7 @@ async fn raw_request_is_answered_before_the_late_linking_update_which_is_still_s
         .expect("run_raw answered without waiting for the 600 s window")
         .unwrap();
     // Answered before the phone sent its late update (4 s after the shutdown).
-    assert!(rig.store().load().unwrap().is_empty(), "run_raw waited for the late update");
+    assert!(rig.state_store().load().unwrap().is_empty(), "run_raw waited for the late update");
     assert!(reply.status.is_ok(), "{reply:?}");
     let resp = MakeCredentialResponse::from_cbor(&Value::decode(&reply.body).unwrap()).unwrap();
     assert!(!resp.auth_data.is_empty(), "the phone's makeCredential answer, verbatim");
@@ -361,7 +333,7 @@ async fn raw_request_is_answered_before_the_late_linking_update_which_is_still_s
     // The spawned late read still stores the phone's linking info.
     timeout(T, phone_task).await.unwrap().unwrap().unwrap();
     timeout(T, async {
-        while !rig.store().load().unwrap().iter().any(|l| l.name == "Raw Phone") {
+        while !rig.state_store().load().unwrap().iter().any(|l| l.name == "Raw Phone") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

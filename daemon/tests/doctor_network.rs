@@ -5,9 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridged::doctor::network::{self, HostKind};
 use cablebridged::doctor::{Check, DoctorOptions, ResolveOverride, Status};
 use cablebridged::tunnel::server::{TlsFiles, TunnelServer, TunnelServerConfig};
+use common::test_ca_and_leaf;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -32,15 +35,8 @@ struct Pki {
 
 /// A test CA, a leaf for every probed host signed by it, and the CA as a PEM file (`--ca-file`).
 fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cablebridge test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
     let names: Vec<String> = HOSTS.iter().map(|h| (*h).to_owned()).collect();
-    let leaf =
-        rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (ca, leaf, leaf_key) = test_ca_and_leaf(names);
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: String| {
         let p = dir.path().join(name);

@@ -20,14 +20,16 @@ use std::time::Duration;
 
 use cablebridge_protocol::error::Fault;
 use cablebridged::ceremony::{
-    CeremonyErrorKind, CeremonyEvent, CeremonyOutcome, CeremonyRequest, CeremonyStage,
-    ProgressDetail, RegisterOptions, UsbTransport,
+    CeremonyError, CeremonyErrorKind, CeremonyEvent, CeremonyOutcome, CeremonyRequest,
+    CeremonyStage, EventSink, ProgressDetail, RegisterOptions, UsbTransport,
 };
 use cablebridged::ctap::ceremony::run_with_arrivals;
 use cablebridged::ctap::{KeyArrivals, OpenOptions};
 use cablebridged::hid::{DeviceAddress, HidError, HotplugEvent, SysRoots};
+use cablebridged::virtual_key::VirtualKeyHandle;
 use futures_util::stream;
 use tokio::sync::mpsc;
+use tokio::time::error::Elapsed;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use usb_common::{address, key};
@@ -60,7 +62,7 @@ fn on_touch(
     tx: mpsc::UnboundedSender<HotplugEvent>,
     events: Vec<HotplugEvent>,
     touched: Arc<Mutex<bool>>,
-) -> Arc<dyn cablebridged::ceremony::EventSink> {
+) -> Arc<dyn EventSink> {
     Arc::new(move |e: &CeremonyEvent| {
         let CeremonyEvent::Progress(p) = e else { return };
         if p.detail == ProgressDetail::Text(TOUCH.to_owned()) {
@@ -77,6 +79,19 @@ fn on_touch(
 
 fn register() -> CeremonyRequest {
     CeremonyRequest::Register(RegisterOptions::new("unplug.example", "alice"))
+}
+
+/// The registration on `cfg` with `sink`, the hot-plug events sent to `rx` injected
+/// (`FAKE_NODE` being `key`), bounded by `BOUND`.
+async fn run_injected(
+    cfg: &UsbTransport,
+    sink: Arc<dyn EventSink>,
+    rx: mpsc::UnboundedReceiver<HotplugEvent>,
+    key: &VirtualKeyHandle,
+) -> Result<Result<CeremonyOutcome, CeremonyError>, Elapsed> {
+    let cancel = CancellationToken::new();
+    let arrivals = arrivals(rx, address(key));
+    timeout(BOUND, run_with_arrivals(cfg, register(), Some(sink), &cancel, || Ok(arrivals))).await
 }
 
 fn assert_unplugged(err: &cablebridged::ceremony::CeremonyError, device: &str) {
@@ -100,13 +115,10 @@ async fn removing_a_named_key_mid_transaction_ends_the_ceremony_typed() {
     ];
     let sink = on_touch(tx, events, touched.clone());
     let cfg = config(dir.path(), vec![address(&key)]);
-    let cancel = CancellationToken::new();
-    let arrivals = arrivals(rx, address(&key));
-    let err =
-        timeout(BOUND, run_with_arrivals(&cfg, register(), Some(sink), &cancel, || Ok(arrivals)))
-            .await
-            .expect("the remove event ends the ceremony, not its 40 s deadline")
-            .unwrap_err();
+    let err = run_injected(&cfg, sink, rx, &key)
+        .await
+        .expect("the remove event ends the ceremony, not its 40 s deadline")
+        .unwrap_err();
     assert!(*touched.lock().unwrap(), "the transaction was in flight (touch requested)");
     assert_unplugged(&err, &address(&key).to_string());
     key.shutdown().await.unwrap();
@@ -122,13 +134,10 @@ async fn a_key_plugged_in_then_unplugged_mid_transaction_ends_typed() {
     let touched = Arc::new(Mutex::new(false));
     let sink = on_touch(tx, vec![HotplugEvent::Removed(PathBuf::from(FAKE_NODE))], touched.clone());
     let cfg = config(dir.path(), Vec::new());
-    let cancel = CancellationToken::new();
-    let arrivals = arrivals(rx, address(&key));
-    let err =
-        timeout(BOUND, run_with_arrivals(&cfg, register(), Some(sink), &cancel, || Ok(arrivals)))
-            .await
-            .expect("the remove event ends the ceremony, not its 40 s deadline")
-            .unwrap_err();
+    let err = run_injected(&cfg, sink, rx, &key)
+        .await
+        .expect("the remove event ends the ceremony, not its 40 s deadline")
+        .unwrap_err();
     assert!(*touched.lock().unwrap());
     assert_unplugged(&err, &address(&key).to_string());
     key.shutdown().await.unwrap();
@@ -147,13 +156,10 @@ async fn removing_another_device_does_not_disturb_the_ceremony() {
     ];
     let sink = on_touch(tx, events, touched.clone());
     let cfg = config(dir.path(), vec![address(&key)]);
-    let cancel = CancellationToken::new();
-    let arrivals = arrivals(rx, address(&key));
-    let outcome =
-        timeout(BOUND, run_with_arrivals(&cfg, register(), Some(sink), &cancel, || Ok(arrivals)))
-            .await
-            .expect("bounded")
-            .expect("other devices coming and going do not end the ceremony");
+    let outcome = run_injected(&cfg, sink, rx, &key)
+        .await
+        .expect("bounded")
+        .expect("other devices coming and going do not end the ceremony");
     assert!(*touched.lock().unwrap());
     assert!(matches!(outcome, CeremonyOutcome::Registered(_)));
     key.shutdown().await.unwrap();

@@ -19,6 +19,8 @@
 //! under) its baseline. Timings are printed (`-- --nocapture`), never asserted beyond the bound.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use cablebridge_protocol::ctap2::GetInfo;
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::crypter::{Crypter, MAX_SEQUENCE};
-use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, EidPlaintext, OpenedAdvert, TrialOpen};
+use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, EidPlaintext, OpenedAdvert};
 use cablebridge_protocol::hybrid::keys::QrSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, PostHandshake};
 use cablebridge_protocol::hybrid::noise::{self, ResponderKeys};
@@ -36,16 +38,15 @@ use cablebridge_protocol::hybrid::tunnel::{
     url, RequestHint, RoutingId, TunnelPath, MAX_MESSAGE_LEN, ROUTING_ID_HEADER, SUBPROTOCOL,
 };
 use cablebridge_protocol::Stage;
-use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
     CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest, CeremonyStage,
     HybridTransport, RegisterOptions, Transport,
 };
 use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneError, PhoneState, SessionSummary, VirtualPhone};
+use cablebridged::phone::{PhoneError, PhoneState, SessionSummary, VirtualPhone};
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use common::{desktop_config, next_advert, phone_config, socket_count as fd_count};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -67,18 +68,6 @@ const BOUND: Duration = Duration::from_secs(10);
 
 /// One case at a time: the descriptor baseline is per process.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Distinct open sockets of this process. Sockets only, each counted once: the other tests'
-/// runtimes start and stop in parallel threads while a case runs (epoll, eventfd, and a dup
-/// of tokio's one signal socket each); sockets of their own are what a case opens.
-fn fd_count() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|t| t.to_string_lossy().into_owned())
-        .filter(|t| t.starts_with("socket:"))
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-}
 
 /// What each open descriptor points at (for the leak message).
 fn fd_targets() -> Vec<String> {
@@ -108,8 +97,7 @@ impl Rig {
     }
 
     fn desktop(&self) -> DesktopConfig {
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.adverts()));
-        c.tunnel_url = Some(self.server.base_url());
+        let mut c = desktop_config(self.server.base_url(), self.adverts());
         c.timeouts.advert = ADVERT;
         c.timeouts.handshake = HANDSHAKE;
         c.timeouts.user = USER;
@@ -634,9 +622,7 @@ async fn advert_flood_while_a_real_session_is_pending() {
     config.timeouts.advert = Duration::from_secs(20);
     config.timeouts.handshake = Duration::from_secs(10);
     config.timeouts.user = Duration::from_secs(10);
-    let mut phone_config = PhoneConfig::new(rig.server.base_url());
-    phone_config.sink = AdvertSinkSpec::Unix(rig.adverts());
-    phone_config.advert_interval = Duration::from_millis(20);
+    let mut phone_config = phone_config(rig.server.base_url(), rig.adverts());
     phone_config.desktop_timeout = Duration::from_secs(10);
     let mut phone = VirtualPhone::new(phone_config, PhoneState::new(&mut OsRng), None, None);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -738,9 +724,7 @@ enum DesktopMove {
 async fn hostile_desktop(mv: DesktopMove) -> (Result<SessionSummary, PhoneError>, Duration) {
     let rig = Rig::new().await;
     let sock = UnixDatagram::bind(rig.adverts()).unwrap();
-    let mut config = PhoneConfig::new(rig.server.base_url());
-    config.sink = AdvertSinkSpec::Unix(rig.adverts());
-    config.advert_interval = Duration::from_millis(20);
+    let mut config = phone_config(rig.server.base_url(), rig.adverts());
     config.desktop_timeout = Duration::from_secs(3);
     config.idle_timeout = Duration::from_secs(3);
     let mut phone = VirtualPhone::new(config, PhoneState::new(&mut OsRng), None, None);
@@ -749,14 +733,7 @@ async fn hostile_desktop(mv: DesktopMove) -> (Result<SessionSummary, PhoneError>
     let started = Instant::now();
     let desktop = async {
         let key = EidKey::from_qr_secret(&qr.secret);
-        let mut buf = [0u8; 256];
-        let opened = loop {
-            let n = sock.recv(&mut buf).await.unwrap();
-            let line = std::str::from_utf8(&buf[..n]).unwrap().trim();
-            if let TrialOpen::Match(o) = key.trial_open(&hex::decode(line).unwrap(), EidMode::Qr) {
-                break o;
-            }
-        };
+        let opened = next_advert(&sock, &key, EidMode::Qr).await;
         let path = opened.plaintext.connect_path(qr.tunnel_id());
         let (mut conn, _) = raw_connect(&rig.server.base_url(), &path).await;
         let keyed = match mv {

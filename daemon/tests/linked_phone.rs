@@ -9,6 +9,8 @@
 //!   tunnel server does not end the phone's linked service.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::error::Fault;
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::tunnel::{
@@ -20,15 +22,15 @@ use cablebridged::ceremony::{
     CeremonyStage, HybridTransport, LinkedTransport, RegisterOptions, Transport,
 };
 use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{phone_sink, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
+use cablebridged::phone::{PhoneEvent, PhoneState, VirtualPhone};
 use cablebridged::store::LinkStore;
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError};
 use cablebridged::tunnel::listen::{listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use cablebridged::tunnel::server::TunnelServerConfig;
+use common::{desktop_config, phone_config, recording_sink, Seen, TunnelRig as Rig};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -37,38 +39,15 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound for any one step.
 const T: Duration = Duration::from_secs(20);
 
-type Seen = Arc<Mutex<Vec<PhoneEvent>>>;
-
-struct Rig {
-    server: TunnelServerHandle,
-    dir: tempfile::TempDir,
-}
-
 impl Rig {
-    async fn new() -> Rig {
-        Rig::on(TunnelServerConfig::default()).await
-    }
-
-    async fn on(config: TunnelServerConfig) -> Rig {
-        let server = TunnelServer::bind(config).await.unwrap();
-        Rig { server, dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn advert_path(&self) -> PathBuf {
-        self.dir.path().join("adverts.sock")
-    }
-
     /// The link store of desktop number `n`.
     fn store(&self, n: u32) -> LinkStore {
         LinkStore::in_dir(&self.dir.path().join(format!("desktop{n}")))
     }
 
     fn desktop(&self, n: u32) -> DesktopConfig {
-        let mut c = DesktopConfig::new(AdvertSource::UnixDatagram(self.advert_path()));
-        c.tunnel_url = Some(self.server.base_url());
+        let mut c = desktop_config(self.server.base_url(), self.advert_path());
         c.link_store = Some(self.store(n));
-        c.timeouts.advert = Duration::from_secs(10);
-        c.timeouts.user = Duration::from_secs(10);
         c.timeouts.late_updates = Duration::from_millis(300);
         c
     }
@@ -79,16 +58,12 @@ impl Rig {
 
     /// A phone recording its progress events in the returned list.
     fn phone(&self) -> (VirtualPhone, Seen) {
-        let mut c = PhoneConfig::new(self.server.base_url());
-        c.sink = AdvertSinkSpec::Unix(self.advert_path());
-        c.advert_interval = Duration::from_millis(20);
+        let mut c = phone_config(self.server.base_url(), self.advert_path());
         c.desktop_timeout = Duration::from_secs(5);
         c.idle_timeout = Duration::from_secs(5);
         c.offer_linking = true;
         c.name = "Test Phone".into();
-        let seen: Seen = Arc::default();
-        let s2 = Arc::clone(&seen);
-        let progress = phone_sink(move |_: u64, p: &PhoneEvent| s2.lock().unwrap().push(p.clone()));
+        let (seen, progress) = recording_sink();
         let phone = VirtualPhone::new(c, PhoneState::new(&mut rand::rngs::OsRng), None, progress);
         (phone, seen)
     }

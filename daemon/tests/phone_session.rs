@@ -5,6 +5,8 @@
 //! p256, linking + linked reconnect + 404 while the phone is away and 410 after it revoked the link, and each fault switch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::authenticator::AttestationMode;
 use cablebridge_protocol::cbor::Value;
 use cablebridge_protocol::ctap2::{
@@ -13,7 +15,7 @@ use cablebridge_protocol::ctap2::{
     User,
 };
 use cablebridge_protocol::error::Classify;
-use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert, TrialOpen};
+use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, OpenedAdvert};
 use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::LinkingInfo;
 use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
@@ -26,6 +28,7 @@ use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{phone_sink, FailAt, PhoneConfig, PhoneEvent, PhoneState, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelClientError, TunnelConnection};
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use common::{next_advert, qr_connect};
 use p256::ecdsa::signature::Verifier;
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -64,19 +67,7 @@ impl Rig {
 
     /// Reads adverts until one opens under `key`.
     async fn await_advert(&self, key: &EidKey, mode: EidMode) -> OpenedAdvert {
-        let mut buf = [0u8; 256];
-        timeout(T, async {
-            loop {
-                let n = self.adverts.recv(&mut buf).await.unwrap();
-                let line = std::str::from_utf8(&buf[..n]).unwrap().trim();
-                if let TrialOpen::Match(opened) = key.trial_open(&hex::decode(line).unwrap(), mode)
-                {
-                    return opened;
-                }
-            }
-        })
-        .await
-        .expect("no advert of ours")
+        timeout(T, next_advert(&self.adverts, key, mode)).await.expect("no advert of ours")
     }
 
     /// Waits (bounded) until the server holds no tunnels or listeners.
@@ -118,12 +109,7 @@ async fn qr_desktop_open(
     qr: &QrPayload,
 ) -> Result<(TunnelConnection, DesktopOpen), Stage> {
     let opened = rig.await_advert(&EidKey::from_qr_secret(&qr.secret), EidMode::Qr).await;
-    let psk = opened.psk(&qr.secret);
-    let path = opened.plaintext.connect_path(qr.tunnel_id());
-    let mut conn =
-        connect(&url(&rig.server.base_url(), &path), &ConnectOptions::default()).await.unwrap();
-    let (hs, msg1) = DesktopHandshake::start_qr(&psk, sk, &mut OsRng);
-    conn.send(&msg1).await.unwrap();
+    let (mut conn, hs) = qr_connect(&rig.server.base_url(), &opened, qr, sk).await;
     let msg2 = recv(&mut conn).await.ok_or(Stage::Handshake)?;
     let hs = hs.read_response(&msg2).map_err(|e| e.stage())?;
     let post = recv(&mut conn).await.ok_or(Stage::PostHandshake)?;

@@ -11,21 +11,22 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::tunnel::{url, RoutingId, TunnelId, TunnelPath, SUBPROTOCOL};
 use cablebridged::ceremony::{
     self, CeremonyEvent, CeremonyOutcome, CeremonyRequest, HybridTransport, RegisterOptions,
     Transport,
 };
-use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::phone::{PhoneState, VirtualPhone};
 use cablebridged::tunnel::client::{connect, ConnectOptions};
 use cablebridged::tunnel::listen::{contact_id as contact_id_of, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
 use cablebridged::tunnel::server::{
     Reject, ServerStats, TunnelServer, TunnelServerConfig, TunnelServerHandle,
 };
+use common::{desktop_config, numbered_tunnel_id, open_file_limit, phone_config, rss_kib};
 use futures_util::{stream, SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,23 +61,8 @@ type Raw = WebSocketStream<TcpStream>;
 /// One fixed routing id, so the raw clients need not read the 101's headers.
 const ROUTING: RoutingId = RoutingId([0x0A, 0x0B, 0x0C]);
 
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn open_file_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 fn tunnel_id(i: usize) -> TunnelId {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    id[8] = 0xAB;
-    TunnelId(id)
+    numbered_tunnel_id(i, 0xAB)
 }
 
 /// Loopback source address for idle phone `i` (127.0.1.x, `PER_SOURCE` phones each).
@@ -115,13 +101,7 @@ async fn raw(
 }
 
 async fn settle(server: &TunnelServerHandle, what: &str, check: impl Fn(&ServerStats) -> bool) {
-    for _ in 0..3000 {
-        if check(&server.stats()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("server stats never reached {what}: {:?}", server.stats());
+    common::settle(server, what, 3000, check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,16 +325,10 @@ async fn run(n: usize) {
 async fn register_through(server: &TunnelServerHandle) {
     let dir = tempfile::tempdir().unwrap();
     let adverts = dir.path().join("adverts.sock");
-    let mut config =
-        DesktopConfig::new(cablebridged::advert::AdvertSource::UnixDatagram(adverts.clone()));
-    config.tunnel_url = Some(server.base_url());
-    config.timeouts.advert = Duration::from_secs(10);
-    config.timeouts.user = Duration::from_secs(10);
+    let mut config = desktop_config(server.base_url(), adverts.clone());
     config.timeouts.late_updates = Duration::from_millis(500);
 
-    let mut phone_config = PhoneConfig::new(server.base_url());
-    phone_config.sink = AdvertSinkSpec::Unix(adverts);
-    phone_config.advert_interval = Duration::from_millis(20);
+    let mut phone_config = phone_config(server.base_url(), adverts);
     phone_config.desktop_timeout = Duration::from_secs(5);
     let mut phone =
         VirtualPhone::new(phone_config, PhoneState::new(&mut rand::rngs::OsRng), None, None);

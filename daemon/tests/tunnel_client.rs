@@ -5,12 +5,15 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::error::{Classify, Fault};
 use cablebridge_protocol::hybrid::tunnel::{url, TunnelId, TunnelPath};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TlsRoots, TunnelClientError};
 use cablebridged::tunnel::listen::{contact_id, listen_headers, ListenSecret};
 use cablebridged::tunnel::listen_url;
 use cablebridged::tunnel::server::{TlsFiles, TunnelServer, TunnelServerConfig};
+use common::test_ca_and_leaf;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,17 +150,8 @@ struct Pki {
 /// A throwaway CA and a leaf for `localhost` + `127.0.0.1`, written as PEM files so the server's
 /// real file-loading path is exercised.
 fn make_pki(tag: &str) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cablebridge test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (ca, leaf, leaf_key) =
+        test_ca_and_leaf(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
 
     let dir = std::env::temp_dir().join(format!("cablebridge-tunnel-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -13,6 +13,7 @@
 //! sides), idle-tunnel and absolute-lifetime limits.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod fault_relay;
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,18 +24,16 @@ use cablebridge_protocol::hybrid::tunnel::{
     url, TunnelId, TunnelPath, MAX_MESSAGE_LEN, SUBPROTOCOL,
 };
 use cablebridge_protocol::Stage;
-use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
     CeremonyError, CeremonyErrorKind, CeremonyOutcome, CeremonyRequest, CeremonyStage,
     HybridTransport, RegisterOptions, Transport,
 };
-use cablebridged::desktop::DesktopConfig;
-use cablebridged::phone::sink::AdvertSinkSpec;
-use cablebridged::phone::{PhoneConfig, PhoneError, PhoneState, SessionSummary, VirtualPhone};
+use cablebridged::phone::{PhoneError, PhoneState, SessionSummary, VirtualPhone};
 use cablebridged::testkit::{with_phone, EventLog};
 use cablebridged::tunnel::server::{
     ServerStats, TunnelServer, TunnelServerConfig, TunnelServerHandle,
 };
+use common::{desktop_config, phone_config, socket_count as fd_count};
 use fault_relay::{ws_frame, Cut, Dir, Relay, Rule};
 use futures_util::{stream, StreamExt};
 use rand::rngs::OsRng;
@@ -51,18 +50,6 @@ const BOUND: Duration = Duration::from_secs(12);
 
 /// One case at a time: the descriptor baseline is per process.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Distinct open sockets of this process. Sockets only, each counted once: the other tests'
-/// runtimes start and stop in parallel threads while a case runs (epoll, eventfd, and a dup
-/// of tokio's one signal socket each); sockets of their own are what a case opens.
-fn fd_count() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|t| t.to_string_lossy().into_owned())
-        .filter(|t| t.starts_with("socket:"))
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-}
 
 async fn fds_back_to(baseline: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -82,16 +69,13 @@ async fn ceremony(
 ) -> (Result<CeremonyOutcome, CeremonyError>, PhoneResult, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let adverts = dir.path().join("adverts.sock");
-    let mut config = DesktopConfig::new(AdvertSource::UnixDatagram(adverts.clone()));
-    config.tunnel_url = Some(base.to_owned());
+    let mut config = desktop_config(base.to_owned(), adverts.clone());
     config.timeouts.advert = Duration::from_secs(5);
     config.timeouts.connect = STAGE;
     config.timeouts.handshake = STAGE;
     config.timeouts.user = STAGE;
     config.timeouts.late_updates = Duration::from_millis(200);
-    let mut pc = PhoneConfig::new(base.to_owned());
-    pc.sink = AdvertSinkSpec::Unix(adverts);
-    pc.advert_interval = Duration::from_millis(20);
+    let mut pc = phone_config(base.to_owned(), adverts);
     pc.desktop_timeout = PHONE;
     pc.idle_timeout = PHONE;
     let mut phone = VirtualPhone::new(pc, PhoneState::new(&mut OsRng), None, None);

@@ -7,47 +7,22 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::hybrid::tunnel::{url, TunnelId, TunnelPath};
 use cablebridged::tunnel::client::{connect, ConnectOptions, TunnelConnection};
-use cablebridged::tunnel::server::{
-    ServerStats, TunnelServer, TunnelServerConfig, TunnelServerHandle,
-};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
+use common::{numbered_tunnel_id, open_file_limit, rss_kib, settle};
 use futures_util::{stream, StreamExt};
 use std::time::{Duration, Instant};
 
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn open_file_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 fn tunnel_id(i: usize) -> TunnelId {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    id[8] = 0x5A;
-    TunnelId(id)
+    numbered_tunnel_id(i, 0x5A)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
-}
-
-/// Counters follow the connection tasks, which may run just after the client saw its 101.
-async fn settle(server: &TunnelServerHandle, check: impl Fn(&ServerStats) -> bool) {
-    for _ in 0..500 {
-        if check(&server.stats()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("server stats never settled: {:?}", server.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +63,7 @@ async fn run(n: usize, paired_n: usize) {
         .await;
     let phones_time = started.elapsed();
     phones.sort_by_key(|(i, _)| *i);
-    settle(&server, |st| st.waiting == n as u64).await;
+    settle(&server, "every phone waiting", 500, |st| st.waiting == n as u64).await;
 
     // Desktops for the first half: /cable/connect with each phone's routing id.
     let started = Instant::now();
@@ -110,7 +85,10 @@ async fn run(n: usize, paired_n: usize) {
             .await;
     let pair_time = started.elapsed();
     desktops.sort_by_key(|(i, _)| *i);
-    settle(&server, |st| st.paired == paired_n as u64 && st.waiting == (n - paired_n) as u64).await;
+    settle(&server, "the first half paired", 500, |st| {
+        st.paired == paired_n as u64 && st.waiting == (n - paired_n) as u64
+    })
+    .await;
     let rss_after = rss_kib();
 
     // Round trips, one tunnel at a time: desktop → phone → desktop, 64 bytes each way.

@@ -3,18 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridge_hw_tests::bus::{BusPolicy, PrivateBus};
-use cablebridge_hw_tests::mock_bluez::{AdapterSpec, MockBluez};
+mod common;
+
 use cablebridged::ble::{self, AdvertiseOptions, BleError, ScanOptions};
+use common::denying_bus_with_hci0;
 use std::time::Duration;
 use tokio::time::timeout;
 
 #[tokio::test]
 async fn bus_policy_denial_is_access_denied_for_scanner_and_advertiser() {
-    let bus = PrivateBus::start(BusPolicy::DenyCallsToBluez).unwrap();
-    bus.install_as_system_bus();
-    let mock = MockBluez::start(bus.address()).await.unwrap();
-    mock.add_adapter(AdapterSpec::new("hci0")).await.unwrap();
+    let (_bus, _mock) = denying_bus_with_hci0().await;
     let bound = Duration::from_secs(10);
 
     let e = match timeout(bound, ble::scan(ScanOptions::default())).await.unwrap() {

@@ -3,15 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridged::ble::{self, AdvertiseOptions, BleError, ScanOptions};
+use common::no_system_bus;
 use std::time::Duration;
 use tokio::time::timeout;
 
 #[tokio::test]
 async fn no_system_bus_is_diagnosed_by_scanner_and_advertiser() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("no-such-bus");
-    std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}", missing.display()));
+    let _dir = no_system_bus();
     let bound = Duration::from_secs(10);
 
     let e = match timeout(bound, ble::scan(ScanOptions::default())).await.unwrap() {

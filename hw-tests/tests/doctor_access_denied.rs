@@ -3,25 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridge_hw_tests::bus::{BusPolicy, PrivateBus};
-use cablebridge_hw_tests::mock_bluez::{AdapterSpec, MockBluez};
-use cablebridged::doctor::{bluetooth, DoctorOptions, Status};
+mod common;
+
+use cablebridged::doctor::{bluetooth, Status};
+use common::{denying_bus_with_hci0, offline_doctor_options};
 use std::time::Duration;
 use tokio::time::timeout;
 
 #[tokio::test]
 async fn bus_policy_denial_fails_permission_with_a_group_remedy() {
-    let bus = PrivateBus::start(BusPolicy::DenyCallsToBluez).unwrap();
-    bus.install_as_system_bus();
-    let mock = MockBluez::start(bus.address()).await.unwrap();
-    mock.add_adapter(AdapterSpec::new("hci0")).await.unwrap();
+    let (_bus, _mock) = denying_bus_with_hci0().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = DoctorOptions {
-        scan_window: Duration::from_secs(1),
-        sys_root: dir.path().to_path_buf(),
-        bluez_main_conf: dir.path().join("main.conf"),
-        ..DoctorOptions::default()
-    };
+    let opts = offline_doctor_options(dir.path(), Duration::from_secs(1));
     let checks = timeout(Duration::from_secs(20), bluetooth::run(&opts)).await.unwrap();
     let get = |id: &str| checks.iter().find(|c| c.id == id).unwrap();
     assert_eq!(get("bluetooth.bus").status, Status::Pass);

@@ -9,7 +9,7 @@ mod common;
 
 use cablebridge_hw_tests::mock_bluez::{AdapterSpec, MockBluez};
 use cablebridged::doctor::{bluetooth, Check, DoctorOptions, Status};
-use common::{mock_with, serial, STEP};
+use common::{mock_with, offline_doctor_options, serial, STEP};
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -19,11 +19,8 @@ const BATTERY: &str = "0000180f-0000-1000-8000-00805f9b34fb";
 /// Options that read nothing of the host: an empty sysfs and no main.conf.
 fn opts(dir: &tempfile::TempDir, scan_secs: u64) -> DoctorOptions {
     DoctorOptions {
-        scan_window: Duration::from_secs(scan_secs),
         step_timeout: Duration::from_secs(5),
-        sys_root: dir.path().to_path_buf(),
-        bluez_main_conf: dir.path().join("main.conf"),
-        ..DoctorOptions::default()
+        ..offline_doctor_options(dir.path(), Duration::from_secs(scan_secs))
     }
 }
 

@@ -3,21 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cablebridged::doctor::{bluetooth, DoctorOptions, Status};
+mod common;
+
+use cablebridged::doctor::{bluetooth, Status};
+use common::{no_system_bus, offline_doctor_options};
 use std::time::Duration;
 use tokio::time::timeout;
 
 #[tokio::test]
 async fn no_system_bus_fails_bus_and_skips_what_needs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("no-such-bus");
-    std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}", missing.display()));
-    let opts = DoctorOptions {
-        scan_window: Duration::from_secs(1),
-        sys_root: dir.path().to_path_buf(),
-        bluez_main_conf: dir.path().join("main.conf"),
-        ..DoctorOptions::default()
-    };
+    let dir = no_system_bus();
+    let opts = offline_doctor_options(dir.path(), Duration::from_secs(1));
     let checks = timeout(Duration::from_secs(20), bluetooth::run(&opts)).await.unwrap();
     let bus = checks.iter().find(|c| c.id == "bluetooth.bus").unwrap();
     assert_eq!(bus.status, Status::Fail, "{bus:?}");

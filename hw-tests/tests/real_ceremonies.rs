@@ -18,6 +18,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cablebridge_protocol::ctap2::pin::Pin;
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{
@@ -26,10 +28,10 @@ use cablebridged::ceremony::{
 };
 use cablebridged::desktop::DesktopConfig;
 use cablebridged::hid::DeviceAddress;
+use common::write_evidence;
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn rp_id() -> String {
@@ -62,20 +64,6 @@ async fn run_hybrid(
 ) -> Result<CeremonyOutcome, CeremonyError> {
     let transport = Transport::Hybrid(HybridTransport::new(config.clone()));
     ceremony::run(transport, request, Some(console_sink()), CancellationToken::new()).await
-}
-
-/// Writes one evidence record and returns its path.
-fn write_evidence(name: &str, record: serde_json::Value) -> PathBuf {
-    let dir =
-        std::env::var_os("CABLEBRIDGE_EVIDENCE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/evidence"))
-        });
-    std::fs::create_dir_all(&dir).unwrap();
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let path = dir.join(format!("{name}-{secs}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
-    eprintln!("evidence written to {}", path.display());
-    path
 }
 
 fn check_expected_aaguid(observed: &str) {

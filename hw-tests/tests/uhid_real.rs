@@ -19,9 +19,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cablebridged::advert::AdvertSource;
 use cablebridged::ceremony::{CeremonyError, CeremonyEvent, RawCtapReply};
@@ -30,21 +32,9 @@ use cablebridged::uhid::backend::{
     BridgeConfig, BridgeSession, PassThrough, PhoneBridge, SessionHooks,
 };
 use cablebridged::uhid::device::{fido_create2, serve, UhidFile, UhidPort};
+use common::write_evidence;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-fn write_evidence(name: &str, record: Value) -> PathBuf {
-    let dir =
-        std::env::var_os("CABLEBRIDGE_EVIDENCE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/evidence"))
-        });
-    std::fs::create_dir_all(&dir).unwrap();
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let path = dir.join(format!("{name}-{secs}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
-    eprintln!("evidence written to {}", path.display());
-    path
-}
 
 /// Prints QR codes and stages on the console; records every ceremony's outcome.
 #[derive(Default)]

@@ -9,40 +9,13 @@
 
 mod common;
 
-use cablebridge_service::client::Client;
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use common::{hybrid_register, wait_end, wait_qr, Daemon, T};
-use serde_json::{json, Value};
-use tokio::time::timeout;
-
-fn session_of(v: &Value) -> u64 {
-    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
-}
-
-/// Reads notifications of `session` until one with `event == name`; returns it.
-async fn wait_event(c: &mut Client, session: u64, name: &str) -> Value {
-    loop {
-        let n = timeout(T, c.next_notification()).await.unwrap().unwrap();
-        let p = n["params"].clone();
-        if p["session"] != session {
-            continue;
-        }
-        assert!(!(p["event"] == "error" || p["event"] == "result"), "ended early: {p}");
-        if p["event"] == name {
-            return p;
-        }
-    }
-}
+use common::{hybrid_register, hybrid_rig, plain_key, session_of, wait_end, wait_event, wait_qr};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_usb_key_bridge_links_serves_linked_desktops_and_revokes() {
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let key = plain_key().await;
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut desk = daemon.client().await;
     let mut bridges = daemon.client().await;
 

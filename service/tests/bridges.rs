@@ -6,37 +6,16 @@
 
 mod common;
 
-use cablebridge_service::client::{Client, ClientError};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, wait_end, wait_qr, Daemon, T};
-use serde_json::{json, Value};
-use tokio::time::timeout;
-
-fn session_of(v: &Value) -> u64 {
-    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
-}
-
-/// Reads notifications of `session` until one with `event == name`; returns it.
-async fn wait_event(c: &mut Client, session: u64, name: &str) -> Value {
-    loop {
-        let n = timeout(T, c.next_notification()).await.unwrap().unwrap();
-        let p = n["params"].clone();
-        if p["session"] != session {
-            continue;
-        }
-        assert!(!(p["event"] == "error" || p["event"] == "result"), "ended early: {p}");
-        if p["event"] == name {
-            return p;
-        }
-    }
-}
+use cablebridge_service::client::ClientError;
+use common::{
+    eventually, hybrid_register, hybrid_rig, plain_key, session_of, wait_end, wait_event, wait_qr,
+    Daemon,
+};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut desk = daemon.client().await;
     let mut phones = daemon.client().await;
     desk.call("status", json!({})).await.unwrap();
@@ -125,13 +104,8 @@ async fn a_virtual_phone_bridge_answers_links_serves_linked_and_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_usb_key_bridged_as_a_phone_answers_a_desktop() {
-    use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let key = plain_key().await;
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut c = daemon.client().await;
     let mut params = hybrid_register(&tunnel, &adverts);
     params["no_linking"] = json!(true);

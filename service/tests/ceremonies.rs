@@ -9,20 +9,16 @@ mod common;
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, phone, wait_end, wait_qr, Daemon, T};
+use common::{
+    eventually, hybrid_register, hybrid_rig, phone, plain_key, session_of, wait_end, wait_qr,
+    Daemon, T,
+};
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
-fn session_of(v: &Value) -> u64 {
-    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_link_authenticate_and_links_through_the_daemon() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut phone = phone(&tunnel, &adverts);
     let mut c = daemon.client().await;
 
@@ -315,9 +311,7 @@ async fn two_clients_asking_for_the_same_key_are_serialised_not_broken() {
 async fn usb_register_min_pin_length_and_enterprise_attestation_through_the_daemon() {
     use cablebridge_protocol::ctap2::SetMinPinLengthParams;
     use cablebridged::ctap::{open_client, Call, ConfigChange, OpenOptions};
-    use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = plain_key().await;
     let device = key.device_address();
     let daemon = Daemon::start("");
     let mut c = daemon.client().await;

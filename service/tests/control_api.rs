@@ -7,8 +7,7 @@
 mod common;
 
 use cablebridge_service::client::{Client, ClientError};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use common::{Daemon, T};
+use common::{plain_key, Daemon, T};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::time::timeout;
@@ -206,8 +205,7 @@ async fn the_rate_limit_answers_minus_32005_and_keeps_the_connection() {
 
 #[tokio::test]
 async fn devices_list_and_device_info_reach_a_virtual_key() {
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = plain_key().await;
     let address = key.device_address();
     let daemon = Daemon::start("");
     let mut c = daemon.client().await;

@@ -7,12 +7,8 @@
 mod common;
 
 use cablebridge_service::client::ClientError;
-use common::Daemon;
+use common::{policy_fixture as fixture, Daemon};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn status<'a>(checks: &'a [Value], id: &str) -> &'a str {
     checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id} in {checks:?}"))

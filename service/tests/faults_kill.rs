@@ -15,7 +15,6 @@ mod faults_common;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +22,7 @@ use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_service::client::Client;
 use cablebridged::labrun::RunStore;
 use cablebridged::store::{LinkStore, StoredLink};
-use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig};
-use common::{capture, Daemon, T};
+use common::{plain_key, Daemon, T};
 use faults_common::Baseline;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -34,46 +32,12 @@ const ITERATIONS: usize = 30;
 
 /// The daemon on a fresh socket but the given (persistent) state directory.
 fn start_in(state: &Path) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = dir.path().join("config.toml");
     // No rate limit: the clients below write as fast as the daemon answers.
-    std::fs::write(
-        &config,
+    Daemon::start_in(
+        state,
         "[control]\nrate_limit_burst = 100000\nrate_limit_per_second = 100000\n",
+        "info",
     )
-    .unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(T)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cablebridged"))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = capture(child.stderr.take().unwrap());
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
-            panic!("no READY=1 from the daemon: {e}; log:\n{}", log.lock().unwrap())
-        });
-        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-            break;
-        }
-    }
-    Daemon { child, dir, socket, log, notify }
 }
 
 fn seed_links(state: &Path, rng: &mut rand::rngs::StdRng, first: u64, n: u64) {
@@ -159,8 +123,7 @@ async fn sigkill_during_link_and_run_writes_keeps_every_store_readable() {
     seed_links(&state, &mut rng, next_link, 40);
     next_link += 40;
 
-    let key =
-        VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let key = plain_key().await;
     let scenario = format!(
         "name = \"kill loop\"\n[defaults]\nrp_id = \"kill.example\"\ntransport = \"usb\"\n\
          device = \"{}\"\ntimeout = \"5s\"\n[[step]]\nname = \"register\"\n\

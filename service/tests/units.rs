@@ -2,14 +2,19 @@
 //! most 2.0 (systemd/check-units.sh, run against the built daemon; the score is printed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[test]
-fn units_verify_and_expose_at_most_2() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = std::process::Command::new("bash")
+/// Runs systemd/check-units.sh against the built daemon.
+fn check_units(root: &str) -> std::process::Output {
+    std::process::Command::new("bash")
         .arg(format!("{root}/systemd/check-units.sh"))
         .arg(env!("CARGO_BIN_EXE_cablebridged"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn units_verify_and_expose_at_most_2() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = check_units(root);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -33,11 +38,7 @@ fn uhid_access_is_only_in_the_drop_in() {
     assert_eq!(settings, ["[Service]", "DeviceAllow=/dev/uhid rw"]);
     let install = std::fs::read_to_string(format!("{root}/systemd/install.sh")).unwrap();
     assert!(install.contains("if [ \"${UHID:-0}\" = 1 ]"), "installed only when asked");
-    let out = std::process::Command::new("bash")
-        .arg(format!("{root}/systemd/check-units.sh"))
-        .arg(env!("CARGO_BIN_EXE_cablebridged"))
-        .output()
-        .unwrap();
+    let out = check_units(root);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("with uhid.conf") || stdout.contains("checks skipped"), "{stdout}");

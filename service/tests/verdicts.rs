@@ -12,15 +12,10 @@ use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_service::client::ClientError;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
-use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{hybrid_register, wait_end, wait_qr, Daemon};
+use common::{hybrid_register, hybrid_rig, policy_fixture as fixture, wait_end, wait_qr};
 use serde_json::{json, Value};
 
 const AUTHENTICATOR_ANDROID: &str = "de1e552d-db1d-4423-a619-566b625cdc84";
-
-fn fixture(name: &str) -> String {
-    format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn failed_rules(policy: &Value) -> Vec<String> {
     policy["checks"]
@@ -44,10 +39,7 @@ fn authenticator_phone(tunnel: &str, adverts: &std::path::Path) -> VirtualPhone 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_authenticator_is_rejected_at_register_and_sign_in() {
-    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
-    let tunnel = server.base_url();
-    let daemon = Daemon::start("");
-    let adverts = daemon.path("adverts.sock");
+    let (_server, tunnel, daemon, adverts) = hybrid_rig().await;
     let mut phone = authenticator_phone(&tunnel, &adverts);
     let mut c = daemon.client().await;
     let policy = fixture("legacy-block-authenticator.json");

@@ -13,6 +13,8 @@ use std::time::Duration;
 use cablebridge_service::client::Client;
 use cablebridged::phone::sink::AdvertSinkSpec;
 use cablebridged::phone::{PhoneConfig, PhoneState, VirtualPhone};
+use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig, TunnelServerHandle};
+use cablebridged::virtual_key::{VirtualKey, VirtualKeyConfig, VirtualKeyHandle};
 use serde_json::{json, Value};
 
 /// Upper bound for anything a test waits for.
@@ -40,9 +42,27 @@ impl Daemon {
     /// Same, with extra environment variables.
     pub fn start_with(extra_config: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        Self::launch(dir, &state, extra_config, "debug", env)
+    }
+
+    /// The daemon on a fresh socket and config (`config`) but the given (persistent) state
+    /// directory, logging at `rust_log`.
+    pub fn start_in(state: &Path, config: &str, rust_log: &str) -> Daemon {
+        Self::launch(tempfile::tempdir().unwrap(), state, config, rust_log, &[])
+    }
+
+    /// Writes `config` into `dir`, starts the daemon on a socket there and waits for READY=1.
+    fn launch(
+        dir: tempfile::TempDir,
+        state: &Path,
+        config_text: &str,
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let socket = dir.path().join("control.sock");
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, extra_config).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let notify_path = dir.path().join("notify.sock");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(T)).unwrap();
@@ -50,14 +70,14 @@ impl Daemon {
         cmd.arg("--socket")
             .arg(&socket)
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(state)
             .arg("--config")
             .arg(&config)
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("JOURNAL_STREAM")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -163,6 +183,21 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The hybrid rig: a tunnel server in this process (keep its handle alive), its URL, the
+/// daemon (empty config) and the path of an advert socket in the daemon's dir.
+pub async fn hybrid_rig() -> (TunnelServerHandle, String, Daemon, PathBuf) {
+    let server = TunnelServer::bind(TunnelServerConfig::default()).await.unwrap();
+    let tunnel = server.base_url();
+    let daemon = Daemon::start("");
+    let adverts = daemon.path("adverts.sock");
+    (server, tunnel, daemon, adverts)
+}
+
+/// A virtual key on loopback UDP-HID with the default config.
+pub async fn plain_key() -> VirtualKeyHandle {
+    VirtualKey::bind(VirtualKeyConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap()
+}
+
 /// A virtual phone answering on `tunnel` and advertising into `adverts`.
 pub fn phone(tunnel: &str, adverts: &Path) -> VirtualPhone {
     let mut c = PhoneConfig::new(tunnel.to_owned());
@@ -240,4 +275,30 @@ pub fn status_now(daemon: &Daemon) -> Value {
     let mut line = String::new();
     std::io::BufReader::new(s).read_line(&mut line).unwrap();
     serde_json::from_str::<Value>(&line).unwrap()["result"].clone()
+}
+
+/// The `session` number of a `ceremony.*` / `bridge.start` result.
+pub fn session_of(v: &Value) -> u64 {
+    v["session"].as_u64().unwrap_or_else(|| panic!("no session in {v}"))
+}
+
+/// Reads notifications of `session` until one with `event == name`; returns it (a `result`
+/// or `error` first fails the test).
+pub async fn wait_event(c: &mut Client, session: u64, name: &str) -> Value {
+    loop {
+        let n = tokio::time::timeout(T, c.next_notification()).await.unwrap().unwrap();
+        let p = n["params"].clone();
+        if p["session"] != session {
+            continue;
+        }
+        assert!(!(p["event"] == "error" || p["event"] == "result"), "ended early: {p}");
+        if p["event"] == name {
+            return p;
+        }
+    }
+}
+
+/// A policy fixture of the daemon crate (`daemon/tests/fixtures/policy/NAME`).
+pub fn policy_fixture(name: &str) -> String {
+    format!("{}/../daemon/tests/fixtures/policy/{name}", env!("CARGO_MANIFEST_DIR"))
 }
