@@ -113,6 +113,18 @@ step "benches still run (cablebridge bench all --quick; numbers printed, never a
 # benches from rotting. Real numbers: docs/performance.md (`cargo run --release ...`).
 timeout 300 cargo run -p cablebridge --locked --quiet -- bench all --quick
 
+# --- optional aws-lc-rs P-256 backend (owner: awslc; issue 13, docs/performance.md) -------------
+step "aws-lc feature: protocol tests and clippy with it, and its release handshake bench"
+# The feature swaps the Noise handshake's P-256 work to aws-lc-rs (protocol/src/hybrid/ecdh.rs);
+# the vectors must pass byte for byte with it. The bench is protocol's own (release, ~0.3 s of
+# running): building only protocol in release keeps this step to a few minutes, where a release
+# `cablebridge` would cost ~14 on this machine class. `bench handshake` with the ratio to the
+# primitives: `cargo run --release -p cablebridge --features aws-lc -- bench handshake`.
+cargo test -p cablebridge-protocol --features aws-lc --locked
+cargo clippy -p cablebridge-protocol --features aws-lc --all-targets --locked -- -D warnings
+timeout 600 cargo bench -p cablebridge-protocol --features aws-lc --bench handshake --locked
+# --- end aws-lc backend ---------------------------------------------------------------------------
+
 # --- fuzzing and dependency policy (owner: fuzz; issue 14, fuzz/README.md, deny.toml) ----------
 step "fuzz: every libFuzzer target for a bounded time (fuzz/run.sh all)"
 # Built with the stable toolchain and plain cargo (no cargo-fuzz, no nightly: fuzz/run.sh adds the

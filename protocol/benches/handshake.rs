@@ -1,8 +1,10 @@
 //! Noise handshake cost per side (KNpsk0 and NKpsk0): desktop = build msg 1 + read msg 2,
-//! phone = read msg 1 + build msg 2. Bounded: a fixed number of handshakes, printed as µs each.
+//! phone = read msg 1 + build msg 2. Bounded: a fixed number of handshakes, printed as µs each,
+//! with the P-256 backend that ran (`p256`, or `aws-lc-rs` with `--features aws-lc`).
 #![allow(clippy::disallowed_methods)] // a bench measures wall time
 #![allow(clippy::expect_used)] // a failed bench run should stop loudly
 
+use cablebridge_protocol::hybrid::ecdh::{P256Backend, Selected};
 use cablebridge_protocol::hybrid::keys::Psk;
 use cablebridge_protocol::hybrid::noise::{
     respond, IdentityKeyPair, Initiator, InitiatorKeys, ResponderKeys,
@@ -45,9 +47,10 @@ fn main() {
             assert_eq!(est_desktop.handshake_hash, est_phone.handshake_hash);
         }
         println!(
-            "handshake {name:<16} desktop {:>7.1} µs   phone {:>7.1} µs   ({ROUNDS} rounds)",
+            "handshake {name:<16} desktop {:>7.1} µs   phone {:>7.1} µs   ({ROUNDS} rounds, {})",
             desktop.as_secs_f64() * 1e6 / f64::from(ROUNDS),
             phone.as_secs_f64() * 1e6 / f64::from(ROUNDS),
+            Selected::NAME,
         );
     }
 }

@@ -14,8 +14,9 @@ pub enum Fault {
     Peer,
     /// The caller used the API wrongly (wrong phase, buffer too small, invalid argument).
     Caller,
-    /// The environment (no adapter, permission denied, DNS); protocol/ itself never produces it,
-    /// but shares the classification with the IO layers.
+    /// The environment (no adapter, permission denied, DNS); protocol/ itself produces it only
+    /// for a crypto library failure (`HandshakeError::Backend`, feature `aws-lc`), and shares the
+    /// classification with the IO layers.
     Environment,
 }
 

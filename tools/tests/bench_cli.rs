@@ -145,6 +145,30 @@ fn eid_and_ctaphid_quick_report_their_parameters() {
     }
 }
 
+/// `bench handshake` names the P-256 backend that ran (the one this binary was built with:
+/// aws-lc-rs with `--features aws-lc`, else p256) on every line, and times the primitives with it.
+#[test]
+fn handshake_quick_names_its_p256_backend() {
+    let backend = if cfg!(feature = "aws-lc") { "(aws-lc-rs)" } else { "(p256)" };
+    let (code, stdout, stderr) = run(&["bench", "handshake", "--quick", "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let all = objects(&stdout);
+    let whats: Vec<&str> = all.iter().map(|o| o["what"].as_str().unwrap()).collect();
+    assert_eq!(
+        whats,
+        [
+            format!("KNpsk0 desktop side {backend}"),
+            format!("KNpsk0 phone side {backend}"),
+            format!("primitives, medians {backend}"),
+        ]
+    );
+    for side in &all[..2] {
+        assert!(side["ratio_to_primitives"].as_f64().unwrap() > 0.0, "{side}");
+        assert!(side["note"].as_str().unwrap().contains(&backend[1..backend.len() - 1]), "{side}");
+    }
+    assert!(all[2]["ecdh_us"].as_f64().unwrap() > 0.0);
+}
+
 /// Each line as a JSON object, every numeric field named with its unit.
 fn objects(stdout: &str) -> Vec<serde_json::Value> {
     stdout

@@ -11,6 +11,7 @@
 //! | [`advert_suffix`] | CTAP 2.3 advert suffix after the 20 bytes (parsed, reported, never trusted) | 12 |
 //! | [`tunnel`] | tunnel ids, routing ids, `/cable/new`, `/cable/connect`, `/cable/contact` | 6 |
 //! | [`noise`] | Noise KNpsk0 / NKpsk0 over P-256, both roles | 7 |
+//! | `ecdh` | the handshake's P-256 backend: p256, or aws-lc-rs with feature `aws-lc` (hidden) | 7 |
 //! | [`crypter`] | 32-byte padding + AES-256-GCM in place, per-direction counters | 7.5 |
 //! | [`messages`] | post-handshake, typed frames, update/linking, handshake signature | 8, 9 |
 //! | [`session`] | desktop and phone session state machines over all of the above | 1.1 |
@@ -19,6 +20,8 @@ pub mod advert_suffix;
 pub mod crypter;
 pub mod digits;
 pub mod domain;
+#[doc(hidden)]
+pub mod ecdh;
 pub mod eid;
 pub mod keys;
 pub mod messages;

@@ -11,23 +11,26 @@
 //! sizes and empty payloads, exposes the handshake hash, and hands the split keys straight to
 //! the in-place [`Crypter`] without snow's allocating transport state.
 //!
+//! The P-256 work (key pairs, point parsing, ECDH) goes through [`ecdh::Selected`]: `p256` by
+//! default, `aws-lc-rs` with the crate feature `aws-lc`. The handshake code above it is one generic
+//! path; both backends produce the same transcripts byte for byte.
+//!
 //! Not here: the PSK (`keys`), what is sent afterwards (`messages`, `session`).
 
 use crate::error::{Classify, Fault, Stage};
 use crate::hybrid::crypter::Crypter;
+use crate::hybrid::ecdh::{self, EcdhError, P256Backend, Selected, POINT_LEN};
 use crate::hybrid::keys::Psk;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
 use core::fmt;
 use hkdf::Hkdf;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Length of both handshake messages.
 pub const HANDSHAKE_MESSAGE_LEN: usize = 81;
-const POINT_LEN: usize = 65;
 
 const KN_NAME: &[u8; 31] = b"Noise_KNpsk0_P256_AESGCM_SHA256";
 const NK_NAME: &[u8; 31] = b"Noise_NKpsk0_P256_AESGCM_SHA256";
@@ -46,6 +49,18 @@ pub enum HandshakeError {
     TagMismatch,
     /// The decrypted handshake payload was not empty.
     NonEmptyPayload(usize),
+    /// The P-256 backend failed on valid input (an allocation or internal error of AWS-LC with
+    /// the `aws-lc` feature; the p256 backend never fails this way). Names the operation.
+    Backend(&'static str),
+}
+
+impl From<EcdhError> for HandshakeError {
+    fn from(e: EcdhError) -> Self {
+        match e {
+            EcdhError::BadPoint => HandshakeError::BadPoint,
+            EcdhError::Backend(op) => HandshakeError::Backend(op),
+        }
+    }
 }
 
 impl fmt::Display for HandshakeError {
@@ -64,6 +79,9 @@ impl fmt::Display for HandshakeError {
             HandshakeError::NonEmptyPayload(n) => {
                 write!(f, "Noise handshake message carried a {n}-byte payload, expected none")
             }
+            HandshakeError::Backend(op) => {
+                write!(f, "Noise handshake: the {} backend failed to {op}", Selected::NAME)
+            }
         }
     }
 }
@@ -72,7 +90,10 @@ impl std::error::Error for HandshakeError {}
 
 impl Classify for HandshakeError {
     fn fault(&self) -> Fault {
-        Fault::Peer
+        match self {
+            HandshakeError::Backend(_) => Fault::Environment,
+            _ => Fault::Peer,
+        }
     }
     fn stage(&self) -> Stage {
         Stage::Handshake
@@ -96,19 +117,44 @@ pub struct Established {
 /// returns this pair and the handshake hashes the cached half instead of recomputing it.
 ///
 /// The secret half is zeroized on drop (`SecretKey` does that) and never printed by `Debug`.
+/// With the `aws-lc` feature the pair also keeps the key imported into AWS-LC (importing is a
+/// base-point multiplication, so it is done once here, and it yields the public half too).
 ///
 /// [`QrPayload::generate`]: crate::hybrid::qr::QrPayload::generate
 #[derive(Clone)]
 pub struct IdentityKeyPair {
     secret: SecretKey,
     public: PublicKey,
+    #[cfg(feature = "aws-lc")]
+    aws_lc: Option<ecdh::AwsLcKey>,
 }
 
 impl IdentityKeyPair {
     /// The pair of `secret` (computes the public half: one scalar multiplication).
+    #[cfg(not(feature = "aws-lc"))]
     pub fn new(secret: SecretKey) -> Self {
         let public = secret.public_key();
         IdentityKeyPair { secret, public }
+    }
+
+    /// The pair of `secret` (computes the public half: one scalar multiplication, in AWS-LC;
+    /// should AWS-LC fail, with p256 and the handshake imports the key when it needs it).
+    #[cfg(feature = "aws-lc")]
+    pub fn new(secret: SecretKey) -> Self {
+        let imported = ecdh::AwsLcKey::import(&secret).ok().and_then(|key| {
+            let public = PublicKey::from_sec1_bytes(&key.public_bytes().ok()?).ok()?;
+            Some((key, public))
+        });
+        match imported {
+            Some((key, public)) => IdentityKeyPair { secret, public, aws_lc: Some(key) },
+            None => IdentityKeyPair { public: secret.public_key(), secret, aws_lc: None },
+        }
+    }
+
+    /// The key as imported into AWS-LC, when that worked.
+    #[cfg(feature = "aws-lc")]
+    pub(crate) fn aws_lc_key(&self) -> Option<&ecdh::AwsLcKey> {
+        self.aws_lc.as_ref()
     }
 
     /// The private half.
@@ -173,12 +219,13 @@ struct SymmetricState {
 }
 
 impl SymmetricState {
-    fn new(name: &[u8; 31], prologue: u8, static_key: &PublicKey) -> Self {
+    /// `static_key`: the 65-byte uncompressed static public key.
+    fn new(name: &[u8; 31], prologue: u8, static_key: &[u8; POINT_LEN]) -> Self {
         let mut h = [0u8; 32];
         h[..31].copy_from_slice(name);
         let mut s = SymmetricState { ck: h, h, k: [0; 32] };
         s.mix_hash(&[prologue]);
-        s.mix_hash(static_key.to_encoded_point(false).as_bytes());
+        s.mix_hash(static_key);
         s
     }
 
@@ -208,9 +255,14 @@ impl SymmetricState {
         out.zeroize();
     }
 
-    fn mix_dh(&mut self, secret: &SecretKey, public: &PublicKey) {
-        let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
-        self.mix_key(shared.raw_secret_bytes());
+    fn mix_dh<B: P256Backend>(
+        &mut self,
+        secret: &B::Private,
+        public: &B::Peer,
+    ) -> Result<(), EcdhError> {
+        let shared = B::agree(secret, public)?;
+        self.mix_key(&shared[..]);
+        Ok(())
     }
 
     /// EncryptAndHash of the empty payload: the tag, which is also what gets hashed.
@@ -260,23 +312,17 @@ fn establish(sym: &SymmetricState, initiator: bool) -> Established {
     Established { crypter, handshake_hash: sym.h }
 }
 
-fn parse_point(bytes: &[u8]) -> Result<PublicKey, HandshakeError> {
-    // Only the uncompressed form is valid on the wire; from_sec1_bytes rejects the identity and
-    // points off the curve.
-    if bytes.first() != Some(&0x04) {
-        return Err(HandshakeError::BadPoint);
-    }
-    PublicKey::from_sec1_bytes(bytes).map_err(|_| HandshakeError::BadPoint)
-}
+/// A received handshake message: the peer's parsed ephemeral, its 65 wire bytes, the tag.
+type Received<'a, B> = (<B as P256Backend>::Peer, &'a [u8], &'a [u8]);
 
 /// The peer's ephemeral (parsed, and its 65 wire bytes: the parse accepted only the uncompressed
 /// form, so they are exactly what re-encoding the point would give, without the work) and the tag.
-fn split_message(msg: &[u8]) -> Result<(PublicKey, &[u8], &[u8]), HandshakeError> {
+fn split_message<B: P256Backend>(msg: &[u8]) -> Result<Received<'_, B>, HandshakeError> {
     if msg.len() != HANDSHAKE_MESSAGE_LEN {
         return Err(HandshakeError::WrongLength(msg.len()));
     }
     let (point, tag) = msg.split_at(POINT_LEN);
-    Ok((parse_point(point)?, point, tag))
+    Ok((B::parse(point)?, point, tag))
 }
 
 /// `e_bytes`: the 65-byte uncompressed ephemeral (already encoded for the transcript).
@@ -288,11 +334,14 @@ fn write_message(e_bytes: &[u8], tag: &[u8; 16]) -> [u8; HANDSHAKE_MESSAGE_LEN] 
 }
 
 /// The desktop after sending message 1, waiting for message 2.
-pub struct Initiator {
+pub struct Initiator(InitiatorState<Selected>);
+
+/// [`Initiator`] over any backend (the backend comparison test runs both).
+struct InitiatorState<B: P256Backend> {
     sym: SymmetricState,
-    ephemeral: SecretKey,
-    /// KN only: the desktop static key for `se`.
-    desktop_identity: Option<SecretKey>,
+    /// The ephemeral and, KN only, the desktop static key for `se`; or the backend failure met
+    /// while building message 1 (reported by `read_response`).
+    keys: Result<(B::Private, Option<B::Private>), EcdhError>,
 }
 
 impl fmt::Debug for Initiator {
@@ -318,35 +367,60 @@ impl Initiator {
         psk: &Psk,
         ephemeral: SecretKey,
     ) -> (Initiator, [u8; HANDSHAKE_MESSAGE_LEN]) {
-        let (mut sym, desktop_identity) = match keys {
-            InitiatorKeys::Qr { desktop_identity } => (
-                SymmetricState::new(KN_NAME, KN_PROLOGUE, &desktop_identity.public),
-                Some(desktop_identity.secret.clone()),
-            ),
-            InitiatorKeys::Linked { phone_identity } => {
-                (SymmetricState::new(NK_NAME, NK_PROLOGUE, phone_identity), None)
-            }
-        };
-        sym.mix_key_and_hash(psk.expose());
-        let e_pub = ephemeral.public_key();
-        let e_bytes = e_pub.to_encoded_point(false);
-        sym.mix_hash(e_bytes.as_bytes());
-        sym.mix_key(e_bytes.as_bytes());
-        if let InitiatorKeys::Linked { phone_identity } = keys {
-            sym.mix_dh(&ephemeral, phone_identity); // es
-        }
-        let tag = sym.encrypt_empty();
-        (Initiator { sym, ephemeral, desktop_identity }, write_message(e_bytes.as_bytes(), &tag))
+        let (state, msg1) = InitiatorState::start(keys, psk, &ephemeral);
+        (Initiator(state), msg1)
     }
 
     /// Processes message 2 and completes the handshake (desktop: write = k1, read = k2).
-    pub fn read_response(mut self, msg2: &[u8]) -> Result<Established, HandshakeError> {
-        let (re, re_bytes, tag) = split_message(msg2)?;
+    pub fn read_response(self, msg2: &[u8]) -> Result<Established, HandshakeError> {
+        self.0.read_response(msg2)
+    }
+}
+
+impl<B: P256Backend> InitiatorState<B> {
+    /// A backend failure here cannot be returned (`start` has no error: it is infallible with
+    /// p256, and AWS-LC fails only on allocation or internal errors). It is kept and reported by
+    /// `read_response`; message 1 is still well-formed (its point comes from p256 then), but in
+    /// NKpsk0 its tag will not authenticate at the phone.
+    fn start(
+        keys: InitiatorKeys<'_>,
+        psk: &Psk,
+        ephemeral: &SecretKey,
+    ) -> (Self, [u8; HANDSHAKE_MESSAGE_LEN]) {
+        let mut sym = match keys {
+            InitiatorKeys::Qr { desktop_identity } => {
+                SymmetricState::new(KN_NAME, KN_PROLOGUE, &ecdh::encode(&desktop_identity.public))
+            }
+            InitiatorKeys::Linked { phone_identity } => {
+                SymmetricState::new(NK_NAME, NK_PROLOGUE, &ecdh::encode(phone_identity))
+            }
+        };
+        sym.mix_key_and_hash(psk.expose());
+        let (e, e_bytes) = match B::key_pair(ephemeral) {
+            Ok((e, e_bytes)) => (Ok(e), e_bytes),
+            Err(err) => (Err(err), ecdh::encode(&ephemeral.public_key())),
+        };
+        sym.mix_hash(&e_bytes);
+        sym.mix_key(&e_bytes);
+        let keys = e.and_then(|e| match keys {
+            InitiatorKeys::Qr { desktop_identity } => Ok((e, Some(B::identity(desktop_identity)?))),
+            InitiatorKeys::Linked { phone_identity } => {
+                sym.mix_dh::<B>(&e, &B::peer(phone_identity)?)?; // es
+                Ok((e, None))
+            }
+        });
+        let tag = sym.encrypt_empty();
+        (InitiatorState { sym, keys }, write_message(&e_bytes, &tag))
+    }
+
+    fn read_response(mut self, msg2: &[u8]) -> Result<Established, HandshakeError> {
+        let (re, re_bytes, tag) = split_message::<B>(msg2)?;
+        let (ephemeral, desktop_identity) = self.keys.as_ref().map_err(|e| *e)?;
         self.sym.mix_hash(re_bytes);
         self.sym.mix_key(re_bytes);
-        self.sym.mix_dh(&self.ephemeral, &re); // ee
-        if let Some(s) = &self.desktop_identity {
-            self.sym.mix_dh(s, &re); // se
+        self.sym.mix_dh::<B>(ephemeral, &re)?; // ee
+        if let Some(s) = desktop_identity {
+            self.sym.mix_dh::<B>(s, &re)?; // se
         }
         self.sym.decrypt_empty(tag)?;
         Ok(establish(&self.sym, true))
@@ -371,33 +445,43 @@ pub fn respond_with_ephemeral(
     msg1: &[u8],
     ephemeral: SecretKey,
 ) -> Result<(Established, [u8; HANDSHAKE_MESSAGE_LEN]), HandshakeError> {
-    let (re, re_bytes, tag1) = split_message(msg1)?;
-    let mut sym = match keys {
+    respond_with::<Selected>(keys, psk, msg1, &ephemeral)
+}
+
+/// [`respond`] over any backend.
+fn respond_with<B: P256Backend>(
+    keys: ResponderKeys<'_>,
+    psk: &Psk,
+    msg1: &[u8],
+    ephemeral: &SecretKey,
+) -> Result<(Established, [u8; HANDSHAKE_MESSAGE_LEN]), HandshakeError> {
+    let (re, re_bytes, tag1) = split_message::<B>(msg1)?;
+    let (mut sym, phone_identity) = match keys {
         ResponderKeys::Qr { desktop_identity } => {
-            SymmetricState::new(KN_NAME, KN_PROLOGUE, desktop_identity)
+            (SymmetricState::new(KN_NAME, KN_PROLOGUE, &ecdh::encode(desktop_identity)), None)
         }
         ResponderKeys::Linked { phone_identity } => {
-            SymmetricState::new(NK_NAME, NK_PROLOGUE, &phone_identity.public_key())
+            let (s, s_bytes) = B::key_pair(phone_identity)?;
+            (SymmetricState::new(NK_NAME, NK_PROLOGUE, &s_bytes), Some(s))
         }
     };
     sym.mix_key_and_hash(psk.expose());
     sym.mix_hash(re_bytes);
     sym.mix_key(re_bytes);
-    if let ResponderKeys::Linked { phone_identity } = keys {
-        sym.mix_dh(phone_identity, &re); // es
+    if let Some(s) = &phone_identity {
+        sym.mix_dh::<B>(s, &re)?; // es
     }
     sym.decrypt_empty(tag1)?;
 
-    let e_pub = ephemeral.public_key();
-    let e_bytes = e_pub.to_encoded_point(false);
-    sym.mix_hash(e_bytes.as_bytes());
-    sym.mix_key(e_bytes.as_bytes());
-    sym.mix_dh(&ephemeral, &re); // ee
+    let (e, e_bytes) = B::key_pair(ephemeral)?;
+    sym.mix_hash(&e_bytes);
+    sym.mix_key(&e_bytes);
+    sym.mix_dh::<B>(&e, &re)?; // ee
     if let ResponderKeys::Qr { desktop_identity } = keys {
-        sym.mix_dh(&ephemeral, desktop_identity); // se
+        sym.mix_dh::<B>(&e, &B::peer(desktop_identity)?)?; // se
     }
     let tag2 = sym.encrypt_empty();
-    Ok((establish(&sym, false), write_message(e_bytes.as_bytes(), &tag2)))
+    Ok((establish(&sym, false), write_message(&e_bytes, &tag2)))
 }
 
 #[cfg(test)]
@@ -475,6 +559,60 @@ mod tests {
         let shown = format!("{pair:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(!shown.contains(&hex::encode(secret.to_bytes())), "{shown}");
+    }
+
+    /// One KN or NK handshake with the given backends from a seeded RNG: (msg1, msg2, desktop,
+    /// phone).
+    #[cfg(feature = "aws-lc")]
+    fn transcript<D: P256Backend, P: P256Backend>(
+        kn: bool,
+        seed: u64,
+    ) -> ([u8; HANDSHAKE_MESSAGE_LEN], [u8; HANDSHAKE_MESSAGE_LEN], Established, Established) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let psk = Psk::new([9; 32]);
+        let desktop = IdentityKeyPair::new(SecretKey::random(&mut rng));
+        let phone = SecretKey::random(&mut rng);
+        let (dpub, ppub) = (desktop.public_key(), phone.public_key());
+        let (ik, rk) = if kn {
+            (
+                InitiatorKeys::Qr { desktop_identity: &desktop },
+                ResponderKeys::Qr { desktop_identity: &dpub },
+            )
+        } else {
+            (
+                InitiatorKeys::Linked { phone_identity: &ppub },
+                ResponderKeys::Linked { phone_identity: &phone },
+            )
+        };
+        let (init, m1) = InitiatorState::<D>::start(ik, &psk, &SecretKey::random(&mut rng));
+        let (p, m2) = respond_with::<P>(rk, &psk, &m1, &SecretKey::random(&mut rng)).unwrap();
+        (m1, m2, init.read_response(&m2).unwrap(), p)
+    }
+
+    /// The aws-lc backend produces the p256 backend's transcripts byte for byte from the same
+    /// seeded RNG (both patterns, several seeds), and each interoperates with the other.
+    #[cfg(feature = "aws-lc")]
+    #[test]
+    fn aws_lc_and_p256_backends_give_identical_transcripts() {
+        use crate::hybrid::ecdh::{AwsLc, RustCrypto};
+        for kn in [true, false] {
+            for seed in 0..4 {
+                let (m1, m2, mut d, mut p) = transcript::<RustCrypto, RustCrypto>(kn, seed);
+                let (a1, a2, mut ad, mut ap) = transcript::<AwsLc, AwsLc>(kn, seed);
+                assert_eq!((m1, m2), (a1, a2), "kn={kn} seed={seed}: messages");
+                assert_eq!(d.handshake_hash, ad.handshake_hash, "kn={kn} seed={seed}: hash");
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                d.crypter.seal_frame(FrameType::Ctap, b"same keys", &mut x).unwrap();
+                ad.crypter.seal_frame(FrameType::Ctap, b"same keys", &mut y).unwrap();
+                assert_eq!(x, y, "kn={kn} seed={seed}: desktop write key");
+                p.crypter.seal_frame(FrameType::Ctap, b"same keys", &mut x).unwrap();
+                ap.crypter.seal_frame(FrameType::Ctap, b"same keys", &mut y).unwrap();
+                assert_eq!(x, y, "kn={kn} seed={seed}: phone write key");
+                let (_, _, mixed_d, mixed_p) = transcript::<AwsLc, RustCrypto>(kn, seed);
+                assert_eq!(mixed_d.handshake_hash, d.handshake_hash);
+                assert_eq!(mixed_p.handshake_hash, d.handshake_hash);
+            }
+        }
     }
 
     #[test]
