@@ -4,7 +4,9 @@
 //! and hang up mid-ceremony, and flood requests without reading the answers. Asserted: every
 //! garbage line gets a JSON-RPC error and the connection stays usable; the huge line gets one
 //! error and the connection is closed; the abandoned ceremony is cancelled; the first ceremony
-//! completes; and the daemon's fds, threads and tokio tasks return to their baseline.
+//! completes; and the daemon's fds, threads and tokio tasks return to their baseline. A
+//! subscriber that stops reading (a `cablebridge watch` piped into a stalled pager) lags on its
+//! own: ceremonies go on, and every event is either delivered to it or counted as missed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,7 +14,10 @@ mod faults_common;
 
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
-use common::{eventually, hybrid_register, phone, status_now, wait_end, wait_qr, Daemon, T};
+use common::{
+    eventually, hybrid_register, phone, plain_key, session_of, status_now, wait_end, wait_qr,
+    Daemon, T,
+};
 use faults_common::Baseline;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -213,4 +218,134 @@ async fn many_clients_connecting_and_vanishing_leave_nothing_behind() {
     base.check(&daemon, "100 vanished clients").await;
     let mut c = daemon.client().await;
     assert!(c.call("status", json!({})).await.unwrap()["pid"].is_u64());
+}
+
+/// What the daemon can hold for one subscriber before it lags, in bytes, given the longest line
+/// seen: the connection's socket send buffer (the kernel's default for a Unix stream socket),
+/// its outgoing queue (64 lines), the subscriber's broadcast slots (256 events), and one line
+/// each in the forwarding and writing tasks. Any more and the subscriber must have lagged.
+fn subscriber_capacity_bytes(longest_line: usize) -> usize {
+    let sndbuf = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(212_992);
+    sndbuf + (64 + 256 + 2) * longest_line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_lags_and_stalls_nothing() {
+    // The ceremony client starts hundreds of ceremonies: the per-connection request rate limit
+    // (its own test is in control_api.rs) is raised out of the way.
+    let daemon =
+        Daemon::start("[control]\nrate_limit_per_second = 100000\nrate_limit_burst = 100000\n");
+    let keys = [plain_key().await, plain_key().await, plain_key().await, plain_key().await];
+    let base = Baseline::settled(&daemon).await;
+
+    // The watcher: subscribes to every session, reads the answer, then stops reading.
+    let (rd, mut wr) = UnixStream::connect(&daemon.socket).await.unwrap().into_split();
+    let mut watcher = BufReader::new(rd);
+    wr.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"events.subscribe\"}\n")
+        .await
+        .unwrap();
+    let answer = read_json_line(&mut watcher).await.unwrap();
+    assert_eq!(answer["result"]["subscribed"], "all", "{answer}");
+
+    // Another client runs USB ceremonies, four at a time, until the events it saw (the same
+    // ones the watcher is sent) are more than the watcher's path can hold.
+    let mut c = daemon.client().await;
+    let (mut emitted, mut bytes, mut longest, mut ceremonies) = (0u64, 0usize, 0usize, 0u32);
+    let mut last_session = 0;
+    while ceremonies < 8 || bytes <= subscriber_capacity_bytes(longest) {
+        assert!(ceremonies < 4000, "{bytes} bytes of events never outgrew the watcher's path");
+        let mut ids = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let p = json!({
+                "transport": "usb",
+                "device": key.device_address(),
+                "rp_id": "stall.example",
+                "user_name": format!("user{ceremonies}-{i}"),
+                "user_timeout": "20s",
+                // Server-side credentials: hundreds would fill a key's discoverable slots.
+                "resident_key": "discouraged",
+            });
+            ids.push(session_of(&c.call("ceremony.register", p).await.unwrap()));
+        }
+        // Every event of the four, in arrival order, until each has ended.
+        let mut open = ids.clone();
+        while !open.is_empty() {
+            let n = timeout(T, c.next_notification()).await.expect("ceremonies end").unwrap();
+            let event = &n["params"];
+            let Some(id) = event["session"].as_u64().filter(|id| ids.contains(id)) else {
+                continue;
+            };
+            // The notification line is the params plus its JSON-RPC envelope.
+            let line = event.to_string().len() + 64;
+            emitted += 1;
+            bytes += line;
+            longest = longest.max(line);
+            assert_ne!(
+                event["event"], "error",
+                "a ceremony failed while the watcher stalled: {event}"
+            );
+            if event["event"] == "result" {
+                open.retain(|o| *o != id);
+                last_session = id;
+                ceremonies += 1;
+            }
+        }
+        // The daemon answers others while the watcher is stalled.
+        assert!(status_now(&daemon)["pid"].is_u64());
+    }
+    println!(
+        "{ceremonies} ceremonies, {emitted} events, {bytes} bytes (watcher's path holds at most {})",
+        subscriber_capacity_bytes(longest)
+    );
+
+    // Now the watcher reads again: it is told what it missed, and nothing else is lost.
+    let (mut delivered, mut missed, mut lag_notices) = (0u64, 0u64, 0u32);
+    loop {
+        let n = read_json_line(&mut watcher).await.expect("the watcher's stream goes on");
+        match n["method"].as_str() {
+            Some("ceremony.event") => {
+                delivered += 1;
+                let p = &n["params"];
+                if p["session"] == last_session && p["event"] == "result" {
+                    break;
+                }
+            }
+            Some("events.lagged") => {
+                lag_notices += 1;
+                missed += n["params"]["missed"].as_u64().expect("missed is a count");
+            }
+            other => panic!("unexpected line on the watcher: {other:?} {n}"),
+        }
+    }
+    println!("watcher: {delivered} delivered, {missed} missed in {lag_notices} lag notice(s)");
+    assert!(lag_notices >= 1 && missed >= 1, "the watcher must have lagged");
+    assert_eq!(delivered + missed, emitted, "every event is delivered or counted as missed");
+
+    // Caught up, it follows new ceremonies live again.
+    let p = json!({
+        "transport": "usb",
+        "device": keys[0].device_address(),
+        "rp_id": "stall.example",
+        "user_name": "after",
+        "user_timeout": "20s",
+    });
+    let id = session_of(&c.call("ceremony.register", p).await.unwrap());
+    let ours = timeout(T, wait_end(&mut c, id)).await.expect("ceremony ends");
+    assert_eq!(ours.last().unwrap()["event"], "result", "{ours:?}");
+    let mut seen = Vec::new();
+    loop {
+        let n = read_json_line(&mut watcher).await.expect("live again");
+        assert_eq!(n["method"], "ceremony.event", "no lag once caught up: {n}");
+        seen.push(n["params"].clone());
+        if n["params"]["session"] == id && n["params"]["event"] == "result" {
+            break;
+        }
+    }
+    assert_eq!(seen, ours, "the caught-up watcher sees the new ceremony's events, in order");
+
+    drop((watcher, wr, c));
+    base.check(&daemon, "a stalled subscriber").await;
 }

@@ -6,7 +6,8 @@
 //! counters move) and falls back when there is none; `--daemon` with no daemon is exit 3 and
 //! with a flag only the CLI can serve exit 2; Ctrl-C during a daemon ceremony cancels the
 //! daemon's session like the in-process Ctrl-C; `watch` shows the QR and result of a session
-//! another client started.
+//! another client started, and `watch` piped into a reader that stalls says what it missed
+//! while the daemon's ceremonies go on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -549,4 +550,105 @@ async fn human_output_is_the_same_through_the_daemon() {
     assert!(a.iter().any(|l| l.starts_with("Scan with your phone's camera")), "{a:?}");
     assert!(a.last().unwrap().starts_with("cablebridge: advert failed"), "{a:?}");
     assert_eq!(counter(&status(&socket).await, "sessions_started"), 1);
+}
+
+/// `cablebridge watch --json | <a reader that stops reading>`: the pipe fills, watch blocks on
+/// its stdout, its socket fills and the daemon lets it lag; ceremonies of another client go on.
+/// When the reader resumes, watch says on stderr how many events it missed, and the lines it
+/// printed plus the missed count are exactly the events emitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_into_a_stalled_reader_says_what_it_missed_and_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = daemon_config(dir.path());
+    // Hundreds of ceremonies from one client: the request rate limit is out of the way.
+    config.control.rate_limit_per_second = 100_000;
+    config.control.rate_limit_burst = 100_000;
+    let socket = config.socket.clone();
+    tokio::spawn(cablebridge_service::run(config));
+    let mut client = loop {
+        if let Ok(c) = Client::connect(&socket).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut c = cli("", &socket);
+    c.args(["watch", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut watch = c.spawn().unwrap();
+    let mut err = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(T, err.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(first.contains("watching"), "{first}");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let keys = [
+        VirtualKey::bind(key_config()).await.unwrap(),
+        VirtualKey::bind(key_config()).await.unwrap(),
+        VirtualKey::bind(key_config()).await.unwrap(),
+        VirtualKey::bind(key_config()).await.unwrap(),
+    ];
+
+    // What can sit between the daemon and a stalled reader: the pipe (64 KiB), watch's read
+    // buffer, the socket's send buffer, the connection's queue (64 lines) and the
+    // subscriber's broadcast slots (256 events). Emit more than all of it.
+    let sndbuf = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(212_992);
+    let holds = |longest: usize| 64 * 1024 + 64 * 1024 + sndbuf + (64 + 256 + 2) * longest;
+    let (mut emitted, mut bytes, mut longest, mut last) = (0u64, 0usize, 0usize, 0u64);
+    let mut ceremonies = 0u32;
+    while ceremonies < 8 || bytes <= holds(longest) {
+        assert!(ceremonies < 4000, "{bytes} bytes of events never outgrew watch's path");
+        let mut open = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let p = json!({"transport": "usb", "device": key.device_address(),
+                           "rp_id": "stall.example", "user_name": format!("u{ceremonies}-{i}"),
+                           "resident_key": "discouraged", "user_timeout": "20s"});
+            open.push(
+                client.call("ceremony.register", p).await.unwrap()["session"].as_u64().unwrap(),
+            );
+        }
+        while !open.is_empty() {
+            let n = tokio::time::timeout(T, client.next_notification()).await.unwrap().unwrap();
+            let e = &n["params"];
+            let id = e["session"].as_u64().unwrap();
+            emitted += 1;
+            let line = e.to_string().len() + 1;
+            bytes += line;
+            longest = longest.max(line);
+            assert_ne!(e["event"], "error", "a ceremony failed while watch was stalled: {e}");
+            if e["event"] == "result" {
+                open.retain(|o| *o != id);
+                last = id;
+                ceremonies += 1;
+            }
+        }
+    }
+
+    // The reader resumes: every line is an event, up to the last ceremony's result.
+    let mut printed = 0u64;
+    tokio::time::timeout(T, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("watch still runs");
+            let e: Value = serde_json::from_str(&line).unwrap();
+            printed += 1;
+            if e["session"] == last && e["event"] == "result" {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let pid = watch.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let exit = tokio::time::timeout(T, watch.wait()).await.unwrap().unwrap();
+    assert_eq!(exit.code(), Some(0), "Ctrl-C ends watch");
+    let mut missed = 0u64;
+    while let Some(line) = err.next_line().await.unwrap() {
+        if let Some(rest) = line.strip_prefix("cablebridge: missed ") {
+            assert!(line.ends_with(" event(s) (read too slowly)"), "{line}");
+            missed += rest.split(' ').next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    println!("{ceremonies} ceremonies, {emitted} events: watch printed {printed}, missed {missed}");
+    assert!(missed > 0, "watch must have been told it lagged");
+    assert_eq!(printed + missed, emitted, "every event printed or counted as missed");
 }
