@@ -29,6 +29,9 @@ struct Recorder {
     client: Client,
     seen: String,
     qr_urls: Vec<String>,
+    /// Events of other sessions read while waiting for one session, in arrival order, for
+    /// their own `until` (the bridge may say `listening` before the desktop's `result`).
+    backlog: Vec<Value>,
 }
 
 impl Recorder {
@@ -43,11 +46,16 @@ impl Recorder {
         n["params"].clone()
     }
 
-    /// Notifications until `session` emits `event` (or ends; then it must be `event`).
+    /// Notifications until `session` emits `event` (or ends; then it must be `event`): first
+    /// from the backlog, then from the socket, keeping other sessions' events in the backlog.
     async fn until(&mut self, session: u64, event: &str) -> Value {
         loop {
-            let p = self.next().await;
+            let p = match self.backlog.iter().position(|p| p["session"] == session) {
+                Some(i) => self.backlog.remove(i),
+                None => self.next().await,
+            };
             if p["session"] != session {
+                self.backlog.push(p);
                 continue;
             }
             if p["event"] == event {
@@ -94,7 +102,12 @@ async fn no_secret_in_debug_logs_or_notifications() {
     let tunnel = server.base_url();
     let daemon = Daemon::start("");
     let desktop_sock = daemon.path("adverts.sock");
-    let mut r = Recorder { client: daemon.client().await, seen: String::new(), qr_urls: vec![] };
+    let mut r = Recorder {
+        client: daemon.client().await,
+        seen: String::new(),
+        qr_urls: vec![],
+        backlog: vec![],
+    };
 
     // The phone's adverts pass through a relay that records them (for the PSK).
     let relay_path = daemon.path("relay.sock");
