@@ -7,19 +7,20 @@
 
 use cablebridge_fuzz as fx;
 use cablebridge_protocol::hybrid::eid::{EidKey, EidPlaintext};
-use cablebridge_protocol::hybrid::noise::IdentityKeyPair;
 use cablebridge_protocol::hybrid::session::{AdvertMatcher, DesktopPairing, MatchOutcome};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
-    let phone = fx::key(fx::PHONE_IDENTITY).public_key();
-    let qr = DesktopPairing::from_qr(&fx::qr_secret(), &desktop_identity);
-    let linked = DesktopPairing::from_link(&fx::link_secret(), &fx::CLIENT_NONCE, &phone);
+    // The fixed keys' public halves are computed once per process (fx::desktop_identity); the
+    // pairings, their EID keys and the matcher are rebuilt per input, as a ceremony builds them.
+    let desktop_identity = fx::desktop_identity();
+    let phone = fx::phone_identity_public();
+    let qr = DesktopPairing::from_qr(&fx::qr_secret(), desktop_identity);
+    let linked = DesktopPairing::from_link(&fx::link_secret(), &fx::CLIENT_NONCE, phone);
     let mut matcher = AdvertMatcher::new(mode & 0x80 != 0);
-    matcher.add(0, DesktopPairing::from_qr(&fx::qr_secret(), &desktop_identity));
-    matcher.add(1, DesktopPairing::from_link(&fx::link_secret(), &fx::CLIENT_NONCE, &phone));
+    matcher.add(0, DesktopPairing::from_qr(&fx::qr_secret(), desktop_identity));
+    matcher.add(1, DesktopPairing::from_link(&fx::link_secret(), &fx::CLIENT_NONCE, phone));
 
     let advert: Vec<u8> = match (mode & 0x03, rest.split_first_chunk::<16>()) {
         (1, Some((block, suffix))) => {

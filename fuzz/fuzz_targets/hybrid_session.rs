@@ -16,7 +16,7 @@ use cablebridge_protocol::hybrid::keys::LinkSecret;
 use cablebridge_protocol::hybrid::messages::{
     encode_padded_update, FrameType, LinkingInfo, PostHandshake,
 };
-use cablebridge_protocol::hybrid::noise::{self, IdentityKeyPair, InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{self, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{
     DesktopAwaitingResponse, DesktopClosed, DesktopHandshake, DesktopOpen, PhoneHandshaken,
 };
@@ -91,12 +91,11 @@ impl Peer {
             }
             PeerFrame::Plain(p) => self.crypter.seal_plain(&p, &mut out).ok().map(|_| out),
             PeerFrame::Linking { contact_id, link_id, name, good_signature, gms } => {
-                let phone = fx::key(fx::PHONE_IDENTITY);
                 let mut info = LinkingInfo {
                     contact_id,
                     link_id,
                     link_secret: LinkSecret::new([0x42; 32]),
-                    phone_public_key: phone.public_key(),
+                    phone_public_key: *fx::phone_identity_public(),
                     name,
                     signature: [0; 32],
                     gms_marker: gms,
@@ -124,9 +123,9 @@ impl Peer {
 
 fuzz_target!(|input: Input| {
     let psk = fx::psk();
-    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
+    let desktop_identity = fx::desktop_identity();
     let desktop_public = desktop_identity.public_key();
-    let keys = InitiatorKeys::Qr { desktop_identity: &desktop_identity };
+    let keys = InitiatorKeys::Qr { desktop_identity };
     let (desktop, msg1) =
         DesktopHandshake::start_with_ephemeral(keys, &psk, fx::key(fx::DESKTOP_EPHEMERAL));
     let phone_keys = ResponderKeys::Qr { desktop_identity: &desktop_public };
@@ -213,7 +212,7 @@ fuzz_target!(|input: Input| {
     } else {
         // The peer is the desktop: its raw traffic keys from the same deterministic handshake.
         let (initiator, _) = noise::Initiator::start_with_ephemeral(
-            InitiatorKeys::Qr { desktop_identity: &desktop_identity },
+            InitiatorKeys::Qr { desktop_identity },
             &psk,
             fx::key(fx::DESKTOP_EPHEMERAL),
         );

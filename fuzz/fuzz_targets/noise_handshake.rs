@@ -6,14 +6,16 @@
 #![no_main]
 
 use cablebridge_fuzz as fx;
-use cablebridge_protocol::hybrid::noise::{IdentityKeyPair, InitiatorKeys, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::session::{DesktopHandshake, PhoneHandshaken};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&role, msg)) = data.split_first() else { return };
     let psk = fx::psk();
-    let desktop_identity = IdentityKeyPair::new(fx::key(fx::QR_PRIVATE));
+    // Fixed identity keys with their public halves computed once per process; the handshakes'
+    // own P-256 work (ephemeral keys, ECDH) still runs per input.
+    let desktop_identity = fx::desktop_identity();
     let phone_identity = fx::key(fx::PHONE_IDENTITY);
     match role % 4 {
         // Phone, QR session: msg is message 1.
@@ -34,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // Desktop, QR session: msg is message 2.
         2 => {
-            let keys = InitiatorKeys::Qr { desktop_identity: &desktop_identity };
+            let keys = InitiatorKeys::Qr { desktop_identity };
             let (desktop, msg1) =
                 DesktopHandshake::start_with_ephemeral(keys, &psk, fx::key(fx::DESKTOP_EPHEMERAL));
             assert_eq!(msg1.len(), 81);
@@ -42,8 +44,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // Desktop, linked session.
         _ => {
-            let phone = phone_identity.public_key();
-            let keys = InitiatorKeys::Linked { phone_identity: &phone };
+            let keys = InitiatorKeys::Linked { phone_identity: fx::phone_identity_public() };
             let (desktop, _) =
                 DesktopHandshake::start_with_ephemeral(keys, &psk, fx::key(fx::DESKTOP_EPHEMERAL));
             let _ = desktop.read_response(msg);
