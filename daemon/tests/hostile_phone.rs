@@ -31,7 +31,7 @@ use cablebridge_protocol::hybrid::crypter::{Crypter, MAX_SEQUENCE};
 use cablebridge_protocol::hybrid::eid::{EidKey, EidMode, EidPlaintext, OpenedAdvert};
 use cablebridge_protocol::hybrid::keys::QrSecret;
 use cablebridge_protocol::hybrid::messages::{FrameType, PostHandshake};
-use cablebridge_protocol::hybrid::noise::{self, ResponderKeys};
+use cablebridge_protocol::hybrid::noise::{self, InitiatorKeys, ResponderKeys};
 use cablebridge_protocol::hybrid::qr::QrPayload;
 use cablebridge_protocol::hybrid::session::DesktopHandshake;
 use cablebridge_protocol::hybrid::tunnel::{
@@ -719,6 +719,9 @@ enum DesktopMove {
     Reflect,
     /// A correct handshake, then a message one byte over 1 MiB.
     Oversize,
+    /// A correct handshake, then a Digital Credentials request (type 3 JSON) although the
+    /// phone announced only `ctap` (the bridge's case: a USB key has no documents).
+    JsonUnasked,
 }
 
 async fn hostile_desktop(mv: DesktopMove) -> (Result<SessionSummary, PhoneError>, Duration) {
@@ -741,6 +744,25 @@ async fn hostile_desktop(mv: DesktopMove) -> (Result<SessionSummary, PhoneError>
             _ => opened.plaintext,
         };
         let psk = OpenedAdvert { plaintext: keyed, suffix: Vec::new() }.psk(&qr.secret);
+        if let DesktopMove::JsonUnasked = mv {
+            // The typed session refuses to send JSON to a ctap-only phone
+            // (SessionError::DcNotSupported), so this desktop keeps the raw Noise keys.
+            let keys = InitiatorKeys::Qr { desktop_identity: &sk };
+            let (init, msg1) = noise::Initiator::start(keys, &psk, &mut OsRng);
+            conn.send(Message::binary(msg1.to_vec())).await.unwrap();
+            let Some(msg2) = raw_recv(&mut conn).await else { return };
+            let mut est = init.read_response(&msg2).unwrap();
+            let Some(mut post) = raw_recv(&mut conn).await else { return };
+            let n = est.crypter.open_in_place(&mut post).unwrap();
+            let announced = PostHandshake::decode(&post[..n]).unwrap();
+            assert!(!announced.supports_dc(), "the virtual phone has no dc document here");
+            let mut json = Vec::new();
+            let request = br#"{"requests":[{"protocol":"openid4vp","data":{}}]}"#;
+            est.crypter.seal_frame(FrameType::Json, request, &mut json).unwrap();
+            let _ = conn.send(Message::binary(json)).await;
+            while raw_recv(&mut conn).await.is_some() {}
+            return;
+        }
         let (hs, msg1) = DesktopHandshake::start_qr(&psk, &sk, &mut OsRng);
         conn.send(Message::binary(msg1.to_vec())).await.unwrap();
         let Some(msg2) = raw_recv(&mut conn).await else { return };
@@ -749,6 +771,7 @@ async fn hostile_desktop(mv: DesktopMove) -> (Result<SessionSummary, PhoneError>
         let open = hs.read_post_handshake(&post).unwrap();
         match mv {
             DesktopMove::WrongPsk => unreachable!("the phone answered a wrong PSK"),
+            DesktopMove::JsonUnasked => unreachable!("handled above"),
             DesktopMove::Garbage => {
                 let mut junk = vec![0u8; 100];
                 OsRng.fill_bytes(&mut junk);
@@ -811,4 +834,11 @@ async fn the_phone_refuses_a_hostile_desktop() {
     assert!(matches!(e, PhoneError::DesktopClosed { stage: Stage::Transport }), "{e}");
     assert_eq!(e.fault(), Fault::Peer, "{e}");
     assert!(took < Duration::from_secs(3), "ended by the close, not the idle timeout: {took:?}");
+    // A Digital Credentials request to a phone that announced only ctap: refused at once,
+    // naming the frame, and nothing is answered.
+    let (r, took) = hostile_desktop(DesktopMove::JsonUnasked).await;
+    let e = refused(r, DesktopMove::JsonUnasked);
+    assert_eq!((e.stage(), e.fault()), (Stage::Transport, Fault::Peer), "{e}");
+    assert!(e.to_string().contains("only the ctap feature"), "{e}");
+    assert!(took < Duration::from_secs(3), "refused at once, not at a timeout: {took:?}");
 }

@@ -127,3 +127,82 @@ async fn qr_image_failures_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a FIDO:/ hybrid code"), "{out:?}");
 }
+
+/// A Digital Credentials request to a bridge: a USB key holds no documents, so the bridge
+/// announces only the `ctap` feature and the desktop refuses before sending anything, naming the
+/// missing `"dc"` feature at stage `post_handshake`. The key is never asked for anything.
+#[tokio::test]
+async fn present_through_a_bridge_is_refused_naming_dc_and_the_key_sees_nothing() {
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
+    let request = dir.join("request.json");
+    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
+        .unwrap();
+
+    let mut key = bin()
+        .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut key_lines = BufReader::new(key.stdout.take().unwrap()).lines();
+    let listening: Value = serde_json::from_str(
+        &tokio::time::timeout(T, key_lines.next_line()).await.unwrap().unwrap().unwrap(),
+    )
+    .unwrap();
+    let device = listening["address"].as_str().unwrap().to_owned();
+
+    let mut c = bin();
+    c.args(["present", "--json", "--no-daemon", "--no-linking"])
+        .args(["--request", request.to_str().unwrap()])
+        .args(common::hybrid_flags(&rig.adverts, &rig.tunnel(), "30s"))
+        .args(["--state-dir", dir.join("state").to_str().unwrap()]);
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
+    let mut events: Vec<Value> = Vec::new();
+    let (tunnel, sink) = (rig.tunnel(), format!("unix:{}", rig.adverts.display()));
+    let answer = |url: String| async move {
+        let bridge = bin()
+            .args(["bridge", "--json", "--qr", &url, "--device", &device])
+            .args(["--tunnel-url", &tunnel, "--advert-sink", &sink, "--timeout-secs", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        (
+            String::from_utf8_lossy(&bridge.stdout).into_owned(),
+            String::from_utf8_lossy(&bridge.stderr).into_owned(),
+            bridge.status.code(),
+        )
+    };
+    let (bridge_out, bridge_err, bridge_code) =
+        tokio::time::timeout(T, answer_qr(&mut lines, &mut events, answer)).await.unwrap();
+    let code = desktop.wait().await.unwrap().code();
+
+    // The desktop: the presentation hint in its QR, then a refusal naming the feature.
+    let qr = events.iter().find(|e| e["event"] == "qr").unwrap();
+    let hint = cablebridge_protocol::hybrid::qr::QrPayload::from_url(qr["url"].as_str().unwrap())
+        .unwrap()
+        .effective_hint();
+    assert_eq!(hint.as_str(), "dcp");
+    assert_eq!(code, Some(1), "{events:#?}\n{bridge_err}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert_eq!(last["stage"], "post_handshake", "{last}");
+    assert!(last["message"].as_str().unwrap().contains("\"dc\""), "{last}");
+
+    // The bridge got through its handshake, forwarded nothing to the key and says how it ended.
+    let progress: Vec<Value> =
+        bridge_err.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let names: Vec<&str> = progress.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(names.contains(&"handshake_done"), "{names:?}\n{bridge_err}");
+    assert!(!names.contains(&"forwarding"), "{names:?}");
+    assert!(!names.contains(&"key_waiting"), "{names:?}");
+    // The desktop left without a request: the bridge ends typed at its transport stage, exit 1.
+    assert_eq!(bridge_code, Some(1), "{bridge_out}\n{bridge_err}");
+    let end: Value = serde_json::from_str(&bridge_out).unwrap();
+    assert_eq!(end["stage"], "transport", "{end}");
+    assert!(end["message"].as_str().unwrap().contains("desktop closed the tunnel"), "{end}");
+    key.kill().await.unwrap();
+}
