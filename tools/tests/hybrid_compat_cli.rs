@@ -2,7 +2,8 @@
 //! tunnel server in this test process, adverts over a Unix datagram socket) for issue 15's
 //! interop switches: `--wait-for-linking` with a phone that links late (`--late-linking-ms`),
 //! a suffixed advert (`--force-advert-suffix`), a revision-0 phone (`--legacy-revision-0`), and
-//! `present` (Digital Credentials) against a phone with and without `--dc-document`.
+//! `present` (Digital Credentials) against a phone with and without `--dc-document`, and Ctrl-C
+//! while `present` waits for its phone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -142,4 +143,33 @@ async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused
     assert_eq!(last["event"], "error", "{last}");
     assert_eq!(last["stage"], "post_handshake");
     assert!(last["message"].as_str().unwrap().contains("\"dc\""), "{last}");
+}
+
+/// Ctrl-C while `present` waits for the phone to scan its QR: an error naming `advert`, exit 1,
+/// as for `register` (tools/tests/ceremony_live.rs).
+#[tokio::test]
+async fn ctrl_c_while_present_waits_for_the_phone() {
+    let rig = Hybrid::start().await;
+    let dir = rig.dir.path();
+    let request = dir.join("request.json");
+    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
+        .unwrap();
+    let mut c = bin();
+    c.args(["present", "--json", "--no-daemon", "--request", request.to_str().unwrap()])
+        .args(hybrid_flags(&rig.adverts, &rig.tunnel(), "60s"))
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .stdin(Stdio::null());
+    let (mut desktop, mut lines) = spawn_lines(&mut c);
+    let mut events: Vec<Value> = Vec::new();
+    tokio::time::timeout(T, common::until_qr(&mut lines, &mut events)).await.unwrap();
+    let pid = desktop.id().unwrap().to_string();
+    let sent = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    tokio::time::timeout(T, common::read_rest(&mut lines, &mut events)).await.unwrap();
+    let code = tokio::time::timeout(T, desktop.wait()).await.unwrap().unwrap().code();
+    println!("SIGINT while present waits for the advert: exited {:?} after", sent.elapsed());
+    let last = events.last().unwrap();
+    assert_eq!(code, Some(1), "{events:#?}");
+    assert_eq!((last["event"].as_str(), last["stage"].as_str()), (Some("error"), Some("advert")));
+    assert!(last["message"].as_str().unwrap().contains("cancelled"), "{last}");
 }

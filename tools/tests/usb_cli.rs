@@ -1,6 +1,6 @@
 //! Runs the real `cablebridge` binary against an in-process virtual key on loopback UDP:
 //! devices, info, wink, pin set/retries/change (PINs via env and --pin-stdin), credentials
-//! list/delete, reset, and the error exit codes.
+//! list/delete, reset, the error exit codes, and Ctrl-C during a touch (CANCEL reaches the key).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -15,6 +15,7 @@ use cablebridged::ctap::{open_client, Call, OpenOptions};
 use cablebridged::virtual_key::{VirtualKey, VirtualKeyHandle};
 use common::{cli, cli_lines, key_config, register_args};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 async fn key() -> (VirtualKeyHandle, String) {
@@ -193,4 +194,63 @@ async fn register_and_authenticate_with_transport_usb() {
     })
     .await
     .unwrap();
+}
+
+/// Ctrl-C while a CTAP2 key waits for its touch: the CLI sends CTAPHID_CANCEL, prints an error
+/// naming `user_presence` and the CANCEL, exits 1, and the key is free at once (getInfo answers;
+/// a key still holding the makeCredential would answer BUSY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_waiting_for_a_touch_cancels_on_the_key_and_frees_it() {
+    let t = Duration::from_secs(30);
+    let mut config = key_config();
+    config.presence_delay = Duration::from_secs(60);
+    let key = VirtualKey::bind(config).await.unwrap();
+    let addr = key.device_address();
+    let mut child = common::bin()
+        .args(register_args(&addr, "example.com", "alice"))
+        .args(["--json", "--no-daemon"])
+        .env_remove("CABLEBRIDGE_PIN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(t, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("ended before asking for a touch");
+            let e: Value = serde_json::from_str(&line).unwrap();
+            if e["stage"] == "user_presence" && e["event"] == "progress" {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let sent = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let mut last = Value::Null;
+    tokio::time::timeout(t, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            last = serde_json::from_str(&line).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let code = tokio::time::timeout(t, child.wait()).await.unwrap().unwrap().code();
+    println!("SIGINT at user_presence (USB): exited {:?} after the signal", sent.elapsed());
+    assert_eq!(code, Some(1), "{last}");
+    assert_eq!(
+        (last["event"].as_str(), last["stage"].as_str()),
+        (Some("error"), Some("user_presence"))
+    );
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains("cancelled") && message.contains("CANCEL sent"), "{last}");
+
+    // The key let go of the request: getInfo answers now, well before the 60 s touch.
+    let info = cli(&["info", "--device", &addr], &[], "", 0).await;
+    assert!(info["versions"].to_string().contains("FIDO_2"), "{info}");
+    let stats = key.shutdown().await.unwrap();
+    assert_eq!(stats.cancels, 1, "{stats:?}");
 }
