@@ -22,14 +22,12 @@ fn qr_png(url: &str, path: &std::path::Path) {
     img.save_with_format(path, image::ImageFormat::Png).unwrap();
 }
 
-#[tokio::test]
-async fn register_through_bridge_with_qr_image_and_virtual_key() {
-    let rig = Hybrid::start().await;
-    let png = rig.dir.path().join("qr.png");
-
+/// `cablebridge virtual-key` (with `extra` flags) on loopback UDP-HID, as a process killed with
+/// the test; the child and its `udp:` address from its `listening` line.
+async fn virtual_key_process(extra: &[&str]) -> (tokio::process::Child, String) {
     let mut key = bin()
         .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
-        .args(["--user-presence-delay-ms", "300"])
+        .args(extra)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -41,6 +39,15 @@ async fn register_through_bridge_with_qr_image_and_virtual_key() {
     .unwrap();
     assert_eq!(listening["event"], "listening");
     let device = listening["address"].as_str().unwrap().to_owned();
+    (key, device)
+}
+
+#[tokio::test]
+async fn register_through_bridge_with_qr_image_and_virtual_key() {
+    let rig = Hybrid::start().await;
+    let png = rig.dir.path().join("qr.png");
+
+    let (_key, device) = virtual_key_process(&["--user-presence-delay-ms", "300"]).await;
 
     let mut c = rig.register("30s");
     c.arg("--no-linking");
@@ -135,22 +142,9 @@ async fn qr_image_failures_have_their_exit_codes() {
 async fn present_through_a_bridge_is_refused_naming_dc_and_the_key_sees_nothing() {
     let rig = Hybrid::start().await;
     let dir = rig.dir.path();
-    let request = dir.join("request.json");
-    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
-        .unwrap();
+    let request = common::dc_request(dir);
 
-    let mut key = bin()
-        .args(["virtual-key", "--json", "--listen", "udp:127.0.0.1:0", "--aaguid", AAGUID])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut key_lines = BufReader::new(key.stdout.take().unwrap()).lines();
-    let listening: Value = serde_json::from_str(
-        &tokio::time::timeout(T, key_lines.next_line()).await.unwrap().unwrap().unwrap(),
-    )
-    .unwrap();
-    let device = listening["address"].as_str().unwrap().to_owned();
+    let (mut key, device) = virtual_key_process(&[]).await;
 
     let mut c = bin();
     c.args(["present", "--json", "--no-daemon", "--no-linking"])

@@ -17,7 +17,7 @@ use cablebridged::tunnel::server::{TunnelServer, TunnelServerConfig};
 use common::{spawn_lines, until_qr, virtual_key};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -53,11 +53,6 @@ async fn links(dir: &Path) -> Vec<Value> {
     let (code, listed) = finish(&mut c).await;
     assert_eq!(code, Some(0), "{listed}");
     listed["links"].as_array().unwrap().clone()
-}
-
-fn sigint(child: &Child) {
-    let pid = child.id().expect("still running").to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +122,7 @@ async fn the_cli_bridge_links_serves_linked_desktops_and_revokes() {
     }
 
     // Ctrl-C: the serving bridge stops with its report.
-    sigint(&bridge);
+    common::sigint(&bridge);
     let out = tokio::time::timeout(T, bridge.wait_with_output()).await.unwrap().unwrap();
     let report: Value =
         serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap())

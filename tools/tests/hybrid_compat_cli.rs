@@ -112,9 +112,7 @@ async fn revision0_phone_completes_a_registration_and_links() {
 async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused() {
     let rig = Hybrid::start().await;
     let dir = rig.dir.path();
-    let request = dir.join("request.json");
-    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
-        .unwrap();
+    let request = common::dc_request(dir);
     let document = dir.join("document.json");
     std::fs::write(&document, r#"{"protocol":"openid4vp","data":{"vp_token":"lab-token"}}"#)
         .unwrap();
@@ -151,9 +149,7 @@ async fn present_gets_the_phone_documents_reply_and_a_ctap_only_phone_is_refused
 async fn ctrl_c_while_present_waits_for_the_phone() {
     let rig = Hybrid::start().await;
     let dir = rig.dir.path();
-    let request = dir.join("request.json");
-    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
-        .unwrap();
+    let request = common::dc_request(dir);
     let mut c = bin();
     c.args(["present", "--json", "--no-daemon", "--request", request.to_str().unwrap()])
         .args(hybrid_flags(&rig.adverts, &rig.tunnel(), "60s"))
@@ -162,9 +158,8 @@ async fn ctrl_c_while_present_waits_for_the_phone() {
     let (mut desktop, mut lines) = spawn_lines(&mut c);
     let mut events: Vec<Value> = Vec::new();
     tokio::time::timeout(T, common::until_qr(&mut lines, &mut events)).await.unwrap();
-    let pid = desktop.id().unwrap().to_string();
     let sent = std::time::Instant::now();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    common::sigint(&desktop);
     tokio::time::timeout(T, common::read_rest(&mut lines, &mut events)).await.unwrap();
     let code = tokio::time::timeout(T, desktop.wait()).await.unwrap().unwrap().code();
     println!("SIGINT while present waits for the advert: exited {:?} after", sent.elapsed());

@@ -30,9 +30,7 @@ async fn present(
     dir: &Path,
     document: Option<&[u8]>,
 ) -> (i32, Vec<Value>) {
-    let request = dir.join("request.json");
-    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
-        .unwrap();
+    let request = common::dc_request(dir);
     let adverts = dir.join(format!("adverts{mode}{}.sock", document.is_some()));
     let mut c = bin();
     c.env("CABLEBRIDGE_SOCKET", socket)

@@ -153,8 +153,7 @@ async fn ctrl_c_while_polling_for_a_touch_cancels() {
     })
     .await
     .unwrap();
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    common::sigint(&child);
     tokio::time::timeout(T, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             last = serde_json::from_str(&line).unwrap();

@@ -227,9 +227,8 @@ async fn ctrl_c_while_waiting_for_a_touch_cancels_on_the_key_and_frees_it() {
     })
     .await
     .unwrap();
-    let pid = child.id().unwrap().to_string();
     let sent = std::time::Instant::now();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    common::sigint(&child);
     let mut last = Value::Null;
     tokio::time::timeout(t, async {
         while let Some(line) = lines.next_line().await.unwrap() {

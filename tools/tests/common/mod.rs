@@ -242,6 +242,21 @@ pub fn hybrid_flags(adverts: &Path, tunnel: &str, timeout: &str) -> Vec<String> 
     .to_vec()
 }
 
+/// Ctrl-C for a child: SIGINT through kill(1), asserted delivered.
+pub fn sigint(child: &Child) {
+    let pid = child.id().expect("still running").to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+}
+
+/// A Digital Credentials presentation request (`present --request`) written to
+/// `dir/request.json`; its path.
+pub fn dc_request(dir: &Path) -> PathBuf {
+    let request = dir.join("request.json");
+    std::fs::write(&request, r#"{"requests":[{"protocol":"openid4vp","data":{"nonce":"n1"}}]}"#)
+        .unwrap();
+    request
+}
+
 /// Spawns `c` with stdout piped (killed if the test ends first); the child and its stdout lines.
 pub fn spawn_lines(c: &mut Command) -> (Child, JsonLines) {
     let mut child = c.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
