@@ -229,14 +229,9 @@ async fn ctrl_c_while_waiting_for_a_touch_cancels_on_the_key_and_frees_it() {
     .unwrap();
     let sent = std::time::Instant::now();
     common::sigint(&child);
-    let mut last = Value::Null;
-    tokio::time::timeout(t, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            last = serde_json::from_str(&line).unwrap();
-        }
-    })
-    .await
-    .unwrap();
+    let mut after = Vec::new();
+    tokio::time::timeout(t, common::read_rest(&mut lines, &mut after)).await.unwrap();
+    let last = after.last().cloned().unwrap_or(Value::Null);
     let code = tokio::time::timeout(t, child.wait()).await.unwrap().unwrap().code();
     println!("SIGINT at user_presence (USB): exited {:?} after the signal", sent.elapsed());
     assert_eq!(code, Some(1), "{last}");
